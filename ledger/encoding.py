@@ -1,0 +1,254 @@
+"""Canonical msgpack: one byte string per value, and decoders that accept nothing else.
+
+Values are built from ``None``, ``bool``, ``int`` (-2**63 .. 2**64-1), ``bytes``, ``str``,
+``list`` and ``dict`` with ``str`` keys. The canonical form is msgpack with the smallest
+encoding of every integer and length, ``bin`` for bytes, ``str`` for text and map keys sorted
+by their UTF-8 bytes. No floats, no extension types, no duplicate keys.
+
+``decode`` re-encodes what it parsed and compares: any input that is not the canonical form of
+its own value (a padded integer, unsorted keys, a duplicate key, trailing bytes) is rejected, so
+one value has exactly one encoding and hashes cannot be malleated.
+
+Typed objects sit on top through :class:`Schema`: a declaration of fields with bounds, so a peer
+or client can never make a node allocate without limit, and every error names the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields as dc_fields
+from typing import Any, Generic, TypeVar
+
+import msgpack
+
+from ledger.errors import DecodeError
+
+#: hard limits applied before any schema: no single value may exceed these
+MAX_ENCODED = 16 * 1024 * 1024
+_LIMITS = dict(
+    max_bin_len=MAX_ENCODED,
+    max_str_len=1024 * 1024,
+    max_array_len=200_000,
+    max_map_len=64,
+    max_ext_len=0,
+)
+
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+
+
+def _canon(value: Any) -> Any:
+    """Return ``value`` with every dict rebuilt in canonical key order, checking types."""
+    if value is None or value is True or value is False:
+        return value
+    t = type(value)
+    if t is int:
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise DecodeError(f"integer {value} outside the 64-bit range")
+        return value
+    if t is bytes or t is str:
+        return value
+    if t is list or t is tuple:
+        return [_canon(v) for v in value]
+    if t is dict:
+        for k in value:
+            if type(k) is not str:
+                raise DecodeError(f"map key {k!r} is not a string")
+        return {k: _canon(value[k]) for k in sorted(value, key=_key_order)}
+    if t is bytearray or t is memoryview:
+        return bytes(value)
+    raise DecodeError(f"type {t.__name__} has no canonical encoding")
+
+
+def _key_order(key: str) -> bytes:
+    return key.encode("utf-8")
+
+
+def encode(value: Any) -> bytes:
+    """The canonical encoding of ``value``."""
+    return msgpack.packb(_canon(value), use_bin_type=True)
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise DecodeError(f"extension type {code} is not allowed")
+
+
+def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Any:
+    """Parse canonical bytes into a plain value; raise :class:`DecodeError` otherwise."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise DecodeError(f"expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if len(data) > max_size:
+        raise DecodeError(f"{len(data)} bytes exceed the limit of {max_size}")
+    if not data:
+        raise DecodeError("empty input")
+    try:
+        value = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            ext_hook=_reject_ext,
+            **_LIMITS,
+        )
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack raises a zoo of types for bad input
+        raise DecodeError(f"not valid msgpack ({type(exc).__name__}: {exc})") from None
+    try:
+        again = encode(value)
+    except DecodeError as exc:
+        raise DecodeError(f"value cannot be canonical: {exc}") from None
+    if again != data:
+        raise DecodeError("not in canonical form (re-encoding differs)")
+    return value
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class Spec:
+    """A field's type and bounds: checks a decoded value and converts it to its Python form."""
+
+    name = "value"
+
+    def check(self, value: Any, path: str) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def wire(self, value: Any) -> Any:
+        """Python form -> plain encodable value."""
+        return value
+
+
+class Bytes(Spec):
+    def __init__(self, size: int | None = None, *, max: int | None = None, min: int = 0) -> None:
+        self.size, self.max, self.min = size, max, min
+
+    def check(self, value: Any, path: str) -> bytes:
+        if type(value) is not bytes:
+            raise DecodeError(f"expected bytes, got {_tname(value)}", path)
+        n = len(value)
+        if self.size is not None and n != self.size:
+            raise DecodeError(f"expected {self.size} bytes, got {n}", path)
+        if self.max is not None and n > self.max:
+            raise DecodeError(f"{n} bytes exceed the limit of {self.max}", path)
+        if n < self.min:
+            raise DecodeError(f"{n} bytes are fewer than {self.min}", path)
+        return value
+
+
+class Str(Spec):
+    def __init__(self, *, max: int, min: int = 0, choices: Iterable[str] | None = None) -> None:
+        self.max, self.min = max, min
+        self.choices = frozenset(choices) if choices is not None else None
+
+    def check(self, value: Any, path: str) -> str:
+        if type(value) is not str:
+            raise DecodeError(f"expected text, got {_tname(value)}", path)
+        if not self.min <= len(value) <= self.max:
+            raise DecodeError(f"length {len(value)} outside {self.min}..{self.max}", path)
+        if self.choices is not None and value not in self.choices:
+            raise DecodeError(f"{value!r} is not one of {sorted(self.choices)}", path)
+        return value
+
+
+class Int(Spec):
+    def __init__(self, *, min: int = 0, max: int = 2**63 - 1) -> None:
+        self.min, self.max = min, max
+
+    def check(self, value: Any, path: str) -> int:
+        if type(value) is not int:
+            raise DecodeError(f"expected an integer, got {_tname(value)}", path)
+        if not self.min <= value <= self.max:
+            raise DecodeError(f"{value} outside {self.min}..{self.max}", path)
+        return value
+
+
+class Bool(Spec):
+    def check(self, value: Any, path: str) -> bool:
+        if type(value) is not bool:
+            raise DecodeError(f"expected true/false, got {_tname(value)}", path)
+        return value
+
+
+class Optional(Spec):
+    def __init__(self, inner: Spec) -> None:
+        self.inner = inner
+
+    def check(self, value: Any, path: str) -> Any:
+        return None if value is None else self.inner.check(value, path)
+
+    def wire(self, value: Any) -> Any:
+        return None if value is None else self.inner.wire(value)
+
+
+class List(Spec):
+    """A list of bounded length; ``unique_sorted`` demands strictly increasing items."""
+
+    def __init__(self, item: Spec, *, max: int, min: int = 0, unique_sorted: bool = False) -> None:
+        self.item, self.max, self.min, self.unique_sorted = item, max, min, unique_sorted
+
+    def check(self, value: Any, path: str) -> tuple:
+        if type(value) is not list:
+            raise DecodeError(f"expected a list, got {_tname(value)}", path)
+        if not self.min <= len(value) <= self.max:
+            raise DecodeError(f"{len(value)} items outside {self.min}..{self.max}", path)
+        out = tuple(self.item.check(v, f"{path}[{i}]") for i, v in enumerate(value))
+        if self.unique_sorted:
+            for i in range(1, len(out)):
+                if not out[i - 1] < out[i]:
+                    raise DecodeError("items must be unique and in ascending order", path)
+        return out
+
+    def wire(self, value: Any) -> list:
+        return [self.item.wire(v) for v in value]
+
+
+T = TypeVar("T")
+
+
+class Schema(Spec, Generic[T]):
+    """A map with exactly the declared fields, bound to a (frozen) dataclass.
+
+    Every field must be present; absent values are written as nil through :class:`Optional`.
+    Unknown fields are an error, so a newer peer cannot smuggle data past an older one.
+    """
+
+    def __init__(self, cls: Callable[..., T], spec: Mapping[str, Spec]) -> None:
+        self.cls = cls
+        self.spec = dict(spec)
+        self.name = getattr(cls, "__name__", "object")
+        declared = {f.name for f in dc_fields(cls)}  # type: ignore[arg-type]
+        if declared != set(self.spec):
+            raise TypeError(f"schema of {self.name} does not match its fields")
+        self._order = sorted(self.spec, key=_key_order)
+
+    def check(self, value: Any, path: str = "") -> T:
+        if type(value) is not dict:
+            raise DecodeError(f"expected a map for {self.name}, got {_tname(value)}", path)
+        if len(value) != len(self.spec) or any(k not in self.spec for k in value):
+            unknown = sorted(k for k in value if k not in self.spec)
+            missing = sorted(k for k in self.spec if k not in value)
+            detail = []
+            if unknown:
+                detail.append(f"unknown field(s) {unknown}")
+            if missing:
+                detail.append(f"missing field(s) {missing}")
+            raise DecodeError(f"{self.name}: " + "; ".join(detail), path)
+        args = {}
+        for name, spec in self.spec.items():
+            args[name] = spec.check(value[name], f"{path}.{name}" if path else name)
+        return self.cls(**args)
+
+    def wire(self, obj: T) -> dict:
+        return {name: self.spec[name].wire(getattr(obj, name)) for name in self._order}
+
+    def encode(self, obj: T) -> bytes:
+        return encode(self.wire(obj))
+
+    def decode(self, data: bytes, *, max_size: int = MAX_ENCODED) -> T:
+        return self.check(decode(data, max_size=max_size))
+
+
+def _tname(value: Any) -> str:
+    return "nil" if value is None else type(value).__name__

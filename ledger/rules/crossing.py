@@ -1,0 +1,215 @@
+"""The minor-crossing rule (DESIGN.md, "Minor crossings: the rule").
+
+At the event time:
+
+* an adult subject: the crossing is recorded as permitted;
+* a minor covered by a valid travel consent: permitted, with the consent referenced;
+* otherwise pending: the guardians are alerted; it becomes permitted when the policy's k-of-n
+  approvals are committed, denied when a guardian denies and the policy makes a denial a veto
+  (or too few guardians are left to approve), and expired when the deadline passes first.
+  Denied and expired attempts raise an alert.
+
+A guardian's decision names the request by its transaction id; the signature binds that id and
+the chain id, so it cannot be replayed for another crossing, child or network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ledger.errors import (
+    BiometricMismatch,
+    DuplicateDecision,
+    EventTimeOutOfRange,
+    InvalidValue,
+    MissingSignature,
+    NotFound,
+    NotGuardian,
+    RequestNotPending,
+    WrongPost,
+)
+from ledger.rules.consent import find_covering_consent, use_consent
+from ledger.rules.context import Ctx, Event, Outcome, require_not_revoked, require_role, require_signers
+from ledger.state.records import (
+    ALERT,
+    COMMITMENT_INDEX,
+    DENIED,
+    EXPIRED,
+    IDENTITY_RECORD,
+    NIL,
+    PENDING,
+    PERMITTED,
+    REQUEST,
+    Alert,
+    Identity,
+    Request,
+    be64,
+    k_alert,
+    k_commitment,
+    k_expiry,
+    k_identity,
+    k_post,
+    k_request,
+    load,
+    store,
+)
+from ledger.state.view import Overlay
+from ledger.tx.bodies import APPROVE, ROLE_TERMINAL, CrossingRequest, GuardianDecision
+
+EVENT_PENDING = "crossing.pending"
+EVENT_CLOSED = "crossing.closed"
+
+
+def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
+    terminal = require_role(ctx.state, body.terminal, ROLE_TERMINAL)
+    if terminal.post != body.post:
+        raise WrongPost(f"terminal is bound to post {terminal.post!r}, not {body.post!r}")
+    if ctx.state.get(k_post(body.post)) is None:
+        raise NotFound(f"border post {body.post!r} is not registered")
+    identity = _identity(ctx, body.identity)
+    _require_biometric_presence(ctx, body, identity)
+    _require_event_time(ctx, body.event_time)
+
+    request = Request(
+        identity=body.identity,
+        terminal=body.terminal,
+        post=body.post,
+        direction=body.direction,
+        event_time=body.event_time,
+        destination=body.destination,
+        companion=body.companion,
+        height=ctx.height,
+        time=ctx.time,
+        status=PENDING,
+        deadline=0,
+        guardians=identity.guardians,
+        approvals_needed=identity.policy.approvals,
+        veto=identity.policy.veto,
+        approvals=(),
+        denials=(),
+        consent=None,
+        closed_height=None,
+    )
+    rid = ctx.tx.id
+    # Rule 1: an adult crosses freely.
+    if body.event_time >= identity.majority_date:
+        return _record_closed(ctx, rid, replace(request, status=PERMITTED, closed_height=ctx.height))
+    # Rule 2: a minor covered by a valid travel consent crosses, and the consent is used.
+    consent_id = find_covering_consent(ctx.state, identity, body)
+    if consent_id is not None:
+        use_consent(ctx.state, consent_id)
+        closed = replace(request, status=PERMITTED, consent=consent_id, closed_height=ctx.height)
+        return _record_closed(ctx, rid, closed, ref=consent_id)
+    # Rule 3: otherwise pending until the guardians decide or the deadline passes.
+    deadline = ctx.time + identity.policy.deadline
+    store(ctx.state, k_request(rid), REQUEST, replace(request, deadline=deadline))
+    ctx.state.put(k_expiry(deadline, rid), NIL)
+    ctx.events.append(Event(EVENT_PENDING, rid, body.identity, PENDING, identity.guardians, body.post))
+    return Outcome(PENDING)
+
+
+def _identity(ctx: Ctx, identity: bytes) -> Identity:
+    record = load(ctx.state, k_identity(identity), IDENTITY_RECORD)
+    if record is None:
+        raise NotFound(f"identity {identity.hex()} is not enrolled")
+    return record
+
+
+def _require_biometric_presence(ctx: Ctx, body: CrossingRequest, identity: Identity) -> None:
+    """Rule: the request is signed by the terminal and by the child's current biometric key."""
+    signers = ctx.tx.signers
+    if body.terminal not in signers:
+        raise MissingSignature("the terminal did not sign its request")
+    others = signers - {body.terminal}
+    if others != {identity.commitment}:
+        index = None
+        if len(others) == 1:
+            index = load(ctx.state, k_commitment(next(iter(others))), COMMITMENT_INDEX)
+        if index is not None and index.identity == body.identity and not index.active:
+            raise BiometricMismatch("signed with a retired biometric commitment (the child was re-enrolled)")
+        raise BiometricMismatch("not signed with the child's enrolled biometric key")
+    require_signers(ctx.tx, body.terminal, identity.commitment)
+
+
+def _require_event_time(ctx: Ctx, event_time: int) -> None:
+    """Rule: the event happened at most ``event_future_ms`` after, and at most
+    ``event_max_age_ms`` before, the block time (terminals queue requests while offline)."""
+    params = ctx.env.params
+    if event_time > ctx.time + params.event_future_ms:
+        raise EventTimeOutOfRange(f"event time lies {event_time - ctx.time} ms after the block time")
+    if event_time < ctx.time - params.event_max_age_ms:
+        raise EventTimeOutOfRange(f"event is {ctx.time - event_time} ms old; at most {params.event_max_age_ms} ms accepted")
+
+
+def _record_closed(ctx: Ctx, rid: bytes, request: Request, ref: bytes | None = None) -> Outcome:
+    store(ctx.state, k_request(rid), REQUEST, request)
+    ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, request.status, request.guardians, request.post))
+    return Outcome(request.status, ref)
+
+
+def decide(ctx: Ctx, body: GuardianDecision) -> Outcome:
+    require_signers(ctx.tx, body.guardian)
+    require_not_revoked(ctx.state, body.guardian)
+    request = load(ctx.state, k_request(body.request), REQUEST)
+    if request is None:
+        raise NotFound(f"no crossing request {body.request.hex()[:16]}")
+    if request.identity != body.identity:
+        raise InvalidValue("the request concerns another child than the decision names")
+    # Rule: only a guardian of this child, as recorded when the request was made, decides.
+    if body.guardian not in request.guardians:
+        raise NotGuardian("the signer is not a guardian of this child")
+    # Rule: one decision per guardian per request.
+    if body.guardian in request.approvals or body.guardian in request.denials:
+        raise DuplicateDecision("this guardian already decided on this request")
+    # Rule: decisions count only while the request is pending (expiry runs first in a block).
+    if request.status != PENDING:
+        raise RequestNotPending(f"the request is {request.status}")
+    if body.decision == APPROVE:
+        approvals = tuple(sorted(request.approvals + (body.guardian,)))
+        request = replace(request, approvals=approvals)
+        if len(approvals) >= request.approvals_needed:
+            request = _close(ctx, body.request, request, PERMITTED)
+    else:
+        denials = tuple(sorted(request.denials + (body.guardian,)))
+        request = replace(request, denials=denials)
+        still_possible = len(request.guardians) - len(denials)
+        if request.veto or still_possible < request.approvals_needed:
+            request = _close(ctx, body.request, request, DENIED)
+    store(ctx.state, k_request(body.request), REQUEST, request)
+    return Outcome(request.status, body.request)
+
+
+def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
+    closed = replace(request, status=status, closed_height=ctx.height)
+    ctx.state.delete(k_expiry(request.deadline, rid))
+    if status in (DENIED, EXPIRED):
+        raise_alert(ctx.state, ctx.height, ctx.time, rid, closed)
+    ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, status, request.guardians, request.post))
+    return closed
+
+
+def raise_alert(state: Overlay, height: int, time: int, rid: bytes, request: Request) -> None:
+    alert = Alert(kind=request.status, request=rid, identity=request.identity, post=request.post,
+                  direction=request.direction, event_time=request.event_time, time=time)
+    store(state, k_alert(height, rid), ALERT, alert)
+
+
+def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
+    """Begin-block rule: every pending request whose deadline is before the block time expires.
+
+    Runs before the block's transactions, so an approval in the same block comes too late.
+    Requests expire in (deadline, id) order, the order of their keys.
+    """
+    events = []
+    due = list(state.scan(b"exp/", b"exp/" + be64(time)))
+    for key, _ in due:
+        rid = key[len(b"exp/") + 8:]
+        state.delete(key)
+        request = load(state, k_request(rid), REQUEST)
+        if request is None or request.status != PENDING:
+            continue
+        closed = replace(request, status=EXPIRED, closed_height=height)
+        store(state, k_request(rid), REQUEST, closed)
+        raise_alert(state, height, time, rid, closed)
+        events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post))
+    return events

@@ -1,0 +1,126 @@
+"""Executing one block against the state: begin-block rules, transactions, the new roots.
+
+The order is fixed: evidence is punished first, then pending requests whose deadline is before
+the block time expire, then the transactions apply in block order. Each transaction runs in its
+own overlay; a rejected one leaves no trace (the proposer drops it, a validator refuses a block
+that contains it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ledger.block import DuplicateVoteEvidence
+from ledger.encoding import encode
+from ledger.errors import DuplicateTransaction, RejectedTransaction
+from ledger.genesis import state_root_after
+from ledger.hashing import tagged_hash
+from ledger.rules import RULES
+from ledger.rules.context import BlockEnv, Ctx, Event, Outcome
+from ledger.rules.crossing import expire_requests
+from ledger.rules.validators import punish_equivocation, validator_set_at
+from ledger.state.records import CHAIN_INFO, ChainInfo, load
+from ledger.state.view import Overlay, StateReader
+from ledger.tx.envelope import Transaction
+from ledger.validators import ValidatorSet
+
+TAG_RESULTS = b"custos/results"
+
+
+def chain_info_of(state: StateReader) -> ChainInfo:
+    info = load(state, b"chain", CHAIN_INFO)
+    if info is None:
+        raise RejectedTransaction("the state has no chain information (not initialised from genesis)")
+    return info
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    tx_id: bytes
+    outcome: Outcome
+
+
+def results_hash(results: list[TxResult]) -> bytes:
+    return tagged_hash(TAG_RESULTS, encode([[r.tx_id, r.outcome.status, r.outcome.ref] for r in results]))
+
+
+@dataclass
+class StateChanges:
+    """What a block did to the state, ready to be checked against a header and stored."""
+
+    writes: list[tuple[bytes, bytes | None]]
+    state_root: bytes
+    results: list[TxResult]
+    results_hash: bytes
+    events: list[Event]
+    punished: list[bytes]
+    validators: ValidatorSet  # the set that signs this block
+    next_validators: ValidatorSet  # the set that signs the next block
+
+
+@dataclass
+class BlockExecution:
+    """Apply one block's contents in order; ``finish`` yields the :class:`StateChanges`."""
+
+    base: StateReader
+    chain: ChainInfo
+    height: int
+    time: int
+    previous_state_root: bytes
+    overlay: Overlay = field(init=False)
+    env: BlockEnv = field(init=False)
+    results: list[TxResult] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    punished: list[bytes] = field(default_factory=list)
+    _seen: set[bytes] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.overlay = Overlay(self.base)
+        self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params)
+
+    def begin(self, evidence: tuple[DuplicateVoteEvidence, ...] | list[DuplicateVoteEvidence]) -> None:
+        """Begin-block rules: punish equivocation, then expire overdue requests.
+
+        Raises :class:`ledger.errors.InvalidEvidence` for evidence that proves nothing.
+        """
+        for ev in evidence:
+            self.punish(ev)
+        self.expire()
+
+    def punish(self, ev: DuplicateVoteEvidence) -> None:
+        """Slash and jail an equivocating validator; on invalid evidence nothing changes."""
+        p = self.chain.params
+        child = Overlay(self.overlay)
+        who = punish_equivocation(child, self.chain.chain_id, self.height, p.validator_delay,
+                                  p.slash_bps, p.evidence_max_age, ev)
+        child.merge_into(self.overlay)
+        self.punished.append(who)
+
+    def expire(self) -> None:
+        self.events.extend(expire_requests(self.overlay, self.height, self.time))
+
+    def apply(self, tx: Transaction) -> Outcome:
+        """Apply one transaction whose signatures were verified; on rejection nothing changes."""
+        if tx.id in self._seen:
+            raise DuplicateTransaction("the same transaction twice in one block")
+        child = Overlay(self.overlay)
+        ctx = Ctx(self.env, child, tx)
+        outcome = RULES[tx.kind](ctx, tx.body)
+        child.merge_into(self.overlay)
+        self._seen.add(tx.id)
+        self.results.append(TxResult(tx.id, outcome))
+        self.events.extend(ctx.events)
+        return outcome
+
+    def finish(self) -> StateChanges:
+        writes = self.overlay.sorted_writes()
+        return StateChanges(
+            writes=writes,
+            state_root=state_root_after(self.previous_state_root, writes),
+            results=self.results,
+            results_hash=results_hash(self.results),
+            events=self.events,
+            punished=self.punished,
+            validators=validator_set_at(self.overlay, self.height),
+            next_validators=validator_set_at(self.overlay, self.height + 1),
+        )

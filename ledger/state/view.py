@@ -1,0 +1,113 @@
+"""Ordered key-value views of the state, and the write overlays blocks and transactions use.
+
+A rule reads and writes through an :class:`Overlay`. Each transaction gets its own overlay on
+top of the block's, so a rejected transaction leaves no trace; the block's overlay becomes the
+single write batch that storage commits together with the block.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from typing import Protocol
+
+
+class StateReader(Protocol):
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Entries with start <= key < stop, in key order."""
+        ...
+
+
+class MemoryState:
+    """A dict-backed reader with sorted scans; for tests and in-memory chains."""
+
+    def __init__(self, items: dict[bytes, bytes] | None = None) -> None:
+        self._data: dict[bytes, bytes] = dict(items or {})
+        self._keys = sorted(self._data)
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        i = bisect.bisect_left(self._keys, start)
+        keys = self._keys
+        while i < len(keys) and keys[i] < stop:
+            k = keys[i]
+            yield k, self._data[k]
+            i += 1
+
+    def apply(self, writes: dict[bytes, bytes | None]) -> None:
+        for k, v in writes.items():
+            if v is None:
+                self._data.pop(k, None)
+            else:
+                self._data[k] = v
+        self._keys = sorted(self._data)
+
+    def items(self) -> dict[bytes, bytes]:
+        return dict(self._data)
+
+
+class Overlay:
+    """Buffered writes over a reader. ``None`` as a value marks a deletion."""
+
+    __slots__ = ("base", "writes")
+
+    def __init__(self, base: StateReader) -> None:
+        self.base = base
+        self.writes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.writes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.writes[key] = None
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Merge the base's entries with the buffered writes, in key order."""
+        mine = sorted(k for k in self.writes if start <= k < stop)
+        base_iter = self.base.scan(start, stop)
+        pending = next(base_iter, None)
+        j = 0
+        while pending is not None or j < len(mine):
+            if j < len(mine) and (pending is None or mine[j] <= pending[0]):
+                k = mine[j]
+                j += 1
+                if pending is not None and pending[0] == k:
+                    pending = next(base_iter, None)
+                v = self.writes[k]
+                if v is not None:
+                    yield k, v
+            else:
+                assert pending is not None
+                if pending[0] not in self.writes:
+                    yield pending
+                pending = next(base_iter, None)
+
+    def merge_into(self, parent: "Overlay") -> None:
+        parent.writes.update(self.writes)
+
+    def sorted_writes(self) -> list[tuple[bytes, bytes | None]]:
+        return sorted(self.writes.items())
+
+
+def scan_prefix(reader: StateReader, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    return reader.scan(prefix, prefix_end(prefix))
+
+
+def prefix_end(prefix: bytes) -> bytes:
+    """The smallest key greater than every key that starts with ``prefix``."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return b"\xff" * (len(prefix) + 1)
+    p[-1] += 1
+    return bytes(p)

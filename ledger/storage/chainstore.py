@@ -1,0 +1,220 @@
+"""The chain on disk: blocks, commits, the transaction index, state and the global log.
+
+Key layout (one-byte prefixes; heights and indices big-endian so iteration is ordered)::
+
+    b"G"                    genesis (canonical encoding)
+    b"T"                    tip: the last committed block's height, hash, time and roots
+    b"B" + height           block (canonical encoding)
+    b"C" + height           the commit certificate that decided that block
+    b"N" + hash             height of the block with that header hash
+    b"X" + tx id            where a transaction is: height, position, log index, result
+    b"S" + state key        state
+    b"L" + level + index    a complete subtree of the global RFC 6962 log
+
+A block and every change it causes go to LevelDB in ONE synchronous write batch, tip record
+included: after a crash the store holds block h or block h+1 completely, never a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.block import BLOCK, COMMIT, Block, Commit, Header
+from ledger.chain import ExecutedBlock, Tip
+from ledger.encoding import Bytes, Int, Optional, Schema, Str
+from ledger.errors import StorageError
+from ledger.genesis import GENESIS, Genesis
+from ledger.merkle import EMPTY_ROOT, MerkleLog
+from ledger.state.machine import chain_info_of
+from ledger.state.records import ChainInfo
+from ledger.storage.kv import KV, LevelKV, MemoryKV
+
+TIP = Schema(
+    Tip,
+    {
+        "height": Int(),
+        "hash": Bytes(32),
+        "time": Int(),
+        "state_root": Bytes(32),
+        "log_size": Int(),
+        "log_root": Bytes(32),
+    },
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TxLocation:
+    height: int
+    index: int
+    log_index: int
+    status: str
+    ref: bytes | None
+
+
+TX_LOCATION = Schema(
+    TxLocation,
+    {"height": Int(min=1), "index": Int(), "log_index": Int(), "status": Str(max=16), "ref": Optional(Bytes(32))},
+)
+
+_GENESIS, _TIP = b"G", b"T"
+
+
+def _h(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+class StateOnKV:
+    """The state as a :class:`ledger.state.view.StateReader` over the ``S`` prefix."""
+
+    __slots__ = ("_kv",)
+
+    def __init__(self, kv: KV) -> None:
+        self._kv = kv
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._kv.get(b"S" + key)
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for k, v in self._kv.iterate(b"S" + start, b"S" + stop):
+            yield k[1:], v
+
+
+class ChainStore:
+    """A :class:`ledger.chain.ChainView` backed by a key-value store."""
+
+    def __init__(self, kv: KV) -> None:
+        self.kv = kv
+        self._state = StateOnKV(kv)
+        self._tip: Tip | None = None
+        self._chain: ChainInfo | None = None
+        self._genesis: Genesis | None = None
+        raw = kv.get(_TIP)
+        if raw is not None:
+            self._tip = TIP.decode(raw)
+            self._genesis = GENESIS.decode(kv.get(_GENESIS) or b"")
+            self._chain = chain_info_of(self._state)
+
+    # ---- opening
+    @classmethod
+    def open(cls, path: str | Path, genesis: Genesis | None = None) -> "ChainStore":
+        store = cls(LevelKV(path))
+        if genesis is not None:
+            store.initialize(genesis)
+        return store
+
+    @classmethod
+    def memory(cls, genesis: Genesis | None = None) -> "ChainStore":
+        store = cls(MemoryKV())
+        if genesis is not None:
+            store.initialize(genesis)
+        return store
+
+    def initialize(self, genesis: Genesis) -> None:
+        """Write the genesis state into an empty store, or check an existing store matches it."""
+        if self._tip is not None:
+            if self.genesis.hash != genesis.hash:
+                raise StorageError(
+                    f"this data directory holds chain {self.genesis.chain_id} with genesis "
+                    f"{self.genesis.hash.hex()[:16]}, not genesis {genesis.hash.hex()[:16]}"
+                )
+            return
+        tip = Tip(height=0, hash=genesis.hash, time=genesis.genesis_time, state_root=genesis.state_root(),
+                  log_size=0, log_root=EMPTY_ROOT)
+        changes: dict[bytes, bytes | None] = {b"S" + k: v for k, v in genesis.state_writes().items()}
+        changes[_GENESIS] = GENESIS.encode(genesis)
+        changes[_TIP] = TIP.encode(tip)
+        self.kv.write(changes, sync=True)
+        self._tip, self._genesis = tip, genesis
+        self._chain = chain_info_of(self._state)
+
+    def close(self) -> None:
+        self.kv.close()
+
+    # ---- ChainView
+    @property
+    def tip(self) -> Tip:
+        if self._tip is None:
+            raise StorageError("the store is not initialised with a genesis")
+        return self._tip
+
+    @property
+    def chain(self) -> ChainInfo:
+        if self._chain is None:
+            raise StorageError("the store is not initialised with a genesis")
+        return self._chain
+
+    @property
+    def genesis(self) -> Genesis:
+        if self._genesis is None:
+            raise StorageError("the store is not initialised with a genesis")
+        return self._genesis
+
+    @property
+    def state(self) -> StateOnKV:
+        return self._state
+
+    @property
+    def height(self) -> int:
+        return self.tip.height
+
+    def get_log_node(self, level: int, index: int) -> bytes | None:
+        return self.kv.get(b"L" + bytes([level]) + _h(index))
+
+    def has_tx(self, tx_id: bytes) -> bool:
+        return self.kv.get(b"X" + tx_id) is not None
+
+    # ---- reads
+    def block_bytes(self, height: int) -> bytes | None:
+        return self.kv.get(b"B" + _h(height))
+
+    def block(self, height: int) -> Block | None:
+        raw = self.block_bytes(height)
+        return None if raw is None else BLOCK.decode(raw)
+
+    def header(self, height: int) -> Header | None:
+        block = self.block(height)
+        return None if block is None else block.header
+
+    def commit(self, height: int) -> Commit | None:
+        raw = self.kv.get(b"C" + _h(height))
+        return None if raw is None else COMMIT.decode(raw)
+
+    def height_of(self, block_hash: bytes) -> int | None:
+        raw = self.kv.get(b"N" + block_hash)
+        return None if raw is None else int.from_bytes(raw, "big")
+
+    def tx_location(self, tx_id: bytes) -> TxLocation | None:
+        raw = self.kv.get(b"X" + tx_id)
+        return None if raw is None else TX_LOCATION.decode(raw)
+
+    def log(self) -> MerkleLog:
+        return MerkleLog(self.get_log_node, self.tip.log_size)
+
+    # ---- writes
+    def commit_block(self, executed: ExecutedBlock, commit: Commit) -> None:
+        """Store a decided block and everything it changes in one synchronous batch."""
+        block = executed.block
+        h = block.header
+        tip = self.tip
+        if h.height != tip.height + 1 or h.prev_hash != tip.hash:
+            raise StorageError(f"block {h.height} does not extend the stored tip {tip.height}")
+        if commit.height != h.height or commit.block != block.hash:
+            raise StorageError("the commit certificate is not for this block")
+        batch: dict[bytes, bytes | None] = {}
+        for key, value in executed.changes.writes:
+            batch[b"S" + key] = value
+        for (level, index), node in executed.log_nodes.items():
+            batch[b"L" + bytes([level]) + _h(index)] = node
+        for i, (tx, result) in enumerate(zip(executed.txs, executed.changes.results)):
+            loc = TxLocation(h.height, i, executed.first_log_index + i, result.outcome.status, result.outcome.ref)
+            batch[b"X" + tx.id] = TX_LOCATION.encode(loc)
+        batch[b"B" + _h(h.height)] = BLOCK.encode(block)
+        batch[b"C" + _h(h.height)] = COMMIT.encode(commit)
+        batch[b"N" + block.hash] = _h(h.height)
+        new_tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
+                      log_size=h.log_size, log_root=h.log_root)
+        batch[_TIP] = TIP.encode(new_tip)
+        self.kv.write(batch, sync=True)
+        self._tip = new_tip

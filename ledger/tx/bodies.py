@@ -1,0 +1,247 @@
+"""The body of each kind of transaction: its fields, their bounds, and who must sign it.
+
+Kinds are stable strings; a body's fields are checked by its :class:`Schema` on decode, so a
+rule never sees an out-of-range value. ``signers(body)`` names the keys that must sign, where the
+body itself says (governance transactions are signed by council members, see the rules).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ledger.encoding import Bool, Bytes, Int, List, Optional, Schema, Spec, Str
+
+KEY = Bytes(32)
+HASH = Bytes(32)
+IDENTITY = Bytes(16)  # a pseudonymous identity id chosen at enrolment, never a name
+LABEL = Str(max=64)
+POST = Str(min=1, max=32)
+TIME = Int()  # integer milliseconds since the Unix epoch, UTC
+COUNTRY = Str(min=2, max=8)
+COMPANION = Bytes(min=1, max=32)  # pseudonymous id of the accompanying adult
+MAX_GUARDIANS = 8
+
+EXIT, ENTRY, ANY = "exit", "entry", "any"
+APPROVE, DENY = "approve", "deny"
+
+# roles a key can hold
+ROLE_AUTHORITY = "enrolment-authority"
+ROLE_TERMINAL = "terminal"
+ROLE_AUDITOR = "auditor"
+
+
+# --------------------------------------------------------------------------- governance
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterAuthority:
+    key: bytes
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterPost:
+    post: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterTerminal:
+    key: bytes
+    post: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterAuditor:
+    key: bytes
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetValidator:
+    """Bond ``stake`` to validator ``key``; 0 removes it. Also releases a jailed validator."""
+
+    key: bytes
+    stake: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeKey:
+    key: bytes
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RotateKey:
+    """Move every role of ``old`` (authority, terminal, auditor, guardian, council) to ``new``."""
+
+    old: bytes
+    new: bytes
+
+
+# --------------------------------------------------------------------------- identities
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """How a minor's pending crossing is decided: ``approvals`` of the guardians must approve
+    within ``deadline`` ms of the request's commit; with ``veto`` any single denial denies."""
+
+    approvals: int
+    deadline: int
+    veto: bool
+
+
+POLICY = Schema(
+    Policy,
+    {"approvals": Int(min=1, max=MAX_GUARDIANS), "deadline": Int(min=1, max=30 * 86_400_000), "veto": Bool()},
+)
+GUARDIANS = List(KEY, min=1, max=MAX_GUARDIANS, unique_sorted=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrol:
+    """An enrolment authority enrols a child. ``commitment`` is the Ed25519 public key derived
+    from the child's biometrics; it co-signs to prove the authority holds the matching secret."""
+
+    authority: bytes
+    identity: bytes
+    commitment: bytes
+    majority_date: int
+    guardians: tuple[bytes, ...]
+    policy: Policy
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateGuardians:
+    """A court order (referenced, not copied) changes a child's guardians or policy."""
+
+    authority: bytes
+    identity: bytes
+    guardians: tuple[bytes, ...]
+    policy: Policy
+    order_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reenrol:
+    """A fresh biometric commitment replaces the old one; the identity and history stay."""
+
+    authority: bytes
+    identity: bytes
+    commitment: bytes
+
+
+# --------------------------------------------------------------------------- crossings
+
+
+@dataclass(frozen=True, slots=True)
+class CrossingRequest:
+    """Submitted by a terminal, co-signed by the child's biometric key just recovered from a scan."""
+
+    terminal: bytes
+    identity: bytes
+    post: str
+    direction: str
+    event_time: int
+    destination: str
+    companion: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class GuardianDecision:
+    """A guardian approves or denies one pending request, named by its transaction id."""
+
+    guardian: bytes
+    request: bytes
+    identity: bytes
+    decision: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantConsent:
+    """A travel consent given in advance by enough guardians (the policy's ``approvals``).
+
+    ``destination``/``companion`` of None mean any; ``direction`` may be "any".
+    """
+
+    identity: bytes
+    not_before: int
+    not_after: int
+    direction: str
+    destination: str | None
+    companion: bytes | None
+    uses: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeConsent:
+    guardian: bytes
+    consent: bytes
+    identity: bytes
+
+
+# --------------------------------------------------------------------------- registry
+
+GOV_REGISTER_AUTHORITY = "gov.register-authority"
+GOV_REGISTER_POST = "gov.register-post"
+GOV_REGISTER_TERMINAL = "gov.register-terminal"
+GOV_REGISTER_AUDITOR = "gov.register-auditor"
+GOV_SET_VALIDATOR = "gov.set-validator"
+GOV_REVOKE_KEY = "gov.revoke-key"
+GOV_ROTATE_KEY = "gov.rotate-key"
+ENROL = "identity.enrol"
+UPDATE_GUARDIANS = "identity.update-guardians"
+REENROL = "identity.reenrol"
+CROSSING = "crossing.request"
+DECISION = "guardian.decide"
+GRANT_CONSENT = "consent.grant"
+REVOKE_CONSENT = "consent.revoke"
+
+GOVERNANCE_KINDS = frozenset(
+    {GOV_REGISTER_AUTHORITY, GOV_REGISTER_POST, GOV_REGISTER_TERMINAL, GOV_REGISTER_AUDITOR,
+     GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY}
+)
+
+BODIES: dict[str, Schema] = {
+    GOV_REGISTER_AUTHORITY: Schema(RegisterAuthority, {"key": KEY, "label": LABEL}),
+    GOV_REGISTER_POST: Schema(RegisterPost, {"post": POST, "label": LABEL}),
+    GOV_REGISTER_TERMINAL: Schema(RegisterTerminal, {"key": KEY, "post": POST, "label": LABEL}),
+    GOV_REGISTER_AUDITOR: Schema(RegisterAuditor, {"key": KEY, "label": LABEL}),
+    GOV_SET_VALIDATOR: Schema(SetValidator, {"key": KEY, "stake": Int(max=2**48)}),
+    GOV_REVOKE_KEY: Schema(RevokeKey, {"key": KEY, "reason": Str(max=200)}),
+    GOV_ROTATE_KEY: Schema(RotateKey, {"old": KEY, "new": KEY}),
+    ENROL: Schema(
+        Enrol,
+        {"authority": KEY, "identity": IDENTITY, "commitment": KEY, "majority_date": TIME,
+         "guardians": GUARDIANS, "policy": POLICY},
+    ),
+    UPDATE_GUARDIANS: Schema(
+        UpdateGuardians,
+        {"authority": KEY, "identity": IDENTITY, "guardians": GUARDIANS, "policy": POLICY,
+         "order_ref": Str(min=1, max=128)},
+    ),
+    REENROL: Schema(Reenrol, {"authority": KEY, "identity": IDENTITY, "commitment": KEY}),
+    CROSSING: Schema(
+        CrossingRequest,
+        {"terminal": KEY, "identity": IDENTITY, "post": POST, "direction": Str(max=8, choices=(EXIT, ENTRY)),
+         "event_time": TIME, "destination": COUNTRY, "companion": Optional(COMPANION)},
+    ),
+    DECISION: Schema(
+        GuardianDecision,
+        {"guardian": KEY, "request": HASH, "identity": IDENTITY,
+         "decision": Str(max=8, choices=(APPROVE, DENY)), "reason": Str(max=200)},
+    ),
+    GRANT_CONSENT: Schema(
+        GrantConsent,
+        {"identity": IDENTITY, "not_before": TIME, "not_after": TIME,
+         "direction": Str(max=8, choices=(EXIT, ENTRY, ANY)), "destination": Optional(COUNTRY),
+         "companion": Optional(COMPANION), "uses": Int(min=1, max=100)},
+    ),
+    REVOKE_CONSENT: Schema(RevokeConsent, {"guardian": KEY, "consent": HASH, "identity": IDENTITY}),
+}
+
+def body_schema(kind: str) -> Spec | None:
+    return BODIES.get(kind)
