@@ -158,12 +158,12 @@ def execute_block(
     view: ChainView,
     block: Block,
     *,
-    verified: Callable[[bytes], bool] | None = None,
+    verified: Callable[[Transaction], bool] | None = None,
     verify_signatures: bool = True,
 ) -> ExecutedBlock:
     """Check every field of ``block`` against the parent tip and re-execute it.
 
-    ``verified(raw)`` may say a transaction's signatures were already checked (the mempool did);
+    ``verified(tx)`` may say a transaction's signatures were already checked (the mempool did);
     ``verify_signatures=False`` skips signature checks entirely (an auditor that verified them
     in parallel beforehand).
     """
@@ -215,7 +215,7 @@ def execute_block(
             tx = decode_tx(raw)
         except DecodeError as exc:
             raise _fail("tx-encoding", str(exc), height, obj=where) from None
-        if verify_signatures and not (verified is not None and verified(raw)):
+        if verify_signatures and not (verified is not None and verified(tx)):
             bad = tx.bad_signatures(chain.chain_id)
             if bad:
                 raise _fail("tx-signature", f"signature of {bad[0].hex()[:16]} does not verify", height,

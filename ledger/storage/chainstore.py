@@ -10,6 +10,7 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
     b"X" + tx id            where a transaction is: height, position, log index, result
     b"S" + state key        state
     b"L" + level + index    a complete subtree of the global RFC 6962 log
+    b"P" + sequence         a transaction the node accepted and has not committed yet
 
 A block and every change it causes go to LevelDB in ONE synchronous write batch, tip record
 included: after a crash the store holds block h or block h+1 completely, never a mix.
@@ -17,7 +18,7 @@ included: after a crash the store holds block h or block h+1 completely, never a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,8 +194,12 @@ class ChainStore:
         return MerkleLog(self.get_log_node, self.tip.log_size)
 
     # ---- writes
-    def commit_block(self, executed: ExecutedBlock, commit: Commit) -> None:
-        """Store a decided block and everything it changes in one synchronous batch."""
+    def commit_block(self, executed: ExecutedBlock, commit: Commit, *, accepted_done: Iterable[int] = ()) -> None:
+        """Store a decided block and everything it changes in one synchronous batch.
+
+        ``accepted_done`` names accepted-transaction records (see :meth:`accept`) this block
+        settles; they are deleted in the same batch.
+        """
         block = executed.block
         h = block.header
         tip = self.tip
@@ -216,5 +221,20 @@ class ChainStore:
         new_tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
                       log_size=h.log_size, log_root=h.log_root)
         batch[_TIP] = TIP.encode(new_tip)
+        for seq in accepted_done:
+            batch[b"P" + _h(seq)] = None
         self.kv.write(batch, sync=True)
         self._tip = new_tip
+
+    # ---- accepted, not yet committed transactions (a durable mempool)
+    def accept(self, records: dict[int, bytes]) -> None:
+        """Durably remember accepted transactions under increasing sequence numbers."""
+        self.kv.write({b"P" + _h(seq): raw for seq, raw in records.items()}, sync=True)
+
+    def forget_accepted(self, seqs: Iterable[int]) -> None:
+        self.kv.write({b"P" + _h(seq): None for seq in seqs}, sync=True)
+
+    def accepted(self) -> Iterator[tuple[int, bytes]]:
+        """Accepted transactions in the order they were accepted."""
+        for key, raw in self.kv.iterate(b"P", b"Q"):
+            yield int.from_bytes(key[1:], "big"), raw

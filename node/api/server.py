@@ -1,0 +1,255 @@
+"""Routes of the HTTP API. Handlers translate HTTP to calls on :class:`node.app.NodeApp`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import msgpack
+from aiohttp import web
+
+from ledger.block import BLOCK, COMMIT
+from ledger.errors import ChainError, CustosError, MalformedTransaction, RejectedTransaction, StorageError
+from ledger.merkle import MerkleError
+from ledger.rules.validators import validator_set_at
+from ledger.state.records import REQUEST, k_request, load
+from node.api import render
+from node.api.codec import (
+    BadRequest,
+    error,
+    hex_arg,
+    int_arg,
+    problem,
+    read_tx_body,
+    rejection,
+    reply,
+)
+from node.app import NodeApp
+from node.mempool import MempoolFull
+
+log = logging.getLogger("custos.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+APP_KEY = web.AppKey("custos_node", object)
+MAX_BLOCK_RANGE = 100
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as an RFC 9457 problem document with a stable ``type``."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return problem(exc.status, exc.code, "bad request", str(exc))
+    except web.HTTPRequestEntityTooLarge as exc:
+        return problem(413, "too-large", "request body too large", exc.text or "")
+    except web.HTTPNotFound:
+        return problem(404, "not-found", "no such resource", request.path)
+    except web.HTTPMethodNotAllowed:
+        return problem(405, "method-not-allowed", "method not allowed", request.method)
+    except MalformedTransaction as exc:
+        return rejection(exc, 400)
+    except MempoolFull as exc:
+        return rejection(exc, 503)
+    except RejectedTransaction as exc:
+        return rejection(exc)
+    except (MerkleError, ChainError) as exc:
+        return error(exc, 400)
+    except StorageError as exc:
+        log.exception("storage error")
+        return error(exc, 500)
+    except CustosError as exc:
+        return error(exc, 400)
+
+
+class Api:
+    def __init__(self, app: NodeApp, *, node_id: str, validator: Callable[[], bool],
+                 max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None) -> None:
+        self.app = app
+        self.node_id = node_id
+        self.is_validator = validator
+        self.max_wait_ms = max_wait_ms
+        self.extra_status = extra_status or (lambda: {})
+        self.started = time.monotonic()
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.post("/v1/txs", self.submit),
+            web.post("/v1/txs/batch", self.submit_batch),
+            web.get("/v1/txs/{id}", self.tx_status),
+            web.get("/v1/blocks", self.blocks_range),
+            web.get("/v1/blocks/{height}", self.block),
+            web.get("/v1/status", self.status),
+            web.get("/v1/validators", self.validators),
+            web.get("/v1/log/consistency", self.consistency),
+            web.get("/v1/crossings/{id}", self.crossing),
+            web.get("/healthz", self.healthz),
+            web.get("/metrics", self.prometheus),
+        ]
+
+    # ---------------------------------------------------------------- transactions
+    async def submit(self, request: web.Request) -> web.Response:
+        raw = await read_tx_body(request)
+        submitted = self.app.submit(raw)
+        await self.app.durable()  # "accepted" means on disk: it survives a crash of this node
+        wait = request.query.get("wait")
+        if wait not in (None, "", "commit"):
+            raise BadRequest("wait must be 'commit' or absent")
+        if submitted.status == "committed" or wait != "commit":
+            return self._submitted(request, submitted.tx_id, submitted.location)
+        timeout = int_arg(request, "timeout_ms", self.max_wait_ms, lo=1, hi=self.max_wait_ms)
+        location = await self.app.wait_commit(submitted.tx_id, timeout / 1000)
+        return self._submitted(request, submitted.tx_id, location)
+
+    def _submitted(self, request: web.Request, tx_id: bytes, location) -> web.Response:
+        if location is None:
+            return reply(request, {"id": tx_id, "status": "accepted"}, status=202)
+        body = {"id": tx_id, "status": "committed", "height": location.height, "index": location.index,
+                "result": {"status": location.status, "ref": location.ref}}
+        crossing = load(self.app.store.state, k_request(tx_id), REQUEST)
+        if crossing is not None:
+            body["crossing_status"] = crossing.status
+        return reply(request, body)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """A msgpack array of signed transactions; one result per transaction, in order."""
+        body = await request.read()
+        try:
+            items = msgpack.unpackb(body, raw=False, max_array_len=20_000, max_bin_len=64 * 1024,
+                                    max_str_len=0, max_map_len=0, max_ext_len=0)
+        except Exception:
+            raise BadRequest("a batch is a msgpack array of transaction byte strings") from None
+        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
+            raise BadRequest("a batch is a msgpack array of transaction byte strings")
+        results = []
+        for raw in items:
+            try:
+                s = self.app.submit(raw)
+                results.append({"id": s.tx_id, "status": s.status})
+            except RejectedTransaction as exc:
+                results.append({"status": "rejected", "rule": exc.rule, "detail": str(exc)})
+        await self.app.durable()
+        return reply(request, {"results": results})
+
+    async def tx_status(self, request: web.Request) -> web.Response:
+        tx_id = hex_arg(request.match_info["id"], 32, "transaction id")
+        location = self.app.store.tx_location(tx_id)
+        if location is None:
+            if tx_id in self.app.mempool:
+                return reply(request, {"id": tx_id, "status": "accepted"}, status=202)
+            return problem(404, "unknown-transaction", "no such transaction", tx_id.hex())
+        return reply(request, render.tx_doc(self.app.store, tx_id, location))
+
+    async def crossing(self, request: web.Request) -> web.Response:
+        """The current state of a crossing request (for the terminal that submitted it)."""
+        tx_id = hex_arg(request.match_info["id"], 32, "request id")
+        record = load(self.app.store.state, k_request(tx_id), REQUEST)
+        if record is None:
+            return problem(404, "unknown-request", "no such crossing request", tx_id.hex())
+        return reply(request, {"id": tx_id, "status": record.status, "height": record.height,
+                               "deadline": record.deadline, "consent": record.consent})
+
+    # ---------------------------------------------------------------- blocks
+    async def block(self, request: web.Request) -> web.Response:
+        store = self.app.store
+        arg = request.match_info["height"]
+        height = store.height if arg == "latest" else _height(arg)
+        raw = store.block_bytes(height)
+        if raw is None or height < 1:
+            return problem(404, "unknown-block", "no such block", f"height {height}; tip is {store.height}")
+        commit = store.commit(height)
+        if request.headers.get("Accept", "").startswith("application/msgpack"):
+            return reply(request, {"block": raw, "commit": COMMIT.encode(commit) if commit else None})
+        return reply(request, render.block_doc(BLOCK.decode(raw), commit))
+
+    async def blocks_range(self, request: web.Request) -> web.Response:
+        """Consecutive blocks with their commits, as msgpack: the block-sync and audit feed."""
+        store = self.app.store
+        start = int_arg(request, "from", 1, lo=1)
+        limit = int_arg(request, "limit", 20, lo=1, hi=MAX_BLOCK_RANGE)
+        items = []
+        for height in range(start, min(start + limit, store.height + 1)):
+            commit = store.commit(height)
+            items.append({"block": store.block_bytes(height), "commit": COMMIT.encode(commit) if commit else None})
+        return web.Response(body=msgpack.packb({"tip": store.height, "blocks": items}, use_bin_type=True),
+                            content_type="application/msgpack")
+
+    # ---------------------------------------------------------------- chain info
+    async def status(self, request: web.Request) -> web.Response:
+        store = self.app.store
+        tip = store.tip
+        body = {
+            "chain_id": store.chain.chain_id,
+            "genesis_hash": store.genesis.hash,
+            "height": tip.height,
+            "last_block_hash": tip.hash,
+            "last_block_time": tip.time,
+            "log_size": tip.log_size,
+            "log_root": tip.log_root,
+            "node_id": self.node_id,
+            "validator": self.is_validator(),
+            "mempool": len(self.app.mempool),
+            **self.extra_status(),
+        }
+        return reply(request, body)
+
+    async def validators(self, request: web.Request) -> web.Response:
+        store = self.app.store
+        height = int_arg(request, "height", store.height + 1, lo=1, hi=store.height + 1)
+        return reply(request, render.validators_doc(validator_set_at(store.state, height), height))
+
+    async def consistency(self, request: web.Request) -> web.Response:
+        """An RFC 6962 consistency proof between two sizes of the global transaction log."""
+        log_ = self.app.store.log()
+        second = int_arg(request, "second", log_.size, lo=0, hi=log_.size)
+        first = int_arg(request, "first", lo=0, hi=second)
+        return reply(request, {"first": first, "second": second, "first_root": log_.root(first),
+                               "second_root": log_.root(second), "proof": log_.consistency_proof(first, second)})
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return reply(request, {"ok": True, "height": self.app.store.height})
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        m = self.app.metrics
+        lines = [
+            "# TYPE custos_height gauge",
+            f"custos_height {self.app.store.height}",
+            "# TYPE custos_mempool_txs gauge",
+            f"custos_mempool_txs {len(self.app.mempool)}",
+            "# TYPE custos_uptime_seconds gauge",
+            f"custos_uptime_seconds {time.monotonic() - self.started:.1f}",
+        ]
+        for name in sorted(m.counters):
+            lines += [f"# TYPE custos_{name}_total counter", f"custos_{name}_total {m.counters[name]}"]
+        for name in sorted(m.gauges):
+            lines += [f"# TYPE custos_{name} gauge", f"custos_{name} {m.gauges[name]}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+def _height(arg: str) -> int:
+    try:
+        return int(arg)
+    except ValueError:
+        raise BadRequest("height must be an integer or 'latest'") from None
+
+
+def make_web_app(api: Api, *, max_body_bytes: int, extra_routes: list[web.RouteDef] = ()) -> web.Application:
+    web_app = web.Application(client_max_size=max_body_bytes, middlewares=[problems_middleware])
+    web_app[APP_KEY] = api
+    web_app.add_routes(api.routes())
+    web_app.add_routes(list(extra_routes))
+    return web_app
+
+
+async def serve(web_app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    return runner
+
+
+async def stop(runner: web.AppRunner) -> None:
+    await asyncio.wait_for(runner.cleanup(), 10)

@@ -1,0 +1,267 @@
+"""The node's application: the ledger seen from consensus, the API and the event streams.
+
+It owns the chain store and the mempool. Consensus asks it to propose a block, to validate a
+proposal, and to commit a decided block with its certificate; clients submit transactions and
+wait for their commit; subscribers hear about crossings as blocks commit them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ledger.block import BLOCK, Block, Commit, DuplicateVoteEvidence
+from ledger.chain import ExecutedBlock, build_block, execute_block
+from ledger.errors import ChainError, DecodeError, MalformedTransaction, RejectedTransaction
+from ledger.rules.context import Event
+from ledger.storage.chainstore import ChainStore, TxLocation
+from ledger.tx.envelope import Transaction, decode_tx
+from node.mempool import Mempool
+
+log = logging.getLogger("custos.app")
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The answer to a submission: ``committed`` (with where) or ``accepted`` (in the mempool)."""
+
+    tx_id: bytes
+    status: str
+    location: TxLocation | None = None
+
+
+@dataclass
+class Metrics:
+    counters: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    gauges: dict[str, float] = field(default_factory=dict)
+
+    def inc(self, name: str, by: int = 1) -> None:
+        self.counters[name] += by
+
+
+class NodeApp:
+    def __init__(self, store: ChainStore, *, clock_ms: Callable[[], int] = wall_clock_ms,
+                 max_mempool_txs: int = 100_000, max_mempool_bytes: int = 256 * 1024 * 1024,
+                 max_clock_drift_ms: int = 10_000) -> None:
+        self.store = store
+        self.clock_ms = clock_ms
+        self.chain_id = store.chain.chain_id
+        self.mempool = Mempool(store, clock_ms, max_txs=max_mempool_txs, max_bytes=max_mempool_bytes)
+        self.max_clock_drift_ms = max_clock_drift_ms
+        self.metrics = Metrics()
+        self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
+        self._executed: dict[bytes, ExecutedBlock] = {}
+        self._waiters: dict[bytes, list[asyncio.Future]] = defaultdict(list)
+        self._listeners: list[Callable[[int, list[Event]], None]] = []
+        self._tx_listeners: list[Callable[[Transaction], None]] = []
+        self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
+        self.new_txs = asyncio.Event()
+        # durable acceptance: tx id -> sequence number of its record in the store
+        self._accepted_seq: dict[bytes, int] = {}
+        self._next_seq = 0
+        self._to_persist: dict[int, bytes] = {}
+        self._flush_future: asyncio.Future | None = None
+        self._restore_accepted()
+
+    def _restore_accepted(self) -> None:
+        """Re-admit transactions accepted before a restart, in their original order."""
+        stale = []
+        for seq, raw in self.store.accepted():
+            self._next_seq = seq + 1
+            try:
+                tx = decode_tx(raw)
+                if self.store.has_tx(tx.id) or not self.mempool.add(tx):
+                    stale.append(seq)
+                    continue
+            except (DecodeError, RejectedTransaction):
+                stale.append(seq)
+                continue
+            self._accepted_seq[tx.id] = seq
+        if stale:
+            self.store.forget_accepted(stale)
+        if len(self.mempool):
+            self.new_txs.set()
+
+    # ------------------------------------------------------------------ submissions
+    def submit(self, raw: bytes, *, from_peer: bool = False) -> Submitted:
+        """Admit a transaction. Idempotent: a committed one answers with its original result."""
+        try:
+            tx = decode_tx(raw)
+        except DecodeError as exc:
+            self.metrics.inc("tx_rejected")
+            raise MalformedTransaction(str(exc)) from None
+        location = self.store.tx_location(tx.id)
+        if location is not None:
+            return Submitted(tx.id, "committed", location)
+        try:
+            added = self.mempool.add(tx)
+        except RejectedTransaction:
+            self.metrics.inc("tx_rejected")
+            raise
+        if added:
+            self.metrics.inc("tx_admitted")
+            self._accepted_seq[tx.id] = self._next_seq
+            self._to_persist[self._next_seq] = tx.raw
+            self._next_seq += 1
+            self.new_txs.set()
+            if not from_peer:
+                for listener in self._tx_listeners:
+                    listener(tx)
+        return Submitted(tx.id, "accepted")
+
+    async def durable(self) -> None:
+        """Return once every transaction accepted so far is on disk (group commit: one
+        synchronous write for all submissions that arrived in the same loop iteration)."""
+        if not self._to_persist:
+            return
+        loop = asyncio.get_running_loop()
+        if self._flush_future is None:
+            self._flush_future = loop.create_future()
+            loop.call_soon(self._flush)
+        await asyncio.shield(self._flush_future)
+
+    def _flush(self) -> None:
+        batch, self._to_persist = self._to_persist, {}
+        future, self._flush_future = self._flush_future, None
+        try:
+            if batch:
+                self.store.accept(batch)
+        except Exception as exc:  # the caller must not acknowledge what is not on disk
+            if future is not None:
+                future.set_exception(exc)
+            return
+        if future is not None:
+            future.set_result(None)
+
+    async def wait_commit(self, tx_id: bytes, timeout_s: float) -> TxLocation | None:
+        """Wait until ``tx_id`` commits (its location) or is dropped (raises the rejection)."""
+        location = self.store.tx_location(tx_id)
+        if location is not None:
+            return location
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._waiters[tx_id].append(future)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout_s)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(tx_id)
+            if waiters and future in waiters:
+                waiters.remove(future)
+                if not waiters:
+                    del self._waiters[tx_id]
+
+    def on_events(self, listener: Callable[[int, list[Event]], None]) -> None:
+        self._listeners.append(listener)
+
+    def on_new_tx(self, listener: Callable[[Transaction], None]) -> None:
+        """Called for each transaction admitted from a client (peers gossip them)."""
+        self._tx_listeners.append(listener)
+
+    def on_commit(self, listener: Callable[[ExecutedBlock], None]) -> None:
+        self._commit_listeners.append(listener)
+
+    # ------------------------------------------------------------------ consensus side
+    def build(self, *, proposer: bytes, last_commit: Commit | None, max_txs: int | None = None) -> ExecutedBlock:
+        """Build the next block from the mempool and remember its execution."""
+        candidates = self.mempool.reap(max_txs)
+        now = self.clock_ms()
+        executed, rejected = build_block(self.store, candidates, time=now, proposer=proposer,
+                                         last_commit=last_commit, evidence=list(self.evidence_pool.values()))
+        if rejected:
+            for tx, exc in rejected:
+                self.mempool.remove(tx.id)
+                self._fail_waiters(tx.id, exc)
+            self._forget(tx for tx, _ in rejected)
+            self.mempool.update(())
+        self._executed[executed.hash] = executed
+        return executed
+
+    def validate(self, block: Block, *, check_clock: bool = True) -> ExecutedBlock:
+        """Execute a proposed block; raises :class:`ChainError` if it is invalid."""
+        cached = self._executed.get(block.hash)
+        if cached is not None:
+            return cached
+        if check_clock:
+            drift = block.header.time - self.clock_ms()
+            if drift > self.max_clock_drift_ms:
+                raise ChainError("time", f"block time is {drift} ms ahead of this node's clock",
+                                 height=block.height)
+        executed = execute_block(self.store, block, verified=self._admitted)
+        self._executed[block.hash] = executed
+        return executed
+
+    def _admitted(self, tx: Transaction) -> bool:
+        """The mempool checked these exact bytes' signatures when it admitted them."""
+        return self.mempool.is_verified(tx.raw, tx.id)
+
+    def decode_block(self, value: bytes) -> Block:
+        return BLOCK.decode(value)
+
+    def commit(self, block_hash: bytes, commit: Commit, block: Block | None = None) -> ExecutedBlock:
+        """Store a decided block with its certificate; wake waiters; publish events."""
+        executed = self._executed.get(block_hash)
+        if executed is None:
+            if block is None:
+                raise ChainError("commit", "decided block is unknown to this node", obj="block")
+            executed = execute_block(self.store, block)
+        self._flush_now()
+        settled = [self._accepted_seq.pop(tx.id) for tx in executed.txs if tx.id in self._accepted_seq]
+        self.store.commit_block(executed, commit, accepted_done=settled)
+        self._executed.clear()
+        self.metrics.inc("blocks_committed")
+        self.metrics.inc("txs_committed", len(executed.txs))
+        ids = [tx.id for tx in executed.txs]
+        dropped = self.mempool.update(ids)
+        for ev in executed.block.evidence:
+            self.evidence_pool.pop(ev.hash, None)
+        for tx_id in ids:
+            location = self.store.tx_location(tx_id)
+            for future in self._waiters.pop(tx_id, []):
+                if not future.done():
+                    future.set_result(location)
+        self._forget(tx for tx, _ in dropped)
+        for tx, exc in dropped:
+            self._fail_waiters(tx.id, exc)
+        if executed.changes.events:
+            for listener in self._listeners:
+                listener(executed.height, executed.changes.events)
+        for listener in self._commit_listeners:
+            listener(executed)
+        if len(self.mempool):
+            self.new_txs.set()
+        else:
+            self.new_txs.clear()
+        return executed
+
+    def _flush_now(self) -> None:
+        """Write pending acceptances before a commit can settle them."""
+        if self._to_persist:
+            if self._flush_future is not None:
+                self._flush()
+            else:
+                batch, self._to_persist = self._to_persist, {}
+                self.store.accept(batch)
+
+    def _forget(self, txs) -> None:
+        self._flush_now()
+        seqs = [self._accepted_seq.pop(tx.id) for tx in txs if tx.id in self._accepted_seq]
+        if seqs:
+            self.store.forget_accepted(seqs)
+
+    def _fail_waiters(self, tx_id: bytes, exc: RejectedTransaction) -> None:
+        for future in self._waiters.pop(tx_id, []):
+            if not future.done():
+                future.set_exception(exc)
+
+    def add_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        if len(self.evidence_pool) < 1000:
+            self.evidence_pool.setdefault(evidence.hash, evidence)

@@ -1,0 +1,26 @@
+"""``custos node start --config FILE``: run a validator or observer node."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from node.config import load_config
+
+
+def register(sub) -> None:
+    node = sub.add_parser("node", help="run a node")
+    nsub = node.add_subparsers(dest="node_command", metavar="ACTION")
+    nsub.required = True
+    start = nsub.add_parser("start", help="start a node from its config file; stops on Ctrl-C / SIGTERM")
+    start.add_argument("--config", type=Path, required=True, help="node config (see configs/node.example.toml)")
+    start.set_defaults(func=cmd_start)
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from node.runner import run
+
+    config = load_config(args.config)
+    asyncio.run(run(config))
+    return 0

@@ -1,0 +1,1 @@
+"""Clients of the node API: the HTTP client, the terminal and the guardian clients."""

@@ -1,0 +1,142 @@
+"""An asynchronous HTTP client for the node API, with fail-over between several nodes.
+
+Errors come back typed: :class:`NodeUnreachable` when no configured node answers,
+:class:`ProblemError` carrying the RFC 9457 problem document when a node refuses a request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import msgpack
+
+from ledger.errors import PROBLEM_BASE, CustosError
+
+MSGPACK = "application/msgpack"
+
+
+class NodeUnreachable(CustosError):
+    code = "unreachable"
+
+
+class ProblemError(CustosError):
+    """A node answered with a problem document."""
+
+    code = "problem"
+
+    def __init__(self, status: int, doc: dict) -> None:
+        self.status = status
+        self.doc = doc
+        self.type = str(doc.get("type", ""))
+        self.rule = doc.get("rule") or self.type.removeprefix(PROBLEM_BASE)
+        super().__init__(f"{status} {doc.get('title', '')}: {doc.get('detail', '')}".strip())
+
+    def diagnostics(self) -> str:
+        return f"{self.rule}: {self.doc.get('detail', self.doc.get('title', ''))}"
+
+
+class NodeClient:
+    """Talks to the first node of ``urls`` that answers; moves on to the next on failure."""
+
+    def __init__(self, urls: list[str] | str, *, timeout_s: float = 10.0) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        if not self.urls:
+            raise ValueError("at least one node URL is needed")
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s, connect=min(3.0, timeout_s))
+        self._session: aiohttp.ClientSession | None = None
+        self._current = 0
+
+    async def __aenter__(self) -> "NodeClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    @property
+    def current_url(self) -> str:
+        return self.urls[self._current]
+
+    async def request(self, method: str, path: str, *, data: bytes | None = None, json_body: Any = None,
+                      params: dict | None = None, headers: dict | None = None, accept_msgpack: bool = False,
+                      timeout_s: float | None = None) -> tuple[int, Any]:
+        """Send to the current node, failing over on connection errors. Returns (status, body)."""
+        hdrs = dict(headers or {})
+        if accept_msgpack:
+            hdrs["Accept"] = MSGPACK
+        if data is not None:
+            hdrs.setdefault("Content-Type", MSGPACK)
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        errors = []
+        for attempt in range(len(self.urls)):
+            url = self.urls[(self._current + attempt) % len(self.urls)]
+            try:
+                async with self.session.request(method, url + path, data=data, json=json_body, params=params,
+                                                headers=hdrs, timeout=timeout) as resp:
+                    body = await resp.read()
+                    ctype = resp.content_type
+            except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+                errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
+                continue
+            self._current = (self._current + attempt) % len(self.urls)
+            parsed = _parse(body, ctype)
+            if resp.status >= 400:
+                if isinstance(parsed, dict):
+                    raise ProblemError(resp.status, parsed)
+                raise ProblemError(resp.status, {"title": "error", "detail": str(parsed)[:200]})
+            return resp.status, parsed
+        raise NodeUnreachable("; ".join(errors))
+
+    # ---- conveniences
+    async def status(self) -> dict:
+        return (await self.request("GET", "/v1/status"))[1]
+
+    async def submit(self, raw: bytes, *, wait: bool = False, timeout_ms: int | None = None) -> dict:
+        params = {}
+        if wait:
+            params["wait"] = "commit"
+            if timeout_ms is not None:
+                params["timeout_ms"] = str(timeout_ms)
+        extra = (timeout_ms or 30_000) / 1000 + 5 if wait else None
+        return (await self.request("POST", "/v1/txs", data=raw, params=params, timeout_s=extra))[1]
+
+    async def submit_batch(self, raws: list[bytes]) -> list[dict]:
+        _, body = await self.request("POST", "/v1/txs/batch", data=msgpack.packb(raws, use_bin_type=True),
+                                     accept_msgpack=True)
+        return body["results"]
+
+    async def tx(self, tx_id: bytes) -> dict:
+        return (await self.request("GET", f"/v1/txs/{tx_id.hex()}"))[1]
+
+    async def block(self, height: int | str) -> dict:
+        return (await self.request("GET", f"/v1/blocks/{height}"))[1]
+
+    async def blocks(self, start: int, limit: int = 50) -> dict:
+        return (await self.request("GET", "/v1/blocks", params={"from": start, "limit": limit}))[1]
+
+
+def _parse(body: bytes, ctype: str) -> Any:
+    if ctype == MSGPACK:
+        try:
+            return msgpack.unpackb(body, raw=False)
+        except Exception:
+            return body
+    if ctype in ("application/json", "application/problem+json"):
+        try:
+            return json.loads(body)
+        except ValueError:
+            return body.decode(errors="replace")
+    return body.decode(errors="replace")

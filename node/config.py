@@ -1,0 +1,143 @@
+"""Node configuration: a TOML file validated with pydantic (see ``configs/node.example.toml``).
+
+Relative paths in the file are taken relative to the file's own directory, so a node directory
+can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from ledger.errors import CustosError
+
+
+class ConfigError(CustosError):
+    code = "config"
+
+
+def _hostport(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return value
+
+
+HostPort = Annotated[str, AfterValidator(_hostport)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NodeSection(_Strict):
+    name: str = Field(min_length=1, max_length=64)
+    data_dir: Path
+    genesis: Path
+    key_file: Path
+    #: file holding the key file's passphrase; if absent, $CUSTOS_PASSPHRASE is used
+    passphrase_file: Path | None = None
+    #: a validator signs votes if its key is in the validator set; an observer never signs
+    role: str = Field(default="validator", pattern="^(validator|observer)$")
+
+
+class ApiSection(_Strict):
+    listen: HostPort = "127.0.0.1:8700"
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_batch_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    #: how long a submit-and-wait may wait for the commit
+    max_wait_ms: int = Field(default=30_000, ge=100, le=600_000)
+    #: validity window of a signed read request (timestamp skew allowed either way)
+    read_window_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
+
+
+class Peer(_Strict):
+    address: HostPort
+    key: str = Field(pattern="^[0-9a-f]{64}$")
+
+
+class P2PSection(_Strict):
+    listen: HostPort = "127.0.0.1:8800"
+    peers: list[Peer] = []
+    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    #: messages per second a single peer may send before it is throttled
+    peer_rate: int = Field(default=20_000, ge=10)
+    reconnect_min_ms: int = Field(default=200, ge=10)
+    reconnect_max_ms: int = Field(default=5_000, ge=100)
+
+
+class ConsensusSection(_Strict):
+    timeout_propose_ms: int = Field(default=1500, ge=10)
+    timeout_propose_delta_ms: int = Field(default=500, ge=0)
+    timeout_prevote_ms: int = Field(default=500, ge=10)
+    timeout_prevote_delta_ms: int = Field(default=250, ge=0)
+    timeout_precommit_ms: int = Field(default=500, ge=10)
+    timeout_precommit_delta_ms: int = Field(default=250, ge=0)
+    #: an idle chain makes an empty block at most this often (expiries need block time to move)
+    heartbeat_ms: int = Field(default=5_000, ge=10)
+    #: after a commit, wait this long for more transactions before proposing the next block
+    block_interval_ms: int = Field(default=200, ge=0)
+    #: how far a proposed block time may differ from the local clock before it is refused
+    max_clock_drift_ms: int = Field(default=10_000, ge=100)
+    #: re-send own messages of the current height this often (liveness under message loss)
+    rebroadcast_ms: int = Field(default=1_000, ge=50)
+    #: test-only: sign conflicting votes to exercise evidence handling; never in production
+    byzantine_equivocate: bool = False
+
+
+class MempoolSection(_Strict):
+    max_txs: int = Field(default=100_000, ge=10)
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+
+
+class NodeConfig(_Strict):
+    node: NodeSection
+    api: ApiSection = ApiSection()
+    p2p: P2PSection = P2PSection()
+    consensus: ConsensusSection = ConsensusSection()
+    mempool: MempoolSection = MempoolSection()
+
+    def passphrase(self) -> bytes:
+        if self.node.passphrase_file is not None:
+            try:
+                return self.node.passphrase_file.read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise ConfigError(f"cannot read passphrase file {self.node.passphrase_file}: {exc.strerror}") from None
+        env = os.environ.get("CUSTOS_PASSPHRASE")
+        if env is None:
+            raise ConfigError("no passphrase: set node.passphrase_file or $CUSTOS_PASSPHRASE")
+        return env.encode()
+
+
+def _resolve(doc: dict, base: Path) -> dict:
+    node = dict(doc.get("node", {}))
+    for name in ("data_dir", "genesis", "key_file", "passphrase_file"):
+        if isinstance(node.get(name), str) and not os.path.isabs(node[name]):
+            node[name] = str(base / node[name])
+    return {**doc, "node": node}
+
+
+def load_config(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return NodeConfig.model_validate(_resolve(doc, path.parent.resolve()))
+    except ValidationError as exc:
+        lines = [f"  {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError(f"{path} is not a valid node config:\n" + "\n".join(lines)) from None
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host, int(port)

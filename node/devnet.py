@@ -1,0 +1,191 @@
+"""A local network of validator processes on 127.0.0.1, for development and the demo.
+
+``create`` lays out a directory::
+
+    DIR/devnet.json          the network's description: nodes, ports, keys (read by `devnet demo`)
+    DIR/genesis.toml         unequal stakes, a 2-of-3 council
+    DIR/passphrase           the devnet's key-file passphrase (mode 0600; devnet only)
+    DIR/council/member-N.key the council's keys
+    DIR/val-N/node.toml      each node's config; its LevelDB under DIR/val-N/chain
+    DIR/val-N/node.key
+
+``launch`` starts one ``custos node start`` process per node and ``stop`` ends them with SIGTERM
+(SIGKILL after a grace period). Running ``up`` again on an existing directory restarts the same
+network where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.crypto.keyfile import MINIMAL, write_key_file
+from ledger.crypto.keys import SigningKey
+from ledger.genesis import Genesis, GenesisValidator, genesis_to_toml
+from ledger.state.records import DEFAULT_PARAMS, Council
+
+DESCRIPTION = "devnet.json"
+#: stakes of the first validators; unequal on purpose, so voting power is not a head count
+STAKES = (40, 30, 20, 10, 25, 15, 35, 5)
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    api: str
+    p2p: str
+    key: str
+    stake: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.api}"
+
+
+def free_ports(n: int) -> list[int]:
+    """Ports the kernel hands out now; closed again before the nodes bind them."""
+    socks, ports = [], []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in socks:
+            s.close()
+    return ports
+
+
+def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devnet",
+           heartbeat_ms: int = 5_000, extra_consensus: dict | None = None) -> list[NodeInfo]:
+    """Create a new devnet in ``directory`` (which must not hold one already)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if (directory / DESCRIPTION).exists():
+        raise FileExistsError(f"{directory} holds a devnet already")
+    passphrase = secrets.token_hex(16).encode()
+    pass_file = directory / "passphrase"
+    fd = os.open(pass_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(passphrase + b"\n")
+    (directory / "council").mkdir(exist_ok=True)
+    council = [SigningKey.generate() for _ in range(3)]
+    for i, key in enumerate(council):
+        write_key_file(directory / "council" / f"member-{i}.key", key, passphrase, label=f"council {i}", cost=MINIMAL)
+    ports = free_ports(2 * validators)
+    nodes: list[NodeInfo] = []
+    keys = []
+    for i in range(validators):
+        key = SigningKey.generate()
+        keys.append(key)
+        nodes.append(NodeInfo(f"val-{i}", f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}",
+                              key.public.hex(), STAKES[i % len(STAKES)]))
+    genesis = Genesis(
+        chain_id=chain_id,
+        genesis_time=time.time_ns() // 1_000_000,
+        council=Council(threshold=2, members=tuple(sorted(k.public for k in council))),
+        validators=tuple(sorted((GenesisValidator(bytes.fromhex(n.key), n.stake, n.name) for n in nodes),
+                                key=lambda v: v.key)),
+        params=DEFAULT_PARAMS,
+    )
+    (directory / "genesis.toml").write_text(genesis_to_toml(genesis))
+    for node, key in zip(nodes, keys):
+        node_dir = directory / node.name
+        node_dir.mkdir(exist_ok=True)
+        write_key_file(node_dir / "node.key", key, passphrase, label=node.name, cost=MINIMAL)
+        peers = [p for p in nodes if p.name != node.name]
+        (node_dir / "node.toml").write_text(_node_config(node, peers, heartbeat_ms, extra_consensus or {}))
+    description = {
+        "chain_id": chain_id,
+        "genesis_hash": genesis.hash.hex(),
+        "council": [f"council/member-{i}.key" for i in range(3)],
+        "nodes": [n.__dict__ for n in nodes],
+    }
+    (directory / DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
+    return nodes
+
+
+def _node_config(node: NodeInfo, peers: list[NodeInfo], heartbeat_ms: int, extra: dict) -> str:
+    lines = [
+        f"# devnet node {node.name}; paths are relative to this file",
+        "[node]",
+        f'name = "{node.name}"',
+        'data_dir = "."',
+        'genesis = "../genesis.toml"',
+        'key_file = "node.key"',
+        'passphrase_file = "../passphrase"',
+        "",
+        "[api]",
+        f'listen = "{node.api}"',
+        "",
+        "[p2p]",
+        f'listen = "{node.p2p}"',
+        "peers = [",
+        *[f'  {{ address = "{p.p2p}", key = "{p.key}" }},' for p in peers],
+        "]",
+        "",
+        "[consensus]",
+        f"heartbeat_ms = {heartbeat_ms}",
+        *[f"{k} = {json.dumps(v)}" for k, v in sorted(extra.items())],
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def load(directory: Path) -> list[NodeInfo]:
+    doc = json.loads((directory / DESCRIPTION).read_text())
+    return [NodeInfo(**n) for n in doc["nodes"]]
+
+
+def node_command(directory: Path, name: str) -> list[str]:
+    return [sys.executable, "-m", "node.cli", "node", "start", "--config", str(directory / name / "node.toml")]
+
+
+def launch(directory: Path, nodes: list[NodeInfo], *, log_dir: Path | None = None) -> dict[str, subprocess.Popen]:
+    procs = {}
+    for node in nodes:
+        out = open((log_dir or directory / node.name) / "node.log", "ab")
+        procs[node.name] = subprocess.Popen(node_command(directory, node.name), stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+        out.close()
+    return procs
+
+
+def wait_ready(nodes: list[NodeInfo], timeout_s: float = 30.0) -> None:
+    """Wait until every node answers /healthz (bounded in time)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    pending = list(nodes)
+    while pending:
+        node = pending[0]
+        try:
+            with urllib.request.urlopen(node.url + "/healthz", timeout=1) as r:
+                if r.status == 200:
+                    pending.pop(0)
+                    continue
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"node {node.name} did not come up within {timeout_s:.0f} s")
+        time.sleep(0.1)
+
+
+def stop(procs: dict[str, subprocess.Popen], grace_s: float = 10.0) -> None:
+    for p in procs.values():
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs.values():
+        try:
+            p.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()

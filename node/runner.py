@@ -1,0 +1,86 @@
+"""The node process: open the store, start consensus and the API, stop cleanly on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from ledger.crypto.keyfile import load_key_file
+from ledger.genesis import load_genesis
+from ledger.storage.chainstore import ChainStore
+from node.api.server import Api, make_web_app, serve, stop
+from node.app import NodeApp
+from node.config import NodeConfig, split_hostport
+from node.solo import SoloProducer
+
+log = logging.getLogger("custos.node")
+
+
+class Node:
+    """One node: store + app + API + block production. ``start`` then ``stop``."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.key = load_key_file(config.node.key_file, config.passphrase())
+        genesis = load_genesis(config.node.genesis)
+        self.store = ChainStore.open(config.node.data_dir / "chain", genesis)
+        self.app = NodeApp(
+            self.store,
+            max_mempool_txs=config.mempool.max_txs,
+            max_mempool_bytes=config.mempool.max_bytes,
+            max_clock_drift_ms=config.consensus.max_clock_drift_ms,
+        )
+        self.producer = SoloProducer(
+            self.app,
+            self.key,
+            block_interval_ms=config.consensus.block_interval_ms,
+            heartbeat_ms=config.consensus.heartbeat_ms,
+        )
+        self.api = Api(self.app, node_id=self.key.public.hex(), validator=self._is_validator,
+                       max_wait_ms=config.api.max_wait_ms)
+        self._tasks: list[asyncio.Task] = []
+        self._runner = None
+
+    def _is_validator(self) -> bool:
+        from ledger.rules.validators import validator_set_at
+
+        return self.key.public in validator_set_at(self.store.state, self.store.height + 1)
+
+    async def start(self) -> str:
+        host, port = split_hostport(self.config.api.listen)
+        web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes)
+        self._runner = await serve(web_app, host, port)
+        actual = self._runner.addresses[0][1] if port == 0 else port
+        self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
+        return f"http://{host}:{actual}"
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._runner is not None:
+            await stop(self._runner)
+        self.store.close()
+
+
+async def run(config: NodeConfig) -> None:
+    node = Node(config)
+    url = await node.start()
+    print(f"node {config.node.name} serving {url} (chain {node.store.chain.chain_id}, height {node.store.height})",
+          flush=True)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    tasks = [asyncio.create_task(done.wait())] + node._tasks
+    finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in finished:
+        if task in node._tasks and task.exception() is not None:
+            log.error("node task %s failed", task.get_name(), exc_info=task.exception())
+    await node.stop()
+    print(f"node {config.node.name} stopped at height {node.store.height}", file=sys.stderr, flush=True)

@@ -1,0 +1,92 @@
+"""Real node processes on 127.0.0.1 for tests: create a devnet, start, kill, restart, wait.
+
+Every wait is bounded in time and raises with what it was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ledger.crypto.keyfile import load_key_file
+from ledger.crypto.keys import SigningKey
+from node import devnet
+from node.client.txs import TxFactory
+
+
+class Net:
+    def __init__(self, directory: Path, validators: int = 1, **create_kwargs: Any) -> None:
+        self.dir = directory
+        self.nodes = {n.name: n for n in devnet.create(directory, validators, **create_kwargs)}
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.passphrase = (directory / "passphrase").read_bytes().strip()
+        doc = json.loads((directory / devnet.DESCRIPTION).read_text())
+        self.chain_id = doc["chain_id"]
+        self.council = [load_key_file(directory / p, self.passphrase) for p in doc["council"]]
+        self.txs = TxFactory(self.chain_id)
+
+    # ---- processes
+    def start(self, *names: str, wait: bool = True) -> None:
+        names = names or tuple(self.nodes)
+        for name in names:
+            if name in self.procs and self.procs[name].poll() is None:
+                continue
+            self.procs.update(devnet.launch(self.dir, [self.nodes[name]]))
+        if wait:
+            devnet.wait_ready([self.nodes[n] for n in names], timeout_s=30)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(15)
+
+    def stop(self) -> None:
+        devnet.stop(self.procs)
+        self.procs.clear()
+
+    def node_key(self, name: str) -> SigningKey:
+        return load_key_file(self.dir / name / "node.key", self.passphrase)
+
+    def url(self, name: str = "val-0") -> str:
+        return self.nodes[name].url
+
+    @property
+    def urls(self) -> list[str]:
+        return [n.url for n in self.nodes.values()]
+
+    def log(self, name: str) -> str:
+        return (self.dir / name / "node.log").read_text(errors="replace")
+
+    # ---- observation
+    def get(self, name: str, path: str) -> Any:
+        with urllib.request.urlopen(self.url(name) + path, timeout=5) as r:
+            return json.loads(r.read())
+
+    def height(self, name: str = "val-0") -> int:
+        return self.get(name, "/v1/status")["height"]
+
+    def wait_until(self, what: str, predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"waited {timeout_s:.0f} s for {what}")
+
+    def wait_height(self, height: int, *names: str, timeout_s: float = 30.0) -> None:
+        for name in names or tuple(self.procs):
+            self.wait_until(f"{name} to reach height {height}", lambda: self.height(name) >= height, timeout_s)
+
+
+def run(coro):
+    return asyncio.run(coro)
