@@ -49,9 +49,14 @@ class Node:
 
         return self.key.public in validator_set_at(self.store.state, self.store.height + 1)
 
+    def extra_routes(self) -> list:
+        """Routes beyond the core API (signed reads, event streams), added by their modules."""
+        return []
+
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
-        web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes)
+        web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes,
+                               extra_routes=self.extra_routes())
         self._runner = await serve(web_app, host, port)
         actual = self._runner.addresses[0][1] if port == 0 else port
         self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))

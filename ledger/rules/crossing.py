@@ -68,6 +68,7 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
         raise NotFound(f"border post {body.post!r} is not registered")
     identity = _identity(ctx, body.identity)
     _require_biometric_presence(ctx, body, identity)
+    require_not_revoked(ctx.state, identity.commitment)
     _require_event_time(ctx, body.event_time)
 
     request = Request(

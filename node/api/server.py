@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ledger.block import BLOCK, COMMIT
 from ledger.errors import ChainError, CustosError, MalformedTransaction, RejectedTransaction, StorageError
+from ledger.genesis import GENESIS
 from ledger.merkle import MerkleError
 from ledger.rules.validators import validator_set_at
 from ledger.state.records import REQUEST, k_request, load
@@ -82,6 +83,7 @@ class Api:
             web.get("/v1/blocks", self.blocks_range),
             web.get("/v1/blocks/{height}", self.block),
             web.get("/v1/status", self.status),
+            web.get("/v1/genesis", self.genesis),
             web.get("/v1/validators", self.validators),
             web.get("/v1/log/consistency", self.consistency),
             web.get("/v1/crossings/{id}", self.crossing),
@@ -194,6 +196,12 @@ class Api:
             **self.extra_status(),
         }
         return reply(request, body)
+
+    async def genesis(self, request: web.Request) -> web.Response:
+        """The genesis this node runs: canonical bytes (msgpack) or fields (JSON), and its hash."""
+        genesis = self.app.store.genesis
+        return reply(request, {"hash": genesis.hash, "genesis": GENESIS.encode(genesis),
+                               "chain_id": genesis.chain_id})
 
     async def validators(self, request: web.Request) -> web.Response:
         store = self.app.store
