@@ -35,10 +35,14 @@ _LIMITS = dict(
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
+#: deepest nesting of lists and maps; the deepest object (a block's evidence) needs four
+MAX_DEPTH = 32
 
 
-def _canon(value: Any) -> Any:
+def _canon(value: Any, depth: int = 0) -> Any:
     """Return ``value`` with every dict rebuilt in canonical key order, checking types."""
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH} levels")
     if value is None or value is True or value is False:
         return value
     t = type(value)
@@ -49,12 +53,12 @@ def _canon(value: Any) -> Any:
     if t is bytes or t is str:
         return value
     if t is list or t is tuple:
-        return [_canon(v) for v in value]
+        return [_canon(v, depth + 1) for v in value]
     if t is dict:
         for k in value:
             if type(k) is not str:
                 raise DecodeError(f"map key {k!r} is not a string")
-        return {k: _canon(value[k]) for k in sorted(value, key=_key_order)}
+        return {k: _canon(value[k], depth + 1) for k in sorted(value, key=_key_order)}
     if t is bytearray or t is memoryview:
         return bytes(value)
     raise DecodeError(f"type {t.__name__} has no canonical encoding")
@@ -66,7 +70,10 @@ def _key_order(key: str) -> bytes:
 
 def encode(value: Any) -> bytes:
     """The canonical encoding of ``value``."""
-    return msgpack.packb(_canon(value), use_bin_type=True)
+    try:
+        return msgpack.packb(_canon(value), use_bin_type=True)
+    except UnicodeEncodeError as exc:  # a lone surrogate: text with no UTF-8 form
+        raise DecodeError(f"text is not valid Unicode ({exc.reason})") from None
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -95,13 +102,38 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Any:
         raise
     except Exception as exc:  # msgpack raises a zoo of types for bad input
         raise DecodeError(f"not valid msgpack ({type(exc).__name__}: {exc})") from None
-    try:
-        again = encode(value)
-    except DecodeError as exc:
-        raise DecodeError(f"value cannot be canonical: {exc}") from None
-    if again != data:
+    _check_plain(value)
+    # Key order and types are checked; re-encoding catches the rest (padded integers and
+    # lengths, str8 where fixstr fits, duplicate keys collapsed by the parser, trailing bytes).
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise DecodeError("not in canonical form (re-encoding differs)")
     return value
+
+
+def _check_plain(value: Any, depth: int = 0) -> None:
+    """Walk a parsed value: only canonical types, text map keys in ascending order."""
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"nesting deeper than {MAX_DEPTH} levels")
+    t = type(value)
+    if t is dict:
+        keys = list(value)
+        for k in keys:
+            if type(k) is not str:  # the parser also admits bytes keys
+                raise DecodeError(f"map key of type {type(k).__name__} is not a string")
+        if keys != sorted(keys):
+            raise DecodeError("not in canonical form (map keys not in ascending order)")
+        for v in value.values():
+            if type(v) in _CONTAINERS or type(v) is float:
+                _check_plain(v, depth + 1)
+    elif t is list:
+        for v in value:
+            if type(v) in _CONTAINERS or type(v) is float:
+                _check_plain(v, depth + 1)
+    elif t is float:
+        raise DecodeError("floating-point numbers have no canonical encoding")
+
+
+_CONTAINERS = (dict, list)
 
 
 # --------------------------------------------------------------------------- schemas
@@ -244,7 +276,8 @@ class Schema(Spec, Generic[T]):
         return {name: self.spec[name].wire(getattr(obj, name)) for name in self._order}
 
     def encode(self, obj: T) -> bytes:
-        return encode(self.wire(obj))
+        # wire() builds every map in canonical key order from checked fields: pack directly
+        return msgpack.packb(self.wire(obj), use_bin_type=True)
 
     def decode(self, data: bytes, *, max_size: int = MAX_ENCODED) -> T:
         return self.check(decode(data, max_size=max_size))

@@ -8,6 +8,8 @@ whose hash every node and auditor must agree on: block 1 names it as its previou
 from __future__ import annotations
 
 import tomllib
+
+import msgpack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +95,8 @@ def state_root_after(previous_root: bytes, writes: list[tuple[bytes, bytes | Non
     The root commits to the whole sequence of state changes since genesis, so two nodes with the
     same root hold the same state; it costs one hash over the block's writes, not a tree update.
     """
-    return tagged_hash(TAG_STATE, previous_root + encode([[k, v] for k, v in writes]))
+    # keys and values are bytes (or nil): their msgpack form is canonical as packed
+    return tagged_hash(TAG_STATE, previous_root + msgpack.packb(writes, use_bin_type=True))
 
 
 # --------------------------------------------------------------------------- the file

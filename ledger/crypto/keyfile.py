@@ -35,9 +35,10 @@ _MAX_FILE = 64 * 1024
 
 
 def _derive(passphrase: bytes, salt: bytes, ops: int, mem: int) -> bytes:
-    if not (nacl.pwhash.argon2id.OPSLIMIT_MIN <= ops <= nacl.pwhash.argon2id.OPSLIMIT_MAX):
+    # bounded so that a tampered file cannot stall the machine that opens it
+    if not (nacl.pwhash.argon2id.OPSLIMIT_MIN <= ops <= 16):
         raise KeyFileError(f"Argon2id ops limit {ops} out of range")
-    if not (nacl.pwhash.argon2id.MEMLIMIT_MIN <= mem <= 4 * 1024**3):
+    if not (nacl.pwhash.argon2id.MEMLIMIT_MIN <= mem <= 1024**3):
         raise KeyFileError(f"Argon2id memory limit {mem} out of range")
     return nacl.pwhash.argon2id.kdf(nacl.secret.SecretBox.KEY_SIZE, passphrase, salt, opslimit=ops, memlimit=mem)
 
@@ -69,7 +70,7 @@ def unseal(doc: dict, passphrase: bytes) -> SigningKey:
         public = bytes.fromhex(doc["public"])
     except KeyFileError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:  # JSON 1e999 is inf
         raise KeyFileError(f"key file is malformed ({exc})") from None
     if len(salt) != nacl.pwhash.argon2id.SALTBYTES:
         raise KeyFileError("key file salt has the wrong length")

@@ -20,6 +20,7 @@ from ledger.state.records import (
     k_consent,
     k_identity,
     k_identity_consent,
+    k_revoked,
     load,
     store,
 )
@@ -76,7 +77,7 @@ def revoke(ctx: Ctx, body: RevokeConsent) -> Outcome:
     return Outcome(ref=body.consent)
 
 
-def covers(consent: Consent, identity: Identity, request: CrossingRequest) -> bool:
+def covers(state: Overlay, consent: Consent, identity: Identity, request: CrossingRequest) -> bool:
     """Does ``consent`` permit this crossing at its event time?"""
     if consent.revoked or consent.uses_left <= 0:
         return False
@@ -88,8 +89,9 @@ def covers(consent: Consent, identity: Identity, request: CrossingRequest) -> bo
         return False
     if consent.companion is not None and consent.companion != request.companion:
         return False
-    # a court order may have removed guardians since: the consent must still carry enough
-    current = sum(1 for s in consent.signers if s in identity.guardians)
+    # a court order may have removed guardians since, or the council revoked a key: the
+    # consent must still carry enough signatures of current, unrevoked guardians
+    current = sum(1 for s in consent.signers if s in identity.guardians and state.get(k_revoked(s)) is None)
     return current >= identity.policy.approvals
 
 
@@ -99,7 +101,7 @@ def find_covering_consent(state: Overlay, identity: Identity, request: CrossingR
     for key, _ in scan_prefix(state, prefix):
         cid = key[len(prefix):]
         consent = load(state, k_consent(cid), CONSENT)
-        if consent is not None and covers(consent, identity, request):
+        if consent is not None and covers(state, consent, identity, request):
             return cid
     return None
 

@@ -48,12 +48,13 @@ from ledger.state.records import (
     k_commitment,
     k_expiry,
     k_identity,
+    k_pending,
     k_post,
     k_request,
     load,
     store,
 )
-from ledger.state.view import Overlay
+from ledger.state.view import Overlay, scan_prefix
 from ledger.tx.bodies import APPROVE, ROLE_TERMINAL, CrossingRequest, GuardianDecision
 
 EVENT_PENDING = "crossing.pending"
@@ -105,6 +106,7 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
     deadline = ctx.time + identity.policy.deadline
     store(ctx.state, k_request(rid), REQUEST, replace(request, deadline=deadline))
     ctx.state.put(k_expiry(deadline, rid), NIL)
+    ctx.state.put(k_pending(body.identity, rid), NIL)
     ctx.events.append(Event(EVENT_PENDING, rid, body.identity, PENDING, identity.guardians, body.post))
     return Outcome(PENDING)
 
@@ -156,9 +158,13 @@ def decide(ctx: Ctx, body: GuardianDecision) -> Outcome:
         raise NotFound(f"no crossing request {body.request.hex()[:16]}")
     if request.identity != body.identity:
         raise InvalidValue("the request concerns another child than the decision names")
-    # Rule: only a guardian of this child, as recorded when the request was made, decides.
+    # Rule: only a guardian of this child decides: one recorded when the request was made
+    # (or the key that guardian rotated to) who is still a guardian now (no court order since).
     if body.guardian not in request.guardians:
         raise NotGuardian("the signer is not a guardian of this child")
+    identity = _identity(ctx, request.identity)
+    if body.guardian not in identity.guardians:
+        raise NotGuardian("the signer is no longer a guardian of this child")
     # Rule: one decision per guardian per request.
     if body.guardian in request.approvals or body.guardian in request.denials:
         raise DuplicateDecision("this guardian already decided on this request")
@@ -183,10 +189,28 @@ def decide(ctx: Ctx, body: GuardianDecision) -> Outcome:
 def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
     closed = replace(request, status=status, closed_height=ctx.height)
     ctx.state.delete(k_expiry(request.deadline, rid))
+    ctx.state.delete(k_pending(request.identity, rid))
     if status in (DENIED, EXPIRED):
         raise_alert(ctx.state, ctx.height, ctx.time, rid, closed)
     ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, status, request.guardians, request.post))
     return closed
+
+
+def rotate_guardian_in_pending(state: Overlay, identity: bytes, old: bytes, new: bytes) -> None:
+    """A guardian's rotated key takes the old key's place in the child's pending requests."""
+    prefix = k_pending(identity)
+    for key, _ in list(scan_prefix(state, prefix)):
+        rid = key[len(prefix):]
+        request = load(state, k_request(rid), REQUEST)
+        if request is None:
+            continue
+
+        def swap(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+            return tuple(sorted(new if k == old else k for k in keys))
+
+        store(state, k_request(rid), REQUEST, replace(
+            request, guardians=swap(request.guardians), approvals=swap(request.approvals),
+            denials=swap(request.denials)))
 
 
 def raise_alert(state: Overlay, height: int, time: int, rid: bytes, request: Request) -> None:
@@ -211,6 +235,7 @@ def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
             continue
         closed = replace(request, status=EXPIRED, closed_height=height)
         store(state, k_request(rid), REQUEST, closed)
+        state.delete(k_pending(request.identity, rid))
         raise_alert(state, height, time, rid, closed)
         events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post))
     return events

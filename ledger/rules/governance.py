@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ledger.errors import AlreadyExists, InvalidValue, NotFound, StakeError, UnknownKey
+from ledger.rules.crossing import rotate_guardian_in_pending
 from ledger.rules.context import Ctx, Outcome, council_of, require_not_revoked, require_quorum
 from ledger.rules.validators import bond, latest_scheduled_set, schedule_power
 from ledger.state.records import (
@@ -58,10 +59,14 @@ def require_council(ctx: Ctx) -> Council:
 
 
 def _require_fresh_key(ctx: Ctx, key: bytes) -> None:
-    """Rule: a key takes one role only, and a revoked key never comes back."""
+    """Rule: a key takes one role only, and a revoked key never comes back.
+
+    A key already used as an authority, terminal or auditor key, a council member's key, a
+    validator key, a child's biometric commitment or a guardian's key cannot take another.
+    """
     require_not_revoked(ctx.state, key)
-    if ctx.state.get(k_role(key)) is not None:
-        raise AlreadyExists(f"key {key.hex()[:16]} already has a role")
+    if _key_is_known(ctx, key, council_of(ctx.state)):
+        raise AlreadyExists(f"key {key.hex()[:16]} is in use already")
 
 
 def _register_role(ctx: Ctx, key: bytes, role: str, label: str, post: str | None = None) -> Outcome:
@@ -151,8 +156,8 @@ def rotate_key(ctx: Ctx, body: RotateKey) -> Outcome:
     """Rule: move every role of ``old`` to an unused ``new`` key, then revoke ``old``.
 
     Covers authority, terminal and auditor roles, council membership and guardianship (each
-    ward's guardian list is rewritten). Validators rotate by bonding the new key instead.
-    Pending crossing requests keep the guardian keys they were submitted with.
+    ward's guardian list and pending requests are rewritten). Validators rotate by bonding the
+    new key instead.
     """
     council = require_council(ctx)
     old, new = body.old, body.new
@@ -160,8 +165,6 @@ def rotate_key(ctx: Ctx, body: RotateKey) -> Outcome:
         raise InvalidValue("old and new key are the same")
     require_not_revoked(ctx.state, old)
     _require_fresh_key(ctx, new)
-    if new in council.members or next(scan_prefix(ctx.state, k_ward(new)), None) is not None:
-        raise AlreadyExists(f"key {new.hex()[:16]} is in use already")
     moved = False
     role = ctx.state.get(k_role(old))
     if role is not None:
@@ -182,6 +185,7 @@ def rotate_key(ctx: Ctx, body: RotateKey) -> Outcome:
               replace(record, guardians=guardians, version=record.version + 1))
         ctx.state.delete(k_ward(old, identity))
         ctx.state.put(k_ward(new, identity), NIL)
+        rotate_guardian_in_pending(ctx.state, identity, old, new)
         moved = True
     if not moved:
         raise UnknownKey(f"key {old.hex()[:16]} holds no role that can be rotated")

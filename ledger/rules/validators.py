@@ -7,7 +7,7 @@ using headers alone (each header carries the hash of its own set and of the next
 
 from __future__ import annotations
 
-from ledger.block import DuplicateVoteEvidence
+from ledger.block import VOTE, DuplicateVoteEvidence
 from ledger.encoding import decode
 from ledger.errors import InvalidEvidence, StakeError
 from ledger.state.records import (
@@ -68,6 +68,8 @@ def punish_equivocation(state, chain_id: str, height: int, delay: int, slash_bps
     a, b = ev.a, ev.b
     if not a.conflicts_with(b):
         raise InvalidEvidence("the two votes do not conflict")
+    if not VOTE.encode(a) < VOTE.encode(b):
+        raise InvalidEvidence("the votes of evidence are ordered by their encoding (one hash per offence)")
     if a.height >= height:
         raise InvalidEvidence("evidence from the future")
     if height - a.height > max_age:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgpack
+
 from ledger.block import DuplicateVoteEvidence
-from ledger.encoding import encode
 from ledger.errors import DuplicateTransaction, RejectedTransaction
 from ledger.genesis import state_root_after
 from ledger.hashing import tagged_hash
@@ -41,7 +42,9 @@ class TxResult:
 
 
 def results_hash(results: list[TxResult]) -> bytes:
-    return tagged_hash(TAG_RESULTS, encode([[r.tx_id, r.outcome.status, r.outcome.ref] for r in results]))
+    # ids and refs are bytes, statuses short text: canonical as packed
+    rows = [(r.tx_id, r.outcome.status, r.outcome.ref) for r in results]
+    return tagged_hash(TAG_RESULTS, msgpack.packb(rows, use_bin_type=True))
 
 
 @dataclass

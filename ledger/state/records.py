@@ -16,6 +16,7 @@ key                    value
 ``gw/<key><identity>`` nil: the key is a guardian of that identity
 ``req/<tx id>``        :class:`Request` (a crossing request and its decision)
 ``exp/<deadline><id>`` nil: a pending request that expires after ``deadline``
+``pend/<identity><id>`` nil: the identity's pending requests
 ``consent/<tx id>``    :class:`Consent`
 ``ic/<identity><id>``  nil: the identity's consents, in id order
 ``alert/<h><id>``      :class:`Alert` (a denied or expired minor crossing)
@@ -333,6 +334,10 @@ def k_request(request: bytes) -> bytes:
 
 def k_expiry(deadline: int, request: bytes = b"") -> bytes:
     return b"exp/" + be64(deadline) + request
+
+
+def k_pending(identity: bytes, request: bytes = b"") -> bytes:
+    return b"pend/" + identity + request
 
 
 def k_consent(consent: bytes) -> bytes:

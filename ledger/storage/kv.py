@@ -42,7 +42,7 @@ class MemoryKV:
             yield k, self._data[k]
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool = True) -> None:
-        for k, v in changes.items():
+        for k, v in list(changes.items()):  # read every change before applying any: all or nothing
             if v is None:
                 if self._data.pop(k, None) is not None:
                     self._keys.pop(bisect.bisect_left(self._keys, k))
@@ -79,7 +79,9 @@ class LevelKV:
             yield from it
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool = True) -> None:
-        with self._db.write_batch(sync=sync) as batch:
+        # transaction=True: if anything raises half way, plyvel drops the batch instead of writing
+        # the half already collected (its default writes it)
+        with self._db.write_batch(sync=sync, transaction=True) as batch:
             for k, v in changes.items():
                 if v is None:
                     batch.delete(k)

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""How fast one node applies blocks of crossing transactions, and what a crossing costs on disk.
+
+Builds a chain in a real LevelDB store: council setup, one post and terminal, a population of
+enrolled children, then blocks of crossing requests (half adults, permitted at once; half
+minors, pending). Measures, in the same run:
+
+* raw Ed25519 verifications per second (the floor every node pays: two signatures a crossing);
+* the proposer's path: ``build_block`` + ``commit_block`` (signatures checked at admission);
+* a validator's path: ``execute_block`` with signature checks + ``commit_block``;
+* bytes on disk per crossing after compaction (block, log nodes, tx index, state).
+
+Writes JSON to stdout or ``--out``. Example::
+
+    python scripts/bench_ledger.py --blocks 20 --block-txs 1000 --out bench-results/ledger.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from ledger.block import PRECOMMIT, Commit, sign_vote
+from ledger.chain import build_block, execute_block
+from ledger.crypto.keys import SigningKey, verify_raw
+from ledger.genesis import Genesis, GenesisValidator
+from ledger.state.records import DEFAULT_PARAMS, Council
+from ledger.storage.chainstore import ChainStore
+from node.client.txs import TxFactory
+
+CHAIN = "bench"
+T0 = 1_800_000_000_000
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--blocks", type=int, default=20)
+    ap.add_argument("--block-txs", type=int, default=1000)
+    ap.add_argument("--children", type=int, default=500)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    council = [SigningKey.generate() for _ in range(3)]
+    validator = SigningKey.generate()
+    genesis = Genesis(CHAIN, T0, Council(2, tuple(sorted(k.public for k in council))),
+                      (GenesisValidator(validator.public, 10, "v"),), DEFAULT_PARAMS)
+    f = TxFactory(CHAIN)
+    authority, terminal = SigningKey.generate(), SigningKey.generate()
+    children = [(os.urandom(16), SigningKey.generate(), i % 2 == 0) for i in range(args.children)]
+    guardian = SigningKey.generate()
+
+    # ---- raw Ed25519 verification rate (the baseline)
+    sample = terminal.sign_raw(b"m" * 80)
+    n = 5000
+    t = time.perf_counter()
+    for _ in range(n):
+        verify_raw(terminal.public, b"m" * 80, sample)
+    raw_verify_per_s = n / (time.perf_counter() - t)
+
+    setup = [
+        f.register_authority(council[:2], authority.public),
+        f.register_post(council[:2], "P1"),
+        f.register_terminal(council[:2], terminal.public, "P1"),
+    ] + [
+        f.enrol(authority, bio, ident, majority_date=0 if adult else T0 + 10**12, guardians=[guardian.public],
+                approvals=1, deadline_ms=86_400_000, veto=False)
+        for ident, bio, adult in children
+    ]
+    blocks_txs = []
+    k = 0
+    for b in range(args.blocks):
+        txs = []
+        for _ in range(args.block_txs):
+            ident, bio, _adult = children[k % len(children)]
+            txs.append(f.crossing(terminal, bio, ident, post="P1", direction="exit" if k % 2 else "entry",
+                                  event_time=T0 + 1000 * (b + 2), destination="RO", nonce=k))
+            k += 1
+        blocks_txs.append(txs)
+
+    work = Path(tempfile.mkdtemp(prefix="custos-bench-"))
+    try:
+        proposer = ChainStore.open(work / "proposer", genesis)
+        follower = ChainStore.open(work / "follower", genesis)
+        last = None
+
+        def commit_both(executed, store_b_block, time_ms):
+            nonlocal last
+            vote = sign_vote(validator, CHAIN, PRECOMMIT, executed.height, 0, executed.hash)
+            c = Commit.from_votes([vote])
+            proposer.commit_block(executed, c)
+            last = c
+            return c
+
+        ex, rejected = build_block(proposer, setup, time=T0 + 1000, proposer=validator.public, last_commit=None)
+        assert not rejected, rejected[:1]
+        c = commit_both(ex, None, 0)
+        follower.commit_block(execute_block(follower, ex.block), c)
+        size_before = du(work / "proposer")
+
+        build_s = validate_s = 0.0
+        for b, txs in enumerate(blocks_txs):
+            t = time.perf_counter()
+            ex, rejected = build_block(proposer, txs, time=T0 + 1000 * (b + 2), proposer=validator.public,
+                                       last_commit=last)
+            c = commit_both(ex, None, 0)
+            build_s += time.perf_counter() - t
+            if rejected:
+                raise SystemExit(f"unexpected rejection: {rejected[0][1].diagnostics()}")
+            t = time.perf_counter()
+            follower.commit_block(execute_block(follower, ex.block), c)
+            validate_s += time.perf_counter() - t
+        total = args.blocks * args.block_txs
+        for store in (proposer, follower):
+            store.kv._db.compact_range()
+        proposer.close()
+        follower.close()
+        size_after = du(work / "proposer")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    result = {
+        "benchmark": "ledger-apply",
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "crossings": total,
+        "block_txs": args.block_txs,
+        "raw_ed25519_verify_per_s": round(raw_verify_per_s),
+        "proposer_build_and_commit_tx_per_s": round(total / build_s),
+        "validator_execute_and_commit_tx_per_s": round(total / validate_s),
+        "validator_vs_raw_verify_ratio": round((total / validate_s) / raw_verify_per_s, 3),
+        "signatures_per_crossing": 2,
+        "bytes_on_disk_per_crossing": round((size_after - size_before) / total, 1),
+    }
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

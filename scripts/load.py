@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Open-loop load against a running network: crossings at a fixed offered rate.
+
+The send schedule is fixed before the run (transaction i is due at t0 + i / rate), and every
+crossing carries its scheduled send time as its event time, so latency is measured from when a
+transaction *should* have left, not from when a lagging generator got round to it (no
+coordinated omission). Transactions go out in small batches every ``--tick-ms``, spread over
+the nodes. A watcher follows committed blocks on one node and records, per transaction, the
+time its block became visible there.
+
+Reports committed transactions per second over the measured window and submit-to-commit
+latency percentiles, as JSON::
+
+    custos devnet up --dir /tmp/net &   # in another terminal
+    python scripts/load.py --dir /tmp/net --rate 1000 --duration 60 --out bench-results/load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+import msgpack
+
+from ledger.block import BLOCK
+from ledger.crypto.keyfile import load_key_file
+from ledger.crypto.keys import SigningKey
+from ledger.tx.envelope import decode_tx
+from node import devnet
+from node.client.http import NodeClient
+from node.client.txs import TxFactory
+
+POST = "LOAD-1"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def setup(directory: Path, client: NodeClient, factory: TxFactory, identities: int):
+    doc = json.loads((directory / devnet.DESCRIPTION).read_text())
+    passphrase = (directory / "passphrase").read_bytes().strip()
+    council = [load_key_file(directory / p, passphrase) for p in doc["council"]][:2]
+    authority, terminal = SigningKey.generate(), SigningKey.generate()
+    await client.submit(factory.register_authority(council, authority.public, "load").raw, wait=True)
+    post = f"{POST}-{os.urandom(3).hex()}"  # a fresh post per run: runs can repeat on one network
+    await client.submit(factory.register_post(council, post, "load").raw, wait=True)
+    await client.submit(factory.register_terminal(council, terminal.public, post, "load").raw, wait=True)
+    people = []
+    enrolments = []
+    for _ in range(identities):
+        ident, bio = os.urandom(16), SigningKey.generate()
+        people.append((ident, bio))
+        # adults: every crossing is permitted at once, so the load has no ordering constraints
+        enrolments.append(factory.enrol(authority, bio, ident, majority_date=0, guardians=[SigningKey.generate().public],
+                                        approvals=1, deadline_ms=60_000, veto=False).raw)
+    for i in range(0, len(enrolments), 500):
+        await client.submit_batch(enrolments[i:i + 500])
+    last_id = decode_tx(enrolments[-1]).id
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        doc = await client.tx(last_id)
+        if doc.get("status") == "committed":
+            break
+        await asyncio.sleep(0.2)
+    return terminal, post, people
+
+
+async def watch(url: str, start_height: int, sent: dict[bytes, int], committed: dict[bytes, int],
+                stop: asyncio.Event) -> None:
+    height = start_height
+    async with aiohttp.ClientSession() as session:
+        while not stop.is_set():
+            try:
+                async with session.get(f"{url}/v1/blocks", params={"from": height, "limit": 100}) as r:
+                    body = msgpack.unpackb(await r.read(), raw=False)
+            except (aiohttp.ClientError, OSError):
+                await asyncio.sleep(0.1)
+                continue
+            seen = now_ms()
+            for item in body["blocks"]:
+                block = BLOCK.decode(item["block"])
+                for raw in block.txs:
+                    if raw in sent and raw not in committed:
+                        committed[raw] = seen
+                height = block.height + 1
+            if not body["blocks"]:
+                await asyncio.sleep(0.05)
+
+
+async def run(args) -> dict:
+    nodes = devnet.load(args.dir)
+    urls = [n.url for n in nodes]
+    chain_id = json.loads((args.dir / devnet.DESCRIPTION).read_text())["chain_id"]
+    factory = TxFactory(chain_id)
+    async with NodeClient(urls) as client:
+        terminal, post, people = await setup(args.dir, client, factory, args.identities)
+        start_height = (await client.status())["height"] + 1
+
+    total = int(args.rate * args.duration)
+    t0 = now_ms() + 3000 + total // 200  # leave time to sign the schedule
+    schedule = []
+    for i in range(total):
+        ident, bio = people[i % len(people)]
+        due = t0 + (i * 1000) // args.rate
+        tx = factory.crossing(terminal, bio, ident, post=post, direction="exit" if i % 2 else "entry",
+                              event_time=due, destination="RO", nonce=i)
+        schedule.append((due, tx.raw))
+    sent: dict[bytes, int] = {}
+    committed: dict[bytes, int] = {}
+    rejected = 0
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch(urls[0], start_height, sent, committed, stop))
+    connector = aiohttp.TCPConnector(limit=64)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        pending: set[asyncio.Task] = set()
+
+        async def send(url: str, raws: list[bytes]) -> None:
+            nonlocal rejected
+            try:
+                async with session.post(url + "/v1/txs/batch", data=msgpack.packb(raws, use_bin_type=True),
+                                        headers={"Content-Type": "application/msgpack",
+                                                 "Accept": "application/msgpack"}) as r:
+                    body = msgpack.unpackb(await r.read(), raw=False)
+                rejected += sum(1 for x in body.get("results", []) if x.get("status") == "rejected")
+            except (aiohttp.ClientError, OSError):
+                rejected += len(raws)
+
+        i = 0
+        node = 0
+        while i < total:
+            wait = (schedule[i][0] - now_ms()) / 1000
+            if wait > 0:
+                await asyncio.sleep(min(wait, args.tick_ms / 1000))
+                continue
+            batch = []
+            horizon = now_ms()
+            while i < total and schedule[i][0] <= horizon and len(batch) < 2000:
+                due, raw = schedule[i]
+                sent[raw] = due
+                batch.append(raw)
+                i += 1
+            task = asyncio.create_task(send(urls[node % len(urls)], batch))
+            node += 1
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        if pending:
+            await asyncio.gather(*pending)
+    drain_deadline = time.monotonic() + args.drain_s
+    while len(committed) < len(sent) - rejected and time.monotonic() < drain_deadline:
+        await asyncio.sleep(0.1)
+    stop.set()
+    await watcher
+    latencies = sorted(committed[raw] - sent[raw] for raw in committed)
+    # sustained rate: everything committed, over the time from the first due send to the last commit
+    span_s = max(1e-3, (max(committed.values(), default=t0) - t0) / 1000)
+
+    def pct(p: float) -> int | None:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
+
+    return {
+        "benchmark": "open-loop-load",
+        "validators": len(nodes),
+        "offered_rate_tx_per_s": args.rate,
+        "duration_s": args.duration,
+        "sent": len(sent),
+        "rejected": rejected,
+        "committed": len(committed),
+        "committed_tx_per_s": round(len(committed) / span_s, 1),
+        "span_s": round(span_s, 2),
+        "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", type=Path, required=True, help="the devnet directory (reads devnet.json)")
+    ap.add_argument("--rate", type=int, default=200, help="offered crossings per second")
+    ap.add_argument("--duration", type=int, default=20, help="seconds of load")
+    ap.add_argument("--identities", type=int, default=200)
+    ap.add_argument("--tick-ms", type=int, default=20)
+    ap.add_argument("--drain-s", type=float, default=20.0, help="how long to wait for stragglers")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    result = asyncio.run(run(args))
+    text = json.dumps(result, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
