@@ -1,0 +1,55 @@
+"""The template: a fixed-length binary iris code plus its occlusion mask.
+
+Layout (shared with the synthetic generator): 8 radial rings x 128 angular positions x 2 phase
+bits (the signs of the real and imaginary parts of a Gabor response, as in Daugman's IrisCode),
+bit index ``(ring * 128 + angle) * 2 + phase``. A mask bit is 1 where the code bit is valid
+and 0 where eyelids, eyelashes or reflections hid the iris. Alignment (rotation compensation)
+is the feature extractor's job: templates reaching this package are expected to be aligned.
+
+Templates and masks are accepted either packed (256 bytes, most significant bit first, as
+``numpy.packbits`` produces) or as a numpy array of 2048 zeros and ones.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+
+from .errors import InvalidTemplate
+
+RINGS = 8
+ANGLES = 128
+PHASE_BITS = 2
+TEMPLATE_BITS = RINGS * ANGLES * PHASE_BITS
+TEMPLATE_BYTES = TEMPLATE_BITS // 8
+
+Bits = Union[bytes, bytearray, memoryview, np.ndarray]
+
+
+def as_bits(value: Bits, what: str = "template") -> np.ndarray:
+    """Validate a template or mask and return it as a fresh uint8 array of 0/1 bits."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+        if len(raw) != TEMPLATE_BYTES:
+            raise InvalidTemplate(f"{what} must be {TEMPLATE_BYTES} packed bytes, got {len(raw)}")
+        return np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
+    if isinstance(value, np.ndarray):
+        if value.shape != (TEMPLATE_BITS,):
+            raise InvalidTemplate(f"{what} must have shape ({TEMPLATE_BITS},), got {value.shape}")
+        if value.dtype == np.bool_:
+            return value.astype(np.uint8)
+        if not np.issubdtype(value.dtype, np.integer):
+            raise InvalidTemplate(f"{what} must hold integers or booleans, got {value.dtype}")
+        if value.size and (value.min() < 0 or value.max() > 1):
+            raise InvalidTemplate(f"{what} must hold only 0 and 1")
+        return value.astype(np.uint8)
+    raise InvalidTemplate(f"{what} must be bytes or a numpy array, got {type(value).__name__}")
+
+
+def pack_bits(bits: np.ndarray) -> bytes:
+    return np.packbits(bits.astype(np.uint8)).tobytes()
+
+
+def unpack_bits(raw: bytes) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
