@@ -1,0 +1,43 @@
+"""Fixtures for the consensus tests, and the option that sets how many seeds to simulate.
+
+``--sim-seeds N`` (or the environment variable ``CUSTOS_SIM_SEEDS=N``) runs the simulation
+test over seeds ``0..N-1`` (default 1000), in chunks of ``--sim-chunk`` seeds (default 100),
+so a failing chunk names its seeds and a long run shows progress.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from consensus_harness import Net
+
+DEFAULT_SIM_SEEDS = 1000
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("custos consensus simulation")
+    group.addoption("--sim-seeds", type=int, default=None,
+                    help="number of simulator seeds to run (default: $CUSTOS_SIM_SEEDS or "
+                         f"{DEFAULT_SIM_SEEDS})")
+    group.addoption("--sim-first-seed", type=int, default=0, help="first simulator seed")
+    group.addoption("--sim-chunk", type=int, default=100, help="seeds per simulation test")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sim_seeds" not in metafunc.fixturenames:
+        return
+    cfg = metafunc.config
+    count = cfg.getoption("--sim-seeds")
+    if count is None:
+        count = int(os.environ.get("CUSTOS_SIM_SEEDS", DEFAULT_SIM_SEEDS))
+    first = cfg.getoption("--sim-first-seed")
+    chunk = max(1, cfg.getoption("--sim-chunk"))
+    ranges = [range(lo, min(lo + chunk, first + count)) for lo in range(first, first + count, chunk)]
+    metafunc.parametrize("sim_seeds", ranges, ids=[f"seeds{r.start}-{r.stop - 1}" for r in ranges])
+
+
+@pytest.fixture
+def net() -> Net:
+    """Four validators of equal stake; the engine belongs to one that proposes neither round 0 nor 1."""
+    return Net()
