@@ -1,6 +1,7 @@
 """Fixtures for the consensus tests, and the option that sets how many seeds to simulate.
 
-``--sim-seeds N`` (or the environment variable ``CUSTOS_SIM_SEEDS=N``) runs the simulation
+``--sim-seeds N`` (declared in the root ``tests/conftest.py``; or the environment variable
+``CUSTOS_SIM_SEEDS=N``) runs the simulation
 test over seeds ``0..N-1`` (default 1000), in chunks of ``--sim-chunk`` seeds (default 100),
 so a failing chunk names its seeds and a long run shows progress.
 """
@@ -13,15 +14,6 @@ import pytest
 from consensus_harness import Net
 
 DEFAULT_SIM_SEEDS = 1000
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("custos consensus simulation")
-    group.addoption("--sim-seeds", type=int, default=None,
-                    help="number of simulator seeds to run (default: $CUSTOS_SIM_SEEDS or "
-                         f"{DEFAULT_SIM_SEEDS})")
-    group.addoption("--sim-first-seed", type=int, default=0, help="first simulator seed")
-    group.addoption("--sim-chunk", type=int, default=100, help="seeds per simulation test")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
