@@ -64,6 +64,9 @@ class Peer(_Strict):
 class P2PSection(_Strict):
     listen: HostPort = "127.0.0.1:8800"
     peers: list[Peer] = []
+    #: keys (hex) that may connect in without being dialled, e.g. observer nodes; the
+    #: validators of the coming height and the configured peers are always admitted
+    allow: list[Annotated[str, Field(pattern="^[0-9a-f]{64}$")]] = []
     max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     #: messages per second a single peer may send before it is throttled
     peer_rate: int = Field(default=20_000, ge=10)

@@ -34,7 +34,7 @@ from ledger.state.records import DEFAULT_PARAMS, Council
 
 DESCRIPTION = "devnet.json"
 #: stakes of the first validators; unequal on purpose, so voting power is not a head count
-STAKES = (40, 30, 20, 10, 25, 15, 35, 5)
+STAKES = (400, 300, 200, 100, 250, 150, 350, 50)
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,14 @@ def free_ports(n: int) -> list[int]:
 
 
 def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devnet",
-           heartbeat_ms: int = 5_000, extra_consensus: dict | None = None) -> list[NodeInfo]:
-    """Create a new devnet in ``directory`` (which must not hold one already)."""
+           heartbeat_ms: int = 5_000, extra_consensus: dict | None = None, observers: int = 0,
+           node_consensus: dict[str, dict] | None = None) -> list[NodeInfo]:
+    """Create a new devnet in ``directory`` (which must not hold one already).
+
+    ``observers`` adds non-voting nodes (``obs-N``) that follow the chain by block sync;
+    ``node_consensus`` overrides consensus settings per node name (tests use it to make one
+    validator misbehave).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / DESCRIPTION).exists():
         raise FileExistsError(f"{directory} holds a devnet already")
@@ -80,19 +86,22 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
     council = [SigningKey.generate() for _ in range(3)]
     for i, key in enumerate(council):
         write_key_file(directory / "council" / f"member-{i}.key", key, passphrase, label=f"council {i}", cost=MINIMAL)
-    ports = free_ports(2 * validators)
+    ports = free_ports(2 * (validators + observers))
     nodes: list[NodeInfo] = []
     keys = []
-    for i in range(validators):
+    for i in range(validators + observers):
         key = SigningKey.generate()
         keys.append(key)
-        nodes.append(NodeInfo(f"val-{i}", f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}",
-                              key.public.hex(), STAKES[i % len(STAKES)]))
+        name, stake = (f"val-{i}", STAKES[i % len(STAKES)]) if i < validators else (f"obs-{i - validators}", 0)
+        nodes.append(NodeInfo(name, f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}",
+                              key.public.hex(), stake))
+    voters = [n for n in nodes if n.stake > 0]
+    watchers = [n for n in nodes if n.stake == 0]
     genesis = Genesis(
         chain_id=chain_id,
         genesis_time=time.time_ns() // 1_000_000,
         council=Council(threshold=2, members=tuple(sorted(k.public for k in council))),
-        validators=tuple(sorted((GenesisValidator(bytes.fromhex(n.key), n.stake, n.name) for n in nodes),
+        validators=tuple(sorted((GenesisValidator(bytes.fromhex(n.key), n.stake, n.name) for n in voters),
                                 key=lambda v: v.key)),
         params=DEFAULT_PARAMS,
     )
@@ -101,8 +110,11 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
         node_dir = directory / node.name
         node_dir.mkdir(exist_ok=True)
         write_key_file(node_dir / "node.key", key, passphrase, label=node.name, cost=MINIMAL)
-        peers = [p for p in nodes if p.name != node.name]
-        (node_dir / "node.toml").write_text(_node_config(node, peers, heartbeat_ms, extra_consensus or {}))
+        observer = node.stake == 0
+        peers = [p for p in voters if p.name != node.name]  # observers dial validators, not each other
+        allow = [] if observer else [w.key for w in watchers]
+        consensus = {**(extra_consensus or {}), **(node_consensus or {}).get(node.name, {})}
+        (node_dir / "node.toml").write_text(_node_config(node, peers, allow, observer, heartbeat_ms, consensus))
     description = {
         "chain_id": chain_id,
         "genesis_hash": genesis.hash.hex(),
@@ -113,7 +125,8 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
     return nodes
 
 
-def _node_config(node: NodeInfo, peers: list[NodeInfo], heartbeat_ms: int, extra: dict) -> str:
+def _node_config(node: NodeInfo, peers: list[NodeInfo], allow: list[str], observer: bool, heartbeat_ms: int,
+                 extra: dict) -> str:
     lines = [
         f"# devnet node {node.name}; paths are relative to this file",
         "[node]",
@@ -122,6 +135,7 @@ def _node_config(node: NodeInfo, peers: list[NodeInfo], heartbeat_ms: int, extra
         'genesis = "../genesis.toml"',
         'key_file = "node.key"',
         'passphrase_file = "../passphrase"',
+        f'role = "{"observer" if observer else "validator"}"',
         "",
         "[api]",
         f'listen = "{node.api}"',
@@ -131,6 +145,7 @@ def _node_config(node: NodeInfo, peers: list[NodeInfo], heartbeat_ms: int, extra
         "peers = [",
         *[f'  {{ address = "{p.p2p}", key = "{p.key}" }},' for p in peers],
         "]",
+        f"allow = {json.dumps(allow)}",
         "",
         "[consensus]",
         f"heartbeat_ms = {heartbeat_ms}",

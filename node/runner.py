@@ -10,17 +10,19 @@ import sys
 
 from ledger.crypto.keyfile import load_key_file
 from ledger.genesis import load_genesis
+from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import ChainStore
 from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
 from node.config import NodeConfig, split_hostport
-from node.solo import SoloProducer
+from node.consensus.driver import ConsensusDriver
+from node.p2p.network import PeerNetwork
 
 log = logging.getLogger("custos.node")
 
 
 class Node:
-    """One node: store + app + API + block production. ``start`` then ``stop``."""
+    """One node: store + app + consensus + peer network + API. ``start`` then ``stop``."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -33,21 +35,32 @@ class Node:
             max_mempool_bytes=config.mempool.max_bytes,
             max_clock_drift_ms=config.consensus.max_clock_drift_ms,
         )
-        self.producer = SoloProducer(
-            self.app,
-            self.key,
-            block_interval_ms=config.consensus.block_interval_ms,
-            heartbeat_ms=config.consensus.heartbeat_ms,
+        self.network = PeerNetwork.from_config(
+            config.p2p, self.key, self.store.chain.chain_id, genesis.hash,
+            on_message=self._on_peer_message, allowed=self._admits,
+        )
+        self.driver = ConsensusDriver(
+            self.app, self.key, config.consensus, config.node.data_dir / "consensus", self.network,
+            observer=config.node.role == "observer",
         )
         self.api = Api(self.app, node_id=self.key.public.hex(), validator=self._is_validator,
-                       max_wait_ms=config.api.max_wait_ms)
+                       max_wait_ms=config.api.max_wait_ms, extra_status=self.driver.status)
         self._tasks: list[asyncio.Task] = []
         self._runner = None
 
     def _is_validator(self) -> bool:
-        from ledger.rules.validators import validator_set_at
+        return self.config.node.role == "validator" and self.key.public in self._next_validators()
 
-        return self.key.public in validator_set_at(self.store.state, self.store.height + 1)
+    def _next_validators(self):
+        return validator_set_at(self.store.state, self.store.height + 1)
+
+    def _admits(self, key: bytes) -> bool:
+        """Peers we accept besides the configured ones: the validators of the coming height
+        and the keys the config allows (observers)."""
+        return key.hex() in self.config.p2p.allow or key in self._next_validators()
+
+    def _on_peer_message(self, peer: bytes, channel: int, payload: bytes) -> None:
+        self.driver.on_message(peer, channel, payload)
 
     def extra_routes(self) -> list:
         """Routes beyond the core API (signed reads, event streams), added by their modules."""
@@ -57,9 +70,11 @@ class Node:
         host, port = split_hostport(self.config.api.listen)
         web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes,
                                extra_routes=self.extra_routes())
+        await self.network.start()
+        await self.driver.start()
         self._runner = await serve(web_app, host, port)
         actual = self._runner.addresses[0][1] if port == 0 else port
-        self._tasks.append(asyncio.create_task(self.producer.run(), name="producer"))
+        self._tasks.extend(self.driver.tasks)
         return f"http://{host}:{actual}"
 
     async def stop(self) -> None:
@@ -70,6 +85,8 @@ class Node:
                 await task
         if self._runner is not None:
             await stop(self._runner)
+        await self.driver.stop()
+        await self.network.stop()
         self.store.close()
 
 

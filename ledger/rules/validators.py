@@ -85,9 +85,13 @@ def punish_equivocation(state, chain_id: str, height: int, delay: int, slash_bps
     offence = k_evidence(a.validator + a.height.to_bytes(8, "big") + a.round.to_bytes(4, "big"))
     if state.get(offence) is not None:
         raise InvalidEvidence("this equivocation was already punished")
+    record = load(state, k_validator(a.validator), VALIDATOR_RECORD) or ValidatorRecord(0, False)
+    if record.jailed:
+        # punished once until the council bonds it again: a jailed validator's votes in the
+        # blocks before its removal takes effect cannot drain its stake offence by offence
+        raise InvalidEvidence("the validator is jailed already")
     state.put(marker, NIL)
     state.put(offence, NIL)
-    record = load(state, k_validator(a.validator), VALIDATOR_RECORD) or ValidatorRecord(0, False)
     slashed = record.stake - record.stake * slash_bps // 10_000
     store(state, k_validator(a.validator), VALIDATOR_RECORD, ValidatorRecord(stake=slashed, jailed=True))
     _, current = latest_scheduled_set(state)

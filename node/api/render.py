@@ -6,7 +6,7 @@ from typing import Any
 
 from ledger.block import COMMIT, EVIDENCE, HEADER, Block, Commit
 from ledger.merkle import leaf_hash
-from ledger.state.records import REQUEST, k_request, load
+from ledger.state.records import REQUEST, ValidatorRecord, k_request, load
 from ledger.storage.chainstore import ChainStore, TxLocation
 from ledger.validators import ValidatorSet
 
@@ -27,12 +27,14 @@ def block_doc(block: Block, commit: Commit | None) -> dict[str, Any]:
     }
 
 
-def validators_doc(vs: ValidatorSet, height: int) -> dict[str, Any]:
+def validators_doc(vs: ValidatorSet, height: int, bonded: list[tuple[bytes, ValidatorRecord]]) -> dict[str, Any]:
+    """The set in force at ``height``, and every bonded key's stake and jail status now."""
     return {
         "height": height,
         "hash": vs.hash,
         "total_power": vs.total_power,
         "validators": [{"key": v.key, "power": v.power} for v in vs],
+        "bonded": [{"key": key, "stake": r.stake, "jailed": r.jailed} for key, r in bonded],
     }
 
 

@@ -15,7 +15,8 @@ from ledger.errors import ChainError, CustosError, MalformedTransaction, Rejecte
 from ledger.genesis import GENESIS
 from ledger.merkle import MerkleError
 from ledger.rules.validators import validator_set_at
-from ledger.state.records import REQUEST, k_request, load
+from ledger.state.records import REQUEST, VALIDATOR_RECORD, k_request, load
+from ledger.state.view import scan_prefix
 from node.api import render
 from node.api.codec import (
     BadRequest,
@@ -206,7 +207,8 @@ class Api:
     async def validators(self, request: web.Request) -> web.Response:
         store = self.app.store
         height = int_arg(request, "height", store.height + 1, lo=1, hi=store.height + 1)
-        return reply(request, render.validators_doc(validator_set_at(store.state, height), height))
+        bonded = [(key[len(b"val/"):], VALIDATOR_RECORD.decode(raw)) for key, raw in scan_prefix(store.state, b"val/")]
+        return reply(request, render.validators_doc(validator_set_at(store.state, height), height, bonded))
 
     async def consistency(self, request: web.Request) -> web.Response:
         """An RFC 6962 consistency proof between two sizes of the global transaction log."""

@@ -225,3 +225,20 @@ def test_rejects_evidence_whose_votes_are_out_of_order(two: Chain):
     swapped = DuplicateVoteEvidence(evidence.b, evidence.a)
     assert type(two.reject_evidence(swapped)) is InvalidEvidence
     assert not two.validator(cheat.public).jailed
+
+
+def test_rejects_evidence_against_a_validator_jailed_already(two: Chain):
+    cheat = two.validator_keys[min(two.validator_keys)]
+    two.commit(evidence=[two.double_vote(cheat, height=1)])
+    stake = two.validator(cheat.public).stake
+    later = two.double_vote(cheat, height=2, round_=1)  # another offence before the jail applies
+    assert type(two.reject_evidence(later)) is InvalidEvidence
+    assert two.validator(cheat.public).stake == stake
+
+
+def test_a_validator_bonded_again_by_the_council_can_be_punished_again(two: Chain):
+    cheat = two.validator_keys[min(two.validator_keys)]
+    two.commit(evidence=[two.double_vote(cheat, height=1)])
+    two.commit(two.set_validator(cheat.public, STAKE))
+    two.commit(evidence=[two.double_vote(cheat, height=2)])
+    assert two.validator(cheat.public) == ValidatorRecord(stake=slashed(STAKE, two), jailed=True)

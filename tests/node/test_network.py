@@ -1,0 +1,163 @@
+"""Four validator processes (stakes 400/300/200/100) and an observer on 127.0.0.1.
+
+They commit a stream of transactions; survive a validator's SIGKILL and catch it up; stop
+committing without more than 2/3 of the stake and resume when it returns; never double-sign
+across crash-restarts; and an observer follows by block sync, verifying every certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import urllib.request
+
+import pytest
+
+from ledger.crypto.keys import SigningKey
+from node.client.http import NodeClient
+from tests.node.netkit import Net, run
+
+NOW = lambda: time.time_ns() // 1_000_000  # noqa: E731
+VALIDATORS = ["val-0", "val-1", "val-2", "val-3"]
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    net = Net(tmp_path_factory.mktemp("four"), validators=4, observers=1, heartbeat_ms=500,
+              extra_consensus={"timeout_propose_ms": 800, "rebroadcast_ms": 300})
+    net.start()
+    yield net
+    net.stop()
+
+
+@pytest.fixture(scope="module")
+def border(net):
+    """A terminal at a registered post and an adult traveller (every crossing permitted)."""
+    authority, terminal, person = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    identity = os.urandom(16)
+    t = net.txs
+    setup = [
+        t.register_authority(net.council[:2], authority.public),
+        t.register_post(net.council[:2], "P-1"),
+        t.register_terminal(net.council[:2], terminal.public, "P-1"),
+        t.enrol(authority, person, identity, majority_date=0, guardians=[SigningKey.generate().public],
+                approvals=1, deadline_ms=60_000, veto=False),
+    ]
+
+    async def go():
+        async with NodeClient(net.urls) as c:
+            for tx in setup:
+                assert (await c.submit(tx.raw, wait=True))["status"] == "committed"
+
+    run(go())
+    return terminal, person, identity
+
+
+def crossings(net, border, n):
+    terminal, person, identity = border
+    return [net.txs.crossing(terminal, person, identity, post="P-1", direction="exit", event_time=NOW(),
+                             destination="RO") for _ in range(n)]
+
+
+async def submit_all(urls, txs, *, wait_s=40.0):
+    """Submit round-robin over ``urls``, then wait (bounded) until every one is committed."""
+    clients = [NodeClient(u, timeout_s=5) for u in urls]
+    try:
+        for i, tx in enumerate(txs):
+            await clients[i % len(clients)].submit(tx.raw)
+        deadline = time.monotonic() + wait_s
+        pending = {tx.id for tx in txs}
+        while pending and time.monotonic() < deadline:
+            for tx_id in list(pending):
+                if (await clients[0].tx(tx_id))["status"] == "committed":
+                    pending.discard(tx_id)
+            if pending:
+                await asyncio.sleep(0.3)
+        return pending
+    finally:
+        for c in clients:
+            await c.close()
+
+
+def hashes(net, name, upto):
+    return [net.get(name, f"/v1/blocks/{h}")["hash"] for h in range(1, upto + 1)]
+
+
+def assert_same_chain(net, names):
+    upto = min(net.height(n) for n in names)
+    reference = hashes(net, names[0], upto)
+    for n in names[1:]:
+        assert hashes(net, n, upto) == reference, f"{n} disagrees with {names[0]}"
+    return upto
+
+
+def metric(net, name, metric_name) -> int:
+    with urllib.request.urlopen(net.url(name) + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith(metric_name + " "):
+                return int(float(line.split()[1]))
+    return 0
+
+
+def test_four_validators_commit_a_stream_of_transactions(net, border):
+    txs = crossings(net, border, 60)
+    assert run(submit_all(net.urls[:4], txs)) == set()
+    assert assert_same_chain(net, VALIDATORS) >= 2
+
+
+def test_the_rest_keep_committing_without_a_killed_validator_and_it_catches_up(net, border):
+    net.kill("val-3", signal.SIGKILL)
+    alive = [net.url(n) for n in VALIDATORS[:3]]
+    assert run(submit_all(alive, crossings(net, border, 30))) == set()
+    target = net.height("val-0")
+    net.start("val-3")
+    net.wait_height(target, "val-3", timeout_s=30)
+    assert assert_same_chain(net, VALIDATORS) >= target
+
+
+def test_commits_stop_at_half_the_stake_and_resume_when_it_returns(net, border):
+    net.kill("val-1", signal.SIGTERM)
+    net.kill("val-2", signal.SIGTERM)  # 300 + 200 of 1000: the rest hold exactly half
+    stuck_at = net.height("val-0")
+    tx = crossings(net, border, 1)[0]
+    run(NodeClient(net.url("val-0")).submit(tx.raw))
+    time.sleep(3.0)  # six heartbeats: an unstopped chain would have added blocks
+    assert net.height("val-0") == stuck_at
+    assert net.get("val-0", f"/v1/txs/{tx.id.hex()}")["status"] == "accepted"
+    net.start("val-1", "val-2")
+    net.wait_until("the stalled transaction to commit",
+                   lambda: net.get("val-0", f"/v1/txs/{tx.id.hex()}")["status"] == "committed", timeout_s=40)
+    assert net.height("val-0") > stuck_at
+    assert_same_chain(net, VALIDATORS)
+
+
+def test_a_validator_killed_mid_round_again_and_again_never_double_signs(net, border):
+    for _ in range(3):
+        txs = crossings(net, border, 20)
+        clients_urls = [net.url(n) for n in VALIDATORS[1:]]
+
+        async def load_and_kill():
+            task = asyncio.create_task(submit_all(clients_urls, txs))
+            await asyncio.sleep(0.7)
+            net.kill("val-0", signal.SIGKILL)
+            return await task
+
+        assert run(load_and_kill()) == set()
+        net.start("val-0")
+    net.wait_height(net.height("val-1"), "val-0", timeout_s=30)
+    for name in VALIDATORS:
+        assert metric(net, name, "custos_evidence_seen_total") == 0, f"{name} saw a double vote"
+    bonded = net.get("val-1", "/v1/validators")["bonded"]
+    assert all(not b["jailed"] for b in bonded)
+    assert_same_chain(net, VALIDATORS)
+
+
+def test_an_observer_follows_by_block_sync_and_never_votes(net, border):
+    target = net.height("val-0")
+    net.wait_height(target, "obs-0", timeout_s=30)
+    status = net.get("obs-0", "/v1/status")
+    assert status["validator"] is False
+    assert_same_chain(net, VALIDATORS + ["obs-0"])
+    assert metric(net, "obs-0", "custos_blocks_synced_total") >= 1
