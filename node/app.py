@@ -102,19 +102,22 @@ class NodeApp:
         if location is not None:
             return Submitted(tx.id, "committed", location)
         try:
-            added = self.mempool.add(tx)
+            added = self.mempool.add(tx, check_rules=not from_peer)
         except RejectedTransaction:
             self.metrics.inc("tx_rejected")
             raise
         if added:
             self.metrics.inc("tx_admitted")
-            self._accepted_seq[tx.id] = self._next_seq
-            self._to_persist[self._next_seq] = tx.raw
-            self._next_seq += 1
             self.new_txs.set()
             if not from_peer:
                 for listener in self._tx_listeners:
                     listener(tx)
+        if not from_peer and tx.id not in self._accepted_seq:
+            # this node answers the client "accepted": it must survive a crash here, even if
+            # the transaction first came by gossip
+            self._accepted_seq[tx.id] = self._next_seq
+            self._to_persist[self._next_seq] = tx.raw
+            self._next_seq += 1
         return Submitted(tx.id, "accepted")
 
     async def durable(self) -> None:

@@ -1,10 +1,15 @@
 """The mempool: transactions admitted but not yet committed, in arrival order.
 
 Admission checks what can be checked before a block: the bytes decode canonically, every
-signature verifies for this chain, the transaction is not committed already, and it applies
-cleanly on top of the committed state plus every transaction admitted before it (the "check
-state"). After each commit the check state is rebuilt and the remaining transactions are
-re-checked in order; those that no longer apply are dropped and reported.
+signature verifies for this chain, and the transaction is not committed already. A client's
+submission must also apply cleanly on top of the committed state plus every client submission
+admitted before it (the "check state"), so the client hears of a broken rule at once. After
+each commit the check state is rebuilt and the remaining client submissions are re-checked in
+order; those that no longer apply are dropped and reported.
+
+Transactions gossiped by peers were checked by the node their client reached; here they get the
+signature check only. A proposal executes every transaction anyway and leaves out those that
+fail, so an unchecked one can cost a wasted execution, never a wrong block.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class MempoolFull(RejectedTransaction):
 class _Entry:
     tx: Transaction
     received_ms: int
+    checked: bool  # applied to the check state (a client's submission)
 
 
 class Mempool:
@@ -77,27 +83,30 @@ class Mempool:
         return out
 
     # ---- admission
-    def add(self, tx: Transaction, *, signatures_checked: bool = False) -> bool:
-        """Admit ``tx``; False if it is already here. Raises RejectedTransaction otherwise."""
+    def add(self, tx: Transaction, *, check_rules: bool = True) -> bool:
+        """Admit ``tx``; False if it is already here. Raises RejectedTransaction otherwise.
+
+        ``check_rules=False`` (a peer's gossip) skips the check against the state."""
         if tx.id in self._entries:
             return False
         if len(self._entries) >= self.max_txs or self._bytes + len(tx.raw) > self.max_bytes:
             raise MempoolFull(f"the mempool holds {len(self._entries)} transactions; try again shortly")
         if self._view.has_tx(tx.id):
             raise DuplicateTransaction("the transaction is committed already")
-        if not signatures_checked:
-            bad = tx.bad_signatures(self._view.chain.chain_id)
-            if bad:
-                raise BadSignature(f"signature of {bad[0].hex()[:16]} does not verify for chain "
-                                   f"{self._view.chain.chain_id!r}")
-        self._check.apply(tx)
-        self._entries[tx.id] = _Entry(tx, self._clock())
+        bad = tx.bad_signatures(self._view.chain.chain_id)
+        if bad:
+            raise BadSignature(f"signature of {bad[0].hex()[:16]} does not verify for chain "
+                               f"{self._view.chain.chain_id!r}")
+        if check_rules:
+            self._check.apply(tx)
+        self._entries[tx.id] = _Entry(tx, self._clock(), check_rules)
         self._bytes += len(tx.raw)
         return True
 
     # ---- after a commit
     def update(self, committed: Iterable[bytes]) -> list[tuple[Transaction, RejectedTransaction]]:
-        """Drop committed transactions, rebuild the check state, re-check the rest in order."""
+        """Drop committed transactions, rebuild the check state, re-check the rest of the
+        clients' submissions in order."""
         for tx_id in committed:
             entry = self._entries.pop(tx_id, None)
             if entry is not None:
@@ -106,6 +115,8 @@ class Mempool:
         dropped = []
         for tx_id in list(self._entries):
             entry = self._entries[tx_id]
+            if not entry.checked:
+                continue  # left to the proposal, which drops it if it no longer applies
             try:
                 if self._view.has_tx(tx_id):
                     raise DuplicateTransaction("the transaction is committed already")
