@@ -1,0 +1,340 @@
+"""The audit: verify a chain from its genesis (or from a checkpoint) without trusting its source.
+
+For every height, in order::
+
+    decode the block (canonical encoding)                         block-encoding
+    execute_block: every header field, the carried certificate of
+      the previous block against the set in force there, every
+      transaction's encoding, signatures and rules, the log, state
+      and results roots, the next validator set                     (ledger.chain)
+    the block's own certificate against the set in force at it     commit-*
+    (data directories) the index records the block wrote           hash-index, tx-index, log-node
+
+then, at the end, what the source claims about its tip, and for a data directory every state,
+index and log record against the auditor's own replay. An incremental audit first checks that
+the chain still holds the audited header at the checkpoint height, and at the end proves with an
+RFC 6962 consistency proof that the log it audited is a prefix of today's.
+
+The first failure stops the audit: the report names its height, object, check, and the
+expected and found values. A check that cannot be done is listed as such, never skipped quietly.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+from ledger.audit.findings import AuditFailure, AuditReport, AuditStop
+from ledger.audit.records import LogHeights, check_block_records, compare_records
+from ledger.audit.replay import ReplayKV, ReplayStore, encoded_locations
+from ledger.audit.signatures import Prepared, Verdict, prepare, serial_blocks, start_pool, verified_blocks
+from ledger.audit.source import BlockSource, SourceError, StoreSource
+from ledger.chain import ExecutedBlock, execute_block
+from ledger.errors import ChainError, CustosError, StorageError
+from ledger.genesis import GENESIS, Genesis
+from ledger.merkle import MerkleError, verify_consistency
+from ledger.storage.kv import KV
+
+#: the checks of ``execute_block`` and ``Commit.check``, in the order they run
+BLOCK_CHECKS = (
+    "block-encoding", "chain-id", "height", "prev-hash", "time", "validators-hash", "proposer",
+    "last-commit", "last-commit-hash", "evidence-hash", "tx-count", "block-size", "tx-root", "evidence",
+    "tx-encoding", "tx-signature", "tx-duplicate", "tx-rule", "log-size", "log-root", "state-root",
+    "results-hash", "next-validators-hash",
+)
+COMMIT_CHECKS = ("commit-encoding", "commit-height", "commit-block", "commit-order", "commit-signer",
+                 "commit-signature", "commit-quorum")
+
+#: a progress callback: (height done, target height, log size done, target log size or None)
+Progress = Callable[[int, int, int, int | None], None]
+
+
+@dataclass(frozen=True)
+class CheckpointAnchor:
+    """What an incremental audit starts from (see :mod:`ledger.audit.checkpoint`)."""
+
+    height: int
+    header_hash: bytes
+    log_size: int
+    log_root: bytes
+    genesis_hash: bytes
+
+    def to_json(self) -> dict:
+        return {"height": self.height, "header_hash": self.header_hash.hex(), "log_size": self.log_size,
+                "log_root": self.log_root.hex(), "genesis_hash": self.genesis_hash.hex()}
+
+
+def _stop(height: int | None, obj: str, check: str, message: str, expected=None, found=None) -> AuditStop:
+    return AuditStop(AuditFailure(height, obj, check, message, expected, found))
+
+
+class Auditor:
+    """One audit of one source. ``run()`` returns the report; ``replay`` is left open for a
+    checkpoint to be written from (the caller closes it)."""
+
+    def __init__(self, source: BlockSource, *, genesis: Genesis | None = None, jobs: int = 1,
+                 pool: ProcessPoolExecutor | None = None, progress: Progress | None = None,
+                 replay: ReplayStore | None = None, anchor: CheckpointAnchor | None = None,
+                 replay_kv: KV | None = None) -> None:
+        """``replay`` and ``anchor`` together make an incremental audit (the replay state the
+        checkpoint pinned); otherwise the replay starts from genesis in ``replay_kv``."""
+        if (replay is None) != (anchor is None):
+            raise ValueError("an incremental audit needs both the checkpoint and its replay state")
+        self.source = source
+        self.pinned = genesis
+        self.jobs = max(1, jobs)
+        self.pool = pool
+        self.progress = progress
+        self.replay = replay
+        self.anchor = anchor
+        self.replay_kv = replay_kv
+        self.store = source.kv if isinstance(source, StoreSource) else None
+        self.blocks_executed = 0
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> AuditReport:
+        report = AuditReport(mode="full" if self.anchor is None else "incremental",
+                             source=self.source.description, jobs=self.jobs)
+        started = time.perf_counter()
+        own_pool = None
+        try:
+            if self.jobs > 1 and self.pool is None:
+                # first, before the source starts any thread of its own (see start_pool)
+                self.pool = own_pool = start_pool(self.jobs - 1)
+            self._run(report)
+        except AuditStop as stop:
+            report.failure = stop.failure
+        finally:
+            if own_pool is not None:
+                own_pool.shutdown(wait=True, cancel_futures=True)
+                self.pool = None
+            report.seconds = time.perf_counter() - started
+        return report
+
+    def _run(self, report: AuditReport) -> None:
+        genesis = self._genesis(report)
+        if self.anchor is not None:
+            assert self.replay is not None
+            report.checkpoint_in = self.anchor.to_json()
+            self._check_anchor_genesis(genesis)
+        else:
+            self.replay = ReplayStore.from_genesis(self.replay_kv if self.replay_kv is not None else ReplayKV(),
+                                                   genesis)
+        replay = self.replay
+        target = self.source.tip_height()
+        report.target_height = target
+        report.start_height = replay.tip.height + 1
+        self._record_tip(report)
+        if self.anchor is not None:
+            self._check_anchor_header(report, target)
+        log_heights = LogHeights(replay.tip.log_size, replay.tip.height)
+        self._blocks(report, replay.tip.height + 1, target, log_heights)
+        self._claimed_tip(report, target)
+        if self.store is not None:
+            self._store(report, log_heights)
+        else:
+            for check in ("hash-index", "tx-index", "log-node", "state", "tip-record"):
+                report.skipped(check, "only a node's data directory holds these records; the API does not serve "
+                                      "them (audit the data directory to check them)")
+        if self.anchor is not None:
+            self._consistency(report)
+
+    # ------------------------------------------------------------------ genesis
+    def _genesis(self, report: AuditReport) -> Genesis:
+        raw = self.source.genesis_bytes()
+        report.did("genesis-encoding")
+        try:
+            genesis = GENESIS.decode(raw)
+        except CustosError as exc:
+            raise _stop(0, "genesis", "genesis-encoding", f"the source's genesis does not decode: {exc}") from None
+        report.chain_id, report.genesis_hash = genesis.chain_id, genesis.hash
+        if self.pinned is None:
+            report.skipped("genesis-hash", "no genesis was pinned (--genesis): compare the genesis hash of this "
+                                           "report with the published one")
+            return genesis
+        report.genesis_pinned = True
+        report.did("genesis-hash")
+        if genesis.hash != self.pinned.hash:
+            raise _stop(0, "genesis", "genesis-hash", "the source runs another genesis than the pinned one",
+                        self.pinned.hash, genesis.hash)
+        return self.pinned
+
+    def _check_anchor_genesis(self, genesis: Genesis) -> None:
+        assert self.anchor is not None and self.replay is not None
+        if genesis.hash != self.anchor.genesis_hash or self.replay.genesis.hash != self.anchor.genesis_hash:
+            raise _stop(0, "genesis", "checkpoint-genesis", "the source runs another chain than the one audited",
+                        self.anchor.genesis_hash, genesis.hash)
+
+    def _check_anchor_header(self, report: AuditReport, target: int) -> None:
+        """The chain still holds, at the checkpoint height, the header the last audit checked."""
+        anchor = self.anchor
+        assert anchor is not None
+        report.did("checkpoint-height")
+        if target < anchor.height:
+            raise _stop(anchor.height, "chain", "checkpoint-height",
+                        "the source's chain is shorter than the one audited: history was cut",
+                        f">= {anchor.height}", target)
+        report.did("checkpoint-header")
+        if anchor.height == 0:
+            return
+        blocks = self.source.blocks(anchor.height, anchor.height)
+        try:
+            _, raw, _ = next(iter(blocks))
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+        if raw is None:
+            raise _stop(anchor.height, "block", "checkpoint-header", "the source no longer has the audited block",
+                        anchor.header_hash, "absent")
+        prepared = prepare(anchor.height, raw, None)
+        if prepared.block is None:
+            raise _stop(anchor.height, "block", "checkpoint-header",
+                        f"the block at the checkpoint height does not decode: {prepared.block_error}",
+                        anchor.header_hash, None)
+        if prepared.block.hash != anchor.header_hash or prepared.block.height != anchor.height:
+            raise _stop(anchor.height, "header", "checkpoint-header",
+                        "the chain no longer holds the audited header: history was rewritten behind the checkpoint",
+                        anchor.header_hash, prepared.block.hash)
+
+    # ------------------------------------------------------------------ blocks
+    def _blocks(self, report: AuditReport, start: int, target: int, log_heights: LogHeights) -> None:
+        for check in BLOCK_CHECKS + COMMIT_CHECKS:
+            report.did(check)
+        if self.store is not None:
+            for check in ("hash-index", "tx-index", "log-node"):
+                report.did(check)
+        if start > target:
+            return
+        items = self.source.blocks(start, target)
+        if self.pool is not None and self.jobs > 1:
+            # jobs processes in all: this one replays while jobs - 1 workers verify signatures ahead
+            stream = verified_blocks(items, self.replay.chain.chain_id, self.pool, self.jobs - 1)
+        else:
+            stream = serial_blocks(items)
+        target_log = self.source.claimed_tip().get("log_size")
+        try:
+            for prepared, verdict in stream:
+                executed = self._block(report, prepared, verdict)
+                log_heights.add(executed.height, executed.block.header.log_size)
+                if self.progress is not None:
+                    self.progress(executed.height, target, executed.block.header.log_size,
+                                  target_log if isinstance(target_log, int) else None)
+            if report.checked_height < target:
+                raise _stop(report.checked_height + 1, "block", "block-missing",
+                            "the source ended before its claimed tip", None, None)
+        finally:
+            for it in (stream, items):
+                close = getattr(it, "close", None)
+                if close is not None:
+                    close()
+
+    def _block(self, report: AuditReport, p: Prepared, verdict: Verdict | None) -> ExecutedBlock:
+        replay = self.replay
+        assert replay is not None
+        h = p.height
+        if p.block_raw is None:
+            raise _stop(h, "block", "block-missing", "the source does not have this block")
+        if p.block is None:
+            raise _stop(h, "block", "block-encoding", f"the block does not decode: {p.block_error}")
+        block = p.block
+        # Signatures: the workers' word is taken only where every signature verified.
+        if verdict is None:
+            verify, verified = True, None
+        elif verdict.bad_txs or not verdict.last_commit_ok:
+            bad = {block.txs[i] for i in verdict.bad_txs}
+            verify, verified = True, (lambda tx: tx.raw not in bad)
+        else:
+            verify, verified = False, None
+        try:
+            executed = execute_block(replay, block, verified=verified, verify_signatures=verify)
+        except ChainError as exc:
+            raise AuditStop(AuditFailure.from_error(exc, height=h)) from None
+        except CustosError as exc:
+            raise _stop(h, "block", "execution", f"re-execution failed: {exc.diagnostics()}") from None
+        # The block's own certificate, against the set in force at its height.
+        if p.commit_raw is None:
+            raise _stop(h, "commit", "commit-missing", "the source has no commit certificate for this block")
+        if p.commit is None:
+            raise _stop(h, "commit", "commit-encoding", f"the commit certificate does not decode: {p.commit_error}")
+        try:
+            p.commit.check(replay.chain.chain_id, executed.changes.validators, height=h, block=block.hash,
+                           verify_signatures=verdict is None or not verdict.commit_ok)
+        except ChainError as exc:
+            raise AuditStop(AuditFailure.from_error(exc, height=h, obj="commit")) from None
+        locations = encoded_locations(executed)
+        if self.store is not None:
+            report.counts.store_entries += check_block_records(self.store, executed, locations)
+        replay.commit(executed, locations)
+        self.blocks_executed += 1
+        self._count(report, executed, p)
+        report.checked_height = h
+        self._record_tip(report)
+        return executed
+
+    @staticmethod
+    def _count(report: AuditReport, executed: ExecutedBlock, p: Prepared) -> None:
+        c = report.counts
+        c.blocks += 1
+        c.txs += len(executed.txs)
+        c.tx_signatures += sum(len(tx.sigs) for tx in executed.txs)
+        c.commits += 1
+        assert p.commit is not None
+        c.commit_signatures += len(p.commit.signatures)
+        last = executed.block.last_commit
+        if last is not None:
+            c.carried_commits += 1
+            c.commit_signatures += len(last.signatures)
+        c.evidence += len(executed.block.evidence)
+
+    def _record_tip(self, report: AuditReport) -> None:
+        tip = self.replay.tip
+        report.checked_height = tip.height
+        report.tip_hash, report.tip_state_root = tip.hash, tip.state_root
+        report.tip_log_size, report.tip_log_root = tip.log_size, tip.log_root
+
+    # ------------------------------------------------------------------ the end
+    def _claimed_tip(self, report: AuditReport, target: int) -> None:
+        """What the source says about its tip must be what re-execution reached."""
+        check = self.source.tip_check
+        report.did(check)
+        if isinstance(self.source, StoreSource) and self.source.tip_error is not None:
+            raise _stop(target, "tip record", check, self.source.tip_error, None, self.source.tip_record)
+        tip = self.replay.tip
+        mine = {"height": tip.height, "hash": tip.hash, "time": tip.time, "state_root": tip.state_root,
+                "log_size": tip.log_size, "log_root": tip.log_root}
+        claimed = self.source.claimed_tip()
+        for name, value in mine.items():
+            if name in claimed and claimed[name] != value:
+                raise _stop(target, f"{'tip record' if check == 'tip-record' else 'node status'} ({name})", check,
+                            f"the source's claimed tip {name} is not what re-execution reached", value, claimed[name])
+        if isinstance(self.source, StoreSource):
+            report.did("extra-block")
+            beyond = self.source.blocks_beyond(target)
+            if beyond:
+                raise _stop(beyond[0] if beyond[0] > 0 else target + 1, "block", "extra-block",
+                            "the store holds blocks or commits beyond its tip", None, f"heights {beyond[:5]}")
+
+    def _store(self, report: AuditReport, log_heights: LogHeights) -> None:
+        assert self.store is not None and self.replay is not None
+        report.did("state")
+        report.counts.store_entries += compare_records(self.store, self.replay, log_heights)
+        if next(iter(self.store.iterate(b"P", b"Q")), None) is not None:
+            report.skipped("accepted-transactions", "the store's P records are the node's durable mempool: "
+                                                    "accepted, not committed, and vouched for by no block")
+
+    def _consistency(self, report: AuditReport) -> None:
+        """RFC 6962: the log the checkpoint audited is a prefix of the log at the tip."""
+        anchor, tip = self.anchor, self.replay.tip
+        assert anchor is not None
+        report.did("log-consistency")
+        try:
+            proof = self.source.consistency_proof(anchor.log_size, tip.log_size)
+        except (MerkleError, StorageError, SourceError) as exc:  # a node that cannot be reached is no finding
+            raise _stop(tip.height, "log", "log-consistency", f"the source gave no consistency proof: {exc}") from None
+        if not verify_consistency(anchor.log_size, tip.log_size, anchor.log_root, tip.log_root, proof):
+            raise _stop(tip.height, "log", "log-consistency",
+                        f"the consistency proof from log size {anchor.log_size} to {tip.log_size} does not verify",
+                        anchor.log_root, tip.log_root)

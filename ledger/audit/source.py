@@ -1,0 +1,238 @@
+"""Where an audit reads the chain from: a node's data directory here, a node's API in ``node/``.
+
+A :class:`BlockSource` hands out raw bytes (block and commit, by height) and its claims (tip,
+genesis). The auditor trusts none of it: bytes are decoded and checked, claims are compared
+with what re-execution gives.
+
+:class:`StoreSource` reads a chain store's key-value records directly, never through
+:class:`ledger.storage.chainstore.ChainStore` (whose constructor trusts the tip record), and
+never writes. It also exposes the store (``kv``) so the auditor can check what only a store
+holds: the transaction index, log nodes, the state and the tip record.
+
+**A running node holds the LevelDB lock.** Audit a stopped node's directory, or a copy
+(``cp -a NODE/chain COPY`` while the node is stopped). LevelDB may tidy its own bookkeeping
+files when a database is opened (log recovery); the audit never writes a record.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from ledger.errors import CustosError, StorageError
+from ledger.merkle import MerkleLog
+from ledger.storage.chainstore import TIP
+from ledger.storage.kv import KV
+
+_GENESIS, _TIP = b"G", b"T"
+
+
+class SourceError(CustosError):
+    """The source cannot be read at all (not a data directory, locked, unreadable)."""
+
+    code = "audit-source"
+
+
+class BlockSource(Protocol):
+    """Raw chain data by height. Nothing it returns is trusted."""
+
+    #: what the report names as the audited source ("data directory /x", "node http://...")
+    description: str
+    #: the name of the check comparing :meth:`claimed_tip` with re-execution
+    tip_check: str
+
+    def genesis_bytes(self) -> bytes:
+        """The genesis the source runs, canonically encoded."""
+        ...
+
+    def tip_height(self) -> int:
+        """The height the source claims as its last committed block."""
+        ...
+
+    def claimed_tip(self) -> dict[str, object]:
+        """What the source claims about its tip (``height``, ``hash``, ``time``, roots...)."""
+        ...
+
+    def blocks(self, start: int, stop: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        """(height, block bytes, commit bytes) for start..stop inclusive, in order; None where
+        the source lacks the block or its commit."""
+        ...
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        """An RFC 6962 consistency proof between two sizes of the source's log."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _h(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+class StoreSource:
+    """A chain store's records, read directly from its key-value store (see the module doc)."""
+
+    tip_check = "tip-record"
+
+    def __init__(self, kv: KV, description: str = "chain store") -> None:
+        self.kv = kv
+        self.description = description
+        self._tip_raw = kv.get(_TIP)
+        self.tip_error: str | None = None
+        self._tip_height = 0
+        self._claimed: dict[str, object] = {}
+        if self._tip_raw is None:
+            self.tip_error = "the store has no tip record"
+        else:
+            try:
+                tip = TIP.decode(self._tip_raw)
+            except CustosError as exc:
+                self.tip_error = f"the tip record does not decode: {exc}"
+            else:
+                self._tip_height = tip.height
+                self._claimed = {"height": tip.height, "hash": tip.hash, "time": tip.time,
+                                 "state_root": tip.state_root, "log_size": tip.log_size, "log_root": tip.log_root}
+        if self.tip_error is not None:
+            # fall back on the blocks themselves: audit every block the store holds
+            self._tip_height = self.highest_block()
+
+    def genesis_bytes(self) -> bytes:
+        raw = self.kv.get(_GENESIS)
+        if raw is None:
+            raise SourceError(f"{self.description} holds no genesis record: not a Custos chain store")
+        return raw
+
+    def tip_height(self) -> int:
+        return self._tip_height
+
+    def claimed_tip(self) -> dict[str, object]:
+        return dict(self._claimed)
+
+    @property
+    def tip_record(self) -> bytes | None:
+        return self._tip_raw
+
+    def blocks(self, start: int, stop: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
+        for height in range(start, stop + 1):
+            yield height, self.kv.get(b"B" + _h(height)), self.kv.get(b"C" + _h(height))
+
+    def highest_block(self) -> int:
+        for key, _ in self.kv.iterate(b"B", b"C", reverse=True):
+            if len(key) == 9:
+                return int.from_bytes(key[1:], "big")
+        return 0
+
+    def blocks_beyond(self, height: int) -> list[int]:
+        """Heights of stored blocks or commits above ``height`` (there should be none)."""
+        found = set()
+        for prefix, stop in ((b"B", b"C"), (b"C", b"D")):
+            for key, _ in self.kv.iterate(prefix + _h(height + 1), stop):
+                found.add(int.from_bytes(key[1:], "big") if len(key) == 9 else -1)
+        return sorted(found)
+
+    def consistency_proof(self, first: int, second: int) -> list[bytes]:
+        log = MerkleLog(lambda level, index: self.kv.get(b"L" + bytes([level]) + _h(index)), second)
+        return log.consistency_proof(first, second)
+
+    def close(self) -> None:
+        self.kv.close()
+
+
+class _ReadOnlyLevelDB:
+    """The read half of :class:`ledger.storage.kv.LevelKV`, refusing writes."""
+
+    def __init__(self, path: Path) -> None:
+        import plyvel
+
+        try:
+            self._db = plyvel.DB(str(path), create_if_missing=False, paranoid_checks=True)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise SourceError(
+                    f"the LevelDB at {path} is locked: a running node holds it. Stop the node, or audit "
+                    f"a copy taken while it was stopped (cp -a {path} COPY)"
+                ) from None
+            raise SourceError(f"cannot open the LevelDB at {path}: {exc}") from None
+        except plyvel.Error as exc:
+            raise SourceError(f"the LevelDB at {path} is unusable: {exc}") from None
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def iterate(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        with self._db.iterator(start=start, stop=stop, reverse=reverse) as it:
+            yield from it
+
+    def write(self, changes, *, sync: bool = True) -> None:
+        raise StorageError("an audit never writes to the audited store")
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
+
+
+def chain_dir(path: str | Path) -> Path:
+    """The LevelDB directory of a node: ``path`` itself, or ``path/chain`` for a node directory."""
+    path = Path(path)
+    if (path / "CURRENT").is_file():
+        return path
+    if (path / "chain" / "CURRENT").is_file():
+        return path / "chain"
+    if not path.exists():
+        raise SourceError(f"{path} does not exist")
+    raise SourceError(f"{path} is not a node's data directory (no LevelDB there nor in {path / 'chain'})")
+
+
+def _refuse_if_locked(directory: Path) -> None:
+    """LevelDB's own lock (fcntl on ``LOCK``): held while a node runs on this directory."""
+    import fcntl
+
+    lock = directory / "LOCK"
+    if not lock.exists():
+        return
+    with open(lock, "rb+") as f:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise SourceError(
+                f"the LevelDB at {directory} is locked: a running node holds it. Stop the node, or audit "
+                f"a copy taken while it was stopped (cp -a {directory} COPY)"
+            ) from None
+        fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+class DataDirSource(StoreSource):
+    """A node's LevelDB data directory, opened without ever writing a record.
+
+    With ``copy=True`` the audit runs on a temporary copy and leaves the directory byte for byte
+    as it was (opening a LevelDB rewrites its bookkeeping files, never its records): what an
+    auditor preserving evidence wants.
+    """
+
+    def __init__(self, path: str | Path, *, copy: bool = False) -> None:
+        directory = chain_dir(path)
+        self.path = directory
+        self._scratch: Path | None = None
+        opened = directory
+        if copy:
+            _refuse_if_locked(directory)
+            self._scratch = Path(tempfile.mkdtemp(prefix="custos-audit-"))
+            opened = self._scratch / "chain"
+            shutil.copytree(directory, opened, ignore=shutil.ignore_patterns("LOCK"))
+        try:
+            super().__init__(_ReadOnlyLevelDB(opened), f"data directory {directory}")
+        except BaseException:
+            self._remove_scratch()
+            raise
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def close(self) -> None:
+        super().close()
+        self._remove_scratch()
