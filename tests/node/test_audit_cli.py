@@ -56,7 +56,7 @@ class Story:
     root: Path
     pristine: Path  # a copy of the node's chain directory, taken while it was stopped
     heights: dict[str, int]  # where each step of the story was committed
-    second: SigningKey  # a validator bonded with 10 of the 50 stake (its node does not run)
+    second: SigningKey  # a validator bonded with 100 of the 500 stake (its node does not run)
     ids: dict[str, bytes]  # transaction ids of the story's steps
     tip: int  # the pristine copy's height
     genesis: Path
@@ -90,8 +90,8 @@ def _fill(net: Net, second: SigningKey) -> tuple[dict[str, int], dict[str, bytes
                               t.register_post(net.council[:2], "MD-LEU"),
                               t.register_terminal(net.council[:2], terminal.public, "MD-LEU")])
             # a second validator with a fifth of the stake: the node keeps its quorum alone
-            # (40 of 50), and every certificate from two blocks on is checked against 50
-            steps["second_validator"] = bond = t.set_validator(net.council[:2], second.public, 10)
+            # (400 of 500), and every certificate from two blocks on is checked against 500
+            steps["second_validator"] = bond = t.set_validator(net.council[:2], second.public, 100)
             await _commit(c, [bond])
             await _commit(c, [
                 t.enrol(authority, minor_bio, minor, majority_date=now + 10**11,
@@ -291,7 +291,7 @@ def _certificate_by_an_outsider(t: Tampered, s: Story):
 
 
 def _certificate_under_two_thirds(t: Tampered, s: Story):
-    """A certificate by the second validator alone: a valid signature, 10 of the 50 stake."""
+    """A certificate by the second validator alone: a valid signature, 100 of the 500 stake."""
     h = s.heights["consent"]
     assert h >= s.heights["second_validator"] + 2, "the second validator is in force"
     put(t.kv, commit_key(h), COMMIT.encode(sign_commit([s.second], s.net.chain_id, h, block_at(t.kv, h).hash)))
@@ -591,7 +591,7 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
     verdict = json.loads(capsys.readouterr().out)
     assert code == 0 and verdict["ok"] and verdict["anchored"], verdict
     assert verdict["height"] == story.heights["approval_2"]
-    assert verdict["committed_power"] == 40 and verdict["total_power"] == 50
+    assert verdict["committed_power"] == 400 and verdict["total_power"] == 500
     assert verdict["set_changes"] == 1  # anchored in genesis through the second validator's bonding
 
     code, doc = audit(capsys, "verify-receipt", str(receipt), "--genesis", str(story.genesis))
