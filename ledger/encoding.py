@@ -254,11 +254,13 @@ class Schema(Spec, Generic[T]):
         if declared != set(self.spec):
             raise TypeError(f"schema of {self.name} does not match its fields")
         self._order = sorted(self.spec, key=_key_order)
+        self._keys = frozenset(self.spec)
+        self._top = tuple((name, spec, name) for name, spec in self.spec.items())
 
     def check(self, value: Any, path: str = "") -> T:
         if type(value) is not dict:
             raise DecodeError(f"expected a map for {self.name}, got {_tname(value)}", path)
-        if len(value) != len(self.spec) or any(k not in self.spec for k in value):
+        if value.keys() != self._keys:
             unknown = sorted(k for k in value if k not in self.spec)
             missing = sorted(k for k in self.spec if k not in value)
             detail = []
@@ -267,10 +269,9 @@ class Schema(Spec, Generic[T]):
             if missing:
                 detail.append(f"missing field(s) {missing}")
             raise DecodeError(f"{self.name}: " + "; ".join(detail), path)
-        args = {}
-        for name, spec in self.spec.items():
-            args[name] = spec.check(value[name], f"{path}.{name}" if path else name)
-        return self.cls(**args)
+        # field paths only matter in error messages: precomputed at the top level
+        fields = self._top if not path else ((n, sp, f"{path}.{n}") for n, sp in self.spec.items())
+        return self.cls(**{name: spec.check(value[name], where) for name, spec, where in fields})
 
     def wire(self, obj: T) -> dict:
         return {name: self.spec[name].wire(getattr(obj, name)) for name in self._order}

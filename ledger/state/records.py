@@ -367,9 +367,24 @@ def k_evidence(evidence_hash: bytes) -> bytes:
 # --------------------------------------------------------------------------- typed access
 
 
+_DECODED: dict[tuple[int, bytes], Any] = {}
+_DECODED_MAX = 20_000
+
+
 def load(reader: Any, key: bytes, schema: Schema[T]) -> T | None:
+    """The record at ``key``, decoded. Records are immutable, so the same stored bytes decode to
+    one shared object: a bounded memo saves re-checking a child's record at every crossing."""
     raw = reader.get(key)
-    return None if raw is None else schema.check(decode(raw))
+    if raw is None:
+        return None
+    memo = (id(schema), raw)
+    obj = _DECODED.get(memo)
+    if obj is None:
+        obj = schema.check(decode(raw))
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.clear()
+        _DECODED[memo] = obj
+    return obj
 
 
 def store(writer: Any, key: bytes, schema: Schema[T], obj: T) -> None:

@@ -51,28 +51,36 @@ class MemoryState:
 
 
 class Overlay:
-    """Buffered writes over a reader. ``None`` as a value marks a deletion."""
+    """Buffered writes over a reader. ``None`` as a value marks a deletion.
 
-    __slots__ = ("base", "writes")
+    The written keys are also kept sorted as they arrive, so a prefix scan costs the size of
+    the range, not of every write in the block.
+    """
+
+    __slots__ = ("base", "writes", "_keys")
 
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[bytes, bytes | None] = {}
+        self._keys: list[bytes] = []
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
         return self.base.get(key)
 
-    def put(self, key: bytes, value: bytes) -> None:
+    def put(self, key: bytes, value: bytes | None) -> None:
+        if key not in self.writes:
+            bisect.insort(self._keys, key)
         self.writes[key] = value
 
     def delete(self, key: bytes) -> None:
-        self.writes[key] = None
+        self.put(key, None)
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Merge the base's entries with the buffered writes, in key order."""
-        mine = sorted(k for k in self.writes if start <= k < stop)
+        keys = self._keys
+        mine = keys[bisect.bisect_left(keys, start):bisect.bisect_left(keys, stop)]
         base_iter = self.base.scan(start, stop)
         pending = next(base_iter, None)
         j = 0
@@ -86,16 +94,16 @@ class Overlay:
                 if v is not None:
                     yield k, v
             else:
-                assert pending is not None
-                if pending[0] not in self.writes:
-                    yield pending
+                if pending[0] not in self.writes:  # type: ignore[index]
+                    yield pending  # type: ignore[misc]
                 pending = next(base_iter, None)
 
     def merge_into(self, parent: "Overlay") -> None:
-        parent.writes.update(self.writes)
+        for key, value in self.writes.items():
+            parent.put(key, value)
 
     def sorted_writes(self) -> list[tuple[bytes, bytes | None]]:
-        return sorted(self.writes.items())
+        return [(k, self.writes[k]) for k in self._keys]
 
 
 def scan_prefix(reader: StateReader, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:

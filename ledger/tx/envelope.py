@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from ledger.crypto.keys import DOMAIN_TX, SigningKey, sign_bytes, verify_raw
 from ledger.encoding import Bytes, Schema, decode, encode
 from ledger.errors import DecodeError
@@ -77,7 +79,9 @@ class Transaction:
 
 
 def _unsigned_bytes(kind: str, body_wire: dict, nonce: int) -> bytes:
-    return encode({"body": body_wire, "kind": kind, "nonce": nonce})
+    """The canonical bytes the id hashes. ``body_wire`` is already in canonical key order
+    (built by a schema, or parsed from bytes checked to be canonical), so it packs as is."""
+    return msgpack.packb({"body": body_wire, "kind": kind, "nonce": nonce}, use_bin_type=True)
 
 
 def tx_id_of(kind: str, body: Any, nonce: int) -> bytes:
