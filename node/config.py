@@ -67,7 +67,8 @@ class P2PSection(_Strict):
     #: keys (hex) that may connect in without being dialled, e.g. observer nodes; the
     #: validators of the coming height and the configured peers are always admitted
     allow: list[Annotated[str, Field(pattern="^[0-9a-f]{64}$")]] = []
-    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    #: must carry the largest proposal (a block of up to 8 MiB and its envelope)
+    max_frame_bytes: int = Field(default=16 * 1024 * 1024, ge=9 * 1024 * 1024, le=64 * 1024 * 1024)
     #: messages per second a single peer may send before it is throttled
     peer_rate: int = Field(default=20_000, ge=10)
     reconnect_min_ms: int = Field(default=200, ge=10)

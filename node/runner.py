@@ -37,12 +37,13 @@ class Node:
         )
         self.network = PeerNetwork.from_config(
             config.p2p, self.key, self.store.chain.chain_id, genesis.hash,
-            on_message=self._on_peer_message, allowed=self._admits,
+            on_message=self._on_peer_message, allowed=self._admits, on_peer=self._on_peer,
         )
         self.driver = ConsensusDriver(
             self.app, self.key, config.consensus, config.node.data_dir / "consensus", self.network,
             observer=config.node.role == "observer",
         )
+        self.app.on_commit(self._after_commit)
         self.api = Api(self.app, node_id=self.key.public.hex(), validator=self._is_validator,
                        max_wait_ms=config.api.max_wait_ms, extra_status=self.driver.status)
         self._tasks: list[asyncio.Task] = []
@@ -61,6 +62,14 @@ class Node:
 
     def _on_peer_message(self, peer: bytes, channel: int, payload: bytes) -> None:
         self.driver.on_message(peer, channel, payload)
+
+    def _on_peer(self, peer: bytes, connected: bool) -> None:
+        if connected:
+            self.driver.greet(peer)  # tell it our height at once: block sync need not wait
+
+    def _after_commit(self, executed) -> None:
+        if executed.changes.validators != executed.changes.next_validators:
+            self.network.enforce_permissions()  # a validator that left may no longer connect
 
     def extra_routes(self) -> list:
         """Routes beyond the core API (signed reads, event streams), added by their modules."""

@@ -332,6 +332,10 @@ class ConsensusDriver:
         self.network.gossip(EVIDENCE, encode_message(ev))
 
     # ------------------------------------------------------------------ block sync
+    def greet(self, peer: bytes) -> None:
+        """A peer just connected: tell it our height."""
+        self.network.send(peer, BLOCK_SYNC, encode_sync(Status(self.app.store.height)))
+
     def _announce_height(self) -> None:
         self.network.broadcast(BLOCK_SYNC, encode_sync(Status(self.app.store.height)))
 

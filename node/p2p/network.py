@@ -6,8 +6,8 @@ handshake of :mod:`node.p2p.handshake` and is then sealed (:mod:`node.p2p.sessio
 application sees is authenticated ``(peer_key, channel, payload)`` tuples through
 ``on_message``; the transport knows nothing of consensus.
 
-**One connection per pair.** Both ends dial, so two connections between the same nodes can
-complete. Both ends then keep the one whose *initiator* has the lower public key
+**One connection per pair.** Both ends dial (the end with the higher key a moment later, to
+make a race rare), so two connections between the same nodes can still complete. Both ends then keep the one whose *initiator* has the lower public key
 (:func:`keeps_new`); a newer connection from the same initiator replaces an older one (the
 older is stale: its initiator would not have redialed otherwise). The loser is *retired* on
 each end: its queued frames move to the winner, a FIN frame ends that end's direction, and the
@@ -26,7 +26,6 @@ must authenticate themselves (signed votes and transactions do).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections import OrderedDict
@@ -209,8 +208,8 @@ class PeerNetwork:
                 self._port = address[1]
                 break
         self._session = aiohttp.ClientSession()
-        for public, address in self._targets.items():
-            self._spawn_dialer(public, address)
+        for public in self._targets:
+            self._spawn_dialer(public)
         log.info("p2p listening on %s as %s..., %d peer(s) configured",
                  self.listen_address, self.key.public.hex()[:16], len(self._targets))
 
@@ -259,23 +258,19 @@ class PeerNetwork:
             self._targets[public] = address
 
     def add_peer(self, address: str, public: bytes) -> None:
-        """Dial ``address``, expecting ``public``; the key is permitted from now on."""
+        """Dial ``address``, expecting ``public``; the key is permitted from now on.
+
+        For a known key, the new address is used from the next dial on (a live connection stays).
+        """
         if public == self.key.public:
             return
-        old = self._targets.get(public)
         self._add_target(address, public)
-        if self._started and not self._stopping and old != address:
-            task = self._dialers.pop(public, None)
-            if task is not None:
-                task.cancel()
-            self._spawn_dialer(public, address)
+        if self._started and not self._stopping and public not in self._dialers:
+            self._spawn_dialer(public)
 
     def remove_peer(self, public: bytes) -> None:
         """Stop dialing ``public``; drop its connection unless ``allowed`` still permits it."""
-        self._targets.pop(public, None)
-        task = self._dialers.pop(public, None)
-        if task is not None:
-            task.cancel()
+        self._targets.pop(public, None)  # its dialer ends after the current connection or attempt
         self.enforce_permissions()
 
     def permitted(self, public: bytes) -> bool:
@@ -461,19 +456,30 @@ class PeerNetwork:
         finally:
             self._outbound_handshakes -= 1
 
-    def _spawn_dialer(self, public: bytes, address: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._dial_loop(public, address),
-                                                      name=f"p2p-dial {address}")
+    def _spawn_dialer(self, public: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._dial_loop(public), name=f"p2p-dial {public.hex()[:16]}")
         self._dialers[public] = task
 
-    async def _dial_loop(self, public: bytes, address: str) -> None:
+        def done(_: asyncio.Task) -> None:
+            if self._dialers.get(public) is task:
+                del self._dialers[public]
+
+        task.add_done_callback(done)
+
+    async def _dial_loop(self, public: bytes) -> None:
+        """Keep one connection to configured peer ``public``: dial, serve, back off, redial."""
         attempt = 0
-        while not self._stopping:
+        if public < self.key.public:
+            # give the lower key a head start: if it dials us meanwhile, the pair's race
+            # (two connections, one retired) never happens
+            await asyncio.sleep(backoff_ms(1, self.reconnect_min_ms, self.reconnect_max_ms, self._rng) / 1000)
+        while not self._stopping and public in self._targets:
             held = self._conns.get(public)
             if held is not None:
                 await held.wait_closed()
                 attempt = 0
             else:
+                address = self._targets[public]
                 ws, session = await self._dial(public, address)
                 if session is not None:
                     attempt = 0

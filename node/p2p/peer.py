@@ -163,15 +163,6 @@ class PeerConnection:
             self._counters.dropped_queue_full += self.queue.push_item(urgent, frame)
         self._wake.set()
 
-    @property
-    def retired(self) -> bool:
-        return self._retired
-
-    @property
-    def peer_finished(self) -> bool:
-        """The peer sent FIN: it sends nothing more on this connection."""
-        return self._got_fin
-
     def retire(self) -> list[tuple[bool, bytes]]:
         """Stop sending here (the peer is reached through another connection now), keep reading.
 

@@ -63,6 +63,8 @@ class Member:
         self.inbox: list[tuple[bytes, int, bytes]] = []
         #: (peer key, connected) in order
         self.peer_events: list[tuple[bytes, bool]] = []
+        #: what ``on_message`` answers for gossip: False delivers without relaying
+        self.relay = True
 
     @property
     def public(self) -> bytes:
@@ -73,8 +75,9 @@ class Member:
         assert self.net is not None
         return self.net.listen_address
 
-    def on_message(self, peer: bytes, channel: int, payload: bytes) -> None:
+    def on_message(self, peer: bytes, channel: int, payload: bytes) -> bool | None:
         self.inbox.append((peer, channel, payload))
+        return None if self.relay else False
 
     def on_peer(self, peer: bytes, connected: bool) -> None:
         self.peer_events.append((peer, connected))
