@@ -265,11 +265,17 @@ class Block:
         return self.header.height
 
     def encode(self) -> bytes:
-        return BLOCK.encode(self)
+        """The canonical bytes, computed once (a block is immutable)."""
+        raw = self.__dict__.get("_encoded")
+        if raw is None:
+            raw = self.__dict__["_encoded"] = BLOCK.encode(self)
+        return raw
 
     @classmethod
     def decode(cls, data: bytes) -> "Block":
-        return BLOCK.decode(data)
+        block = BLOCK.decode(data)
+        block.__dict__["_encoded"] = bytes(data)  # canonical: decoding checked it re-encodes to this
+        return block
 
 
 BLOCK = Schema(

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ledger.encoding import Bytes, Int, List, Schema, Str, encode
+from ledger.encoding import Bytes, Int, List, Schema, Str
 from ledger.errors import DecodeError
 from ledger.hashing import TAG_GENESIS, TAG_STATE, tagged_hash
 from ledger.state.records import (

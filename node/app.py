@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ledger.block import BLOCK, Block, Commit, DuplicateVoteEvidence
+from ledger.block import Block, Commit, DuplicateVoteEvidence
 from ledger.chain import ExecutedBlock, build_block, execute_block
 from ledger.errors import ChainError, DecodeError, MalformedTransaction, RejectedTransaction
 from ledger.rules.context import Event
@@ -69,6 +70,8 @@ class NodeApp:
         self._next_seq = 0
         self._to_persist: dict[int, bytes] = {}
         self._flush_future: asyncio.Future | None = None
+        self._last_write: asyncio.Future | None = None
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-accept")
         self._restore_accepted()
 
     def _restore_accepted(self) -> None:
@@ -121,28 +124,52 @@ class NodeApp:
         return Submitted(tx.id, "accepted")
 
     async def durable(self) -> None:
-        """Return once every transaction accepted so far is on disk (group commit: one
-        synchronous write for all submissions that arrived in the same loop iteration)."""
-        if not self._to_persist:
-            return
+        """Return once every transaction accepted so far is on disk.
+
+        Group commit: all submissions that arrive in one loop iteration share one synchronous
+        write, made by a dedicated writer thread so the event loop keeps serving while the
+        disk syncs. Writes happen in order, so awaiting the latest covers all earlier ones.
+        """
         loop = asyncio.get_running_loop()
-        if self._flush_future is None:
+        if self._to_persist and self._flush_future is None:
             self._flush_future = loop.create_future()
             loop.call_soon(self._flush)
-        await asyncio.shield(self._flush_future)
+        latest = self._flush_future or self._last_write
+        if latest is not None:
+            await asyncio.shield(latest)
 
     def _flush(self) -> None:
         batch, self._to_persist = self._to_persist, {}
         future, self._flush_future = self._flush_future, None
-        try:
-            if batch:
-                self.store.accept(batch)
-        except Exception as exc:  # the caller must not acknowledge what is not on disk
-            if future is not None:
-                future.set_exception(exc)
-            return
-        if future is not None:
-            future.set_result(None)
+        written = asyncio.wrap_future(self._writer.submit(self.store.accept, batch))
+        self._last_write = written
+
+        def done(f: asyncio.Future) -> None:
+            if future is None or future.done():
+                return
+            if f.exception() is not None:  # the caller must not acknowledge what is not on disk
+                log.error("could not persist accepted transactions: %s", f.exception())
+                future.set_exception(f.exception())
+            else:
+                future.set_result(None)
+
+        written.add_done_callback(done)
+
+    def _settle(self, tx_ids) -> None:
+        """Forget the acceptance records of transactions committed or dropped.
+
+        Deletions go through the writer thread after any pending write of the same records;
+        a crash in between leaves a stale record, which the restart finds committed and drops.
+        """
+        seqs = []
+        for tx_id in tx_ids:
+            seq = self._accepted_seq.pop(tx_id, None)
+            if seq is None:
+                continue
+            if self._to_persist.pop(seq, None) is None:
+                seqs.append(seq)
+        if seqs:
+            self._writer.submit(self.store.forget_accepted, seqs)
 
     async def wait_commit(self, tx_id: bytes, timeout_s: float) -> TxLocation | None:
         """Wait until ``tx_id`` commits (its location) or is dropped (raises the rejection)."""
@@ -183,7 +210,7 @@ class NodeApp:
             for tx, exc in rejected:
                 self.mempool.remove(tx.id)
                 self._fail_waiters(tx.id, exc)
-            self._forget(tx for tx, _ in rejected)
+            self._settle(tx.id for tx, _ in rejected)
             self.mempool.update(())
         self._executed[executed.hash] = executed
         return executed
@@ -206,19 +233,17 @@ class NodeApp:
         """The mempool checked these exact bytes' signatures when it admitted them."""
         return self.mempool.is_verified(tx.raw, tx.id)
 
-    def decode_block(self, value: bytes) -> Block:
-        return BLOCK.decode(value)
+    def commit(self, block_hash: bytes, commit: Commit, block: Block | bytes | None = None) -> ExecutedBlock:
+        """Store a decided block with its certificate; wake waiters; publish events.
 
-    def commit(self, block_hash: bytes, commit: Commit, block: Block | None = None) -> ExecutedBlock:
-        """Store a decided block with its certificate; wake waiters; publish events."""
+        ``block`` (or its bytes) is needed only if this node has not executed it already."""
         executed = self._executed.get(block_hash)
         if executed is None:
             if block is None:
                 raise ChainError("commit", "decided block is unknown to this node", obj="block")
-            executed = execute_block(self.store, block)
-        self._flush_now()
-        settled = [self._accepted_seq.pop(tx.id) for tx in executed.txs if tx.id in self._accepted_seq]
-        self.store.commit_block(executed, commit, accepted_done=settled)
+            executed = execute_block(self.store, Block.decode(block) if isinstance(block, bytes) else block)
+        self.store.commit_block(executed, commit)
+        self._settle(tx.id for tx in executed.txs)
         self._executed.clear()
         self.metrics.inc("blocks_committed")
         self.metrics.inc("txs_committed", len(executed.txs))
@@ -231,7 +256,7 @@ class NodeApp:
             for future in self._waiters.pop(tx_id, []):
                 if not future.done():
                     future.set_result(location)
-        self._forget(tx for tx, _ in dropped)
+        self._settle(tx.id for tx, _ in dropped)
         for tx, exc in dropped:
             self._fail_waiters(tx.id, exc)
         if executed.changes.events:
@@ -245,25 +270,14 @@ class NodeApp:
             self.new_txs.clear()
         return executed
 
-    def _flush_now(self) -> None:
-        """Write pending acceptances before a commit can settle them."""
-        if self._to_persist:
-            if self._flush_future is not None:
-                self._flush()
-            else:
-                batch, self._to_persist = self._to_persist, {}
-                self.store.accept(batch)
-
-    def _forget(self, txs) -> None:
-        self._flush_now()
-        seqs = [self._accepted_seq.pop(tx.id) for tx in txs if tx.id in self._accepted_seq]
-        if seqs:
-            self.store.forget_accepted(seqs)
-
     def _fail_waiters(self, tx_id: bytes, exc: RejectedTransaction) -> None:
         for future in self._waiters.pop(tx_id, []):
             if not future.done():
                 future.set_exception(exc)
+
+    def close(self) -> None:
+        """Finish pending acceptance writes (the store closes after this)."""
+        self._writer.shutdown(wait=True)
 
     def add_evidence(self, evidence: DuplicateVoteEvidence) -> None:
         if len(self.evidence_pool) < 1000:

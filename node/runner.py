@@ -96,6 +96,7 @@ class Node:
             await stop(self._runner)
         await self.driver.stop()
         await self.network.stop()
+        self.app.close()
         self.store.close()
 
 

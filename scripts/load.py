@@ -114,6 +114,7 @@ async def run(args) -> dict:
     sent: dict[bytes, int] = {}
     committed: dict[bytes, int] = {}
     rejected = 0
+    reasons: dict[str, int] = {}
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(urls[0], start_height, sent, committed, stop))
     connector = aiohttp.TCPConnector(limit=64)
@@ -127,9 +128,18 @@ async def run(args) -> dict:
                                         headers={"Content-Type": "application/msgpack",
                                                  "Accept": "application/msgpack"}) as r:
                     body = msgpack.unpackb(await r.read(), raw=False)
-                rejected += sum(1 for x in body.get("results", []) if x.get("status") == "rejected")
-            except (aiohttp.ClientError, OSError):
+            except (aiohttp.ClientError, OSError) as exc:
                 rejected += len(raws)
+                reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + len(raws)
+                return
+            if not isinstance(body, dict) or "results" not in body:
+                rejected += len(raws)
+                reasons["http-error"] = reasons.get("http-error", 0) + len(raws)
+                return
+            for x in body["results"]:
+                if x.get("status") == "rejected":
+                    rejected += 1
+                    reasons[x.get("rule", "?")] = reasons.get(x.get("rule", "?"), 0) + 1
 
         i = 0
         node = 0
@@ -170,6 +180,7 @@ async def run(args) -> dict:
         "duration_s": args.duration,
         "sent": len(sent),
         "rejected": rejected,
+        "rejected_by_reason": reasons,
         "committed": len(committed),
         "committed_tx_per_s": round(len(committed) / span_s, 1),
         "span_s": round(span_s, 2),

@@ -31,7 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ledger.encoding import Bool, Bytes, Int, List, Optional, Schema, Str, decode, encode
+from ledger.encoding import Bool, Int, List, Optional, Schema, Str, decode, encode
 from ledger.tx.bodies import COMPANION, COUNTRY, GUARDIANS, HASH, IDENTITY, KEY, LABEL, POLICY, POST, Policy
 
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.block import BLOCK, COMMIT, Block, Commit, Header
+from ledger.block import COMMIT, Block, Commit, Header
 from ledger.chain import ExecutedBlock, Tip
 from ledger.encoding import Bytes, Int, Optional, Schema, Str
 from ledger.errors import StorageError
@@ -172,7 +172,7 @@ class ChainStore:
 
     def block(self, height: int) -> Block | None:
         raw = self.block_bytes(height)
-        return None if raw is None else BLOCK.decode(raw)
+        return None if raw is None else Block.decode(raw)
 
     def header(self, height: int) -> Header | None:
         block = self.block(height)
@@ -194,12 +194,8 @@ class ChainStore:
         return MerkleLog(self.get_log_node, self.tip.log_size)
 
     # ---- writes
-    def commit_block(self, executed: ExecutedBlock, commit: Commit, *, accepted_done: Iterable[int] = ()) -> None:
-        """Store a decided block and everything it changes in one synchronous batch.
-
-        ``accepted_done`` names accepted-transaction records (see :meth:`accept`) this block
-        settles; they are deleted in the same batch.
-        """
+    def commit_block(self, executed: ExecutedBlock, commit: Commit) -> None:
+        """Store a decided block and everything it changes in one synchronous batch."""
         block = executed.block
         h = block.header
         tip = self.tip
@@ -215,14 +211,12 @@ class ChainStore:
         for i, (tx, result) in enumerate(zip(executed.txs, executed.changes.results)):
             loc = TxLocation(h.height, i, executed.first_log_index + i, result.outcome.status, result.outcome.ref)
             batch[b"X" + tx.id] = TX_LOCATION.encode(loc)
-        batch[b"B" + _h(h.height)] = BLOCK.encode(block)
+        batch[b"B" + _h(h.height)] = block.encode()
         batch[b"C" + _h(h.height)] = COMMIT.encode(commit)
         batch[b"N" + block.hash] = _h(h.height)
         new_tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
                       log_size=h.log_size, log_root=h.log_root)
         batch[_TIP] = TIP.encode(new_tip)
-        for seq in accepted_done:
-            batch[b"P" + _h(seq)] = None
         self.kv.write(batch, sync=True)
         self._tip = new_tip
 

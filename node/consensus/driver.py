@@ -20,7 +20,7 @@ from pathlib import Path
 
 import msgpack
 
-from ledger.block import BLOCK, COMMIT, Block, DuplicateVoteEvidence, Vote, sign_vote
+from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote, sign_vote
 from ledger.crypto.keys import SigningKey
 from ledger.errors import ChainError, CustosError, DecodeError, RejectedTransaction
 from ledger.rules.validators import validator_set_at
@@ -80,7 +80,7 @@ class _Application:
     def validate(self, height: int, round_: int, value: bytes) -> bytes | None:
         d = self.driver
         try:
-            block = BLOCK.decode(value)
+            block = Block.decode(value)
             if block.height != height:
                 raise ChainError("height", "proposal for another height", height=height)
             d.app.validate(block)
@@ -211,8 +211,7 @@ class ConsensusDriver:
     def _decided(self, d: Decide) -> None:
         if d.height != self.app.store.height + 1:
             return  # block sync got there first
-        block = BLOCK.decode(d.value)
-        self.app.commit(d.value_id, d.commit, block)
+        self.app.commit(d.value_id, d.commit, d.value)  # executed already when it was validated
         self._after_commit()
 
     def _after_commit(self) -> None:
@@ -310,8 +309,10 @@ class ConsensusDriver:
     def _flush_txs(self) -> None:
         self._tx_flush_scheduled = False
         batch, self._tx_batch = self._tx_batch, []
+        # straight to every peer (validators keep a full mesh): relaying by gossip would make each
+        # node receive, decrypt and hash every batch once per neighbour
         for i in range(0, len(batch), MAX_TX_BATCH):
-            self.network.gossip(TRANSACTIONS, msgpack.packb(batch[i:i + MAX_TX_BATCH], use_bin_type=True))
+            self.network.broadcast(TRANSACTIONS, msgpack.packb(batch[i:i + MAX_TX_BATCH], use_bin_type=True))
 
     def _on_evidence(self, payload: bytes) -> None:
         msg = decode_message(payload)
