@@ -73,7 +73,16 @@ class Node:
 
     def extra_routes(self) -> list:
         """Routes beyond the core API (signed reads, event streams), added by their modules."""
-        return []
+        from node.api.events import EventStreams
+        from node.api.index import RequestIndex
+        from node.api.reads import Access, Reads
+
+        access = Access(self.app, window_ms=self.config.api.read_window_ms)
+        self.request_index = RequestIndex.open(self.config.node.data_dir / "reads-index", self.store)
+        self.request_index.catch_up()
+        self.app.on_commit(self.request_index.on_commit)
+        self.event_streams = EventStreams(self.app, access)
+        return Reads(self.app, access, self.request_index).routes() + self.event_streams.routes()
 
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
@@ -92,11 +101,15 @@ class Node:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if getattr(self, "event_streams", None) is not None:
+            await self.event_streams.close()  # end the event streams, or the API cannot stop
         if self._runner is not None:
             await stop(self._runner)
         await self.driver.stop()
         await self.network.stop()
         self.app.close()
+        if getattr(self, "request_index", None) is not None:
+            self.request_index.close()
         self.store.close()
 
 

@@ -1,0 +1,363 @@
+"""The signed event stream: ``GET /v1/events`` as server-sent events.
+
+Who hears what (decided by the subscriber's key, from the committed state):
+
+* a guardian: every crossing of their wards that becomes pending (with what they need to
+  decide: child, post, direction, destination, companion, event time, deadline), each guardian
+  decision that leaves it pending, and its final status;
+* a terminal: the same for the requests it submitted;
+* an enrolment authority: alerts (denied and expired crossings) at every post.
+
+Auditors and keys without any of these roles are refused: nobody else can watch a child.
+
+The subscription is a signed request (see :mod:`node.client.signed`) in the domain
+``DOMAIN_SUBSCRIBE``. Events are derived once per committed block (``NodeApp.on_commit``) and
+numbered ``HEIGHT.INDEX`` in the block's deterministic order, so ids mean the same on every node
+and a watcher can resume on another node. The node keeps the events of recent blocks; a
+reconnecting watcher sends ``Last-Event-ID`` and gets what it missed. Every stream begins with
+the current state (a guardian gets their pending requests, flagged ``"replayed": true``) and a
+``sync`` event; ``sync`` says ``"complete": false`` when the cursor was older than the kept
+events, so the client reconciles through signed reads.
+
+Each subscriber has a bounded queue; one that falls behind is sent a final ``dropped`` event
+and disconnected (it reconnects with its cursor). Comments (``: keepalive``) keep idle
+connections alive. A revoked key's streams end with ``revoked``; a node shutting down ends
+every stream with ``closing``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ledger.chain import ExecutedBlock
+from ledger.crypto.keys import DOMAIN_SUBSCRIBE
+from ledger.rules.crossing import EVENT_PENDING
+from ledger.state.records import DENIED, EXPIRED, PENDING, REQUEST, k_request, load
+from ledger.tx.bodies import DECISION, GOV_REVOKE_KEY, GOV_ROTATE_KEY
+from node.api.codec import int_arg, jsonable
+from node.api.reads import Access, Caller, Refused, forbidden, guarded, pending_for_guardian, request_doc
+from node.app import NodeApp
+
+log = logging.getLogger("custos.events")
+
+END = 2**31  # index meaning "after every event of that block"
+GUARDIAN, TERMINAL, AUTHORITY = "guardian", "terminal", "authority"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One event as every subscriber sees it; ``wire`` is its encoded SSE frame."""
+
+    height: int
+    index: int
+    kind: str  # pending | decision | closed
+    status: str
+    guardians: tuple[bytes, ...]
+    terminal: bytes
+    wire: bytes = field(repr=False)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.height, self.index)
+
+    @property
+    def is_alert(self) -> bool:
+        return self.kind == "closed" and self.status in (DENIED, EXPIRED)
+
+
+def frame(kind: str, data: dict, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(jsonable(data), separators=(',', ':'))}\n\n".encode()
+
+
+def parse_cursor(value: str) -> tuple[int, int]:
+    height, _, index = value.partition(".")
+    try:
+        return int(height), END if index == "x" else int(index)
+    except ValueError:
+        raise Refused(400, "bad-cursor", "malformed Last-Event-ID", "expected HEIGHT.INDEX or HEIGHT.x") from None
+
+
+def cursor_text(position: tuple[int, int]) -> str:
+    height, index = position
+    return f"{height}.x" if index >= END else f"{height}.{index}"
+
+
+class Subscriber:
+    __slots__ = ("kind", "key", "after", "queue", "limit", "finished", "done", "connected")
+
+    def __init__(self, kind: str, key: bytes, after: tuple[int, int], limit: int,
+                 connected: Callable[[], bool] = lambda: True) -> None:
+        self.kind = kind
+        self.key = key
+        self.after = after
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.limit = limit
+        self.finished: str | None = None
+        self.done = asyncio.Event()
+        self.connected = connected  # False once the subscriber's connection is gone
+
+    def wants(self, notice: Notice) -> bool:
+        """A live notice: concerns this subscriber and lies after what it has seen."""
+        return notice.position > self.after and self.concerns(notice)
+
+    def concerns(self, notice: Notice) -> bool:
+        if self.kind == GUARDIAN:
+            return self.key in notice.guardians
+        if self.kind == TERMINAL:
+            return self.key == notice.terminal
+        return notice.is_alert
+
+    def offer(self, data: bytes) -> None:
+        if self.finished is not None:
+            return
+        if self.queue.qsize() >= self.limit:
+            self.finish("dropped", "the subscriber fell behind; reconnect with Last-Event-ID")
+            return
+        self.queue.put_nowait(data)
+
+    def finish(self, kind: str, detail: str) -> None:
+        """End the stream with a final event (the queue is cleared first)."""
+        if self.finished is not None:
+            return
+        self.finished = kind
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(frame(kind, {"detail": detail}))
+
+
+class EventStreams:
+    def __init__(self, app: NodeApp, access: Access, *, keep_events: int = 10_000, queue_size: int = 1024,
+                 max_subscribers: int = 10_000, max_per_key: int = 8, heartbeat_ms: int = 15_000) -> None:
+        self.app = app
+        self.access = access
+        self.keep_events = keep_events
+        self.queue_size = queue_size
+        self.max_subscribers = max_subscribers
+        self.max_per_key = max_per_key
+        self.heartbeat_ms = heartbeat_ms
+        self._ring: deque[tuple[int, list[Notice]]] = deque()
+        self._ring_size = 0
+        self._ring_from = app.store.height + 1  # every event of this height and later is kept
+        self._by_key: dict[bytes, set[Subscriber]] = {}
+        self._authorities: set[Subscriber] = set()
+        self._count = 0
+        self._closing = False
+        self._sweeper: asyncio.Task | None = None
+        app.on_commit(self._on_commit)
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/v1/events", self.subscribe)]
+
+    @property
+    def subscribers(self) -> int:
+        return self._count
+
+    # ------------------------------------------------------------------ deriving events
+    def _on_commit(self, executed: ExecutedBlock) -> None:
+        try:
+            notices = self._derive(executed)
+            if notices:
+                self._ring.append((executed.height, notices))
+                self._ring_size += len(notices)
+                while self._ring_size > self.keep_events and len(self._ring) > 1:
+                    height, old = self._ring.popleft()
+                    self._ring_size -= len(old)
+                    self._ring_from = height + 1
+                for notice in notices:
+                    self._fan_out(notice)
+            self._end_revoked(executed)
+        except Exception:  # a listener must never break a commit
+            log.exception("deriving events of block %d failed", executed.height)
+
+    def _derive(self, executed: ExecutedBlock) -> list[Notice]:
+        state = self.app.store.state
+        now = self.app.clock_ms()
+        height = executed.height
+        out: list[Notice] = []
+
+        def add(kind: str, rid: bytes, status: str, extra: dict) -> None:
+            record = load(state, k_request(rid), REQUEST)
+            if record is None:
+                return
+            data = {**request_doc(state, rid, record), "status": status, "event": kind, "event_height": height,
+                    "committed_ms": now, **extra}
+            position = (height, len(out))
+            out.append(Notice(height, len(out), kind, status, record.guardians, record.terminal,
+                              frame(kind, data, cursor_text(position))))
+
+        for ev in executed.changes.events:
+            add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {})
+        for tx, result in zip(executed.txs, executed.changes.results):
+            if tx.kind == DECISION and result.outcome.status == PENDING:
+                body = tx.body
+                add("decision", body.request, PENDING,
+                    {"guardian": body.guardian, "decision": body.decision, "reason": body.reason})
+        if out:
+            self.app.metrics.inc("events_derived", len(out))
+        return out
+
+    def _fan_out(self, notice: Notice) -> None:
+        targets: set[Subscriber] = set()
+        for key in (*notice.guardians, notice.terminal):
+            targets.update(self._by_key.get(key, ()))
+        if notice.is_alert:
+            targets.update(self._authorities)
+        for sub in targets:
+            if sub.wants(notice):
+                sub.offer(notice.wire)
+                if sub.finished == "dropped":
+                    self.app.metrics.inc("event_subscribers_dropped")
+
+    def _end_revoked(self, executed: ExecutedBlock) -> None:
+        for tx in executed.txs:
+            if tx.kind == GOV_REVOKE_KEY:
+                key = tx.body.key
+            elif tx.kind == GOV_ROTATE_KEY:
+                key = tx.body.old
+            else:
+                continue
+            for sub in list(self._by_key.get(key, ())):
+                sub.finish("revoked", "the subscribing key was revoked or rotated")
+
+    # ------------------------------------------------------------------ subscriptions
+    def _classify(self, caller: Caller) -> str:
+        if caller.is_terminal:
+            return TERMINAL
+        if caller.is_authority:
+            return AUTHORITY
+        if caller.role is None and self.access.wards(caller.key, 1):
+            return GUARDIAN
+        raise forbidden(f"{caller.describe()} is no guardian, terminal or enrolment authority; "
+                        "there is nothing it may watch")
+
+    async def _sweep(self, interval_s: float = 1.0) -> None:
+        """End the streams of subscribers that went away, within a second (else a dead stream
+        would linger until its next heartbeat, holding one of its key's stream slots)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for group in list(self._by_key.values()):
+                for sub in list(group):
+                    if not sub.connected():
+                        sub.finish("gone", "the subscriber disconnected")
+
+    def _live_streams(self, key: bytes) -> int:
+        live = 0
+        for sub in list(self._by_key.get(key, ())):
+            if sub.finished is None and sub.connected():
+                live += 1
+            else:
+                sub.finish("gone", "the subscriber disconnected")
+        return live
+
+    def _add(self, sub: Subscriber) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+        self._by_key.setdefault(sub.key, set()).add(sub)
+        if sub.kind == AUTHORITY:
+            self._authorities.add(sub)
+        self._count += 1
+        self.app.metrics.gauges["event_subscribers"] = self._count
+
+    def _remove(self, sub: Subscriber) -> None:
+        subs = self._by_key.get(sub.key)
+        if subs is not None and sub in subs:
+            subs.discard(sub)
+            if not subs:
+                del self._by_key[sub.key]
+            self._authorities.discard(sub)
+            self._count -= 1
+            self.app.metrics.gauges["event_subscribers"] = self._count
+        sub.done.set()
+
+    def _backlog(self, sub: Subscriber, cursor: tuple[int, int] | None) -> tuple[list[bytes], bool]:
+        """What a new stream sends before live events: missed events, or the current state."""
+        items: list[bytes] = []
+        complete = True
+        if cursor is not None:
+            height, index = cursor
+            complete = height >= self._ring_from or (index >= END and height + 1 >= self._ring_from)
+            if complete:
+                for _, notices in self._ring:
+                    items.extend(n.wire for n in notices if n.position > cursor and sub.concerns(n))
+                return items, True
+        if sub.kind == GUARDIAN:
+            state = self.app.store.state
+            for rid, record in pending_for_guardian(state, sub.key, limit=1000):
+                items.append(frame("pending", {**request_doc(state, rid, record), "event": "pending",
+                                               "replayed": True}))
+        return items, complete
+
+    @guarded
+    async def subscribe(self, request: web.Request) -> web.StreamResponse:
+        if self._closing:
+            raise Refused(503, "shutting-down", "the node is shutting down", "subscribe to another node")
+        caller = self.access.authenticate(request, domain=DOMAIN_SUBSCRIBE)
+        kind = self._classify(caller)
+        heartbeat = int_arg(request, "heartbeat_ms", self.heartbeat_ms, lo=200, hi=60_000) / 1000
+        raw_cursor = request.headers.get("Last-Event-ID") or request.query.get("cursor")
+        cursor = parse_cursor(raw_cursor) if raw_cursor else None
+        if self._count >= self.max_subscribers:
+            raise Refused(503, "busy", "too many event subscribers", "try another node or later")
+        if self._live_streams(caller.key) >= self.max_per_key:
+            raise Refused(429, "too-many-streams", "too many streams for this key",
+                          f"at most {self.max_per_key} concurrent streams per key")
+        tip = (self.app.store.height, END)
+        after = max(cursor, tip) if cursor is not None else tip
+        sub = Subscriber(kind, caller.key, after, self.queue_size, connected=lambda: _connected(request))
+        # from here to the first await nothing commits: the backlog and the live queue meet at ``tip``
+        self._add(sub)
+        try:
+            backlog, complete = self._backlog(sub, cursor)
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                   "X-Accel-Buffering": "no"})
+            await response.prepare(request)
+            await response.write(b"retry: 1000\n\n" + b"".join(backlog))
+            await response.write(frame("sync", {"height": tip[0], "complete": complete, "role": kind},
+                                       cursor_text(after)))
+            await self._pump(sub, response, heartbeat)
+            return response
+        finally:
+            self._remove(sub)
+
+    async def _pump(self, sub: Subscriber, response: web.StreamResponse, heartbeat: float) -> None:
+        while True:
+            try:
+                data = await asyncio.wait_for(sub.queue.get(), heartbeat)
+            except asyncio.TimeoutError:
+                data = b": keepalive\n\n"
+            try:
+                await response.write(data)
+            except (ConnectionResetError, RuntimeError):
+                return  # the subscriber went away
+            if sub.finished is not None and sub.queue.empty():
+                with contextlib.suppress(ConnectionResetError, RuntimeError):
+                    await response.write_eof()
+                return
+
+    async def close(self, timeout_s: float = 3.0) -> None:
+        """End every stream with ``closing`` and wait (bounded) for the handlers to return."""
+        self._closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        subs = [s for group in self._by_key.values() for s in group]
+        for sub in subs:
+            sub.finish("closing", "the node is shutting down; reconnect to another node")
+        if subs:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.done.wait() for s in subs)), timeout_s)
+
+
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()

@@ -1,0 +1,147 @@
+"""``custos council …``: governance transactions signed by k of the council's n members.
+
+Each action takes the members' key files (``--key``, repeated). With fewer keys than the
+threshold, ``--out FILE`` writes the partially signed transaction, which the other members sign
+with ``custos council cosign FILE --key … [--submit]``. With ``--devnet DIR`` and no ``--key``
+the devnet's own council keys sign (development only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from node.cli.common import EXIT_OK, EXIT_USAGE
+from node.cli.options import (
+    InputError,
+    add_node_args,
+    cosign,
+    emit_json,
+    load_keys,
+    node_urls,
+    public_key_arg,
+    read_partial,
+    run,
+    say,
+    write_partial,
+)
+from node.client.http import NodeClient, ProblemError
+from node.client.txs import TxFactory
+
+
+def register(sub) -> None:
+    council = sub.add_parser("council", help="governance: register authorities, posts, terminals, auditors; keys")
+    csub = council.add_subparsers(dest="council_command", metavar="ACTION")
+    csub.required = True
+
+    def action(name: str, help_: str, build) -> argparse.ArgumentParser:
+        p = csub.add_parser(name, help=help_)
+        _common(p)
+        p.set_defaults(func=cmd_action, build=build)
+        return p
+
+    p = action("register-authority", "register an enrolment authority's key",
+               lambda t, ks, a: t.register_authority(ks, public_key_arg(a.public), a.label))
+    _public(p)
+    p = action("register-post", "register a border post",
+               lambda t, ks, a: t.register_post(ks, a.post, a.label))
+    p.add_argument("--post", required=True, help="the post's id (e.g. MD-LEU)")
+    p.add_argument("--label", default="", help="a readable name")
+    p = action("register-terminal", "register a terminal's key for a post",
+               lambda t, ks, a: t.register_terminal(ks, public_key_arg(a.public), a.post, a.label))
+    _public(p)
+    p.add_argument("--post", required=True)
+    p = action("register-auditor", "register an auditor's key",
+               lambda t, ks, a: t.register_auditor(ks, public_key_arg(a.public), a.label))
+    _public(p)
+    p = action("set-validator", "bond stake to a validator (0 removes it)",
+               lambda t, ks, a: t.set_validator(ks, public_key_arg(a.public), a.stake))
+    p.add_argument("--public", required=True, help="the validator's public key (hex or key file)")
+    p.add_argument("--stake", type=int, required=True)
+    p = action("revoke-key", "revoke a key (authority, terminal, auditor, guardian, validator)",
+               lambda t, ks, a: t.revoke_key(ks, public_key_arg(a.public), a.reason))
+    p.add_argument("--public", required=True, help="the key to revoke (hex or key file)")
+    p.add_argument("--reason", default="", help="why (recorded on the chain)")
+    p = action("rotate-key", "move every role of a key to a new key",
+               lambda t, ks, a: t.rotate_key(ks, public_key_arg(a.old), public_key_arg(a.new)))
+    p.add_argument("--old", required=True)
+    p.add_argument("--new", required=True)
+
+    co = csub.add_parser("cosign", help="add signatures to a partially signed transaction file")
+    co.add_argument("file", type=Path)
+    co.add_argument("--submit", action="store_true", help="submit it once signed")
+    _common(co, out=False)
+    co.set_defaults(func=cmd_cosign)
+
+
+def _public(p) -> None:
+    p.add_argument("--public", required=True, help="the public key (64 hex digits or a key file)")
+    p.add_argument("--label", default="", help="a readable name (no personal data)")
+
+
+def _common(p, out: bool = True) -> None:
+    p.add_argument("--key", action="append", type=Path, default=[], metavar="FILE",
+                   help="a council member's key file; repeat for k of n")
+    if out:
+        p.add_argument("--out", type=Path, help="write the partially signed transaction here instead of submitting")
+    p.add_argument("--json", action="store_true", help="print the node's answer as JSON")
+    p.add_argument("--passphrase-file", type=Path, help="file with the key files' passphrase")
+    add_node_args(p)
+
+
+def _council_keys(args) -> list:
+    paths = list(args.key)
+    if not paths and args.devnet is not None:
+        doc = json.loads((Path(args.devnet) / "devnet.json").read_text())
+        paths = [Path(args.devnet) / p for p in doc["council"]]
+    if not paths:
+        raise InputError("name the signing council members with --key FILE (repeat for k of n)")
+    return load_keys(paths, args)
+
+
+async def _chain_id(args) -> str:
+    async with NodeClient(node_urls(args)) as c:
+        return str((await c.status())["chain_id"])
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    keys = _council_keys(args)
+    chain_id = run(_chain_id(args))
+    tx = args.build(TxFactory(chain_id), keys, args)
+    if args.out is not None:
+        write_partial(args.out, tx, chain_id)
+        say(f"{tx.kind} {tx.id.hex()} signed by {len(tx.signers)}; written to {args.out}")
+        return EXIT_OK
+    return _submit(args, tx)
+
+
+def cmd_cosign(args: argparse.Namespace) -> int:
+    tx, chain_id = read_partial(args.file)
+    if args.key:
+        tx = cosign(tx, load_keys(args.key, args), chain_id)
+        write_partial(args.file, tx, chain_id)
+        say(f"{tx.kind} {tx.id.hex()} now signed by {len(tx.signers)}")
+    if args.submit:
+        return _submit(args, tx)
+    return EXIT_OK
+
+
+def _submit(args, tx) -> int:
+    async def go() -> dict:
+        async with NodeClient(node_urls(args)) as c:
+            return await c.submit(tx.raw, wait=True)
+
+    try:
+        result = run(go())
+    except ProblemError as exc:
+        say(f"refused: {exc.diagnostics()}")
+        if exc.rule == "council-quorum":
+            say("too few council members signed: use --out FILE and `custos council cosign FILE --key ...`")
+        return EXIT_USAGE
+    if args.json:
+        emit_json(result)
+    else:
+        say(f"{tx.kind} {tx.id.hex()} {result['status']}" +
+            (f" at height {result['height']}" if result.get("height") else ""))
+    return EXIT_OK

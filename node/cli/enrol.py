@@ -1,0 +1,261 @@
+"""``custos enrol …``: the enrolment authority's tools.
+
+* ``child``: enrol a child from an eye scan; writes the child's card (identity id + helper data)
+* ``update-guardians``: record a court order changing guardians or the approval policy
+* ``reenrol``: a fresh biometric commitment for an enrolled child; writes a new card
+* ``show``: a child's record; ``alerts``: denied and expired attempts, by post and time
+
+The biometric code (numpy) is imported only by the commands that scan.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from node.cli.common import EXIT_OK, EXIT_USAGE
+from node.cli.options import (
+    InputError,
+    add_node_args,
+    emit_json,
+    identity_arg,
+    iso,
+    load_key,
+    node_urls,
+    parse_duration,
+    parse_time,
+    public_key_arg,
+    run,
+    say,
+)
+from node.client.http import ProblemError
+from node.client.signed import SignedClient
+from node.client.txs import TxFactory
+
+
+def register(sub) -> None:
+    enrol = sub.add_parser("enrol", help="enrolment authority: enrol children, court orders, alerts")
+    esub = enrol.add_subparsers(dest="enrol_command", metavar="ACTION")
+    esub.required = True
+
+    child = esub.add_parser("child", help="enrol a child with guardians and an approval policy")
+    _common(child)
+    child.add_argument("--template", type=Path, required=True, help="the enrolment scan file (custos-scan/1)")
+    child.add_argument("--card-out", type=Path, required=True, help="where to write the child's card")
+    child.add_argument("--majority-date", required=True, help="the day the child comes of age (ISO date)")
+    child.add_argument("--identity", help="a chosen identity id (32 hex digits; default random)")
+    _policy(child)
+    child.set_defaults(func=cmd_child)
+
+    upd = esub.add_parser("update-guardians", help="record a court order: new guardians or policy")
+    _common(upd)
+    upd.add_argument("--child", required=True, help="identity id or card file")
+    upd.add_argument("--order-ref", required=True, help="the court order's reference (not its text)")
+    _policy(upd)
+    upd.set_defaults(func=cmd_update)
+
+    ren = esub.add_parser("reenrol", help="replace a child's biometric commitment with a fresh one")
+    _common(ren)
+    ren.add_argument("--child", required=True, help="identity id or card file")
+    ren.add_argument("--template", type=Path, required=True, help="a fresh enrolment scan file")
+    ren.add_argument("--card-out", type=Path, required=True, help="where to write the new card")
+    ren.set_defaults(func=cmd_reenrol)
+
+    show = esub.add_parser("show", help="a child's record, consents and recent crossings")
+    _common(show)
+    show.add_argument("child", help="identity id or card file")
+    show.set_defaults(func=cmd_show)
+
+    alerts = esub.add_parser("alerts", help="denied and expired crossing attempts")
+    _common(alerts)
+    alerts.add_argument("--post", help="only this border post")
+    alerts.add_argument("--since", help="from this time (ISO 8601, or -24h)")
+    alerts.add_argument("--until", help="up to this time")
+    alerts.add_argument("--limit", type=int, default=100)
+    alerts.set_defaults(func=cmd_alerts)
+
+
+def _common(p) -> None:
+    p.add_argument("--key", type=Path, required=True, help="the enrolment authority's key file")
+    p.add_argument("--passphrase-file", type=Path, help="file with the key file's passphrase")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_node_args(p)
+
+
+def _policy(p) -> None:
+    p.add_argument("--guardian", action="append", required=True, metavar="KEY",
+                   help="a guardian's public key (hex or key file); repeat for each")
+    p.add_argument("--approvals", type=int, required=True, help="guardian approvals a crossing needs")
+    p.add_argument("--deadline", default="24h", help="time the guardians have to decide (default 24h)")
+    veto = p.add_mutually_exclusive_group()
+    veto.add_argument("--veto", dest="veto", action="store_true", default=True,
+                      help="any guardian's denial denies the crossing (default)")
+    veto.add_argument("--no-veto", dest="veto", action="store_false",
+                      help="a denial denies only when the approvals can no longer be reached")
+
+
+async def _submit(client: SignedClient, raw: bytes) -> dict:
+    return await client.node.submit(raw, wait=True)
+
+
+def cmd_child(args: argparse.Namespace) -> int:
+    from ledger.biometrics import BiometricError
+    from node.client.cards import enrol_scan, read_scan, write_card
+
+    authority = load_key(args.key, args)
+    code, mask = read_scan(args.template)
+    try:
+        helper, biometric = enrol_scan(code, mask)
+    except BiometricError as exc:
+        raise InputError(f"the scan cannot be enrolled: {exc}") from None
+    identity = bytes.fromhex(args.identity) if args.identity else os.urandom(16)
+    if len(identity) != 16:
+        raise InputError("an identity id is 16 bytes (32 hex digits)")
+    guardians = [public_key_arg(g) for g in args.guardian]
+    majority = parse_time(args.majority_date)
+
+    async def go() -> dict:
+        async with SignedClient(node_urls(args), authority) as client:
+            tx = TxFactory(await client.chain_id()).enrol(
+                authority, biometric, identity, majority_date=majority, guardians=guardians,
+                approvals=args.approvals, deadline_ms=parse_duration(args.deadline), veto=args.veto)
+            # the card first (atomically, beside its final name): a crash after the commit
+            # must not leave an enrolled child without the card that unlocks its key
+            pending = args.card_out.with_name(args.card_out.name + ".pending")
+            write_card(pending, identity, helper)
+            try:
+                result = await _submit(client, tx.raw)
+            except ProblemError:
+                pending.unlink(missing_ok=True)  # refused: nothing was enrolled
+                raise
+            except BaseException:
+                say(f"the enrolment may or may not have reached the chain: the card is kept as {pending}; "
+                    f"check with `custos enrol show {identity.hex()}` and rename it if the child is enrolled")
+                raise
+            pending.replace(args.card_out)
+            return {"identity": identity.hex(), "commitment": biometric.public.hex(), "tx": tx.id.hex(),
+                    "status": result.get("status"), "height": result.get("height"), "card": str(args.card_out)}
+
+    try:
+        doc = run(go())
+    except ProblemError as exc:
+        say(f"enrolment refused: {exc.diagnostics()}")
+        return EXIT_USAGE
+    if args.json:
+        emit_json(doc)
+    else:
+        where = f"at height {doc['height']}" if doc["status"] == "committed" else "(accepted, not yet committed)"
+        say(f"enrolled child {doc['identity']} {where}; card written to {doc['card']}")
+    return EXIT_OK
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    authority = load_key(args.key, args)
+    identity = identity_arg(args.child)
+    guardians = [public_key_arg(g) for g in args.guardian]
+
+    async def go() -> dict:
+        async with SignedClient(node_urls(args), authority) as client:
+            tx = TxFactory(await client.chain_id()).update_guardians(
+                authority, identity, guardians=guardians, approvals=args.approvals,
+                deadline_ms=parse_duration(args.deadline), veto=args.veto, order_ref=args.order_ref)
+            return await _submit(client, tx.raw)
+
+    try:
+        result = run(go())
+    except ProblemError as exc:
+        say(f"refused: {exc.diagnostics()}")
+        return EXIT_USAGE
+    if args.json:
+        emit_json(result)
+    else:
+        say(f"guardianship of {identity.hex()} updated at height {result.get('height')} (order {args.order_ref})")
+    return EXIT_OK
+
+
+def cmd_reenrol(args: argparse.Namespace) -> int:
+    from ledger.biometrics import BiometricError
+    from node.client.cards import enrol_scan, read_scan, write_card
+
+    authority = load_key(args.key, args)
+    identity = identity_arg(args.child)
+    code, mask = read_scan(args.template)
+    try:
+        helper, biometric = enrol_scan(code, mask)
+    except BiometricError as exc:
+        raise InputError(f"the scan cannot be enrolled: {exc}") from None
+
+    async def go() -> dict:
+        async with SignedClient(node_urls(args), authority) as client:
+            tx = TxFactory(await client.chain_id()).reenrol(authority, biometric, identity)
+            pending = args.card_out.with_name(args.card_out.name + ".pending")
+            write_card(pending, identity, helper)
+            try:
+                result = await _submit(client, tx.raw)
+            except ProblemError:
+                pending.unlink(missing_ok=True)
+                raise
+            pending.replace(args.card_out)
+            return result
+
+    try:
+        result = run(go())
+    except ProblemError as exc:
+        say(f"refused: {exc.diagnostics()}")
+        return EXIT_USAGE
+    say(f"re-enrolled {identity.hex()} at height {result.get('height')}; new card {args.card_out} "
+        "(the old card no longer works)")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    authority = load_key(args.key, args)
+    identity = identity_arg(args.child)
+
+    async def go() -> tuple[dict, dict]:
+        async with SignedClient(node_urls(args), authority) as client:
+            record = await client.get(f"/v1/identities/{identity.hex()}")
+            history = await client.get(f"/v1/identities/{identity.hex()}/requests", {"limit": 20})
+            return record, history
+
+    record, history = run(go())
+    if args.json:
+        emit_json({**record, "requests": history["requests"]})
+        return EXIT_OK
+    policy = record["policy"]
+    say(f"child {record['id']}  (version {record['version']}, enrolled at height {record['enrolled_height']})")
+    say(f"  majority date  {iso(record['majority_date'])}")
+    say(f"  guardians      {', '.join(g[:16] for g in record['guardians'])}")
+    say(f"  policy         {policy['approvals']} approval(s) within {policy['deadline'] // 1000} s"
+        f"{', any denial vetoes' if policy['veto'] else ''}")
+    for c in record["consents"]:
+        say(f"  consent        {c['id'][:16]} {c['direction']} {iso(c['not_before'])} .. {iso(c['not_after'])}, "
+            f"{c['uses_left']} use(s) left")
+    for r in history["requests"]:
+        say(f"  {iso(r['event_time'])}  {r['post']:<10} {r['direction']:<5} {r['status']:<9} {r['id'][:16]}")
+    return EXIT_OK
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    authority = load_key(args.key, args)
+    params = {"post": args.post, "limit": args.limit,
+              "since": parse_time(args.since) if args.since else None,
+              "until": parse_time(args.until) if args.until else None}
+
+    async def go() -> dict:
+        async with SignedClient(node_urls(args), authority) as client:
+            return await client.get("/v1/alerts", params)
+
+    doc = run(go())
+    if args.json:
+        emit_json(doc)
+        return EXIT_OK
+    if not doc["alerts"]:
+        say("no alerts")
+    for a in doc["alerts"]:
+        say(f"{iso(a['time'])}  {a['kind'].upper():<8} post {a['post']:<10} {a['direction']:<5} "
+            f"child {a['identity']}  request {a['request'][:16]}  (event {iso(a['event_time'])})")
+    if doc.get("next"):
+        say(f"... more: the list was cut at {args.limit}")
+    return EXIT_OK

@@ -1,0 +1,220 @@
+"""Arguments and helpers shared by the client commands (council, enrol, terminal, guardian).
+
+Nodes are named with ``--node URL`` (repeatable: the client fails over between them), or
+``--devnet DIR`` (the nodes of a local devnet), or ``$CUSTOS_NODES`` (comma-separated).
+Times are ISO 8601 (``2025-06-01``, ``2025-06-01T08:30Z``), ``now``, or relative (``+2h``,
+``-30m``, ``+7d``); durations are ``90s``, ``15m``, ``24h``, ``7d`` or milliseconds.
+
+A transaction that needs several signatures (council k-of-n, a consent by two guardians) can
+travel as a *partially signed transaction file* between the people who sign it::
+
+    {"format": "custos-partial-tx/1", "chain_id": "...", "kind": "...", "id": "<hex>",
+     "signers": ["<hex>", ...], "tx": "<hex of the envelope>"}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from ledger.crypto.keyfile import load_key_file, public_key_of
+from ledger.crypto.keys import SigningKey
+from ledger.errors import CustosError
+from ledger.tx.envelope import Transaction, add_signatures, decode_tx
+from node.cli.common import Unreachable, read_passphrase
+from node.client.http import NodeUnreachable
+
+DEFAULT_NODE = "http://127.0.0.1:8700"
+PARTIAL_FORMAT = "custos-partial-tx/1"
+
+
+class InputError(CustosError):
+    code = "input"
+
+
+# --------------------------------------------------------------------------- nodes and keys
+
+
+def add_node_args(parser) -> None:
+    parser.add_argument("--node", action="append", metavar="URL",
+                        help="a node's API base URL; repeat to fail over (default $CUSTOS_NODES, else "
+                             f"{DEFAULT_NODE})")
+    parser.add_argument("--devnet", type=Path, metavar="DIR", help="use the nodes of the devnet in DIR")
+
+
+def node_urls(args) -> list[str]:
+    if getattr(args, "node", None):
+        return [u.rstrip("/") for u in args.node]
+    devnet_dir = getattr(args, "devnet", None)
+    if devnet_dir is not None:
+        try:
+            doc = json.loads((Path(devnet_dir) / "devnet.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read {devnet_dir}/devnet.json: {exc}") from None
+        return [f"http://{n['api']}" for n in doc["nodes"]]
+    env = os.environ.get("CUSTOS_NODES")
+    if env:
+        return [u.strip().rstrip("/") for u in env.split(",") if u.strip()]
+    return [DEFAULT_NODE]
+
+
+def passphrase(args) -> bytes:
+    """--passphrase-file, else the devnet's passphrase file with --devnet, else $CUSTOS_PASSPHRASE / a prompt."""
+    if getattr(args, "passphrase_file", None) is None and getattr(args, "devnet", None) is not None:
+        path = Path(args.devnet) / "passphrase"
+        if path.exists():
+            return path.read_bytes().rstrip(b"\r\n")
+    return read_passphrase(args)
+
+
+def load_key(path: Path, args) -> SigningKey:
+    return load_key_file(path, passphrase(args))
+
+
+def load_keys(paths: list[Path], args) -> list[SigningKey]:
+    secret = passphrase(args)
+    return [load_key_file(p, secret) for p in paths]
+
+
+def public_key_arg(text: str) -> bytes:
+    """A public key given as 64 hex digits or as a key file (read without its passphrase)."""
+    if re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        return bytes.fromhex(text)
+    if Path(text).exists():
+        return public_key_of(text)
+    raise InputError(f"{text!r} is neither a public key (64 hex digits) nor a key file")
+
+
+def identity_arg(text: str) -> bytes:
+    """A child's identity id: 32 hex digits, or a card file."""
+    if re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        return bytes.fromhex(text)
+    if Path(text).exists():
+        from node.client.cards import read_card
+
+        return read_card(Path(text))[0]
+    raise InputError(f"{text!r} is neither an identity id (32 hex digits) nor a card file")
+
+
+def hash_arg(text: str, what: str) -> bytes:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise InputError(f"a {what} is 64 hex digits")
+    return bytes.fromhex(text)
+
+
+def companion_arg(text: str | None) -> bytes | None:
+    """The accompanying adult's pseudonymous id: hex (1..32 bytes), or any text (hashed).
+
+    Terminals and guardians use the same rule, so a consent naming a companion matches the
+    request that names the same one.
+    """
+    if text is None or text == "":
+        return None
+    if re.fullmatch(r"(?:[0-9a-fA-F]{2}){1,32}", text):
+        return bytes.fromhex(text)
+    return hashlib.sha256(b"custos-companion/1\x00" + text.encode()).digest()
+
+
+# --------------------------------------------------------------------------- times
+
+_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", text)
+    if not m:
+        raise InputError(f"{text!r} is not a duration (e.g. 90s, 15m, 24h, 7d)")
+    return int(m.group(1)) * _UNITS[m.group(2) or "ms"]
+
+
+def parse_time(text: str, now_ms: int | None = None) -> int:
+    """Milliseconds since the epoch (UTC) from ISO 8601, ``now``, ``+2h`` / ``-30m`` or ms."""
+    now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    t = text.strip()
+    if t == "now":
+        return now
+    if t[:1] in "+-" and len(t) > 1:
+        delta = parse_duration(t[1:])
+        return now + delta if t[0] == "+" else now - delta
+    if t.isdigit() and len(t) >= 10:
+        return int(t)
+    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?(Z|[+-]\d{2}:?\d{2})?", t)
+    if not m:
+        raise InputError(f"{text!r} is not a time (ISO 8601 like 2025-06-01T08:30Z, 'now', '+2h')")
+    y, mo, d, hh, mm, ss, tz = m.groups()
+    seconds = calendar.timegm((int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0)))
+    if tz and tz != "Z":
+        sign = 1 if tz[0] == "+" else -1
+        digits = tz[1:].replace(":", "")
+        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return seconds * 1000
+
+
+def iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ms / 1000))
+
+
+# --------------------------------------------------------------------------- partially signed transactions
+
+
+def write_partial(path: Path, tx: Transaction, chain_id: str) -> None:
+    doc = {"format": PARTIAL_FORMAT, "chain_id": chain_id, "kind": tx.kind, "id": tx.id.hex(),
+           "signers": sorted(s.hex() for s in tx.signers), "tx": tx.raw.hex()}
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def read_partial(path: Path) -> tuple[Transaction, str]:
+    try:
+        doc = json.loads(Path(path).read_text())
+        if doc.get("format") != PARTIAL_FORMAT:
+            raise ValueError("format")
+        return decode_tx(bytes.fromhex(doc["tx"])), str(doc["chain_id"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{path} is not a partially signed transaction file ({exc})") from None
+
+
+def cosign(tx: Transaction, keys: list[SigningKey], chain_id: str) -> Transaction:
+    return add_signatures(tx, keys, chain_id)
+
+
+# --------------------------------------------------------------------------- running and printing
+
+
+def run(coro: Coroutine) -> Any:
+    """Run a client coroutine; a node that cannot be reached becomes exit code 3."""
+    try:
+        return asyncio.run(coro)
+    except NodeUnreachable as exc:
+        raise Unreachable(str(exc)) from None
+
+
+def emit_json(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def say(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def confirm(question: str, assume_yes: bool) -> bool:
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InputError("not a terminal: confirm with --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")

@@ -1,0 +1,344 @@
+"""``custos terminal …``: the border officer's terminal.
+
+* ``init``: set up a terminal directory (its key, its post, the chain id, the nodes)
+* ``cross``: scan the child, read the card, record the crossing and show the decision as it
+  becomes final; with no node reachable the request waits in the outbox (exit code 3)
+* ``queue``: show the outbox; ``--flush`` delivers it (``--retry-for S`` keeps trying)
+* ``status REQUEST_ID``: a request's current state
+* ``run``: the terminal's long-running process: delivers the outbox whenever a node is
+  reachable and prints every decision on this terminal's requests as it commits
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+from node.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from node.cli.options import (
+    add_node_args,
+    companion_arg,
+    emit_json,
+    hash_arg,
+    iso,
+    load_key,
+    node_urls,
+    run,
+    say,
+)
+from node.client.http import NodeUnreachable, ProblemError
+from node.client.signed import SignedClient
+from node.client.terminal import FINAL, Delivery, TerminalClient, TerminalConfig, describe
+
+DEFAULT_DIR = os.environ.get("CUSTOS_TERMINAL_DIR", "terminal")
+
+
+def register(sub) -> None:
+    term = sub.add_parser("terminal", help="border-post terminal: record crossings, see decisions")
+    tsub = term.add_subparsers(dest="terminal_command", metavar="ACTION")
+    tsub.required = True
+
+    init = tsub.add_parser("init", help="set up a terminal directory")
+    _dir(init)
+    init.add_argument("--key", type=Path, required=True, help="the terminal's key file")
+    init.add_argument("--post", required=True, help="the border post this terminal belongs to")
+    init.add_argument("--chain-id", help="the chain id (default: asked from the first node that answers)")
+    init.add_argument("--passphrase-file", type=Path, help="file with the key file's passphrase")
+    add_node_args(init)
+    init.set_defaults(func=cmd_init)
+
+    cross = tsub.add_parser("cross", help="record a crossing and show the decision")
+    _common(cross)
+    cross.add_argument("--card", type=Path, required=True, help="the child's card file")
+    cross.add_argument("--scan", type=Path, required=True, help="a fresh scan of the child's eye")
+    cross.add_argument("--direction", choices=("exit", "entry"), required=True)
+    cross.add_argument("--destination", required=True, help="country code of the destination (e.g. RO)")
+    cross.add_argument("--companion", help="the accompanying adult's pseudonymous id (hex, or text to hash)")
+    cross.add_argument("--wait", type=float, default=300.0,
+                       help="seconds to wait for the decision (default 300; 0: do not wait)")
+    cross.set_defaults(func=cmd_cross)
+
+    queue = tsub.add_parser("queue", help="show the outbox; --flush delivers it")
+    _common(queue)
+    queue.add_argument("--flush", action="store_true", help="deliver waiting requests and check sent ones")
+    queue.add_argument("--retry-for", type=float, default=0.0,
+                       help="with --flush: keep retrying unreachable nodes this many seconds")
+    queue.set_defaults(func=cmd_queue)
+
+    status = tsub.add_parser("status", help="a request's current state")
+    _common(status)
+    status.add_argument("request", help="the request id (64 hex digits)")
+    status.set_defaults(func=cmd_status)
+
+    run_ = tsub.add_parser("run", help="deliver the outbox whenever possible and print decisions as they come")
+    _common(run_)
+    run_.add_argument("--for", dest="duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    run_.add_argument("--retry", type=float, default=2.0, help="seconds between delivery attempts while offline")
+    run_.set_defaults(func=cmd_run)
+
+
+def _dir(p) -> None:
+    p.add_argument("--dir", type=Path, default=Path(DEFAULT_DIR),
+                   help=f"the terminal's directory (default $CUSTOS_TERMINAL_DIR or ./{DEFAULT_DIR})")
+
+
+def _common(p) -> None:
+    _dir(p)
+    p.add_argument("--passphrase-file", type=Path, help="file with the terminal key's passphrase")
+    p.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    p.add_argument("--node", action="append", metavar="URL", help="override the configured nodes")
+
+
+def _client(args) -> TerminalClient:
+    config = TerminalConfig.load(args.dir)
+    key = load_key(config.key_file, args)
+    return TerminalClient.from_config(config, key, urls=args.node or None)
+
+
+# --------------------------------------------------------------------------- init
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    key = load_key(args.key, args)
+    urls = node_urls(args)
+    chain_id = args.chain_id
+    whoami = None
+
+    async def ask() -> tuple[str, dict | None]:
+        async with SignedClient(urls, key, chain_id=chain_id) as client:
+            cid = await client.chain_id()
+            try:
+                return cid, await client.get("/v1/access/whoami")
+            except ProblemError:
+                return cid, None
+
+    try:
+        chain_id, whoami = run(ask())
+    except Exception as exc:  # noqa: BLE001 - offline set-up is allowed with --chain-id
+        if chain_id is None:
+            raise
+        say(f"note: no node answered ({exc}); set up offline")
+    if whoami is not None and (whoami.get("role") != "terminal" or whoami.get("post") != args.post):
+        say(f"warning: the chain knows this key as {whoami.get('role') or 'nothing'}"
+            f"{' of post ' + str(whoami.get('post')) if whoami.get('post') else ''}, not as a terminal of "
+            f"{args.post}; requests will be refused until the council registers it")
+    config = TerminalConfig(args.dir, chain_id, args.post, args.key.resolve(), tuple(urls))
+    config.save()
+    say(f"terminal {key.public.hex()[:16]} of post {args.post} on chain {chain_id}; directory {args.dir}")
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- cross
+
+
+def cmd_cross(args: argparse.Namespace) -> int:
+    from ledger.biometrics import BiometricError
+    from node.client.cards import key_from_files
+
+    try:
+        identity, biometric = key_from_files(args.scan, args.card)
+    except BiometricError as exc:
+        say(f"NO MATCH: the scan does not unlock this card ({exc}); rescan, or check the card")
+        return EXIT_USAGE
+    companion = companion_arg(args.companion)
+    out = _printer(args.json)
+
+    async def go() -> int:
+        async with _client(args) as client:
+            tx = client.make_request(biometric, identity, direction=args.direction,
+                                     destination=args.destination.upper(), companion=companion)
+            client.enqueue(tx)
+            rid = tx.id.hex()
+            out("queued", {"id": rid, "identity": identity.hex(), "direction": args.direction,
+                           "destination": args.destination.upper()},
+                f"request {rid} for child {identity.hex()} ({args.direction}) saved in the outbox")
+            report = await client.deliver()
+            for entry, rule, detail in report.refused:
+                if entry.request_id == tx.id:
+                    out("refused", {"id": rid, "rule": rule, "detail": detail}, f"REFUSED by rule {rule}: {detail}")
+                    return EXIT_USAGE
+            if not any(sent.request_id == tx.id for sent, _ in report.acknowledged):
+                out("offline", {"id": rid, "error": report.error, "waiting": report.left},
+                    f"no node reachable: the request waits in the outbox ({report.left} waiting); it is sent "
+                    "when a node answers (custos terminal run, or custos terminal queue --flush)")
+                return EXIT_UNREACHABLE
+            out("delivered", {"id": rid, "node": client.node.current_url}, f"delivered to {client.node.current_url}")
+            client.release_outbox()  # the next child can be recorded while this one waits
+            if args.wait <= 0:
+                return EXIT_OK
+
+            def update(kind: str, doc: dict) -> None:
+                extra = ""
+                if kind == "decision":
+                    extra = f" (guardian {doc.get('guardian', '')[:16]} {doc.get('decision')}d)"
+                out(kind, doc, describe(doc) + extra)
+
+            last = await client.wait_decision(tx.id, timeout_s=args.wait, on_update=update)
+            if last is None or last.get("status") not in FINAL:
+                out("waiting", {"id": rid, "status": last.get("status") if last else "accepted"},
+                    f"no final decision within {args.wait:.0f} s; follow it with: custos terminal status {rid}")
+            return EXIT_OK
+
+    return run(go())
+
+
+def _printer(as_json: bool):
+    def out(kind: str, doc: dict, text: str) -> None:
+        if as_json:
+            emit_json({"event": kind, **doc, "printed_ms": time.time_ns() // 1_000_000})
+        else:
+            say(f"[{time.strftime('%H:%M:%S')}] {text}")
+
+    return out
+
+
+# --------------------------------------------------------------------------- queue, status
+
+
+def cmd_queue(args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with _client(args) as client:
+            code = EXIT_OK
+            if args.flush:
+                def progress(report: Delivery) -> None:
+                    if report.error and not args.json:
+                        say(f"[{time.strftime('%H:%M:%S')}] {report.error}; {report.left} waiting")
+
+                report = await client.deliver_until_empty(timeout_s=args.retry_for, on_round=progress)
+                if not args.json:
+                    say(f"delivered {len(report.acknowledged)}, refused {len(report.refused)}, "
+                        f"waiting {report.left}")
+                if report.left:
+                    code = EXIT_UNREACHABLE
+                else:
+                    with contextlib.suppress(NodeUnreachable):
+                        for sent, status in await client.reconcile():
+                            if not args.json:
+                                say(f"  {sent.request_id.hex()}  {status}")
+            _show_queue(client, args.json)
+            return code
+
+    return run(go())
+
+
+def _show_queue(client: TerminalClient, as_json: bool) -> None:
+    q = client.queue
+    waiting, sent, refused = q.waiting(), q.sent(), q.refused()
+    if as_json:
+        emit_json({"waiting": [{"id": e.request_id.hex(), "queued_ms": e.queued_ms, "attempts": e.attempts,
+                                "last_error": e.last_error} for e in waiting],
+                   "sent": [{"id": s.request_id.hex(), "queued_ms": s.queued_ms, "acked_ms": s.acked_ms,
+                             "answer": s.answer, "node": s.node} for s in sent],
+                   "refused": [{"id": r.request_id.hex(), "queued_ms": r.queued_ms, "rule": r.rule,
+                                "detail": r.detail} for r in refused]})
+        return
+    say(f"outbox: {len(waiting)} waiting, {len(sent)} sent awaiting a decision, {len(refused)} refused")
+    for e in waiting:
+        say(f"  waiting  {e.request_id.hex()}  since {iso(e.queued_ms)}  attempts {e.attempts}"
+            + (f"  ({e.last_error})" if e.last_error else ""))
+    for s in sent:
+        say(f"  sent     {s.request_id.hex()}  {s.answer} by {s.node} at {iso(s.acked_ms)}")
+    for r in refused:
+        say(f"  refused  {r.request_id.hex()}  rule {r.rule}: {r.detail}")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    rid = hash_arg(args.request, "request id")
+
+    async def go() -> int:
+        async with _client(args) as client:
+            doc = await client.status_or_none(rid)
+            if doc is None:
+                try:
+                    tx = await client.node.tx(rid)
+                    state = tx.get("status", "accepted")
+                except ProblemError:
+                    state = "unknown"
+                if args.json:
+                    emit_json({"id": rid.hex(), "status": state})
+                else:
+                    say(f"{rid.hex()}: not committed ({state})")
+                return EXIT_OK
+            if doc["status"] in FINAL:
+                client.settle(rid)
+            if args.json:
+                emit_json(doc)
+            else:
+                say(f"{doc['id']}: {describe(doc)}")
+                say(f"  child {doc['identity']}  post {doc['post']}  {doc['direction']} -> {doc['destination']}  "
+                    f"event {iso(doc['event_time'])}  recorded at height {doc['height']}")
+            return EXIT_OK
+
+    return run(go())
+
+
+# --------------------------------------------------------------------------- run
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    out = _printer(args.json)
+
+    async def deliver_loop(client: TerminalClient, wake: asyncio.Event) -> None:
+        while True:
+            if client.queue.waiting(1):
+                report = await client.deliver()
+                for sent, _ in report.acknowledged:
+                    out("delivered", {"id": sent.request_id.hex(), "node": sent.node},
+                        f"delivered {sent.request_id.hex()} to {sent.node}")
+                for entry, rule, detail in report.refused:
+                    out("refused", {"id": entry.request_id.hex(), "rule": rule, "detail": detail},
+                        f"REFUSED {entry.request_id.hex()}: rule {rule}: {detail}")
+                if report.error:
+                    out("offline", {"error": report.error, "waiting": report.left},
+                        f"{report.error}; {report.left} waiting")
+            wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), args.retry)
+
+    async def follow(client: TerminalClient, wake: asyncio.Event) -> None:
+        def state(line: str) -> None:
+            if not args.json:
+                say(f"[{time.strftime('%H:%M:%S')}] stream: {line}")
+            wake.set()  # a node answers again: try the outbox now
+
+        async for ev in client.events(on_state=state):
+            if ev.type == "sync":
+                with contextlib.suppress(NodeUnreachable, ProblemError):
+                    for sent, status in await client.reconcile():
+                        if status in FINAL:
+                            out("closed", {"id": sent.request_id.hex(), "status": status},
+                                f"{sent.request_id.hex()}: {status.upper()}")
+            elif ev.type in ("pending", "decision", "closed"):
+                out(ev.type, ev.data, f"{ev.data.get('id', '')[:16]}: {describe(ev.data)}")
+
+    async def go() -> int:
+        async with _client(args) as client:
+            counts = client.queue.counts()
+            out("started", counts, f"terminal of post {client.post}: {counts['waiting']} waiting, "
+                                   f"{counts['sent']} sent, {counts['refused']} refused")
+            wake = asyncio.Event()
+            tasks = [asyncio.create_task(deliver_loop(client, wake)), asyncio.create_task(follow(client, wake))]
+            try:
+                await asyncio.wait(tasks, timeout=args.duration, return_when=asyncio.FIRST_EXCEPTION)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                for t in tasks:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await t
+            for t in tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()
+            return EXIT_OK
+
+    try:
+        return run(go())
+    except KeyboardInterrupt:
+        print("terminal stopped", file=sys.stderr)
+        return EXIT_OK
+
