@@ -33,7 +33,6 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -52,17 +51,29 @@ END = 2**31  # index meaning "after every event of that block"
 GUARDIAN, TERMINAL, AUTHORITY = "guardian", "terminal", "authority"
 
 
-@dataclass(frozen=True, slots=True)
 class Notice:
-    """One event as every subscriber sees it; ``wire`` is its encoded SSE frame."""
+    """One event as every subscriber sees it; ``wire`` is its encoded SSE frame.
 
-    height: int
-    index: int
-    kind: str  # pending | decision | closed
-    status: str
-    guardians: tuple[bytes, ...]
-    terminal: bytes
-    wire: bytes = field(repr=False)
+    Most events of a busy node reach no subscriber (adults' crossings, children nobody watches
+    right now), so the frame is built on first use, from the request record as it was when the
+    event was committed.
+    """
+
+    __slots__ = ("height", "index", "kind", "status", "guardians", "terminal", "_make", "_wire")
+
+    def __init__(self, height: int, index: int, kind: str, status: str, guardians: tuple[bytes, ...],
+                 terminal: bytes, make: Callable[[], bytes]) -> None:
+        self.height, self.index, self.kind, self.status = height, index, kind, status
+        self.guardians, self.terminal = guardians, terminal
+        self._make: Callable[[], bytes] | None = make
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = self._make()  # type: ignore[misc]
+            self._make = None
+        return self._wire
 
     @property
     def position(self) -> tuple[int, int]:
@@ -188,11 +199,14 @@ class EventStreams:
             record = load(state, k_request(rid), REQUEST)
             if record is None:
                 return
-            data = {**request_doc(state, rid, record), "status": status, "event": kind, "event_height": height,
-                    "committed_ms": now, **extra}
             position = (height, len(out))
-            out.append(Notice(height, len(out), kind, status, record.guardians, record.terminal,
-                              frame(kind, data, cursor_text(position))))
+
+            def make() -> bytes:
+                data = {**request_doc(state, rid, record), "status": status, "event": kind,
+                        "event_height": height, "committed_ms": now, **extra}
+                return frame(kind, data, cursor_text(position))
+
+            out.append(Notice(height, len(out), kind, status, record.guardians, record.terminal, make))
 
         for ev in executed.changes.events:
             add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {})
