@@ -16,38 +16,20 @@ import bisect
 import hashlib
 from collections.abc import Iterator, Mapping
 
-from ledger.chain import ExecutedBlock, Tip
-from ledger.genesis import GENESIS, Genesis
-from ledger.merkle import EMPTY_ROOT, MerkleLog
+from ledger.chain import ExecutedBlock
+from ledger.genesis import Genesis
 from ledger.rules.validators import validator_set_at
-from ledger.state.machine import chain_info_of
-from ledger.state.records import ChainInfo
-from ledger.storage.chainstore import TIP, TX_LOCATION, StateOnKV, TxLocation
+from ledger.storage.chainstore import (  # noqa: F401  (re-exported for the audit modules)
+    ChainStore,
+    encoded_locations,
+    expected_location,
+    log_key,
+)
 from ledger.storage.kv import KV
 from ledger.validators import ValidatorSet
 
-_GENESIS, _TIP = b"G", b"T"
 #: the prefixes a replay writes, in key order; the audit compares these with a node's store
 PREFIXES = (b"L", b"N", b"S", b"X")
-
-
-def _h(n: int) -> bytes:
-    return n.to_bytes(8, "big")
-
-
-def log_key(level: int, index: int) -> bytes:
-    return b"L" + bytes([level]) + _h(index)
-
-
-def expected_location(executed: ExecutedBlock, position: int) -> TxLocation:
-    """Where the store must say the block's ``position``-th transaction is, and its result."""
-    outcome = executed.changes.results[position].outcome
-    return TxLocation(executed.height, position, executed.first_log_index + position, outcome.status, outcome.ref)
-
-
-def encoded_locations(executed: ExecutedBlock) -> list[bytes]:
-    """The transaction-index records of a block, as a store holds them."""
-    return [TX_LOCATION.encode(expected_location(executed, i)) for i in range(len(executed.txs))]
 
 
 class ReplayKV:
@@ -153,58 +135,21 @@ class OverlayKV:
         self.base.close()
 
 
-class ReplayStore:
-    """State, log and indexes re-derived by the auditor (see the module doc)."""
+class ReplayStore(ChainStore):
+    """State, log and indexes re-derived by the auditor (see the module doc): a chain store
+    that keeps no blocks and does not sync."""
 
     def __init__(self, kv: KV) -> None:
-        self.kv = kv
-        self.state = StateOnKV(kv)
-        self._tip: Tip | None = None
-        self._chain: ChainInfo | None = None
-        self._genesis: Genesis | None = None
-        raw = kv.get(_TIP)
-        if raw is not None:
-            self._tip = TIP.decode(raw)
-            self._genesis = GENESIS.decode(kv.get(_GENESIS) or b"")
-            self._chain = chain_info_of(self.state)
+        super().__init__(kv, sync=False, keep_blocks=False)
 
     @classmethod
     def from_genesis(cls, kv: KV, genesis: Genesis) -> "ReplayStore":
         """Start a replay at height 0 in an empty key-value store."""
-        tip = Tip(height=0, hash=genesis.hash, time=genesis.genesis_time, state_root=genesis.state_root(),
-                  log_size=0, log_root=EMPTY_ROOT)
-        batch: dict[bytes, bytes | None] = {b"S" + k: v for k, v in genesis.state_writes().items()}
-        batch[_GENESIS] = GENESIS.encode(genesis)
-        batch[_TIP] = TIP.encode(tip)
-        kv.write(batch, sync=False)
-        return cls(kv)
-
-    # ---- ChainView
-    @property
-    def tip(self) -> Tip:
-        assert self._tip is not None, "a replay starts from a genesis"
-        return self._tip
-
-    @property
-    def chain(self) -> ChainInfo:
-        assert self._chain is not None, "a replay starts from a genesis"
-        return self._chain
-
-    @property
-    def genesis(self) -> Genesis:
-        assert self._genesis is not None, "a replay starts from a genesis"
-        return self._genesis
-
-    def get_log_node(self, level: int, index: int) -> bytes | None:
-        return self.kv.get(log_key(level, index))
-
-    def has_tx(self, tx_id: bytes) -> bool:
-        return self.kv.get(b"X" + tx_id) is not None
+        store = cls(kv)
+        store.initialize(genesis)
+        return store
 
     # ---- reads
-    def log(self) -> MerkleLog:
-        return MerkleLog(self.get_log_node, self.tip.log_size)
-
     def validators_at(self, height: int) -> ValidatorSet:
         return validator_set_at(self.state, height)
 
@@ -215,23 +160,7 @@ class ReplayStore:
     def commit(self, executed: ExecutedBlock, locations: list[bytes] | None = None) -> None:
         """Record a block the auditor checked: its state writes, log nodes and index entries
         (``locations``: its :func:`encoded_locations`, if already computed)."""
-        block = executed.block
-        h = block.header
-        batch: dict[bytes, bytes | None] = {}
-        for key, value in executed.changes.writes:
-            batch[b"S" + key] = value
-        for (level, index), node in executed.log_nodes.items():
-            batch[log_key(level, index)] = node
-        if locations is None:
-            locations = encoded_locations(executed)
-        for tx, location in zip(executed.txs, locations):
-            batch[b"X" + tx.id] = location
-        batch[b"N" + block.hash] = _h(h.height)
-        tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
-                  log_size=h.log_size, log_root=h.log_root)
-        batch[_TIP] = TIP.encode(tip)
-        self.kv.write(batch, sync=False)
-        self._tip = tip
+        self.commit_block(executed, None, locations=locations)
 
     def digest(self) -> bytes:
         """SHA-256 over every record, in key order: what a checkpoint pins its replay with."""

@@ -66,6 +66,11 @@ def _h(height: int) -> bytes:
     return height.to_bytes(8, "big")
 
 
+def log_key(level: int, index: int) -> bytes:
+    """The key of a complete subtree of the global log."""
+    return b"L" + bytes([level]) + _h(index)
+
+
 class StateOnKV:
     """The state as a :class:`ledger.state.view.StateReader` over the ``S`` prefix."""
 
@@ -82,11 +87,29 @@ class StateOnKV:
             yield k[1:], v
 
 
-class ChainStore:
-    """A :class:`ledger.chain.ChainView` backed by a key-value store."""
+def expected_location(executed: ExecutedBlock, position: int) -> TxLocation:
+    """Where the index says the block's ``position``-th transaction is, and its result."""
+    outcome = executed.changes.results[position].outcome
+    return TxLocation(executed.height, position, executed.first_log_index + position, outcome.status, outcome.ref)
 
-    def __init__(self, kv: KV) -> None:
+
+def encoded_locations(executed: ExecutedBlock) -> list[bytes]:
+    """The transaction-index records of a block, as the store holds them."""
+    return [TX_LOCATION.encode(expected_location(executed, i)) for i in range(len(executed.txs))]
+
+
+class ChainStore:
+    """A :class:`ledger.chain.ChainView` backed by a key-value store.
+
+    ``sync`` makes every block's batch durable before ``commit_block`` returns;
+    ``keep_blocks=False`` keeps only what executing later blocks needs (state, log, indexes),
+    as the auditor's own replay does.
+    """
+
+    def __init__(self, kv: KV, *, sync: bool = True, keep_blocks: bool = True) -> None:
         self.kv = kv
+        self._sync = sync
+        self._keep_blocks = keep_blocks
         self._state = StateOnKV(kv)
         self._tip: Tip | None = None
         self._chain: ChainInfo | None = None
@@ -126,7 +149,7 @@ class ChainStore:
         changes: dict[bytes, bytes | None] = {b"S" + k: v for k, v in genesis.state_writes().items()}
         changes[_GENESIS] = GENESIS.encode(genesis)
         changes[_TIP] = TIP.encode(tip)
-        self.kv.write(changes, sync=True)
+        self.kv.write(changes, sync=self._sync)
         self._tip, self._genesis = tip, genesis
         self._chain = chain_info_of(self._state)
 
@@ -161,7 +184,7 @@ class ChainStore:
         return self.tip.height
 
     def get_log_node(self, level: int, index: int) -> bytes | None:
-        return self.kv.get(b"L" + bytes([level]) + _h(index))
+        return self.kv.get(log_key(level, index))
 
     def has_tx(self, tx_id: bytes) -> bool:
         return self.kv.get(b"X" + tx_id) is not None
@@ -194,30 +217,33 @@ class ChainStore:
         return MerkleLog(self.get_log_node, self.tip.log_size)
 
     # ---- writes
-    def commit_block(self, executed: ExecutedBlock, commit: Commit) -> None:
-        """Store a decided block and everything it changes in one synchronous batch."""
+    def commit_block(self, executed: ExecutedBlock, commit: Commit | None, *,
+                     locations: list[bytes] | None = None) -> None:
+        """Store a decided block and everything it changes in one batch (synchronous unless
+        the store was opened otherwise). ``locations``: the block's :func:`encoded_locations`,
+        if the caller computed them already."""
         block = executed.block
         h = block.header
         tip = self.tip
         if h.height != tip.height + 1 or h.prev_hash != tip.hash:
             raise StorageError(f"block {h.height} does not extend the stored tip {tip.height}")
-        if commit.height != h.height or commit.block != block.hash:
-            raise StorageError("the commit certificate is not for this block")
         batch: dict[bytes, bytes | None] = {}
         for key, value in executed.changes.writes:
             batch[b"S" + key] = value
         for (level, index), node in executed.log_nodes.items():
-            batch[b"L" + bytes([level]) + _h(index)] = node
-        for i, (tx, result) in enumerate(zip(executed.txs, executed.changes.results)):
-            loc = TxLocation(h.height, i, executed.first_log_index + i, result.outcome.status, result.outcome.ref)
-            batch[b"X" + tx.id] = TX_LOCATION.encode(loc)
-        batch[b"B" + _h(h.height)] = block.encode()
-        batch[b"C" + _h(h.height)] = COMMIT.encode(commit)
+            batch[log_key(level, index)] = node
+        for tx, location in zip(executed.txs, locations or encoded_locations(executed)):
+            batch[b"X" + tx.id] = location
         batch[b"N" + block.hash] = _h(h.height)
+        if self._keep_blocks:
+            if commit is None or commit.height != h.height or commit.block != block.hash:
+                raise StorageError("the commit certificate is not for this block")
+            batch[b"B" + _h(h.height)] = block.encode()
+            batch[b"C" + _h(h.height)] = COMMIT.encode(commit)
         new_tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
                       log_size=h.log_size, log_root=h.log_root)
         batch[_TIP] = TIP.encode(new_tip)
-        self.kv.write(batch, sync=True)
+        self.kv.write(batch, sync=self._sync)
         self._tip = new_tip
 
     # ---- accepted, not yet committed transactions (a durable mempool)
