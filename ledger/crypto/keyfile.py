@@ -13,7 +13,6 @@ public key was edited is refused rather than silently signing with a different k
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nacl.exceptions
@@ -23,6 +22,7 @@ import nacl.utils
 
 from ledger.crypto.keys import SigningKey
 from ledger.errors import KeyFileError
+from ledger.storage.files import write_atomically
 
 FORMAT = "custos-key/1"
 
@@ -91,15 +91,7 @@ def write_key_file(path: str | Path, key: SigningKey, passphrase: bytes, *, labe
     path = Path(path)
     if path.exists():
         raise KeyFileError(f"{path} exists; refusing to overwrite a key")
-    data = json.dumps(seal(key, passphrase, label=label, cost=cost), indent=2).encode() + b"\n"
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(seal(key, passphrase, label=label, cost=cost), indent=2).encode() + b"\n")
 
 
 def read_key_doc(path: str | Path) -> dict:

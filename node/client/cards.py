@@ -24,9 +24,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ledger.biometrics import SECRET_BYTES, TEMPLATE_BYTES, HelperData, derive_signing_key, enrol, reproduce
+from ledger.biometrics import (
+    SECRET_BYTES,
+    TEMPLATE_BYTES,
+    HelperData,
+    derive_signing_key,
+    enrol,
+    reproduce,
+)
 from ledger.crypto.keys import SigningKey
 from ledger.errors import CustosError
+from ledger.storage.files import write_atomically
 
 SCAN_FORMAT = "custos-scan/1"
 CARD_FORMAT = "custos-card/1"
@@ -54,16 +62,8 @@ def _read_json(path: Path, fmt: str, what: str) -> dict:
 
 
 def _write_json(path: Path, doc: dict) -> None:
-    """Write atomically (temporary file, fsync, rename): a crash leaves the old file or the new."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, json.dumps(doc, indent=2).encode() + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    """Write atomically: a crash leaves the old file or the new."""
+    write_atomically(path, json.dumps(doc, indent=2).encode() + b"\n")
 
 
 def _hex(doc: dict, name: str, size: int | None, path: Path) -> bytes:

@@ -33,6 +33,7 @@ from ledger.block import PRECOMMIT, PREVOTE, Vote, vote_digest
 from ledger.crypto.keys import DOMAIN_PROPOSAL, DOMAIN_VOTE, SigningKey, sign_bytes
 from ledger.encoding import Bytes, Int, Schema, Str
 from ledger.errors import DecodeError
+from ledger.storage.files import temporary_path, write_atomically
 from node.consensus.errors import DoubleSignRefused, SignerStateError
 from node.consensus.messages import Proposal, proposal_digest
 
@@ -142,7 +143,7 @@ class FilePrivValidator(MemoryPrivValidator):
         what it may have signed before.
         """
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._tmp = temporary_path(self.path)
         if self._tmp.exists():
             self._tmp.unlink()  # a crash before the rename: the old state is the valid one
         state = self._load(key, chain_id)
@@ -173,29 +174,7 @@ class FilePrivValidator(MemoryPrivValidator):
         return state
 
     def _persist(self, state: SignState) -> None:
-        data = SIGN_STATE.encode(state)
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self.path)
-            fsync_dir(self.path.parent)
+            write_atomically(self.path, SIGN_STATE.encode(state))
         except OSError as exc:
             raise SignerStateError(f"cannot record signer state in {self.path}: {exc}") from exc
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -45,6 +45,7 @@ from typing import Any, Iterable, Protocol, Union
 from ledger.block import VOTE, Vote
 from ledger.encoding import Int, Schema, Spec
 from ledger.errors import DecodeError
+from ledger.storage.files import temporary_path, write_atomically
 from ledger.validators import ValidatorSet
 from node.consensus.errors import WalError
 from node.consensus.messages import (
@@ -55,7 +56,6 @@ from node.consensus.messages import (
     TaggedUnion,
     Timeout,
 )
-from node.consensus.privval import fsync_dir
 
 _HEADER = struct.Struct(">II")
 HEADER_SIZE = _HEADER.size
@@ -182,7 +182,7 @@ class FileStorage:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(self.path.name + ".tmp")
+        self._tmp = temporary_path(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self._tmp.exists():
@@ -220,16 +220,7 @@ class FileStorage:
 
     def rewrite(self, data: bytes) -> None:
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self.path)
-            fsync_dir(self.path.parent)
+            write_atomically(self.path, data)
             old, self._fd = self._fd, os.open(self.path, os.O_RDWR | os.O_APPEND)
             os.close(old)
         except OSError as exc:

@@ -1,0 +1,42 @@
+"""Small files replaced atomically: a crash leaves either the old content or the new one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def temporary_path(path: Path) -> Path:
+    """Where :func:`write_atomically` stages ``path``'s new content."""
+    return path.with_name(path.name + ".tmp")
+
+
+def write_atomically(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Write a temporary file, fsync it, rename it over ``path``, fsync the directory.
+
+    Raises ``OSError``; callers turn it into their own error.
+    """
+    path = Path(path)
+    tmp = temporary_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
