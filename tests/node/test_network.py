@@ -171,3 +171,28 @@ def test_a_new_observer_catches_up_by_block_sync_and_never_votes(net, border):
     assert status["validator"] is False
     assert_same_chain(net, VALIDATORS + ["obs-0"])
     assert metric(net, "obs-0", "custos_blocks_synced_total") >= target - 2
+
+
+def test_a_council_change_of_the_validator_set_takes_effect_two_blocks_later(net, border):
+    """Unbonding val-3 (100 of 1000) by a council transaction in block h changes the set that
+    signs block h + 2 (the genesis delay), not earlier; the others carry on without it."""
+    leaving = bytes.fromhex(net.nodes["val-3"].key)
+    tx = net.txs.set_validator(net.council[:2], leaving, 0)
+
+    async def go():
+        async with NodeClient(net.url("val-0")) as c:
+            return await c.submit(tx.raw, wait=True)
+
+    h = run(go())["height"]
+
+    def signers(height):
+        return {s["validator"] for s in net.get("val-0", f"/v1/blocks/{height}")["commit"]["signatures"]}
+
+    def set_at(height):
+        return {v["key"] for v in net.get("val-0", f"/v1/validators?height={height}")["validators"]}
+
+    net.wait_height(h + 3, "val-0", "val-1", "val-2", timeout_s=30)
+    assert leaving.hex() in set_at(h + 1)
+    assert leaving.hex() not in set_at(h + 2)
+    assert leaving.hex() not in signers(h + 2) and leaving.hex() not in signers(h + 3)
+    assert net.get("val-3", "/v1/status")["validator"] is False
