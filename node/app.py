@@ -252,10 +252,12 @@ class NodeApp:
         for ev in executed.block.evidence:
             self.evidence_pool.pop(ev.hash, None)
         for tx_id in ids:
-            location = self.store.tx_location(tx_id)
-            for future in self._waiters.pop(tx_id, []):
-                if not future.done():
-                    future.set_result(location)
+            waiters = self._waiters.pop(tx_id, None)
+            if waiters:  # most transactions have nobody waiting: no index read for them
+                location = self.store.tx_location(tx_id)
+                for future in waiters:
+                    if not future.done():
+                        future.set_result(location)
         self._settle(tx.id for tx, _ in dropped)
         for tx, exc in dropped:
             self._fail_waiters(tx.id, exc)
