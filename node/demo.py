@@ -5,8 +5,10 @@ child is enrolled from an eye scan with two guardians (both must approve, any de
 the terminal records an exit; both guardians are alerted over their own signed event streams;
 one approves (still pending), the other approves (permitted). The guardians then give a travel
 consent for the way back, which lets the entry through at once. An attempt nobody answers
-expires and raises an alert the authority can list. Finally an auditor verifies the chain
-with `custos audit verify` and proves the first crossing's inclusion with `custos audit prove`.
+expires and raises an alert the authority can list. Finally the auditor the council registered
+verifies the chain with `custos audit verify` and proves the first crossing's inclusion with
+`custos audit prove`, signing its reads with its key (nodes serve transactions' bytes only to
+integrity readers); an audit without a key is refused.
 
 Each step prints what a person would want to see and checks what should have happened; the
 demo stops at the first step that misbehaves and exits non-zero (1; 3 if no node answers).
@@ -26,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.crypto.keyfile import load_key_file
+from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from ledger.crypto.keys import SigningKey
 from node.client.cards import biometric_key, enrol_scan, synthetic_eye
 from node.client.guardian import GuardianClient
@@ -291,19 +293,30 @@ class Demo:
 
     # ------------------------------------------------------------------ audit
     async def _audit(self) -> None:
-        self.step("An auditor verifies the chain, and the first crossing's inclusion, trusting no node")
+        self.step("The auditor verifies the chain, and the first crossing's inclusion, trusting no node")
         genesis = str(self.dir / "genesis.toml")
         url = self.node.current_url
-        await self._audit_cli("the whole chain verifies from the pinned genesis",
-                              "verify", "--node", url, "--genesis", genesis, "--no-progress")
         with tempfile.TemporaryDirectory(prefix="custos-demo-audit-") as tmp:
+            # the auditor's key file (registered by the council above) signs the audit's reads
+            key_file, passphrase_file = Path(tmp) / "auditor.key", Path(tmp) / "passphrase"
+            secret = secrets.token_hex(16).encode()
+            passphrase_file.write_bytes(secret)
+            write_key_file(key_file, self.auditor, secret, label="independent auditor", cost=MINIMAL)
+            key_args = ("--key", str(key_file), "--passphrase-file", str(passphrase_file))
+            self.say(f"auditor {self.auditor.public.hex()[:16]} signs its reads: blocks carry every transaction, "
+                     "so nodes serve them only to integrity readers")
+            await self._audit_cli("an audit without a key is refused (exit 2)", "verify", "--node", url,
+                                  "--no-progress", expect=2, echo=2)
+            await self._audit_cli("the whole chain verifies from the pinned genesis",
+                                  "verify", "--node", url, "--genesis", genesis, "--no-progress", *key_args)
             receipt = str(Path(tmp) / "receipt.json")
             await self._audit_cli("the first crossing is proven included in the chain (a receipt anyone can "
                                   "check offline)", "prove", self.first_request.hex(), "--node", url,
-                                  "--genesis", genesis, "--out", receipt)
+                                  "--genesis", genesis, "--out", receipt, *key_args)
 
-    async def _audit_cli(self, what: str, *args: str) -> None:
-        self.say("$ custos audit " + " ".join(args))
+    async def _audit_cli(self, what: str, *args: str, expect: int = 0, echo: int = 12) -> None:
+        shown = [Path(a).name if a.endswith((".key", "passphrase")) else a for a in args]
+        self.say("$ custos audit " + " ".join(shown))
         proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "node.cli", "audit", *args,
                                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
@@ -312,11 +325,11 @@ class Demo:
             proc.kill()
             raise StepFailed("the audit did not finish within 300 s") from None
         lines = output.decode(errors="replace").splitlines()
-        for line in lines[:12]:
+        for line in lines[:echo]:
             self.say("  " + line)
-        if len(lines) > 12:
-            self.say(f"  ... ({len(lines) - 12} more lines)")
-        self.check(proc.returncode == 0, f"{what} (custos audit exited {proc.returncode})")
+        if len(lines) > echo:
+            self.say(f"  ... ({len(lines) - echo} more lines)")
+        self.check(proc.returncode == expect, f"{what} (custos audit exited {proc.returncode})")
 
 
 async def _run(directory: Path, out) -> int:

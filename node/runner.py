@@ -77,7 +77,10 @@ class Node:
         from node.api.index import RequestIndex
         from node.api.reads import Access, Reads
 
-        access = Access(self.app, window_ms=self.config.api.read_window_ms)
+        p2p = self.config.p2p
+        node_keys = {bytes.fromhex(p.key) for p in p2p.peers} | {bytes.fromhex(k) for k in p2p.allow}
+        access = Access(self.app, window_ms=self.config.api.read_window_ms, node_keys=node_keys)
+        self.api.access = access  # signed reads of integrity data (blocks, transactions)
         self.request_index = RequestIndex.open(self.config.node.data_dir / "reads-index", self.store)
         self.request_index.catch_up()
         self.app.on_commit(self.request_index.on_commit)

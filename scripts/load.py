@@ -5,8 +5,9 @@ The send schedule is fixed before the run (transaction i is due at t0 + i / rate
 crossing carries its scheduled send time as its event time, so latency is measured from when a
 transaction *should* have left, not from when a lagging generator got round to it (no
 coordinated omission). Transactions go out in small batches every ``--tick-ms``, spread over
-the nodes. A watcher follows committed blocks on one node and records, per transaction, the
-time its block became visible there.
+the nodes. A watcher follows committed blocks on one node (the block feed, which a node serves
+only to integrity readers: it signs with a council key of the devnet) and records, per
+transaction, the time its block became visible there.
 
 Reports committed transactions per second over the measured window and submit-to-commit
 latency percentiles, as JSON::
@@ -33,6 +34,7 @@ from ledger.crypto.keys import SigningKey
 from ledger.tx.envelope import decode_tx
 from node import devnet
 from node.client.http import NodeClient
+from node.client.signed import path_with_query, sign_request
 from node.client.txs import TxFactory
 
 POST = "LOAD-1"
@@ -42,10 +44,14 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-async def setup(directory: Path, client: NodeClient, factory: TxFactory, identities: int):
+def council_keys(directory: Path) -> list[SigningKey]:
     doc = json.loads((directory / devnet.DESCRIPTION).read_text())
     passphrase = (directory / "passphrase").read_bytes().strip()
-    council = [load_key_file(directory / p, passphrase) for p in doc["council"]][:2]
+    return [load_key_file(directory / p, passphrase) for p in doc["council"]]
+
+
+async def setup(directory: Path, client: NodeClient, factory: TxFactory, identities: int):
+    council = council_keys(directory)[:2]
     authority, terminal = SigningKey.generate(), SigningKey.generate()
     await client.submit(factory.register_authority(council, authority.public, "load").raw, wait=True)
     post = f"{POST}-{os.urandom(3).hex()}"  # a fresh post per run: runs can repeat on one network
@@ -72,12 +78,16 @@ async def setup(directory: Path, client: NodeClient, factory: TxFactory, identit
 
 
 async def watch(url: str, start_height: int, sent: dict[bytes, int], committed: dict[bytes, int],
-                stop: asyncio.Event) -> None:
+                stop: asyncio.Event, key: SigningKey, chain_id: str) -> None:
+    """Follow the block feed, each request signed by ``key`` (a council member: an integrity reader)."""
     height = start_height
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
+            path_qs = path_with_query("/v1/blocks", {"from": height, "limit": 100})
             try:
-                async with session.get(f"{url}/v1/blocks", params={"from": height, "limit": 100}) as r:
+                async with session.get(url + path_qs, headers=sign_request(key, chain_id, "GET", path_qs)) as r:
+                    if r.status != 200:
+                        raise SystemExit(f"the node refused the block feed ({r.status}): {await r.text()}")
                     body = msgpack.unpackb(await r.read(), raw=False)
             except (aiohttp.ClientError, OSError):
                 await asyncio.sleep(0.1)
@@ -116,7 +126,8 @@ async def run(args) -> dict:
     rejected = 0
     reasons: dict[str, int] = {}
     stop = asyncio.Event()
-    watcher = asyncio.create_task(watch(urls[0], start_height, sent, committed, stop))
+    watcher = asyncio.create_task(watch(urls[0], start_height, sent, committed, stop, council_keys(args.dir)[0],
+                                        chain_id))
     connector = aiohttp.TCPConnector(limit=64)
     async with aiohttp.ClientSession(connector=connector) as session:
         pending: set[asyncio.Task] = set()

@@ -14,14 +14,25 @@ route                           who may read it
 ``/v1/alerts``                  enrolment authorities; a terminal for its own post only
 ``/v1/guardians/{key}/pending`` that guardian; enrolment authorities
 ``/v1/terminals/{key}/requests`` that terminal; enrolment authorities
-``/v1/access/whoami``           any signed caller (its own roles and wards)
+``/v1/access/whoami``           any signed caller (its own roles and wards, and whether it
+                                reads integrity data)
 ==============================  =============================================================
 
-Auditors hold no role here: they verify integrity data (blocks, commits, proofs), which the core
-API serves, and never need a child's records. A refusal does not reveal whether the record
-exists: a caller without a role for a child gets 403 whether or not the child is enrolled, and
-only enrolment authorities see 404. (A request id is a transaction id, whose existence the core
-API tells anyone, so an unknown request is 404 for every signed caller.)
+Auditors hold no role here: they verify integrity data and never need a child's records. The
+core API (:mod:`node.api.server`) serves integrity data in two views. Anyone gets what checks
+hashes, roots and certificates (headers, transaction ids and leaf hashes, commits, inclusion
+and consistency proofs); the transactions' bytes, which name a child's pseudonymous id, posts,
+times, companions and guardians' keys, go only to *integrity readers* through signed requests:
+
+* registered auditors and enrolment authorities (roles in the state),
+* members of the governance council (the ``council`` record),
+* node keys: the validators of the coming height, and the peers and observers this node's
+  ``[p2p]`` config names (``peers``, ``allow``).
+
+A refusal does not reveal whether the record exists: a caller without a role for a child gets
+403 whether or not the child is enrolled, and only enrolment authorities see 404. (A request id
+is a transaction id, whose existence the core API tells anyone, so an unknown request is 404 for
+every signed caller.)
 
 Problem ``type``s (stable): ``unsigned-request`` (401), ``malformed-signed-request`` (400),
 ``stale-request`` (401, with ``server_time_ms``), ``bad-request-signature`` (401),
@@ -34,16 +45,20 @@ import functools
 import hashlib
 import heapq
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 from aiohttp import web
 
 from ledger.crypto.keys import DOMAIN_READ, verify
+from ledger.errors import CustosError
+from ledger.rules.validators import validator_set_at
 from ledger.state.records import (
     ALERT,
     CONSENT,
+    COUNCIL,
     IDENTITY_RECORD,
+    K_COUNCIL,
     KEY_ROLE,
     PENDING,
     POST_RECORD,
@@ -83,6 +98,7 @@ MAX_LIST = 100
 MAX_ALERTS = 1000
 MAX_PENDING_SCAN = 100_000
 MAX_ALERT_SCAN = 100_000
+INTEGRITY_READERS = "auditors, enrolment authorities, council members and nodes"
 
 
 class Refused(Exception):
@@ -126,10 +142,16 @@ def guarded(handler: Callable) -> Callable:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The key that signed a request, and the role the state gives it (None for guardians)."""
+    """The key that signed a request, and the role the state gives it (None for guardians).
+
+    ``council`` and ``node`` are set for keys without a role: a member of the governance council,
+    and a node key (a validator of the coming height, or a peer or observer in this node's config).
+    """
 
     key: bytes
     role: KeyRole | None
+    council: bool = False
+    node: bool = False
 
     @property
     def is_authority(self) -> bool:
@@ -144,11 +166,17 @@ class Caller:
         return self.role is not None and self.role.role == ROLE_AUDITOR
 
     @property
+    def reads_integrity(self) -> bool:
+        """An integrity reader: may read every transaction's bytes (blocks, the block feed)."""
+        return self.is_auditor or self.is_authority or self.council or self.node
+
+    @property
     def post(self) -> str | None:
         return self.role.post if self.is_terminal and self.role is not None else None
 
     def describe(self) -> str:
-        what = self.role.role if self.role is not None else "key"
+        what = (self.role.role if self.role is not None else "council member" if self.council
+                else "node" if self.node else "key")
         return f"{what} {self.key.hex()[:16]}"
 
 
@@ -178,16 +206,27 @@ class NonceCache:
 
 
 class Access:
-    """Authenticates signed requests and answers role questions from the committed state."""
+    """Authenticates signed requests and answers role questions from the committed state.
 
-    def __init__(self, app: NodeApp, *, window_ms: int, max_nonces: int = 200_000) -> None:
+    ``node_keys`` are the keys this node's config names as peers or observers; together with the
+    validators of the coming height they are node keys, which read integrity data.
+    """
+
+    def __init__(self, app: NodeApp, *, window_ms: int, max_nonces: int = 200_000,
+                 node_keys: Iterable[bytes] = ()) -> None:
         self.app = app
         self.window_ms = window_ms
         self.nonces = NonceCache(max_nonces)
+        self.node_keys = frozenset(node_keys)
 
     @property
     def state(self):
         return self.app.store.state
+
+    @staticmethod
+    def is_signed(request: web.Request) -> bool:
+        """Whether the request carries any of the signed-request headers (it may be malformed)."""
+        return any(name in request.headers for name in (HEADER_KEY, HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE))
 
     def authenticate(self, request: web.Request, body: bytes = b"", domain: str = DOMAIN_READ) -> Caller:
         """Check the signed-request headers; return the caller or raise :class:`Refused`."""
@@ -209,17 +248,55 @@ class Access:
                           + ("" if domain == DOMAIN_READ else f" (domain {domain})"))
         if self.state.get(k_revoked(key)) is not None:
             raise Refused(403, "revoked-key", "the key was revoked", f"key {key.hex()[:16]} was revoked by the council")
-        caller = Caller(key, load(self.state, k_role(key), KEY_ROLE))
+        role = load(self.state, k_role(key), KEY_ROLE)
+        council = role is None and self.is_council_member(key)
+        node = role is None and not council and self.is_node_key(key)
+        caller = Caller(key, role, council, node)
         # Only keys that may read something are remembered: a replayed request of any other key
         # earns the same 403 again, and strangers' keys cannot fill the cache.
-        if caller.role is not None or self.wards(key, 1):
+        if caller.role is not None or council or node or self.wards(key, 1):
             token = hashlib.sha256(key + nonce).digest()
             if not self.nonces.add(token, time_ms + self.window_ms, now):
                 raise Refused(401, "replayed-request", "this signed request was seen before",
                               "sign every request afresh (new time and nonce)")
         return caller
 
+    def integrity_reader(self, request: web.Request, what: str) -> Caller:
+        """The signed caller of ``request`` if it is an integrity reader; else :class:`Refused`
+        (401 unsigned or badly signed, 403 any other key), naming ``what`` was asked for."""
+        try:
+            caller = self.authenticate(request)
+        except Refused as exc:
+            if exc.code != "unsigned-request":
+                raise
+            raise Refused(401, "unsigned-request", "a signed request is needed",
+                          f"{what} is served only to integrity readers ({INTEGRITY_READERS}) through signed "
+                          f"requests: send {HEADER_KEY}, {HEADER_TIME}, {HEADER_NONCE} and {HEADER_SIGNATURE} "
+                          "(custos audit: --key FILE with an auditor's key)") from None
+        if not caller.reads_integrity:
+            raise forbidden(f"{what} is served only to integrity readers ({INTEGRITY_READERS}); "
+                            f"{caller.describe()} is none of them")
+        return caller
+
+    def optional_caller(self, request: web.Request) -> Caller | None:
+        """None for an anonymous request; the caller of a signed one (a bad signature is refused,
+        never read as anonymous)."""
+        return self.authenticate(request) if self.is_signed(request) else None
+
     # ---- roles from the state
+    def is_council_member(self, key: bytes) -> bool:
+        council = load(self.state, K_COUNCIL, COUNCIL)
+        return council is not None and key in council.members
+
+    def is_node_key(self, key: bytes) -> bool:
+        """A peer or observer of this node's config, or a validator of the coming height."""
+        if key in self.node_keys:
+            return True
+        try:
+            return key in validator_set_at(self.state, self.app.store.height + 1)
+        except CustosError:
+            return False
+
     def guardian_of(self, key: bytes, identity: bytes) -> bool:
         return self.state.get(k_ward(key, identity)) is not None
 
@@ -332,12 +409,15 @@ class Reads:
     async def whoami(self, request: web.Request) -> web.Response:
         caller = self.access.authenticate(request)
         role = caller.role
+        wards = self.access.wards(caller.key) if role is None else []
         return reply(request, {
             "key": caller.key,
-            "role": role.role if role else ("guardian" if self.access.wards(caller.key, 1) else None),
+            "role": role.role if role else ("guardian" if wards else "council" if caller.council
+                                            else "node" if caller.node else None),
             "label": role.label if role else "",
             "post": caller.post,
-            "wards": self.access.wards(caller.key) if role is None else [],
+            "wards": wards,
+            "integrity_reader": caller.reads_integrity,
             "height": self.app.store.height,
         })
 
@@ -463,4 +543,5 @@ class Reads:
         return reply(request, {"terminal": key, "requests": docs})
 
 
-__all__ = ["Access", "Caller", "Reads", "Refused", "guarded", "pending_for_guardian", "request_doc"]
+__all__ = ["INTEGRITY_READERS", "Access", "Caller", "Reads", "Refused", "guarded", "pending_for_guardian",
+           "request_doc"]

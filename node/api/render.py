@@ -1,4 +1,9 @@
-"""JSON-friendly forms of chain objects (bytes become hex in :func:`codec.jsonable`)."""
+"""JSON-friendly forms of chain objects (bytes become hex in :func:`codec.jsonable`).
+
+Blocks and transactions come in two views: ``full`` (the transactions' bytes, for integrity
+readers) and ``public`` (ids, leaf hashes, headers, commits and proofs: enough to check every
+hash, root and certificate, nothing of a child's records).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ from typing import Any
 
 from ledger.block import COMMIT, EVIDENCE, HEADER, Block, Commit
 from ledger.merkle import leaf_hash
-from ledger.state.records import REQUEST, ValidatorRecord, k_request, load
+from ledger.state.records import REQUEST, Request, ValidatorRecord
 from ledger.storage.chainstore import ChainStore, TxLocation
+from ledger.tx.envelope import decode_tx
 from ledger.validators import ValidatorSet
 
 
@@ -16,7 +22,9 @@ def header_doc(block: Block) -> dict[str, Any]:
 
 
 def block_doc(block: Block, commit: Commit | None) -> dict[str, Any]:
+    """The whole block, transactions' bytes included (for integrity readers)."""
     return {
+        "view": "full",
         "height": block.height,
         "hash": block.hash,
         "header": header_doc(block),
@@ -24,6 +32,44 @@ def block_doc(block: Block, commit: Commit | None) -> dict[str, Any]:
         "last_commit": None if block.last_commit is None else COMMIT.wire(block.last_commit),
         "evidence": [EVIDENCE.wire(e) for e in block.evidence],
         "commit": None if commit is None else COMMIT.wire(commit),
+    }
+
+
+def tx_digests(block: Block) -> tuple[list[bytes], list[bytes]]:
+    """The ids and RFC 6962 leaf hashes of a block's transactions, in block order."""
+    return [decode_tx(raw).id for raw in block.txs], [leaf_hash(raw) for raw in block.txs]
+
+
+def public_block_doc(block: Block, commit: Commit | None, tx_ids: list[bytes],
+                     leaf_hashes: list[bytes]) -> dict[str, Any]:
+    """Everything that checks the block's hash, roots and certificates, but not the transactions'
+    bytes: the header's ``tx_root`` is the RFC 6962 root over ``leaf_hashes``."""
+    return {
+        "view": "public",
+        "height": block.height,
+        "hash": block.hash,
+        "header": header_doc(block),
+        "tx_count": len(tx_ids),
+        "tx_ids": tx_ids,
+        "leaf_hashes": leaf_hashes,
+        "last_commit": None if block.last_commit is None else COMMIT.wire(block.last_commit),
+        "evidence": [EVIDENCE.wire(e) for e in block.evidence],
+        "commit": None if commit is None else COMMIT.wire(commit),
+    }
+
+
+def public_block_msgpack(block: Block, commit: Commit | None, tx_ids: list[bytes],
+                         leaf_hashes: list[bytes]) -> dict[str, Any]:
+    """:func:`public_block_doc` with canonical encodings (the header's bytes hash to ``hash``)."""
+    return {
+        "view": "public",
+        "hash": block.hash,
+        "header": HEADER.encode(block.header),
+        "tx_ids": tx_ids,
+        "leaf_hashes": leaf_hashes,
+        "last_commit": None if block.last_commit is None else COMMIT.encode(block.last_commit),
+        "evidence": [EVIDENCE.encode(e) for e in block.evidence],
+        "commit": None if commit is None else COMMIT.encode(commit),
     }
 
 
@@ -38,24 +84,27 @@ def validators_doc(vs: ValidatorSet, height: int, bonded: list[tuple[bytes, Vali
     }
 
 
-def tx_doc(store: ChainStore, tx_id: bytes, loc: TxLocation) -> dict[str, Any]:
+def tx_doc(store: ChainStore, tx_id: bytes, loc: TxLocation, raw: bytes, *, include_tx: bool,
+           crossing: Request | None = None) -> dict[str, Any]:
     """Where a transaction is, what it did, its current status, and a proof of inclusion in
-    the global log up to the latest committed header (with that header's commit)."""
-    block = store.block(loc.height)
-    raw = block.txs[loc.index] if block is not None else b""
+    the global log up to the latest committed header (with that header's commit).
+
+    The transaction's bytes only with ``include_tx``, the crossing record only if given: the
+    caller decides who may read them (see :mod:`node.api.server`)."""
     tip = store.tip
     tip_block = store.block(tip.height)
     doc: dict[str, Any] = {
+        "view": "full" if include_tx else "public",
         "id": tx_id,
         "status": "committed",
         "height": loc.height,
         "index": loc.index,
         "result": {"status": loc.status, "ref": loc.ref},
-        "tx": raw,
     }
-    request = load(store.state, k_request(tx_id), REQUEST)
-    if request is not None:
-        doc["crossing"] = REQUEST.wire(request)
+    if include_tx:
+        doc["tx"] = raw
+    if crossing is not None:
+        doc["crossing"] = REQUEST.wire(crossing)
     log = store.log()
     doc["proof"] = {
         "log_index": loc.log_index,

@@ -1,22 +1,44 @@
-"""Routes of the HTTP API. Handlers translate HTTP to calls on :class:`node.app.NodeApp`."""
+"""Routes of the HTTP API. Handlers translate HTTP to calls on :class:`node.app.NodeApp`.
+
+Integrity data is public, a child's records are not (DESIGN.md, "Privacy"). Transactions name a
+child's pseudonymous id, posts, times, companions and guardians' keys, so their bytes go only to
+*integrity readers* (auditors, enrolment authorities, council members, node keys; see
+:mod:`node.api.reads`) through signed requests:
+
+=============================  ==================================================================
+route                          anonymous (or a signed key of no such role)  /  integrity reader
+=============================  ==================================================================
+``GET /v1/blocks/{height}``    header with ``hash``, transaction ids and leaf hashes, last commit,
+                               evidence, commit (``"view": "public"``)  /  the whole block
+``GET /v1/blocks?from=&limit`` 401 unsigned, 403 other keys  /  blocks and commits (msgpack)
+``GET /v1/txs/{id}``           id, status, height, index, result, inclusion proof  /  and the
+                               transaction's bytes (also for its signers, and for the parties of
+                               a crossing: the child's guardians, the terminal that submitted it)
+=============================  ==================================================================
+
+The crossing record in ``GET /v1/txs/{id}`` goes to those who may read the request itself
+(``GET /v1/requests/{id}``: the child's guardians, enrolment authorities, the submitting terminal).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 import msgpack
 from aiohttp import web
 
-from ledger.block import BLOCK, COMMIT
+from ledger.block import BLOCK, COMMIT, Block
 from ledger.errors import ChainError, CustosError, MalformedTransaction, RejectedTransaction, StorageError
 from ledger.genesis import GENESIS
 from ledger.merkle import MerkleError
 from ledger.rules.validators import validator_set_at
 from ledger.state.records import REQUEST, VALIDATOR_RECORD, k_request, load
 from ledger.state.view import scan_prefix
+from ledger.tx.envelope import decode_tx
 from node.api import render
 from node.api.codec import (
     BadRequest,
@@ -28,6 +50,7 @@ from node.api.codec import (
     rejection,
     reply,
 )
+from node.api.reads import Access, Caller, Refused
 from node.app import NodeApp
 from node.mempool import MempoolFull
 
@@ -36,6 +59,10 @@ log = logging.getLogger("custos.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 APP_KEY = web.AppKey("custos_node", object)
 MAX_BLOCK_RANGE = 100
+#: transaction ids and leaf hashes of recently served blocks, at most this many in all
+DIGEST_CACHE_TXS = 200_000
+#: blocks with more transactions than this are digested off the event loop
+DIGEST_INLINE_TXS = 500
 
 
 @web.middleware
@@ -45,6 +72,8 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return await handler(request)
     except BadRequest as exc:
         return problem(exc.status, exc.code, "bad request", str(exc))
+    except Refused as exc:
+        return exc.response()
     except web.HTTPRequestEntityTooLarge as exc:
         return problem(413, "too-large", "request body too large", exc.text or "")
     except web.HTTPNotFound:
@@ -67,14 +96,21 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 class Api:
+    """The core API. ``access`` authenticates signed reads of integrity data; without it every
+    caller is served the public views and the block feed is refused."""
+
     def __init__(self, app: NodeApp, *, node_id: str, validator: Callable[[], bool],
-                 max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None) -> None:
+                 max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None,
+                 access: Access | None = None) -> None:
         self.app = app
         self.node_id = node_id
         self.is_validator = validator
         self.max_wait_ms = max_wait_ms
         self.extra_status = extra_status or (lambda: {})
+        self.access = access
         self.started = time.monotonic()
+        self._digests: OrderedDict[int, tuple[bytes, list[bytes], list[bytes]]] = OrderedDict()
+        self._digested_txs = 0
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -87,7 +123,6 @@ class Api:
             web.get("/v1/genesis", self.genesis),
             web.get("/v1/validators", self.validators),
             web.get("/v1/log/consistency", self.consistency),
-            web.get("/v1/crossings/{id}", self.crossing),
             web.get("/healthz", self.healthz),
             web.get("/metrics", self.prometheus),
         ]
@@ -138,37 +173,82 @@ class Api:
 
     async def tx_status(self, request: web.Request) -> web.Response:
         tx_id = hex_arg(request.match_info["id"], 32, "transaction id")
-        location = self.app.store.tx_location(tx_id)
+        caller = self._caller(request)
+        store = self.app.store
+        location = store.tx_location(tx_id)
         if location is None:
             if tx_id in self.app.mempool:
                 return reply(request, {"id": tx_id, "status": "accepted"}, status=202)
             return problem(404, "unknown-transaction", "no such transaction", tx_id.hex())
-        return reply(request, render.tx_doc(self.app.store, tx_id, location))
-
-    async def crossing(self, request: web.Request) -> web.Response:
-        """The current state of a crossing request (for the terminal that submitted it)."""
-        tx_id = hex_arg(request.match_info["id"], 32, "request id")
-        record = load(self.app.store.state, k_request(tx_id), REQUEST)
-        if record is None:
-            return problem(404, "unknown-request", "no such crossing request", tx_id.hex())
-        return reply(request, {"id": tx_id, "status": record.status, "height": record.height,
-                               "deadline": record.deadline, "consent": record.consent})
+        block = store.block(location.height)
+        if block is None or location.index >= len(block.txs):
+            raise StorageError(f"block {location.height} does not hold transaction {tx_id.hex()}")
+        raw = block.txs[location.index]
+        include_tx, crossing = False, None
+        if caller is not None and self.access is not None:
+            record = load(store.state, k_request(tx_id), REQUEST)
+            if record is not None and self.access.may_read_request(caller, record):
+                crossing = record
+            include_tx = (caller.reads_integrity or crossing is not None
+                          or caller.key in decode_tx(raw).signers)
+        return reply(request, render.tx_doc(store, tx_id, location, raw, include_tx=include_tx, crossing=crossing))
 
     # ---------------------------------------------------------------- blocks
+    def _caller(self, request: web.Request) -> Caller | None:
+        """The signed caller, or None for an anonymous request (or when no access is set up)."""
+        if self.access is None:
+            return None
+        return self.access.optional_caller(request)
+
+    def _integrity_reader(self, request: web.Request, what: str) -> Caller:
+        if self.access is None:
+            raise Refused(403, "forbidden", "no role that may read this", f"this node serves {what} to nobody")
+        return self.access.integrity_reader(request, what)
+
     async def block(self, request: web.Request) -> web.Response:
         store = self.app.store
         arg = request.match_info["height"]
         height = store.height if arg == "latest" else _height(arg)
+        caller = self._caller(request)
         raw = store.block_bytes(height)
         if raw is None or height < 1:
             return problem(404, "unknown-block", "no such block", f"height {height}; tip is {store.height}")
         commit = store.commit(height)
-        if request.headers.get("Accept", "").startswith("application/msgpack"):
-            return reply(request, {"block": raw, "commit": COMMIT.encode(commit) if commit else None})
-        return reply(request, render.block_doc(BLOCK.decode(raw), commit))
+        full = caller is not None and caller.reads_integrity
+        as_msgpack = request.headers.get("Accept", "").startswith("application/msgpack")
+        if full and as_msgpack:
+            return reply(request, {"view": "full", "block": raw, "commit": COMMIT.encode(commit) if commit else None})
+        block = BLOCK.decode(raw)
+        if full:
+            return reply(request, render.block_doc(block, commit))
+        tx_ids, leaves = await self._tx_digests(block)
+        if as_msgpack:
+            return reply(request, render.public_block_msgpack(block, commit, tx_ids, leaves))
+        return reply(request, render.public_block_doc(block, commit, tx_ids, leaves))
+
+    async def _tx_digests(self, block: Block) -> tuple[list[bytes], list[bytes]]:
+        """The block's transaction ids and leaf hashes, remembered for the blocks served last."""
+        cached = self._digests.get(block.height)
+        if cached is not None and cached[0] == block.hash:
+            self._digests.move_to_end(block.height)
+            return cached[1], cached[2]
+        if len(block.txs) > DIGEST_INLINE_TXS:
+            tx_ids, leaves = await asyncio.get_running_loop().run_in_executor(None, render.tx_digests, block)
+        else:
+            tx_ids, leaves = render.tx_digests(block)
+        old = self._digests.pop(block.height, None)
+        if old is not None:
+            self._digested_txs -= len(old[1])
+        self._digests[block.height] = (block.hash, tx_ids, leaves)
+        self._digested_txs += len(tx_ids)
+        while self._digested_txs > DIGEST_CACHE_TXS and len(self._digests) > 1:
+            _, (_, ids, _) = self._digests.popitem(last=False)
+            self._digested_txs -= len(ids)
+        return tx_ids, leaves
 
     async def blocks_range(self, request: web.Request) -> web.Response:
-        """Consecutive blocks with their commits, as msgpack: the block-sync and audit feed."""
+        """Consecutive blocks with their commits, as msgpack: the audit feed (integrity readers only)."""
+        self._integrity_reader(request, "the block feed (every transaction's bytes)")
         store = self.app.store
         start = int_arg(request, "from", 1, lo=1)
         limit = int_arg(request, "limit", 20, lo=1, hi=MAX_BLOCK_RANGE)

@@ -1,14 +1,20 @@
 """``custos audit``: verify the chain, or one transaction's inclusion, trusting no node.
 
-    custos audit verify (--data-dir DIR [--copy] | --node URL) [--genesis FILE] [--jobs N|auto]
+    custos audit verify (--data-dir DIR [--copy] | --node URL [--key FILE]) [--genesis FILE] [--jobs N|auto]
                         [--from-checkpoint FILE] [--write-checkpoint FILE] [--json] [--no-progress]
-    custos audit prove TXHASH [--node URL] [--out FILE] [--genesis FILE | --validators-hash HEX] [--json]
+    custos audit prove TXHASH [--node URL] [--key FILE] [--out FILE] [--genesis FILE | --validators-hash HEX]
+                       [--json]
     custos audit verify-receipt FILE [--genesis FILE | --validators-hash HEX] [--json]
 
 ``verify --data-dir`` reads a node's LevelDB (a stopped node, or a copy: a running node holds
 the lock) and also checks the records only a store holds (transaction index, state, log nodes,
 tip). ``verify --node`` fetches the blocks over the API. Either way every block is re-executed
 from the genesis (or from a checkpoint the auditor wrote earlier) on the auditor's own state.
+
+Over the API, transactions' bytes (blocks, the block feed, a receipt's transaction) are served
+only to signed requests of an integrity reader: give the key of a registered auditor with
+``--key FILE`` (its passphrase from ``--passphrase-file``, ``$CUSTOS_PASSPHRASE`` or a prompt).
+A node that refuses an unsigned audit makes the command exit 2 and ask for ``--key``.
 
 Exit codes: 0 valid, 1 the chain or proof is invalid, 2 usage or input error, 3 cannot reach
 the node.
@@ -22,6 +28,7 @@ import json
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +41,13 @@ from ledger.audit.signatures import available_cores
 from ledger.audit.source import DataDirSource, SourceError
 from ledger.audit.text import ProgressBar, receipt_summary, summary
 from ledger.block import BLOCK, COMMIT, HEADER
-from ledger.errors import CustosError
+from ledger.crypto.keys import SigningKey
+from ledger.errors import PROBLEM_BASE, CustosError
 from ledger.genesis import Genesis, load_genesis
 from ledger.validators import ValidatorSet
-from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable
+from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable, add_passphrase_arg, load_key
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
+from node.client.signed import path_with_query, sign_request
 
 DEFAULT_NODE = "http://127.0.0.1:8700"
 #: below this many signatures to verify, worker processes cost more than they save
@@ -48,6 +57,10 @@ PAGE = 100  # blocks per request (the API's limit)
 
 class InputError(CustosError):
     code = "input"
+
+
+class KeyNeeded(InputError):
+    """The node serves what the audit needs only to a signed request of an integrity reader."""
 
 
 def register(sub) -> None:
@@ -76,6 +89,7 @@ def register(sub) -> None:
     verify.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar (it only shows on a terminal)")
     verify.add_argument("--timeout", type=float, default=15.0, metavar="S", help="per-request timeout for --node")
+    _key_args(verify)
     verify.set_defaults(func=cmd_verify)
 
     prove = asub.add_parser("prove", help="fetch and verify one transaction's inclusion proof; write a receipt")
@@ -85,6 +99,7 @@ def register(sub) -> None:
     _anchor_args(prove)
     prove.add_argument("--json", action="store_true", help="print the verdict as JSON")
     prove.add_argument("--timeout", type=float, default=15.0, metavar="S", help="per-request timeout")
+    _key_args(prove)
     prove.set_defaults(func=cmd_prove)
 
     check = asub.add_parser("verify-receipt", help="check a receipt offline")
@@ -92,6 +107,17 @@ def register(sub) -> None:
     _anchor_args(check)
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.set_defaults(func=cmd_verify_receipt)
+
+
+def _key_args(parser) -> None:
+    parser.add_argument("--key", type=Path, metavar="FILE",
+                        help="sign the reads with this key file (a registered auditor's): nodes serve "
+                             "transactions' bytes only to integrity readers")
+    add_passphrase_arg(parser)
+
+
+def _key(args: argparse.Namespace) -> SigningKey | None:
+    return load_key(args.key, args) if getattr(args, "key", None) is not None else None
 
 
 def _anchor_args(parser) -> None:
@@ -118,9 +144,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     jobs = _jobs_arg(args.jobs)
     if args.node is not None:
         args.node = _url_arg(args.node)
+    elif args.key is not None:
+        raise InputError("--key signs reads over the API: use it with --node (a data directory is read directly)")
     if args.write_checkpoint is not None:
         _writable(args.write_checkpoint, "checkpoint")
     pinned = load_genesis(args.genesis) if args.genesis is not None else None
+    key = _key(args)
     if args.from_checkpoint is not None:
         checkpoint = read_checkpoint(args.from_checkpoint)
         replay = open_checkpoint_replay(args.from_checkpoint, checkpoint)
@@ -132,7 +161,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bar = None
     try:
         source = (DataDirSource(args.data_dir, copy=args.copy) if args.data_dir is not None else
-                  HttpSource(args.node, timeout_s=args.timeout))
+                  HttpSource(args.node, timeout_s=args.timeout, key=key))
         if jobs is None:
             jobs = _auto_jobs(source, checkpoint.log_size if checkpoint else 0,
                               checkpoint.height if checkpoint else 0)
@@ -206,23 +235,67 @@ def _bytes_or_none(value: Any) -> bytes | None:
     return value if isinstance(value, bytes) else None
 
 
+def _refusal(exc: ProblemError, key: SigningKey | None, what: str) -> CustosError:
+    """What a refused read means for the auditor: a key is needed (exit 2), or the node failed."""
+    if exc.status in (401, 403):
+        if key is None:
+            said = "" if exc.type == PROBLEM_BASE + "unsigned-request" else f" (the node said {exc.diagnostics()})"
+            return KeyNeeded(f"the node serves {what} only to signed requests of an integrity reader: an auditor "
+                             f"key is needed (--key FILE, the key of an auditor the council registered){said}")
+        return KeyNeeded(f"the node refused {what} to key {key.public.hex()[:16]} (is it a registered auditor's "
+                         f"key, for this chain?): {exc.diagnostics()}")
+    return Unreachable(f"the node refused to serve {what}: {exc.diagnostics()}")
+
+
+class SignedReads:
+    """GETs on one node through ``client``, signed with ``key`` when one is given (a node clock
+    far from ours is learnt from its ``stale-request`` answer, and the read signed again)."""
+
+    def __init__(self, client: NodeClient, key: SigningKey | None, chain_id: str | None = None) -> None:
+        self.client = client
+        self.key = key
+        self.chain_id = chain_id
+        self.clock_offset_ms = 0
+
+    async def get(self, path: str, params: dict | None = None, *, accept_msgpack: bool = False) -> tuple[int, Any]:
+        path_qs = path_with_query(path, params)
+        if self.key is None:
+            return await self.client.request("GET", path_qs, accept_msgpack=accept_msgpack)
+        if self.chain_id is None:
+            self.chain_id = str((await self.client.status())["chain_id"])
+        for attempt in range(2):
+            headers = sign_request(self.key, self.chain_id, "GET", path_qs,
+                                   time_ms=time.time_ns() // 1_000_000 + self.clock_offset_ms)
+            try:
+                return await self.client.request("GET", path_qs, headers=headers, accept_msgpack=accept_msgpack)
+            except ProblemError as exc:
+                if attempt or exc.type != PROBLEM_BASE + "stale-request" or "server_time_ms" not in exc.doc:
+                    raise
+                self.clock_offset_ms = int(exc.doc["server_time_ms"]) - time.time_ns() // 1_000_000
+        raise AssertionError("unreachable")
+
+
 class HttpSource:
     """A node's chain over its API. Pages of blocks are fetched ahead by a background thread
     (its own event loop), so the network overlaps the audit's work."""
 
     tip_check = "status"
 
-    def __init__(self, url: str, *, timeout_s: float = 15.0, page: int = PAGE, prefetch: int = 4) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 15.0, page: int = PAGE, prefetch: int = 4,
+                 key: SigningKey | None = None) -> None:
         self.url = url.rstrip("/")
         self.description = f"node {self.url}"
         self.timeout_s = timeout_s
         self.page = page
         self.prefetch = prefetch
+        self.key = key
         self._genesis, self._status = _run(self._meta())
         height = self._status.get("height")
         if type(height) is not int or height < 0:
             raise Unreachable(f"{self.url} answered /v1/status without a height")
         self._height = height
+        chain_id = self._status.get("chain_id")
+        self._chain_id = chain_id if isinstance(chain_id, str) else None
 
     def _client(self) -> NodeClient:
         return NodeClient(self.url, timeout_s=self.timeout_s)
@@ -231,6 +304,12 @@ class HttpSource:
         async with self._client() as c:
             _, genesis = await c.request("GET", "/v1/genesis", accept_msgpack=True)
             status = await c.status()
+            chain_id = status.get("chain_id") if isinstance(status, dict) else None
+            try:  # before any work: does the node serve us its blocks?
+                await SignedReads(c, self.key, chain_id if isinstance(chain_id, str) else None).get(
+                    "/v1/blocks", {"from": 1, "limit": 1})
+            except ProblemError as exc:
+                raise _refusal(exc, self.key, "its blocks") from None
         raw = genesis.get("genesis") if isinstance(genesis, dict) else None
         return (raw if isinstance(raw, bytes) else b""), (status if isinstance(status, dict) else {})
 
@@ -268,10 +347,11 @@ class HttpSource:
 
         async def fetch() -> None:
             async with self._client() as c:
+                reads = SignedReads(c, self.key, self._chain_id)
                 first = start
                 while first <= stop and not halt.is_set():
                     limit = min(self.page, stop - first + 1)
-                    _, body = await c.request("GET", "/v1/blocks", params={"from": first, "limit": limit})
+                    _, body = await reads.get("/v1/blocks", {"from": first, "limit": limit})
                     items = body.get("blocks") if isinstance(body, dict) else None
                     if not isinstance(items, list):
                         items = []
@@ -302,7 +382,7 @@ class HttpSource:
                     if isinstance(value, NodeUnreachable):
                         raise Unreachable(str(value))
                     if isinstance(value, ProblemError):
-                        raise Unreachable(f"the node refused to serve blocks: {value.diagnostics()}")
+                        raise _refusal(value, self.key, "its blocks")
                     raise value
                 if kind == "end" or not value:
                     while height <= stop:  # the node stopped short of its claimed tip
@@ -359,7 +439,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     url = _url_arg(args.node or DEFAULT_NODE)
     if args.out is not None:
         _writable(args.out, "receipt")
-    receipt = _run(fetch_receipt(url, tx_id, timeout_s=args.timeout))
+    key = _key(args)
+    receipt = _run(fetch_receipt(url, tx_id, timeout_s=args.timeout, key=key))
     doc = receipt.to_json()
     verdict = verify_receipt(doc, genesis=genesis, validators_hash=vh)
     text = json.dumps(doc, indent=2) + "\n"
@@ -379,18 +460,29 @@ def cmd_prove(args: argparse.Namespace) -> int:
     return EXIT_OK if verdict.ok else EXIT_INVALID
 
 
-async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0) -> Receipt:
-    """Everything a receipt needs, from one node (verified by the caller, never trusted)."""
+async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0,
+                        key: SigningKey | None = None) -> Receipt:
+    """Everything a receipt needs, from one node (verified by the caller, never trusted).
+
+    The transaction's bytes are served to integrity readers only: ``key`` signs the reads."""
     async with NodeClient(url, timeout_s=timeout_s) as c:
+        reads = SignedReads(c, key)
         try:
-            status, doc = await c.request("GET", f"/v1/txs/{tx_id.hex()}", accept_msgpack=True)
+            status, doc = await reads.get(f"/v1/txs/{tx_id.hex()}", accept_msgpack=True)
         except ProblemError as exc:
             if exc.status == 404:
                 raise InputError(f"the node knows no transaction {tx_id.hex()}") from None
-            raise
+            raise _refusal(exc, key, "the transaction") from None
         if status != 200 or not isinstance(doc, dict) or doc.get("status") != "committed":
             raise InputError(f"transaction {tx_id.hex()} is not committed yet (status "
                              f"{doc.get('status') if isinstance(doc, dict) else status}); try again later")
+        raw = doc.get("tx")
+        if not isinstance(raw, bytes):
+            if key is None:
+                raise KeyNeeded("the node serves a transaction's bytes (which a receipt holds) only to signed "
+                                "requests of an integrity reader: an auditor key is needed (--key FILE)")
+            raise KeyNeeded(f"the node did not serve the transaction's bytes to key {key.public.hex()[:16]} "
+                            "(is it a registered auditor's key, for this chain?)")
         _, g = await c.request("GET", "/v1/genesis", accept_msgpack=True)
         try:
             proof = doc["proof"]
@@ -401,13 +493,13 @@ async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0) -> R
         except (KeyError, TypeError, CustosError) as exc:
             raise InputError(f"the node's proof document is malformed: {exc}") from None
         validators = await _validators(c, header.height)
-        changes = await _set_changes(c, header.height)
+        changes = await _set_changes(c, reads, header.height)
         result = doc.get("result") if isinstance(doc.get("result"), dict) else {}
         ref = result.get("ref")
         return Receipt(
             chain_id=header.chain_id,
             genesis_hash=g.get("hash") if isinstance(g, dict) and isinstance(g.get("hash"), bytes) else bytes(32),
-            tx=doc.get("tx") if isinstance(doc.get("tx"), bytes) else b"",
+            tx=raw,
             tx_id=tx_id,
             height=int(doc.get("height", 0)),
             index=int(doc.get("index", 0)),
@@ -430,7 +522,7 @@ async def _validators(c: NodeClient, height: int) -> ValidatorSet:
         raise InputError(f"the node's validator set at height {height} is malformed: {exc}") from None
 
 
-async def _set_changes(c: NodeClient, up_to: int) -> list[SetChange]:
+async def _set_changes(c: NodeClient, reads: SignedReads, up_to: int) -> list[SetChange]:
     """The headers that hand the chain from the genesis set to the set at ``up_to``.
 
     Change heights are found by bisection over the set's hash (O(changes x log height)
@@ -460,13 +552,14 @@ async def _set_changes(c: NodeClient, up_to: int) -> list[SetChange]:
         await bisect(1, up_to)
     changes = []
     for height in sorted(found):
-        _, doc = await c.request("GET", f"/v1/blocks/{height - 1}", accept_msgpack=True)
+        # the header and its certificate: the whole block for an integrity reader, else the public view
+        _, doc = await reads.get(f"/v1/blocks/{height - 1}", accept_msgpack=True)
         try:
-            block = BLOCK.decode(doc["block"])
+            header = BLOCK.decode(doc["block"]).header if "block" in doc else HEADER.decode(doc["header"])
             commit = COMMIT.decode(doc["commit"])
         except (KeyError, TypeError, CustosError) as exc:
             raise InputError(f"the node's block {height - 1} is malformed: {exc}") from None
-        changes.append(SetChange(block.header, commit, await _validators(c, height)))
+        changes.append(SetChange(header, commit, await _validators(c, height)))
     return changes
 
 

@@ -229,11 +229,19 @@ class World:
         return directory
 
 
+def full_block(net: Net, height: int, key: SigningKey | None = None, name: str = "val-0") -> dict:
+    """The whole block at ``height`` (transactions' bytes included), read as an integrity reader
+    (a council member unless ``key`` is given)."""
+    status, doc, _ = signed_get(net.url(name), f"/v1/blocks/{height}", key or net.council[0], net.chain_id)
+    assert status == 200 and doc.get("view") == "full", (status, doc)
+    return doc
+
+
 def crossings_by(net: Net, terminal: bytes) -> list[bytes]:
     """Every committed crossing request ``terminal`` signed, read straight from the blocks."""
     out = []
     for height in range(1, net.height() + 1):
-        for raw_hex in net.get("val-0", f"/v1/blocks/{height}")["txs"]:
+        for raw_hex in full_block(net, height)["txs"]:
             tx = decode_tx(bytes.fromhex(raw_hex))
             if tx.kind == CROSSING and tx.body.terminal == terminal:
                 out.append(tx.id)

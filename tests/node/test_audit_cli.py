@@ -1,6 +1,9 @@
 """The auditor's story: a real node fills a chain; the auditor verifies it from genesis, from the
 data directory and over the API, and catches every tampering of a copy with the right height
 and check. Exit codes as DESIGN.md fixes them: 0 valid, 1 invalid, 2 usage, 3 unreachable.
+
+Over the API the auditor signs its reads with a registered auditor's key (``--key``): a node
+serves transactions' bytes to integrity readers only.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from ledger.block import BLOCK, COMMIT
 from ledger.chain import build_block
+from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.genesis import load_genesis
 from ledger.state.records import REQUEST, k_request
@@ -32,6 +36,7 @@ from ledger.tx.bodies import DENY
 from ledger.tx.envelope import decode_tx, make_tx
 from node.cli import main
 from node.client.http import NodeClient
+from node.client.signed import SignedClient
 from tests.ledger.audit.chainforge import (
     block_at,
     block_key,
@@ -60,6 +65,12 @@ class Story:
     ids: dict[str, bytes]  # transaction ids of the story's steps
     tip: int  # the pristine copy's height
     genesis: Path
+    auditor: Path  # a registered auditor's key file
+    terminal: Path  # a registered terminal's key file: a key with a role, but no integrity reader
+    passphrase: Path  # the passphrase of both key files
+
+    def key_args(self, which: str = "auditor") -> list[str]:
+        return ["--key", str(getattr(self, which)), "--passphrase-file", str(self.passphrase)]
 
 
 async def _commit(c: NodeClient, txs) -> list[dict]:
@@ -68,11 +79,13 @@ async def _commit(c: NodeClient, txs) -> list[dict]:
     return [await c.submit(tx.raw, wait=True) for tx in txs]
 
 
-def _fill(net: Net, second: SigningKey) -> tuple[dict[str, int], dict[str, bytes]]:
-    """Council, post, terminal; a minor with two guardians (2-of-2, veto) and an adult; a crossing
-    both guardians approve, one a guardian denies, one a consent covers; a batch of adult crossings."""
+def _fill(net: Net, second: SigningKey, auditor: SigningKey,
+          terminal: SigningKey) -> tuple[dict[str, int], dict[str, bytes]]:
+    """Council, post, terminal, auditor; a minor with two guardians (2-of-2, veto) and an adult; a
+    crossing both guardians approve, one a guardian denies, one a consent covers; a batch of adult
+    crossings."""
     t = net.txs
-    authority, terminal = SigningKey.generate(), SigningKey.generate()
+    authority = SigningKey.generate()
     minor_bio, adult_bio = SigningKey.generate(), SigningKey.generate()
     guardians = [SigningKey.generate(), SigningKey.generate()]
     minor, adult = os.urandom(16), os.urandom(16)
@@ -88,7 +101,8 @@ def _fill(net: Net, second: SigningKey) -> tuple[dict[str, int], dict[str, bytes
         async with NodeClient(net.url(), timeout_s=20) as c:
             await _commit(c, [t.register_authority(net.council[:2], authority.public),
                               t.register_post(net.council[:2], "MD-LEU"),
-                              t.register_terminal(net.council[:2], terminal.public, "MD-LEU")])
+                              t.register_terminal(net.council[:2], terminal.public, "MD-LEU"),
+                              t.register_auditor(net.council[:2], auditor.public, "auditor")])
             # a second validator with a fifth of the stake: the node keeps its quorum alone
             # (400 of 500), and every certificate from two blocks on is checked against 500
             steps["second_validator"] = bond = t.set_validator(net.council[:2], second.public, 100)
@@ -121,7 +135,8 @@ def _fill(net: Net, second: SigningKey) -> tuple[dict[str, int], dict[str, bytes
             for name, tx in steps.items():
                 r = await c.submit(tx.raw, wait=True)
                 assert r["status"] == "committed", (name, r)
-            statuses = {name: (await c.tx(steps[name].id))["crossing"]["status"]
+        async with SignedClient(net.url(), authority) as reader:  # the crossing record: a signed read
+            statuses = {name: (await reader.get(f"/v1/txs/{steps[name].id.hex()}"))["crossing"]["status"]
                         for name in ("permitted_request", "denied_request", "consented_request")}
             assert statuses == {"permitted_request": "permitted", "denied_request": "denied",
                                 "consented_request": "permitted"}, statuses
@@ -137,8 +152,14 @@ def story(tmp_path_factory) -> Story:
     net = Net(root / "net", validators=1, heartbeat_ms=1_000)
     net.start()
     try:
-        second = SigningKey.generate()
-        heights, ids = _fill(net, second)
+        second, auditor, terminal = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+        passphrase = root / "passphrase"
+        passphrase.write_bytes(b"audit passphrase")
+        keys = {}
+        for name, key in (("auditor", auditor), ("terminal", terminal)):
+            keys[name] = root / f"{name}.key"
+            write_key_file(keys[name], key, b"audit passphrase", label=name, cost=MINIMAL)
+        heights, ids = _fill(net, second, auditor, terminal)
         net.stop()  # a running node holds the LevelDB lock: copy while it is stopped
         pristine = root / "pristine"
         shutil.copytree(net.dir / "val-0" / "chain", pristine)
@@ -146,7 +167,8 @@ def story(tmp_path_factory) -> Story:
         tip = store.height
         store.close()
         net.start()
-        yield Story(net, root, pristine, heights, second, ids, tip, net.dir / "genesis.toml")
+        yield Story(net, root, pristine, heights, second, ids, tip, net.dir / "genesis.toml", keys["auditor"],
+                    keys["terminal"], passphrase)
     finally:
         net.stop()
 
@@ -197,7 +219,7 @@ def test_untouched_copy_passes_with_the_genesis_pinned(story, capsys):
     assert doc["trust_anchor"]["pinned"] is True
     assert doc["trust_anchor"]["genesis_hash"] == load_genesis(story.genesis).hash.hex()
     counts = doc["counts"]
-    assert counts["blocks"] == story.tip and counts["txs"] == 43
+    assert counts["blocks"] == story.tip and counts["txs"] == 44
     assert counts["tx_signatures"] > counts["txs"]  # crossings carry the terminal's and the child's
     assert counts["commits"] == story.tip and counts["carried_commits"] == story.tip - 1
     for check in ("prev-hash", "tx-signature", "commit-quorum", "state-root", "results-hash", "tx-index",
@@ -451,7 +473,8 @@ def test_incremental_audit_over_the_api_does_far_less_work(story, capsys):
     net = story.net
     checkpoint = story.root / "api" / "audit.json"
     checkpoint.parent.mkdir()
-    code, full = audit(capsys, "verify", "--node", net.url(), "--write-checkpoint", str(checkpoint))
+    code, full = audit(capsys, "verify", "--node", net.url(), "--write-checkpoint", str(checkpoint),
+                       *story.key_args())
     assert code == 0, full["failure"]
     audited = full["checked_height"]
 
@@ -462,7 +485,7 @@ def test_incremental_audit_over_the_api_does_far_less_work(story, capsys):
     run(more())
     net.wait_height(audited + 2)
     code, doc = audit(capsys, "verify", "--node", net.url(), "--from-checkpoint", str(checkpoint),
-                      "--write-checkpoint", str(checkpoint))
+                      "--write-checkpoint", str(checkpoint), *story.key_args())
     assert code == 0, doc["failure"]
     assert doc["mode"] == "incremental"
     assert doc["range"]["from"] == audited + 1
@@ -477,7 +500,8 @@ def test_incremental_audit_over_the_api_does_far_less_work(story, capsys):
 
 
 def test_node_mode_verifies_the_live_chain(story, capsys):
-    code, doc = audit(capsys, "verify", "--node", story.net.url(), "--genesis", str(story.genesis))
+    code, doc = audit(capsys, "verify", "--node", story.net.url(), "--genesis", str(story.genesis),
+                      *story.key_args())
     assert code == 0, doc["failure"]
     assert doc["checked_height"] >= story.tip
     assert "status" in doc["checks"]
@@ -495,7 +519,8 @@ class TamperingProxy:
 
     async def _handle(self, request: web.Request) -> web.Response:
         async with ClientSession(timeout=ClientTimeout(total=10)) as s:
-            async with s.get(self.upstream + request.path_qs, headers={"Accept": request.headers.get("Accept", "")}) as r:
+            headers = {k: v for k, v in request.headers.items() if k == "Accept" or k.startswith("Custos-")}
+            async with s.get(self.upstream + request.path_qs, headers=headers) as r:
                 body, ctype, status = await r.read(), r.content_type, r.status
         if request.path == "/v1/blocks":
             doc = msgpack.unpackb(body, raw=False)
@@ -532,7 +557,7 @@ class TamperingProxy:
 def test_node_serving_a_tampered_block_is_caught(story, capsys):
     h = story.heights["adult_batch"]
     with TamperingProxy(story.net.url(), h) as proxy:
-        code, doc = audit(capsys, "verify", "--node", proxy.url, "--jobs", "2")
+        code, doc = audit(capsys, "verify", "--node", proxy.url, "--jobs", "2", *story.key_args())
     assert code == 1
     assert failure(doc) == (h, "tx-root")
     assert doc["checked_height"] == h - 1
@@ -574,6 +599,35 @@ def test_usage_and_input_errors_exit_2(story, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_over_the_api_an_audit_without_an_auditor_key_exits_2_asking_for_one(story, tmp_path, capsys):
+    url = story.net.url()
+    assert main(["audit", "verify", "--node", url, "--json"]) == 2
+    err = capsys.readouterr().err
+    assert "auditor key is needed" in err and "--key" in err
+    assert main(["audit", "prove", story.ids["approval_2"].hex(), "--node", url,
+                 "--out", str(tmp_path / "r.json")]) == 2
+    err = capsys.readouterr().err
+    assert "auditor key is needed" in err and "--key" in err
+    assert not (tmp_path / "r.json").exists()
+    # a key with a role, but not one that reads every transaction: refused, and said so
+    assert main(["audit", "verify", "--node", url, "--json", *story.key_args("terminal")]) == 2
+    assert "refused" in capsys.readouterr().err
+    # --key is for reads over the API
+    assert main(["audit", "verify", "--data-dir", str(story.pristine), *story.key_args()]) == 2
+    capsys.readouterr()
+
+
+def test_the_installed_command_audits_a_live_node_with_an_auditor_key(story):
+    proc = subprocess.run([sys.executable, "-m", "node.cli", "audit", "verify", "--node", story.net.url(),
+                           "--genesis", str(story.genesis), "--no-progress", *story.key_args()],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "VALID" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "node.cli", "audit", "verify", "--node", story.net.url()],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 2 and "--key" in proc.stderr, proc.stderr
+
+
 def test_a_running_node_holds_the_lock(story, capsys):
     code = main(["audit", "verify", "--data-dir", str(story.net.dir / "val-0")])
     assert code == 2
@@ -587,7 +641,7 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
     receipt = tmp_path / "receipt.json"
     tx = story.ids["approval_2"].hex()
     code = main(["audit", "prove", tx, "--node", story.net.url(), "--out", str(receipt),
-                 "--genesis", str(story.genesis), "--json"])
+                 "--genesis", str(story.genesis), "--json", *story.key_args()])
     verdict = json.loads(capsys.readouterr().out)
     assert code == 0 and verdict["ok"] and verdict["anchored"], verdict
     assert verdict["height"] == story.heights["approval_2"]

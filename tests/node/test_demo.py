@@ -19,7 +19,8 @@ def test_demo_plays_the_whole_story(tmp_path):
                      "one approval of two: still pending", "the crossing is permitted",
                      "permitted at once under the consent", "the attempt expired",
                      "the enrolment authority sees the alert", "a stranger's key is refused",
-                     "the whole chain verifies", "proven included", "demo complete"):
+                     "an audit without a key is refused", "the whole chain verifies", "proven included",
+                     "demo complete"):
         assert expected in out, expected
     assert "FAILED" not in out
 

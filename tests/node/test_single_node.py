@@ -13,6 +13,8 @@ import pytest
 from ledger.crypto.keys import SigningKey
 from ledger.merkle import verify_consistency, verify_inclusion
 from node.client.http import NodeClient, ProblemError
+from node.client.signed import SignedClient
+from tests.node.clientkit import full_block
 from tests.node.netkit import Net, run
 
 NOW = lambda: time.time_ns() // 1_000_000  # noqa: E731
@@ -78,8 +80,8 @@ def test_submit_and_wait_returns_the_commit_and_the_decision(net, story):
     r = run(go())
     assert r["status"] == "committed"
     assert r["crossing_status"] == "pending"  # a minor without consent waits for the guardians
-    block = net.get("val-0", f"/v1/blocks/{r['height']}")
-    assert tx.raw.hex() in block["txs"]
+    assert tx.id.hex() in net.get("val-0", f"/v1/blocks/{r['height']}")["tx_ids"]
+    assert tx.raw.hex() in full_block(net, r["height"])["txs"]
 
 
 def test_duplicate_submission_returns_the_original_result_and_adds_nothing(net, story):
@@ -119,7 +121,14 @@ def test_transaction_status_carries_a_proof_that_verifies(net, story):
     assert header["log_size"] == proof["log_size"]
     assert verify_inclusion(bytes.fromhex(proof["leaf_hash"]), proof["log_index"], proof["log_size"],
                             [bytes.fromhex(p) for p in proof["path"]], bytes.fromhex(header["log_root"]))
-    assert doc["crossing"]["status"] == "pending"
+    assert "tx" not in doc and "crossing" not in doc  # anonymous: the proof, not the child's record
+
+    async def signed():
+        async with SignedClient(net.url(), story["terminal"]) as c:  # the terminal that submitted it
+            return await c.get(f"/v1/txs/{tx.id.hex()}")
+
+    doc = run(signed())
+    assert doc["crossing"]["status"] == "pending" and doc["tx"] == tx.raw.hex()
 
 
 def test_consistency_proof_links_two_log_sizes(net, story):
