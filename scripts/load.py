@@ -125,6 +125,7 @@ async def run(args) -> dict:
     committed: dict[bytes, int] = {}
     rejected = 0
     reasons: dict[str, int] = {}
+    lags: list[int] = []  # how late the generator sent each transaction (its own slowness)
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(urls[0], start_height, sent, committed, stop, council_keys(args.dir)[0],
                                         chain_id))
@@ -164,6 +165,7 @@ async def run(args) -> dict:
             while i < total and schedule[i][0] <= horizon and len(batch) < 2000:
                 due, raw = schedule[i]
                 sent[raw] = due
+                lags.append(horizon - due)
                 batch.append(raw)
                 i += 1
             task = asyncio.create_task(send(urls[node % len(urls)], batch))
@@ -181,6 +183,11 @@ async def run(args) -> dict:
     # sustained rate: everything committed, over the time from the first due send to the last commit
     span_s = max(1e-3, (max(committed.values(), default=t0) - t0) / 1000)
 
+    lags.sort()
+
+    def lag(p: float) -> int | None:
+        return lags[min(len(lags) - 1, int(p * len(lags)))] if lags else None
+
     def pct(p: float) -> int | None:
         return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else None
 
@@ -196,6 +203,7 @@ async def run(args) -> dict:
         "committed_tx_per_s": round(len(committed) / span_s, 1),
         "span_s": round(span_s, 2),
         "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
+        "generator_send_lag_ms": {"p50": lag(0.50), "p99": lag(0.99), "max": max(lags, default=None)},
     }
 
 

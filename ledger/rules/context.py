@@ -40,6 +40,7 @@ class Event:
     status: str
     guardians: tuple[bytes, ...] = ()
     post: str = ""
+    terminal: bytes = b""  # the terminal that submitted the request
 
 
 @dataclass(slots=True)

@@ -107,7 +107,8 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
     store(ctx.state, k_request(rid), REQUEST, replace(request, deadline=deadline))
     ctx.state.put(k_expiry(deadline, rid), NIL)
     ctx.state.put(k_pending(body.identity, rid), NIL)
-    ctx.events.append(Event(EVENT_PENDING, rid, body.identity, PENDING, identity.guardians, body.post))
+    ctx.events.append(Event(EVENT_PENDING, rid, body.identity, PENDING, identity.guardians, body.post,
+                             body.terminal))
     return Outcome(PENDING)
 
 
@@ -146,7 +147,8 @@ def _require_event_time(ctx: Ctx, event_time: int) -> None:
 
 def _record_closed(ctx: Ctx, rid: bytes, request: Request, ref: bytes | None = None) -> Outcome:
     store(ctx.state, k_request(rid), REQUEST, request)
-    ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, request.status, request.guardians, request.post))
+    ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, request.status, request.guardians, request.post,
+                             request.terminal))
     return Outcome(request.status, ref)
 
 
@@ -192,7 +194,8 @@ def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
     ctx.state.delete(k_pending(request.identity, rid))
     if status in (DENIED, EXPIRED):
         raise_alert(ctx.state, ctx.height, ctx.time, rid, closed)
-    ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, status, request.guardians, request.post))
+    ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, status, request.guardians, request.post,
+                             request.terminal))
     return closed
 
 
@@ -237,5 +240,6 @@ def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
         store(state, k_request(rid), REQUEST, closed)
         state.delete(k_pending(request.identity, rid))
         raise_alert(state, height, time, rid, closed)
-        events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post))
+        events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post,
+                             request.terminal))
     return events

@@ -65,7 +65,14 @@ class LevelKV:
         try:
             if create:
                 self.path.mkdir(parents=True, exist_ok=True)
-            self._db = plyvel.DB(str(self.path), create_if_missing=create, paranoid_checks=True)
+            self._db = plyvel.DB(
+                str(self.path), create_if_missing=create, paranoid_checks=True,
+                # most lookups on a busy node are for keys that do not exist (is this
+                # transaction new?): bloom filters answer those without touching the tables
+                bloom_filter_bits=10,
+                lru_cache_size=64 * 1024 * 1024,
+                write_buffer_size=16 * 1024 * 1024,
+            )
         except (plyvel.IOError, OSError) as exc:
             raise StorageError(f"cannot open LevelDB at {self.path}: {exc}") from None
         except plyvel.Error as exc:

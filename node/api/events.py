@@ -55,8 +55,8 @@ class Notice:
     """One event as every subscriber sees it; ``wire`` is its encoded SSE frame.
 
     Most events of a busy node reach no subscriber (adults' crossings, children nobody watches
-    right now), so the frame is built on first use, from the request record as it was when the
-    event was committed.
+    right now), so the frame is built on first use, from the request record as it is then (with
+    the status the event had).
     """
 
     __slots__ = ("height", "index", "kind", "status", "guardians", "terminal", "_make", "_wire")
@@ -195,26 +195,32 @@ class EventStreams:
         height = executed.height
         out: list[Notice] = []
 
-        def add(kind: str, rid: bytes, status: str, extra: dict) -> None:
-            record = load(state, k_request(rid), REQUEST)
-            if record is None:
-                return
+        def add(kind: str, rid: bytes, status: str, extra: dict, guardians: tuple[bytes, ...],
+                terminal: bytes) -> None:
             position = (height, len(out))
 
             def make() -> bytes:
-                data = {**request_doc(state, rid, record), "status": status, "event": kind,
-                        "event_height": height, "committed_ms": now, **extra}
+                record = load(state, k_request(rid), REQUEST)
+                doc = request_doc(state, rid, record) if record is not None else {"id": rid}
+                data = {**doc, "status": status, "event": kind, "event_height": height, "committed_ms": now,
+                        **extra}
                 return frame(kind, data, cursor_text(position))
 
-            out.append(Notice(height, len(out), kind, status, record.guardians, record.terminal, make))
+            out.append(Notice(height, len(out), kind, status, guardians, terminal, make))
 
+        # routing needs only who is concerned, which the events carry; the request record is
+        # read when a frame is first built
         for ev in executed.changes.events:
-            add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {})
+            add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {}, ev.guardians,
+                ev.terminal)
         for tx, result in zip(executed.txs, executed.changes.results):
             if tx.kind == DECISION and result.outcome.status == PENDING:
                 body = tx.body
-                add("decision", body.request, PENDING,
-                    {"guardian": body.guardian, "decision": body.decision, "reason": body.reason})
+                record = load(state, k_request(body.request), REQUEST)
+                if record is not None:
+                    add("decision", body.request, PENDING,
+                        {"guardian": body.guardian, "decision": body.decision, "reason": body.reason},
+                        record.guardians, record.terminal)
         if out:
             self.app.metrics.inc("events_derived", len(out))
         return out

@@ -101,13 +101,14 @@ class Api:
 
     def __init__(self, app: NodeApp, *, node_id: str, validator: Callable[[], bool],
                  max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None,
-                 access: Access | None = None) -> None:
+                 access: Access | None = None, extra_metrics: Callable[[], dict] | None = None) -> None:
         self.app = app
         self.node_id = node_id
         self.is_validator = validator
         self.max_wait_ms = max_wait_ms
         self.extra_status = extra_status or (lambda: {})
         self.access = access
+        self.extra_metrics = extra_metrics or (lambda: {})
         self.started = time.monotonic()
         self._digests: OrderedDict[int, tuple[bytes, list[bytes], list[bytes]]] = OrderedDict()
         self._digested_txs = 0
@@ -315,6 +316,8 @@ class Api:
             lines += [f"# TYPE custos_{name}_total counter", f"custos_{name}_total {m.counters[name]}"]
         for name in sorted(m.gauges):
             lines += [f"# TYPE custos_{name} gauge", f"custos_{name} {m.gauges[name]}"]
+        for name, value in sorted(self.extra_metrics().items()):
+            lines.append(f"custos_{name} {value}")  # the peer network's counters and gauges
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

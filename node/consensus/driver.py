@@ -212,6 +212,8 @@ class ConsensusDriver:
         if d.height != self.app.store.height + 1:
             return  # block sync got there first
         self.app.commit(d.value_id, d.commit, d.value)  # executed already when it was validated
+        if d.round > 0:
+            self.app.metrics.inc("heights_decided_after_round_0")
         self._after_commit()
 
     def _after_commit(self) -> None:
