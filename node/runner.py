@@ -99,8 +99,13 @@ class Node:
         self._runner = await serve(web_app, host, port)
         actual = self._runner.addresses[0][1] if port == 0 else port
         self._tasks.extend(self.driver.tasks)
+        self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
         return f"http://{host}:{actual}"
+
+    async def _watch_fatal(self) -> None:
+        """Ends (with the error) if consensus can no longer store blocks."""
+        await self.driver.fatal
 
     async def _watch_loop_lag(self, interval_s: float = 0.05) -> None:
         """Export how late the event loop runs a timer: a stalled loop stalls consensus."""
@@ -152,8 +157,12 @@ async def run(config: NodeConfig) -> None:
         loop.add_signal_handler(sig, done.set)
     tasks = [asyncio.create_task(done.wait())] + node._tasks
     finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    failed = False
     for task in finished:
-        if task in node._tasks and task.exception() is not None:
+        if task in node._tasks and not task.cancelled() and task.exception() is not None:
             log.error("node task %s failed", task.get_name(), exc_info=task.exception())
+            failed = True
     await node.stop()
     print(f"node {config.node.name} stopped at height {node.store.height}", file=sys.stderr, flush=True)
+    if failed:
+        raise SystemExit(1)  # a supervisor sees the failure and restarts the node

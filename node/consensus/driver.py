@@ -125,6 +125,9 @@ class ConsensusDriver:
         self._sync_pending: tuple[bytes, float] | None = None
         self._tx_batch: list[bytes] = []
         self._tx_flush_scheduled = False
+        self._storing: asyncio.Task | None = None  # the decided block on its way to disk
+        #: fails if the node can no longer work (it cannot store blocks); the node then stops
+        self.fatal: asyncio.Future | None = None
         app.on_new_tx(self._gossip_tx)
 
     # ------------------------------------------------------------------ lifecycle
@@ -132,6 +135,7 @@ class ConsensusDriver:
         return validator_set_at(self.app.store.state, height)
 
     async def start(self) -> None:
+        self.fatal = asyncio.get_running_loop().create_future()
         height = self.app.store.height + 1
         # raises WalError if the log is ahead of the store: refuse to run rather than forget a lock
         outputs = self.engine.recover(height, self.validators(height))
@@ -143,6 +147,8 @@ class ConsensusDriver:
         ]
 
     async def stop(self) -> None:
+        if self._storing is not None:
+            await asyncio.wait([self._storing], timeout=10)  # let a decided block reach the disk
         for t in self._timers:
             t.cancel()
         self._timers.clear()
@@ -209,11 +215,23 @@ class ConsensusDriver:
         self._timers.add(handle)
 
     def _decided(self, d: Decide) -> None:
-        if d.height != self.app.store.height + 1:
+        if d.height != self.app.store.height + 1 or self._storing is not None:
             return  # block sync got there first
-        self.app.commit(d.value_id, d.commit, d.value)  # executed already when it was validated
         if d.round > 0:
             self.app.metrics.inc("heights_decided_after_round_0")
+        self._storing = asyncio.get_running_loop().create_task(self._store(d), name=f"store-{d.height}")
+
+    async def _store(self, d: Decide) -> None:
+        """Store the decided block (executed already when it was validated), then move on."""
+        try:
+            await self.app.commit_async(d.value_id, d.commit, d.value)
+        except Exception as exc:  # a validator that cannot store its chain must not go on voting
+            log.critical("cannot store block %d: %s", d.height, exc)
+            if self.fatal is not None and not self.fatal.done():
+                self.fatal.set_exception(exc)
+            return
+        finally:
+            self._storing = None
         self._after_commit()
 
     def _after_commit(self) -> None:
@@ -279,7 +297,9 @@ class ConsensusDriver:
             log.info("dropping a %s with a bad signature from peer %s", type(msg).__name__, peer.hex()[:12])
             return
         height = msg.height
-        if height == self.app.store.height + 1 and not self._running:
+        if self._storing is not None:
+            pass  # the engine buffers the next height's messages until it starts
+        elif height == self.app.store.height + 1 and not self._running:
             self._begin_height()  # a peer has started it: join at once
         elif height > self.app.store.height + 1:
             self._peer_heights[peer] = max(self._peer_heights.get(peer, 0), height - 1)
@@ -366,6 +386,8 @@ class ConsensusDriver:
         self.network.send(peer, BLOCK_SYNC, encode_sync(Blocks(tuple(items))))
 
     def _maybe_sync(self) -> None:
+        if self._storing is not None:
+            return
         ours = self.app.store.height
         ahead = [(h, p) for p, h in self._peer_heights.items() if h > ours]
         if not ahead:
@@ -383,6 +405,8 @@ class ConsensusDriver:
 
     def _apply_blocks(self, peer: bytes, msg: Blocks) -> None:
         self._sync_pending = None
+        if self._storing is not None:
+            return  # our own decision is being stored; ask again later if still behind
         applied = 0
         for item in msg.items:
             store = self.app.store
