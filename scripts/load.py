@@ -133,16 +133,25 @@ async def run(args) -> dict:
     async with aiohttp.ClientSession(connector=connector) as session:
         pending: set[asyncio.Task] = set()
 
-        async def send(url: str, raws: list[bytes]) -> None:
+        async def send(first: int, raws: list[bytes]) -> None:
+            """Post a batch, failing over to the next node when one does not answer (as a
+            terminal configured with several nodes does); resubmission is idempotent."""
             nonlocal rejected
-            try:
-                async with session.post(url + "/v1/txs/batch", data=msgpack.packb(raws, use_bin_type=True),
-                                        headers={"Content-Type": "application/msgpack",
-                                                 "Accept": "application/msgpack"}) as r:
-                    body = msgpack.unpackb(await r.read(), raw=False)
-            except (aiohttp.ClientError, OSError) as exc:
+            data = msgpack.packb(raws, use_bin_type=True)
+            body, failure = None, ""
+            for attempt in range(len(urls)):
+                url = urls[(first + attempt) % len(urls)]
+                try:
+                    async with session.post(url + "/v1/txs/batch", data=data,
+                                            headers={"Content-Type": "application/msgpack",
+                                                     "Accept": "application/msgpack"}) as r:
+                        body = msgpack.unpackb(await r.read(), raw=False)
+                    break
+                except (aiohttp.ClientError, OSError) as exc:
+                    failure = type(exc).__name__
+            if body is None:
                 rejected += len(raws)
-                reasons[type(exc).__name__] = reasons.get(type(exc).__name__, 0) + len(raws)
+                reasons[failure] = reasons.get(failure, 0) + len(raws)
                 return
             if not isinstance(body, dict) or "results" not in body:
                 rejected += len(raws)
@@ -168,7 +177,7 @@ async def run(args) -> dict:
                 lags.append(horizon - due)
                 batch.append(raw)
                 i += 1
-            task = asyncio.create_task(send(urls[node % len(urls)], batch))
+            task = asyncio.create_task(send(node % len(urls), batch))
             node += 1
             pending.add(task)
             task.add_done_callback(pending.discard)
