@@ -121,6 +121,7 @@ class ConsensusDriver:
         self._running = False  # the engine is inside a height (not waiting for the next one)
         self._start_next = asyncio.Event()
         self._progress = (0, 0, 0.0)  # (height, round, when it last changed)
+        self._height_since = (0, 0.0)  # (height, when this node reached it)
         self._peer_heights: dict[bytes, int] = {}
         self._sync_pending: tuple[bytes, float] | None = None
         self._tx_batch: list[bytes] = []
@@ -395,9 +396,11 @@ class ConsensusDriver:
         now = self.clock()
         if self._sync_pending is not None and now - self._sync_pending[1] < SYNC_REQUEST_TIMEOUT_S:
             return
-        # a peer one block ahead may just be faster; sync only once consensus here lags
+        # A peer one block ahead may just be faster; sync once this node has spent a while at
+        # its height. Rounds going by do not count as progress: the others may have decided
+        # this height with precommits that never reached us, and they have moved on.
         best_height, best_peer = max(ahead)
-        stalled = now - self._progress[2] > 2 * self.config.rebroadcast_ms / 1000
+        stalled = now - self._height_since[1] > 2 * self.config.rebroadcast_ms / 1000
         if best_height == ours + 1 and self._running and not stalled:
             return
         self._sync_pending = (best_peer, now)
@@ -447,6 +450,8 @@ class ConsensusDriver:
         e = self.engine.engine
         now = self.clock()
         position = (e.height, e.round)
+        if e.height != self._height_since[0]:
+            self._height_since = (e.height, now)
         if position != self._progress[:2]:
             self._progress = (e.height, e.round, now)
         elif self._running and now - self._progress[2] >= self.config.rebroadcast_ms / 1000:

@@ -298,3 +298,9 @@ class ConsensusWal:
     def sync(self) -> None:
         """Make every appended record durable."""
         self.storage.sync()
+
+    def close(self) -> None:
+        """Close the log file (a memory log has nothing to close)."""
+        close = getattr(self.storage, "close", None)
+        if close is not None:
+            close()

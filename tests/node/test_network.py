@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 
 from ledger.crypto.keys import SigningKey
-from node.client.http import NodeClient
+from node.client.http import NodeClient, ProblemError
 from tests.node.netkit import Net, run
 
 NOW = lambda: time.time_ns() // 1_000_000  # noqa: E731
@@ -72,8 +72,12 @@ async def submit_all(urls, txs, *, wait_s=40.0):
         pending = {tx.id for tx in txs}
         while pending and time.monotonic() < deadline:
             for tx_id in list(pending):
-                if (await clients[0].tx(tx_id))["status"] == "committed":
-                    pending.discard(tx_id)
+                try:
+                    if (await clients[0].tx(tx_id))["status"] == "committed":
+                        pending.discard(tx_id)
+                except ProblemError as exc:
+                    if exc.status != 404:  # 404: submitted elsewhere, not gossiped here yet
+                        raise
             if pending:
                 await asyncio.sleep(0.3)
         return pending
