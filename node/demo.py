@@ -1,4 +1,4 @@
-"""``custos devnet demo``: the story of DESIGN.md, played against a running devnet.
+"""``custos devnet demo``: the whole crossing story, played against a running devnet.
 
 The council registers an enrolment authority, a border post, its terminal and an auditor; a
 child is enrolled from an eye scan with two guardians (both must approve, any denial vetoes);

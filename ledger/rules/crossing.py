@@ -1,4 +1,4 @@
-"""The minor-crossing rule (DESIGN.md, "Minor crossings: the rule").
+"""The minor-crossing rule, as the project's design fixes it.
 
 At the event time:
 

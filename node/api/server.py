@@ -1,7 +1,7 @@
 """Routes of the HTTP API. Handlers translate HTTP to calls on :class:`node.app.NodeApp`.
 
-Integrity data is public, a child's records are not (DESIGN.md, "Privacy"). Transactions name a
-child's pseudonymous id, posts, times, companions and guardians' keys, so their bytes go only to
+Integrity data is public, a child's records are not. Transactions name a child's pseudonymous
+id, posts, times, companions and guardians' keys, so their bytes go only to
 *integrity readers* (auditors, enrolment authorities, council members, node keys; see
 :mod:`node.api.reads`) through signed requests:
 

@@ -1,6 +1,6 @@
 """The ``custos`` command line.
 
-Exit codes (DESIGN.md): 0 ok, 1 the chain (or a proof) is invalid, 2 usage or input error,
+Exit codes (fixed for scripts that call it): 0 ok, 1 the chain (or a proof) is invalid, 2 usage or input error,
 3 cannot reach a node.
 """
 

@@ -1,6 +1,6 @@
 """The auditor's story: a real node fills a chain; the auditor verifies it from genesis, from the
 data directory and over the API, and catches every tampering of a copy with the right height
-and check. Exit codes as DESIGN.md fixes them: 0 valid, 1 invalid, 2 usage, 3 unreachable.
+and check. Exit codes as the CLI fixes them: 0 valid, 1 invalid, 2 usage, 3 unreachable.
 
 Over the API the auditor signs its reads with a registered auditor's key (``--key``): a node
 serves transactions' bytes to integrity readers only.

@@ -1,4 +1,4 @@
-"""``custos devnet demo`` plays the DESIGN.md story against a running devnet and says so."""
+"""``custos devnet demo`` plays the whole crossing story against a running devnet and says so."""
 
 from __future__ import annotations
 
