@@ -15,6 +15,7 @@ or client can never make a node allocate without limit, and every error names th
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields as dc_fields
 from typing import Any, Generic, TypeVar
@@ -139,13 +140,14 @@ _CONTAINERS = (dict, list)
 # --------------------------------------------------------------------------- schemas
 
 
-class Spec:
+class Spec(ABC):
     """A field's type and bounds: checks a decoded value and converts it to its Python form."""
 
     name = "value"
 
-    def check(self, value: Any, path: str) -> Any:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def check(self, value: Any, path: str) -> Any:
+        """The Python form of ``value``; :class:`DecodeError` naming ``path`` if it is not one."""
 
     def wire(self, value: Any) -> Any:
         """Python form -> plain encodable value."""
