@@ -28,7 +28,6 @@ from ledger.state.machine import BlockExecution, StateChanges
 from ledger.state.records import ChainInfo
 from ledger.state.view import StateReader
 from ledger.tx.envelope import Transaction, decode_tx
-from ledger.validators import ValidatorSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +260,3 @@ def check_last_commit(state: StateReader, chain_id: str, block: Block, tip: Tip,
         raise InvalidBlock(exc.check, str(exc), height=height, obj="last_commit",
                            expected=exc.expected, found=exc.found) from None
 
-
-def validators_at(view: ChainView, height: int) -> ValidatorSet:
-    return validator_set_at(view.state, height)

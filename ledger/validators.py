@@ -85,9 +85,6 @@ class ValidatorSet:
         i = self._index.get(key)
         return 0 if i is None else self.validators[i].power
 
-    def index_of(self, key: bytes) -> int | None:
-        return self._index.get(key)
-
     def has_quorum(self, power: int) -> bool:
         """More than two thirds of the total power (the commit and lock threshold)."""
         return 3 * power > 2 * self.total_power

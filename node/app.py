@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from ledger.block import Block, Commit, DuplicateVoteEvidence
 from ledger.chain import ExecutedBlock, build_block, execute_block
 from ledger.errors import ChainError, DecodeError, MalformedTransaction, RejectedTransaction
-from ledger.rules.context import Event
 from ledger.storage.chainstore import ChainStore, TxLocation
 from ledger.tx.envelope import Transaction, decode_tx
 from node.mempool import Mempool
@@ -61,7 +60,6 @@ class NodeApp:
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self._executed: dict[bytes, ExecutedBlock] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = defaultdict(list)
-        self._listeners: list[Callable[[int, list[Event]], None]] = []
         self._tx_listeners: list[Callable[[Transaction], None]] = []
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.new_txs = asyncio.Event()
@@ -189,9 +187,6 @@ class NodeApp:
                 if not waiters:
                     del self._waiters[tx_id]
 
-    def on_events(self, listener: Callable[[int, list[Event]], None]) -> None:
-        self._listeners.append(listener)
-
     def on_new_tx(self, listener: Callable[[Transaction], None]) -> None:
         """Called for each transaction admitted from a client (peers gossip them)."""
         self._tx_listeners.append(listener)
@@ -278,9 +273,6 @@ class NodeApp:
         self._settle(tx.id for tx, _ in dropped)
         for tx, exc in dropped:
             self._fail_waiters(tx.id, exc)
-        if executed.changes.events:
-            for listener in self._listeners:
-                listener(executed.height, executed.changes.events)
         for listener in self._commit_listeners:
             listener(executed)
         if len(self.mempool):

@@ -60,10 +60,6 @@ class Mempool:
     def __contains__(self, tx_id: bytes) -> bool:
         return tx_id in self._entries
 
-    @property
-    def size_bytes(self) -> int:
-        return self._bytes
-
     def get(self, tx_id: bytes) -> Transaction | None:
         entry = self._entries.get(tx_id)
         return None if entry is None else entry.tx

@@ -20,36 +20,6 @@ class StateReader(Protocol):
         ...
 
 
-class MemoryState:
-    """A dict-backed reader with sorted scans; for tests and in-memory chains."""
-
-    def __init__(self, items: dict[bytes, bytes] | None = None) -> None:
-        self._data: dict[bytes, bytes] = dict(items or {})
-        self._keys = sorted(self._data)
-
-    def get(self, key: bytes) -> bytes | None:
-        return self._data.get(key)
-
-    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
-        i = bisect.bisect_left(self._keys, start)
-        keys = self._keys
-        while i < len(keys) and keys[i] < stop:
-            k = keys[i]
-            yield k, self._data[k]
-            i += 1
-
-    def apply(self, writes: dict[bytes, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self._data.pop(k, None)
-            else:
-                self._data[k] = v
-        self._keys = sorted(self._data)
-
-    def items(self) -> dict[bytes, bytes]:
-        return dict(self._data)
-
-
 class Overlay:
     """Buffered writes over a reader. ``None`` as a value marks a deletion.
 

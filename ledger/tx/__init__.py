@@ -8,5 +8,4 @@ from ledger.tx.envelope import (  # noqa: F401
     add_signatures,
     decode_tx,
     make_tx,
-    tx_id_of,
 )

@@ -1,15 +1,16 @@
-"""The body of each kind of transaction: its fields, their bounds, and who must sign it.
+"""The body of each kind of transaction: its fields and their bounds.
 
 Kinds are stable strings; a body's fields are checked by its :class:`Schema` on decode, so a
-rule never sees an out-of-range value. ``signers(body)`` names the keys that must sign, where the
-body itself says (governance transactions are signed by council members, see the rules).
+rule never sees an out-of-range value. Bodies name the actor that must sign (terminal, guardian,
+authority); who else must sign (the child's biometric key, council members, enough guardians)
+the rules decide from the state, see :mod:`ledger.rules`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.encoding import Bool, Bytes, Int, List, Optional, Schema, Spec, Str
+from ledger.encoding import Bool, Bytes, Int, List, Optional, Schema, Str
 
 KEY = Bytes(32)
 HASH = Bytes(32)
@@ -242,6 +243,3 @@ BODIES: dict[str, Schema] = {
     ),
     REVOKE_CONSENT: Schema(RevokeConsent, {"guardian": KEY, "consent": HASH, "identity": IDENTITY}),
 }
-
-def body_schema(kind: str) -> Spec | None:
-    return BODIES.get(kind)

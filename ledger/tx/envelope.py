@@ -84,10 +84,6 @@ def _unsigned_bytes(kind: str, body_wire: dict, nonce: int) -> bytes:
     return msgpack.packb({"body": body_wire, "kind": kind, "nonce": nonce}, use_bin_type=True)
 
 
-def tx_id_of(kind: str, body: Any, nonce: int) -> bytes:
-    return tagged_hash(TAG_TX, _unsigned_bytes(kind, BODIES[kind].wire(body), nonce))
-
-
 def make_tx(kind: str, body: Any, nonce: int, signers: list[SigningKey] | tuple[SigningKey, ...],
             chain_id: str) -> Transaction:
     """Build and sign a transaction (client side)."""

@@ -124,9 +124,6 @@ class NodeClient:
     async def block(self, height: int | str) -> dict:
         return (await self.request("GET", f"/v1/blocks/{height}"))[1]
 
-    async def blocks(self, start: int, limit: int = 50) -> dict:
-        return (await self.request("GET", "/v1/blocks", params={"from": start, "limit": limit}))[1]
-
 
 def _parse(body: bytes, ctype: str) -> Any:
     if ctype == MSGPACK:
