@@ -440,11 +440,7 @@ class Reads:
             raise forbidden(f"{caller.describe()} is neither a guardian of this child nor an enrolment authority")
         limit = int_arg(request, "limit", 20, lo=1, hi=MAX_LIST)
         before = int_arg(request, "before_height", self.app.store.height + 1, lo=1)
-        docs = []
-        for rid in self.index.by_identity(identity, before_height=before, limit=limit):
-            record = load(self.state, k_request(rid), REQUEST)
-            if record is not None:
-                docs.append(request_doc(self.state, rid, record))
+        docs = self._request_docs(self.index.by_identity(identity, before_height=before, limit=limit))
         return reply(request, {"identity": identity, "requests": docs})
 
     @guarded
@@ -535,12 +531,17 @@ class Reads:
             raise forbidden("a terminal reads only the requests it submitted")
         limit = int_arg(request, "limit", 20, lo=1, hi=MAX_LIST)
         before = int_arg(request, "before_height", self.app.store.height + 1, lo=1)
+        docs = self._request_docs(self.index.by_terminal(key, before_height=before, limit=limit))
+        return reply(request, {"terminal": key, "requests": docs})
+
+    def _request_docs(self, request_ids) -> list[dict]:
+        """The documents of indexed requests (an id the state does not hold is skipped)."""
         docs = []
-        for rid in self.index.by_terminal(key, before_height=before, limit=limit):
+        for rid in request_ids:
             record = load(self.state, k_request(rid), REQUEST)
             if record is not None:
                 docs.append(request_doc(self.state, rid, record))
-        return reply(request, {"terminal": key, "requests": docs})
+        return docs
 
 
 __all__ = ["INTEGRITY_READERS", "Access", "Caller", "Reads", "Refused", "guarded", "pending_for_guardian",
