@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ledger.crypto.keyfile import load_key_file
 from ledger.crypto.keys import SigningKey
 from node import devnet
+from ledger.tx.envelope import Transaction
 from node.client.txs import TxFactory
 
 
@@ -86,6 +89,36 @@ class Net:
     def wait_height(self, height: int, *names: str, timeout_s: float = 30.0) -> None:
         for name in names or tuple(self.procs):
             self.wait_until(f"{name} to reach height {height}", lambda: self.height(name) >= height, timeout_s)
+
+
+@dataclass
+class Traveller:
+    """An adult at a registered border post: every crossing is permitted at once, so a stream
+    of them has no dependencies. ``setup`` registers the post and terminal and enrols them."""
+
+    terminal: SigningKey
+    person: SigningKey
+    identity: bytes
+    post: str
+    setup: list[Transaction]
+
+    def crossing(self, txs: TxFactory) -> Transaction:
+        return txs.crossing(self.terminal, self.person, self.identity, post=self.post, direction="exit",
+                            event_time=time.time_ns() // 1_000_000, destination="RO")
+
+
+def adult_traveller(net: Net, post: str) -> Traveller:
+    authority, terminal, person = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
+    identity = os.urandom(16)
+    t = net.txs
+    setup = [
+        t.register_authority(net.council[:2], authority.public),
+        t.register_post(net.council[:2], post),
+        t.register_terminal(net.council[:2], terminal.public, post),
+        t.enrol(authority, person, identity, majority_date=0, guardians=[SigningKey.generate().public],
+                approvals=1, deadline_ms=60_000, veto=False),
+    ]
+    return Traveller(terminal, person, identity, post, setup)
 
 
 def run(coro):

@@ -4,19 +4,15 @@ acknowledged, and its chain still verifies block by block from genesis."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import time
 
 from ledger.chain import execute_block
-from ledger.crypto.keys import SigningKey
 from ledger.genesis import load_genesis
 from ledger.storage.chainstore import ChainStore
 from node.client.http import NodeClient, NodeUnreachable
-from tests.node.netkit import Net, run
-
-NOW = lambda: time.time_ns() // 1_000_000  # noqa: E731
+from tests.node.netkit import Net, adult_traveller, run
 
 
 def replay_from_genesis(net: Net, name: str) -> int:
@@ -41,27 +37,17 @@ def test_sigkill_mid_stream_loses_no_acknowledged_transaction(tmp_path):
     net = Net(tmp_path / "net", validators=1, heartbeat_ms=300)
     net.start()
     try:
-        terminal, authority, child = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-        identity = os.urandom(16)
         t = net.txs
-        setup = [
-            t.register_authority(net.council[:2], authority.public),
-            t.register_post(net.council[:2], "MD-01"),
-            t.register_terminal(net.council[:2], terminal.public, "MD-01"),
-            # an adult: every crossing is permitted at once, so the stream has no dependencies
-            t.enrol(authority, child, identity, majority_date=0, guardians=[SigningKey.generate().public],
-                    approvals=1, deadline_ms=60_000, veto=False),
-        ]
+        traveller = adult_traveller(net, "MD-01")
         acknowledged: list[bytes] = []
 
         async def stream(stop_after_s: float) -> None:
             async with NodeClient(net.url(), timeout_s=2) as c:
-                for tx in setup:
+                for tx in traveller.setup:
                     await c.submit(tx.raw, wait=True)
                 deadline = time.monotonic() + stop_after_s
                 while time.monotonic() < deadline:
-                    tx = t.crossing(terminal, child, identity, post="MD-01", direction="exit",
-                                    event_time=NOW(), destination="RO")
+                    tx = traveller.crossing(t)
                     try:
                         r = await c.submit(tx.raw)
                     except NodeUnreachable:

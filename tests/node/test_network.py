@@ -8,7 +8,6 @@ across crash-restarts; and an observer follows by block sync, verifying every ce
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
 import time
@@ -16,11 +15,9 @@ import urllib.request
 
 import pytest
 
-from ledger.crypto.keys import SigningKey
 from node.client.http import NodeClient, ProblemError
-from tests.node.netkit import Net, run
+from tests.node.netkit import Net, adult_traveller, run
 
-NOW = lambda: time.time_ns() // 1_000_000  # noqa: E731
 VALIDATORS = ["val-0", "val-1", "val-2", "val-3"]
 
 
@@ -36,30 +33,19 @@ def net(tmp_path_factory):
 @pytest.fixture(scope="module")
 def border(net):
     """A terminal at a registered post and an adult traveller (every crossing permitted)."""
-    authority, terminal, person = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-    identity = os.urandom(16)
-    t = net.txs
-    setup = [
-        t.register_authority(net.council[:2], authority.public),
-        t.register_post(net.council[:2], "P-1"),
-        t.register_terminal(net.council[:2], terminal.public, "P-1"),
-        t.enrol(authority, person, identity, majority_date=0, guardians=[SigningKey.generate().public],
-                approvals=1, deadline_ms=60_000, veto=False),
-    ]
+    traveller = adult_traveller(net, "P-1")
 
     async def go():
         async with NodeClient(net.urls) as c:
-            for tx in setup:
+            for tx in traveller.setup:
                 assert (await c.submit(tx.raw, wait=True))["status"] == "committed"
 
     run(go())
-    return terminal, person, identity
+    return traveller
 
 
 def crossings(net, border, n):
-    terminal, person, identity = border
-    return [net.txs.crossing(terminal, person, identity, post="P-1", direction="exit", event_time=NOW(),
-                             destination="RO") for _ in range(n)]
+    return [border.crossing(net.txs) for _ in range(n)]
 
 
 async def submit_all(urls, txs, *, wait_s=40.0):
