@@ -115,6 +115,19 @@ def add_signatures(tx: Transaction, signers: list[SigningKey], chain_id: str) ->
     return Transaction(tx.kind, tx.body, tx.nonce, sigs, encode(wire), tx._unsigned)
 
 
+def decode_tx_batch(data: bytes, *, max_items: int) -> list[bytes]:
+    """A msgpack array of transaction envelopes (as bytes, not yet decoded): the form of a batch
+    submission and of transaction gossip. :class:`DecodeError` for anything else."""
+    try:
+        items = msgpack.unpackb(data, raw=False, max_array_len=max_items, max_bin_len=MAX_TX_BYTES,
+                                max_str_len=0, max_map_len=0, max_ext_len=0)
+    except Exception:  # msgpack raises a zoo of types for bad input
+        raise DecodeError(f"a batch is a msgpack array of at most {max_items} transactions") from None
+    if type(items) is not list or not all(type(i) is bytes for i in items):
+        raise DecodeError("a batch is a msgpack array of transaction byte strings")
+    return items
+
+
 def decode_tx(data: bytes) -> Transaction:
     """Parse envelope bytes; :class:`DecodeError` for anything malformed or non-canonical."""
     if len(data) > MAX_TX_BYTES:

@@ -32,13 +32,20 @@ import msgpack
 from aiohttp import web
 
 from ledger.block import BLOCK, COMMIT, Block
-from ledger.errors import ChainError, CustosError, MalformedTransaction, RejectedTransaction, StorageError
+from ledger.errors import (
+    ChainError,
+    CustosError,
+    DecodeError,
+    MalformedTransaction,
+    RejectedTransaction,
+    StorageError,
+)
 from ledger.genesis import GENESIS
 from ledger.merkle import MerkleError
 from ledger.rules.validators import validator_set_at
 from ledger.state.records import REQUEST, VALIDATOR_RECORD, k_request, load
 from ledger.state.view import scan_prefix
-from ledger.tx.envelope import decode_tx
+from ledger.tx.envelope import decode_tx, decode_tx_batch
 from node.api import render
 from node.api.codec import (
     BadRequest,
@@ -156,12 +163,9 @@ class Api:
         """A msgpack array of signed transactions; one result per transaction, in order."""
         body = await request.read()
         try:
-            items = msgpack.unpackb(body, raw=False, max_array_len=20_000, max_bin_len=64 * 1024,
-                                    max_str_len=0, max_map_len=0, max_ext_len=0)
-        except Exception:
-            raise BadRequest("a batch is a msgpack array of transaction byte strings") from None
-        if not isinstance(items, list) or not all(isinstance(i, bytes) for i in items):
-            raise BadRequest("a batch is a msgpack array of transaction byte strings")
+            items = decode_tx_batch(body, max_items=20_000)
+        except DecodeError as exc:
+            raise BadRequest(str(exc)) from None
         results = []
         for raw in items:
             try:

@@ -24,6 +24,7 @@ from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote, sign_vote
 from ledger.crypto.keys import SigningKey
 from ledger.errors import ChainError, CustosError, DecodeError, RejectedTransaction
 from ledger.rules.validators import validator_set_at
+from ledger.tx.envelope import decode_tx_batch
 from ledger.validators import ValidatorSet
 from node.app import NodeApp
 from node.config import ConsensusSection
@@ -311,13 +312,7 @@ class ConsensusDriver:
             self._execute(self.engine.on_vote(msg))
 
     def _on_transactions(self, payload: bytes) -> None:
-        raws = msgpack.unpackb(payload, raw=False, max_array_len=MAX_TX_BATCH, max_bin_len=64 * 1024,
-                               max_str_len=0, max_map_len=0, max_ext_len=0)
-        if not isinstance(raws, list):
-            raise DecodeError("a transaction batch is a list")
-        for raw in raws:
-            if not isinstance(raw, bytes):
-                raise DecodeError("a transaction batch holds byte strings")
+        for raw in decode_tx_batch(payload, max_items=MAX_TX_BATCH):
             try:
                 self.app.submit(raw, from_peer=True)
             except RejectedTransaction:

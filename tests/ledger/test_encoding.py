@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgpack
 import pytest
 
 from chainkit import CHAIN_ID
@@ -12,7 +13,7 @@ from ledger.crypto.keys import DOMAIN_TX, DOMAIN_VOTE, SigningKey, verify
 from ledger.encoding import MAX_ENCODED, Bytes, Int, Schema, Str, decode, encode
 from ledger.errors import DecodeError
 from ledger.tx.bodies import CROSSING, GOV_REGISTER_POST, CrossingRequest, RegisterPost
-from ledger.tx.envelope import add_signatures, decode_tx, make_tx
+from ledger.tx.envelope import add_signatures, decode_tx, decode_tx_batch, make_tx
 
 
 @pytest.mark.parametrize(
@@ -229,3 +230,14 @@ def test_rejects_a_transaction_over_the_size_limit():
 def test_rejects_a_body_field_out_of_bounds_before_signing():
     with pytest.raises(DecodeError):
         make_tx(GOV_REGISTER_POST, RegisterPost("", "empty post name"), 1, [SigningKey.generate()], CHAIN_ID)
+
+
+@pytest.mark.parametrize("data", [b"", b"\xc1", b"\x92\x01\x02", b"\x91\xa3abc", b"\x81\xa1a\x01",
+                                  msgpack.packb([b"x"] * 11)])
+def test_rejects_a_transaction_batch_that_is_not_a_bounded_list_of_byte_strings(data):
+    with pytest.raises(DecodeError):
+        decode_tx_batch(data, max_items=10)
+
+
+def test_a_transaction_batch_keeps_its_items_in_order():
+    assert decode_tx_batch(msgpack.packb([b"a", b"bc"], use_bin_type=True), max_items=10) == [b"a", b"bc"]
