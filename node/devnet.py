@@ -44,6 +44,8 @@ class NodeInfo:
     p2p: str
     key: str
     stake: int
+    #: the node's Prometheus/OpenMetrics listener, HOST:PORT ("" in devnets made before it existed)
+    metrics: str = ""
 
     @property
     def url(self) -> str:

@@ -3,7 +3,8 @@
 Nodes are named with ``--node URL`` (repeatable: the client fails over between them), or
 ``--devnet DIR`` (the nodes of a local devnet), or ``$CUSTOS_NODES`` (comma-separated).
 Times are ISO 8601 (``2025-06-01``, ``2025-06-01T08:30Z``), ``now``, or relative (``+2h``,
-``-30m``, ``+7d``); durations are ``90s``, ``15m``, ``24h``, ``7d`` or milliseconds.
+``-30m``, ``+7d``); durations always carry their unit (``250ms``, ``90s``, ``15m``, ``24h``,
+``7d``): a bare number is refused.
 
 A transaction that needs several signatures (council k-of-n, a consent by two guardians) can
 travel as a *partially signed transaction file* between the people who sign it::
@@ -14,8 +15,9 @@ travel as a *partially signed transaction file* between the people who sign it::
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import calendar
+import datetime
 import hashlib
 import json
 import os
@@ -127,17 +129,38 @@ def companion_arg(text: str | None) -> bytes | None:
 # --------------------------------------------------------------------------- times
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
 
 
 def parse_duration(text: str) -> int:
-    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|m|h|d)?\s*", text)
+    """Milliseconds from a duration with its unit: ``250ms``, ``90s``, ``15m``, ``2h``, ``7d``.
+
+    A bare number is refused: ``--deadline 60`` once meant 60 ms where 60 s was meant."""
+    m = _DURATION.fullmatch(text)
     if not m:
-        raise InputError(f"{text!r} is not a duration (e.g. 90s, 15m, 24h, 7d)")
-    return int(m.group(1)) * _UNITS[m.group(2) or "ms"]
+        raise InputError(f"{text!r} is not a duration (e.g. 90s, 15m, 2h, 7d)")
+    if m.group(2) is None:
+        raise InputError(f"{text!r} has no unit: write {m.group(1)}s, {m.group(1)}m or {m.group(1)}h "
+                         "(units: ms, s, m, h, d)")
+    return round(float(m.group(1)) * _UNITS[m.group(2)])
+
+
+def duration(text: str) -> int:
+    """An argparse ``type``: a duration with its unit, in milliseconds."""
+    try:
+        return parse_duration(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seconds(text: str) -> float:
+    """An argparse ``type``: a duration with its unit, in seconds."""
+    return duration(text) / 1000
 
 
 def parse_time(text: str, now_ms: int | None = None) -> int:
-    """Milliseconds since the epoch (UTC) from ISO 8601, ``now``, ``+2h`` / ``-30m`` or ms."""
+    """Milliseconds since the epoch (UTC) from ISO 8601 (``2025-06-01``, ``2025-06-01T08:30Z``,
+    ``2025-06-01T10:30+02:00``; no zone means UTC), ``now``, or ``+2h`` / ``-30m`` from now."""
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     t = text.strip()
     if t == "now":
@@ -145,18 +168,14 @@ def parse_time(text: str, now_ms: int | None = None) -> int:
     if t[:1] in "+-" and len(t) > 1:
         delta = parse_duration(t[1:])
         return now + delta if t[0] == "+" else now - delta
-    if t.isdigit() and len(t) >= 10:
-        return int(t)
-    m = re.fullmatch(r"(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?)?(Z|[+-]\d{2}:?\d{2})?", t)
-    if not m:
-        raise InputError(f"{text!r} is not a time (ISO 8601 like 2025-06-01T08:30Z, 'now', '+2h')")
-    y, mo, d, hh, mm, ss, tz = m.groups()
-    seconds = calendar.timegm((int(y), int(mo), int(d), int(hh or 0), int(mm or 0), int(ss or 0)))
-    if tz and tz != "Z":
-        sign = 1 if tz[0] == "+" else -1
-        digits = tz[1:].replace(":", "")
-        seconds -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return seconds * 1000
+    try:
+        when = datetime.datetime.fromisoformat(t)
+    except ValueError:
+        raise InputError(f"{text!r} is not a time: write an ISO 8601 date or time (2025-06-01, "
+                         "2025-06-01T08:30Z), 'now', or a duration from now ('+2h', '-30m')") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return int(when.timestamp() * 1000)
 
 
 def iso(ms: int | None) -> str:
