@@ -30,7 +30,7 @@ from pathlib import Path
 
 from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from ledger.crypto.keys import SigningKey
-from node.client.cards import biometric_key, enrol_scan, synthetic_eye
+from node.client.cards import CardKeys, enrol_scans, new_pseudonym_key, seal_card, synthetic_eye, unlock_card
 from node.client.guardian import GuardianClient
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.queue import DurableQueue
@@ -142,19 +142,25 @@ class Demo:
 
     async def _enrol(self) -> None:
         self.step("An enrolment authority enrols a child with two guardians (2 of 2 must approve, any denial vetoes)")
-        captures = synthetic_eye(secrets.randbits(32), rescans=3)
-        self.rescans = captures[1:]
-        helper, biometric = enrol_scan(*captures[0])
-        self.helper = helper
+        captures = synthetic_eye(secrets.randbits(32), rescans=3, captures=3, rescan_shift=5)
+        self.rescans = captures[3:]
+        enrolled = enrol_scans(captures[:3])
+        biometric = enrolled.key
+        # the card is sealed to a card-opening key that terminals (and the authority) hold
+        card_key = SigningKey.generate()
+        self.card_keys = CardKeys.from_signing_keys([card_key])
         self.identity = os.urandom(16)
+        self.card = seal_card(self.identity, enrolled.helper_bytes, new_pseudonym_key(),
+                              card_key.public)
         self.guardians = [SigningKey.generate(), SigningKey.generate()]
         tx = self.txs.enrol(self.authority, biometric, self.identity, majority_date=_now() + 10 * 365 * 86_400_000,
                             guardians=[g.public for g in self.guardians], approvals=2, deadline_ms=DEADLINE_MS,
                             veto=True)
         result = await self._submit(tx, "the enrolment")
         self.say(f"child {self.identity.hex()} (a pseudonymous id: no name, no birth date on the chain)")
-        self.say(f"biometric commitment {biometric.public.hex()[:16]}...; the card holds {len(helper)} bytes of "
-                 "helper data, the chain no template")
+        self.say(f"biometric commitment {biometric.public.hex()[:16]}... from 3 captures; the card holds "
+                 f"{len(bytes.fromhex(self.card['sealed']))} sealed bytes (helper data only a card-opening key "
+                 "reveals), the chain no template")
         self.say(f"guardians {self.guardians[0].public.hex()[:16]} and {self.guardians[1].public.hex()[:16]}; "
                  f"they have {DEADLINE_MS // 1000} s to decide")
         self.ok(f"enrolled at height {result['height']}")
@@ -203,7 +209,9 @@ class Demo:
     async def _cross(self, terminal: TerminalClient, direction: str, destination: str, scan: int,
                      companion: bytes | None = None) -> bytes:
         code, mask = self.rescans[scan]
-        key = biometric_key(code, mask, self.helper)
+        unlocked = unlock_card(code, mask, self.card, self.card_keys)
+        key = unlocked.key
+        self.say(f"the scan matched turned {unlocked.shift:+d} angular positions (a head tilt)")
         self.say(f"a fresh scan unlocks the card: the terminal signs with the child's key {key.public.hex()[:16]}...")
         entry, delivery = await terminal.cross(key, self.identity, direction=direction, destination=destination,
                                                companion=companion)

@@ -49,7 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -71,14 +71,26 @@ _CHUNK = 1024
 class NoiseModel:
     """Parameters of the synthetic iris-code noise model (see the module docstring)."""
 
+    # texture: "gaussian" (smoothed complex Gaussian field) or "gabor" (an independent model:
+    # a power-law real texture seen through a quadrature Gabor filter)
+    texture: str = "gaussian"
     angular_sigma: float = 3.0
     radial_rho: float = 0.5
+    gabor_beta: float = 1.6
+    gabor_frequency: float = 0.09
+    gabor_bandwidth: float = 0.05
     # genuine bit error rates, before occlusion: normal captures and poor captures
     normal_ber_low: float = 0.045
     normal_ber_span: float = 0.16
     normal_ber_beta: tuple[float, float] = (2.0, 5.0)
     poor_capture_rate: float = 0.03
     poor_ber_range: tuple[float, float] = (0.15, 0.22)
+    # enrolment captures are noisy too (each against the latent eye)
+    enrol_ber_range: tuple[float, float] = (0.02, 0.08)
+    # head tilt: continuous rotation uniform in +-rotation_max angular positions
+    rotation_max: float = 0.0
+    # pupil dilation: radial misregistration up to dilation_max rings (largest mid-iris)
+    dilation_max: float = 0.0
     # occlusion
     upper_eyelid_rate: float = 0.85
     upper_eyelid_max_rings: float = 6.0
@@ -93,6 +105,20 @@ class NoiseModel:
     reflection_detect_rate: float = 0.95
 
 
+#: the benchmark's conditions: each changes one thing about the genuine rescans
+CONDITIONS: dict[str, dict] = {
+    "aligned": {},
+    "rotation": {"rotation_max": 8.0},
+    "dilation": {"dilation_max": 0.5, "rotation_max": 2.0},
+    "tail": {"poor_capture_rate": 0.15, "poor_ber_range": (0.15, 0.27), "rotation_max": 2.0},
+}
+
+
+def condition(name: str, texture: str = "gaussian") -> NoiseModel:
+    """The noise model of one benchmark condition, on one texture model."""
+    return replace(NoiseModel(texture=texture), **CONDITIONS[name])
+
+
 @dataclass(frozen=True)
 class Captures:
     """A batch of iris codes and masks, (count, 2048) uint8 arrays of 0/1 (mask 1 = valid)."""
@@ -103,52 +129,100 @@ class Captures:
 
 @dataclass(frozen=True)
 class GenuinePairs:
-    """Enrolment captures and one rescan of the same eye each, with the drawn error rates."""
+    """Enrolment captures (``enrol`` is the first; ``enrol_all`` has shape (count, K, 2048)) and
+    one rescan of the same eye each, with the drawn error rates and rotations."""
 
     enrol: Captures
     probe: Captures
     ber: np.ndarray
+    enrol_all: Captures | None = None
+    rotation: np.ndarray | None = None
 
 
 def _stream(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
 
 
-def _texture(rng: np.random.Generator, count: int, model: NoiseModel) -> np.ndarray:
-    """Smoothed complex Gaussian fields, (count, RINGS, ANGLES), unit variance per part.
+# The latent eye lives on a radial grid FINE times finer than the code's rings, so that pupil
+# dilation can move the sampled radius continuously. Ring r is read at fine row FINE*r + 1.5.
+FINE = 4
 
-    Generated in chunks of ``_CHUNK`` eyes (drawn one after another from ``rng``) so that
-    large sets do not hold several full-size FFT temporaries at once.
-    """
+
+def _gaussian_texture(rng: np.random.Generator, size: int, rows: int, model: NoiseModel) -> np.ndarray:
     distance = np.minimum(np.arange(ANGLES), ANGLES - np.arange(ANGLES))
     kernel = np.exp(-0.5 * (distance / model.angular_sigma) ** 2)
     kernel /= np.sqrt((kernel**2).sum())
     spectrum = np.fft.fft(kernel)
-    rho = model.radial_rho
-    out = np.empty((count, RINGS, ANGLES), dtype=np.complex64)
+    rho = model.radial_rho ** (RINGS / rows)
+    white = rng.standard_normal((size, rows, ANGLES)) + 1j * rng.standard_normal((size, rows, ANGLES))
+    smooth = np.fft.ifft(np.fft.fft(white, axis=2) * spectrum, axis=2)
+    out = np.empty((size, rows, ANGLES), dtype=np.complex64)
+    out[:, 0] = smooth[:, 0]
+    for row in range(1, rows):
+        out[:, row] = rho * out[:, row - 1] + np.sqrt(1 - rho**2) * smooth[:, row]
+    return out
+
+
+def _gabor_texture(rng: np.random.Generator, size: int, rows: int, model: NoiseModel) -> np.ndarray:
+    """An independent texture model: a real 2-D field with a power-law spectrum (1/f^beta,
+    anisotropic), filtered along the angle by a one-sided Gaussian band (a quadrature Gabor
+    filter), so the real and imaginary parts are Hilbert pairs, as Gabor phase codes are."""
+    fr = np.fft.fftfreq(rows * 2)[:, None] * (RINGS / rows) * 2.0
+    fa = np.fft.fftfreq(ANGLES)[None, :]
+    radius = np.sqrt((3.0 * fr) ** 2 + fa**2) + 1.0 / ANGLES
+    amplitude = radius ** (-model.gabor_beta / 2.0)
+    white = rng.standard_normal((size, rows * 2, ANGLES))
+    field_ = np.fft.ifft2(np.fft.fft2(white) * amplitude).real[:, :rows, :]
+    band = np.exp(-0.5 * ((np.fft.fftfreq(ANGLES) - model.gabor_frequency) / model.gabor_bandwidth) ** 2)
+    response = np.fft.ifft(np.fft.fft(field_, axis=2) * band, axis=2)
+    scale = np.sqrt(np.mean(np.abs(response) ** 2, axis=(1, 2), keepdims=True) / 2.0)
+    return (response / scale).astype(np.complex64)
+
+
+def _texture(rng: np.random.Generator, count: int, model: NoiseModel, rows: int = RINGS) -> np.ndarray:
+    """Textures, (count, rows, ANGLES), unit variance per part, in chunks of ``_CHUNK`` eyes."""
+    make = {"gaussian": _gaussian_texture, "gabor": _gabor_texture}.get(model.texture)
+    if make is None:
+        raise ValueError(f"unknown texture model {model.texture!r}")
+    out = np.empty((count, rows, ANGLES), dtype=np.complex64)
     for start in range(0, count, _CHUNK):
         size = min(_CHUNK, count - start)
-        white = rng.standard_normal((size, RINGS, ANGLES)) + 1j * rng.standard_normal(
-            (size, RINGS, ANGLES)
-        )
-        smooth = np.fft.ifft(np.fft.fft(white, axis=2) * spectrum, axis=2)
-        chunk = out[start : start + size]
-        chunk[:, 0] = smooth[:, 0]
-        for ring in range(1, RINGS):
-            chunk[:, ring] = rho * chunk[:, ring - 1] + np.sqrt(1 - rho**2) * smooth[:, ring]
+        out[start : start + size] = make(rng, size, rows, model)
     return out
 
 
 def make_eyes(
     count: int, seed: int, model: NoiseModel = NoiseModel(), stream: int = STREAM_EYES
 ) -> np.ndarray:
-    """Latent iris textures for ``count`` distinct eyes."""
-    return _texture(_stream(seed, stream), count, model)
+    """Latent iris textures for ``count`` distinct eyes, on the fine radial grid."""
+    return _texture(_stream(seed, stream), count, model, rows=RINGS * FINE)
 
 
 def _phase_bits(field_: np.ndarray) -> np.ndarray:
     bits = np.stack([field_.real > 0, field_.imag > 0], axis=-1)
     return bits.reshape(field_.shape[0], TEMPLATE_BITS).astype(np.uint8)
+
+
+def _view(latent: np.ndarray, rotation: np.ndarray, dilation: np.ndarray) -> np.ndarray:
+    """Sample the code's rings from the fine latent grid, turned by ``rotation`` angular
+    positions (continuous: a phase shift of the angular spectrum) and with the radius warped
+    by ``dilation`` rings (zero at the pupil and at the limbus, largest mid-iris)."""
+    count = latent.shape[0]
+    freq = np.fft.fftfreq(ANGLES)
+    phase = np.exp(-2j * np.pi * freq[None, :] * rotation[:, None]).astype(np.complex64)
+    # rotate the analytic-like field by shifting each part's spectrum
+    real = np.fft.ifft(np.fft.fft(latent.real, axis=2) * phase[:, None, :], axis=2).real
+    imag = np.fft.ifft(np.fft.fft(latent.imag, axis=2) * phase[:, None, :], axis=2).real
+    turned = (real + 1j * imag).astype(np.complex64)
+    centre = FINE * np.arange(RINGS) + (FINE - 1) / 2.0
+    u = (np.arange(RINGS) + 0.5) / RINGS
+    warp = 4.0 * u * (1.0 - u)
+    pos = centre[None, :] + FINE * dilation[:, None] * warp[None, :]
+    pos = np.clip(pos, 0.0, RINGS * FINE - 1.000001)
+    low = np.floor(pos).astype(int)
+    frac = (pos - low)[:, :, None].astype(np.float32)
+    rows = np.arange(count)[:, None]
+    return (1 - frac) * turned[rows, low] + frac * turned[rows, low + 1]
 
 
 def _eyelid(rng, occluded, flagged, centre, max_rings, halfwidth, rim) -> None:
@@ -202,17 +276,28 @@ def capture(
     ber: np.ndarray,
     rng: np.random.Generator,
     model: NoiseModel = NoiseModel(),
+    rotation: np.ndarray | float | None = None,
+    dilation: np.ndarray | float | None = None,
 ) -> Captures:
     """One capture of each latent eye, at per-capture bit error rate ``ber`` against the latent.
 
-    ``ber = 0`` gives the enrolment (reference) capture: the latent's own bits, occluded.
+    ``rotation`` (angular positions, continuous) and ``dilation`` (rings) default to draws from
+    the model (uniform in +-rotation_max, uniform in 0..dilation_max); ``ber = 0`` with both 0
+    gives the latent's own bits, occluded.
     """
     count = latent.shape[0]
     ber = np.broadcast_to(np.asarray(ber, dtype=np.float64), (count,))
+    if rotation is None:
+        rotation = rng.uniform(-model.rotation_max, model.rotation_max, count) if model.rotation_max else 0.0
+    if dilation is None:
+        dilation = rng.uniform(0.0, model.dilation_max, count) if model.dilation_max else 0.0
+    rotation = np.broadcast_to(np.asarray(rotation, dtype=np.float64), (count,))
+    dilation = np.broadcast_to(np.asarray(dilation, dtype=np.float64), (count,))
     rho = np.cos(np.pi * ber)[:, None, None].astype(np.float32)
-    noisy = rho * latent + np.sqrt(1.0 - rho**2) * _texture(rng, count, model)
+    view = _view(latent, rotation, dilation)
+    noisy = rho * view + np.sqrt(1.0 - rho**2) * _texture(rng, count, model)
     codes = _phase_bits(noisy).reshape(count, RINGS, ANGLES, PHASE_BITS)
-    del noisy
+    del noisy, view
     masks = np.ones((count, RINGS, ANGLES, PHASE_BITS), dtype=np.uint8)
     junk = rng.integers(0, 2, size=codes.shape, dtype=np.uint8)
     for i in range(count):
@@ -238,21 +323,31 @@ def genuine_pairs(
     seed: int,
     model: NoiseModel = NoiseModel(),
     ber: float | np.ndarray | None = None,
+    enrol_captures: int = 1,
 ) -> GenuinePairs:
-    """``count`` eyes, each with an enrolment capture and one rescan.
+    """``count`` eyes, each with ``enrol_captures`` noisy enrolment captures and one rescan.
 
     ``ber`` fixes the rescans' bit error rate (for error-budget curves); by default it is
-    drawn from the model.
+    drawn from the model. Enrolment captures are taken aligned up to +-1 position (the
+    enrolment station asks the child to hold still); the rescan turns by the model's rotation.
     """
     latent = make_eyes(count, seed, model)
-    enrol = capture(latent, np.zeros(count), _stream(seed, STREAM_ENROL), model)
+    enrol_rng = _stream(seed, STREAM_ENROL)
+    shots = []
+    for _ in range(enrol_captures):
+        rates = enrol_rng.uniform(*model.enrol_ber_range, size=count)
+        shots.append(capture(latent, rates, enrol_rng, model,
+                             rotation=enrol_rng.uniform(-1.0, 1.0, count), dilation=0.0))
     rescan_rng = _stream(seed, STREAM_RESCAN)
     if ber is None:
         rates = sample_genuine_ber(count, rescan_rng, model)
     else:
         rates = np.broadcast_to(np.asarray(ber, dtype=np.float64), (count,)).copy()
-    probe = capture(latent, rates, rescan_rng, model)
-    return GenuinePairs(enrol=enrol, probe=probe, ber=rates)
+    turn = (rescan_rng.uniform(-model.rotation_max, model.rotation_max, count)
+            if model.rotation_max else np.zeros(count))
+    probe = capture(latent, rates, rescan_rng, model, rotation=turn)
+    every = Captures(np.stack([s.codes for s in shots], axis=1), np.stack([s.masks for s in shots], axis=1))
+    return GenuinePairs(enrol=shots[0], probe=probe, ber=rates, enrol_all=every, rotation=turn)
 
 
 def strangers(count: int, seed: int, model: NoiseModel = NoiseModel()) -> Captures:

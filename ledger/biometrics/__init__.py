@@ -6,9 +6,11 @@ be re-derived from a fresh scan of the child's eye plus helper data kept off the
 
 Public surface::
 
-    new_secret() -> 16 random bytes (one per enrolment, never reused)
-    enrol(template, mask, secret) -> Enrolment(helper, commitment)
-    reproduce(template, mask, helper, *, expected_commitment=None) -> secret
+    new_secret() -> 39 random bytes: 32-byte salt, 56-bit biometric part (one per enrolment)
+    enrol(captures, masks, secret) -> Enrolment(helper, commitment)   (one capture or several)
+    recover(template, mask, helper, *, max_shift=8, expected_commitment=None)
+        -> Recovered(secret, shift, distance)
+    reproduce(...) -> secret (the same search)
     derive_signing_key(secret) -> nacl.signing.SigningKey
     transaction_key(secret) -> ledger.crypto.keys.SigningKey (the same key, to sign transactions)
     HelperData.to_bytes() / HelperData.from_bytes(data)
@@ -28,20 +30,40 @@ from .errors import (
 from .fuzzy_commitment import (
     BLOCKS,
     MAX_MATCH_HD,
+    MAX_SHIFT,
     MIN_COMPARED_BITS,
     OUTER_REDUNDANCY,
     RS_K,
     Enrolment,
+    Recovered,
+    combine,
     enrol,
+    recover,
     reproduce,
 )
 from .gallery import Gallery, GalleryMatch
 from .helper_data import HELPER_VERSION, HelperData
-from .keys import KEY_BITS, SECRET_BYTES, commitment_of, derive_signing_key, new_secret, transaction_key
-from .template import TEMPLATE_BITS, TEMPLATE_BYTES, as_bits
+from .keys import (
+    BIO_BITS,
+    KEY_BITS,
+    SALT_BYTES,
+    SECRET_BYTES,
+    commitment_of,
+    derive_signing_key,
+    new_secret,
+    transaction_key,
+)
+from .template import TEMPLATE_BITS, TEMPLATE_BYTES, as_bits, rotate
 
 __all__ = [
+    "BIO_BITS",
     "BLOCKS",
+    "MAX_SHIFT",
+    "Recovered",
+    "SALT_BYTES",
+    "combine",
+    "recover",
+    "rotate",
     "HELPER_VERSION",
     "KEY_BITS",
     "MAX_MATCH_HD",

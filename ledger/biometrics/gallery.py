@@ -1,23 +1,27 @@
-"""The enrolment authority's gallery of helper data, for 1:N identification.
+"""The enrolment authority's gallery, for 1:N identification of a child without papers.
 
-An undocumented child is scanned and the gallery is searched for the enrolment whose secret
-the scan unlocks. Trying the full decoder on every record would cost milliseconds each, so the
-search runs in two stages:
+Each record holds the identity id, the enrolment's helper data, the child's pseudonym key and
+the enrolment *reference*: the bits the enrolment bound, at the positions its mask keeps. A
+scan is searched in two stages:
 
-1. Vectorised screening over every record: XOR the scan into all sketches at once (each record
-   reads the scan through its own permutation), run the Hadamard correlations for all
-   ``records x 32`` blocks as one matrix product, and score each record by how strongly its
-   blocks match their best inner codewords: the sum over blocks of ``best_correlation^2 /
-   visible_bits``, about ``(1 - 2 x bit error rate)^2 x visible bits`` per block for the right
-   eye and about 6 per block for any other (the largest of 128 chance correlations).
-2. The exact outer decode and check value, only for the best few records.
+1. Screening, vectorised over every record and every angular shift in ``-max_shift ..
+   max_shift``: references and masks are packed into 64-bit words, and each (record, shift)
+   costs one XOR, two ANDs and popcounts over 32 words, in chunks that stay in cache and are
+   spread over a thread per core (numpy releases the GIL). The score is Daugman's normalised
+   Hamming distance.
+2. The full 1:1 decision (:func:`~ledger.biometrics.fuzzy_commitment.recover`: rotation
+   search, decoding, match decision, check value) for the best few records whose screening
+   distance is plausible. A match needs this stage, so the shortlist affects speed and the
+   miss rate, never the false-accept bound (THREAT_MODEL.md, section 5).
 
-A match needs the second stage to accept exactly as a 1:1 check would (decode, match decision,
-check value), so the shortlist affects speed and the miss rate, never the false-accept rate.
+Memory: 512 bytes of packed reference and mask, 32 bytes of pseudonym key and the helper data
+(about 650 bytes, kept serialised) per record, plus the identity id: about 1.3 KiB.
 
-At rest the gallery is a msgpack list of ``[identity_id, helper bytes]`` sealed with
-``nacl.secret.SecretBox`` under a caller-supplied 32-byte key, written to a temporary file,
-fsynced and renamed over the old one, so a crash leaves the old or the new gallery, never half.
+At rest the gallery is a msgpack list of ``[identity_id, helper bytes, pseudonym key,
+reference bytes]`` sealed with ``nacl.secret.SecretBox`` under a caller-supplied 32-byte key,
+written to a temporary file, fsynced and renamed over the old one, so a crash leaves the old
+or the new gallery, never half. The gallery does no file I/O itself beyond :meth:`save` and
+:meth:`load`, which the node's tools call.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,25 +38,38 @@ import numpy as np
 from nacl.exceptions import CryptoError
 from nacl.secret import SecretBox
 
-from . import hadamard
-from .errors import GalleryError, InsufficientOverlap, MalformedHelperData
-from .fuzzy_commitment import BLOCKS, MIN_COMPARED_BITS, permutation, soft_blocks, unlock
+from .errors import GalleryError, InsufficientOverlap, MalformedHelperData, ReproductionFailed
+from .fuzzy_commitment import (
+    MATCH_REFERENCE_BITS,
+    MAX_SHIFT,
+    MIN_COMPARED_BITS,
+    enrolled_reference,
+    recover,
+)
 from .helper_data import MAX_ENCODED_BYTES, HelperData
-from .template import TEMPLATE_BITS, Bits, as_bits, unpack_bits
+from .template import TEMPLATE_BITS, TEMPLATE_BYTES, Bits, as_bits, rotations
 
 MAX_IDENTITY_BYTES = 64
+PSEUDONYM_KEY_BYTES = 32
 MAX_RECORDS = 10_000_000
+WORDS = TEMPLATE_BITS // 64
+#: records whose best screening distance is above this are not worth decoding
+SCREEN_MAX_HD = 0.40
 _MAGIC = b"CUSTOS-BIOMETRIC-GALLERY"
-_FILE_VERSION = 1
-_CHUNK = 1024
+_FILE_VERSION = 2
+_CHUNK = 2048
 
 
 @dataclass(frozen=True)
 class GalleryMatch:
-    """A successful identification: the identity and the secret the scan unlocked."""
+    """A successful identification: the identity, the secret the scan unlocked, the child's
+    pseudonym key, the angular shift found and the normalised distance there."""
 
     identity_id: bytes
     secret: bytes
+    pseudonym_key: bytes
+    shift: int
+    distance: float
 
 
 def _check_identity(identity_id: bytes) -> bytes:
@@ -62,22 +80,40 @@ def _check_identity(identity_id: bytes) -> bytes:
     return identity_id
 
 
-class Gallery:
-    """identity_id -> HelperData, laid out in numpy arrays for vectorised search.
+def _words(bits: np.ndarray) -> np.ndarray:
+    """0/1 bits (..., 2048) as (..., 32) little-endian uint64 words."""
+    packed = np.packbits(bits.astype(np.uint8), axis=-1)
+    return np.ascontiguousarray(packed).view("<u8")
 
-    Memory: 6 KiB per record (the sketch as +-1/0 in code order, and the permutation as
-    uint16), so 10,000 enrolments take about 60 MiB.
+
+if hasattr(np, "bitwise_count"):
+    _popcount = np.bitwise_count
+else:  # numpy < 2.0: a byte table
+    _TABLE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+    def _popcount(words: np.ndarray) -> np.ndarray:
+        return _TABLE[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+
+class Gallery:
+    """identity_id -> (helper data, pseudonym key, reference), laid out for vectorised search.
+
+    ``shortlist``: how many of the best-screened records get the full 1:1 decision;
+    ``threads``: screening threads (default: one per core, at most 4).
     """
 
-    def __init__(self, shortlist: int = 4) -> None:
+    def __init__(self, shortlist: int = 4, threads: int | None = None) -> None:
         if shortlist < 1:
             raise ValueError("shortlist must be at least 1")
         self.shortlist = shortlist
+        self.threads = threads or max(1, min(4, os.cpu_count() or 1))
         self._ids: list[bytes] = []
-        self._helpers: list[HelperData] = []
+        self._helpers: list[bytes] = []
         self._row: dict[bytes, int] = {}
-        self._sign = np.zeros((0, TEMPLATE_BITS), dtype=np.int8)
-        self._perm = np.zeros((0, TEMPLATE_BITS), dtype=np.uint16)
+        self._ref = np.zeros((0, WORDS), dtype=np.uint64)
+        self._mask = np.zeros((0, WORDS), dtype=np.uint64)
+        self._pseudonym = np.zeros((0, PSEUDONYM_KEY_BYTES), dtype=np.uint8)
+        self._pool: ThreadPoolExecutor | None = None
 
     # -- mapping --------------------------------------------------------------------------
 
@@ -92,13 +128,29 @@ class Gallery:
 
     def get(self, identity_id: bytes) -> HelperData | None:
         row = self._row.get(identity_id)
-        return None if row is None else self._helpers[row]
+        return None if row is None else HelperData.from_bytes(self._helpers[row])
 
-    def put(self, identity_id: bytes, helper: HelperData) -> None:
-        """Add an enrolment, or replace it (re-enrolment keeps the identity, not the helper)."""
-        identity_id = _check_identity(identity_id)
+    def pseudonym_key(self, identity_id: bytes) -> bytes | None:
+        """The child's pseudonym key, kept across re-enrolments (None if not enrolled here)."""
+        row = self._row.get(identity_id)
+        return None if row is None else self._pseudonym[row].tobytes()
+
+    def put(self, identity_id: bytes, helper: HelperData, secret: bytes, pseudonym_key: bytes) -> None:
+        """Add an enrolment, or replace it (re-enrolment keeps the identity, not the helper).
+
+        ``secret`` is the enrolment's secret, held by the enrolling code for this call only: it
+        yields the reference the screening compares scans with; it is not stored.
+        """
         if not isinstance(helper, HelperData):
             raise TypeError(f"helper must be HelperData, got {type(helper).__name__}")
+        self._put(identity_id, helper.to_bytes(), pseudonym_key, enrolled_reference(helper, secret),
+                  as_bits(helper.mask, "mask"))
+
+    def _put(self, identity_id: bytes, helper: bytes, pseudonym_key: bytes, reference: np.ndarray,
+             mask: np.ndarray) -> None:
+        identity_id = _check_identity(identity_id)
+        if type(pseudonym_key) is not bytes or len(pseudonym_key) != PSEUDONYM_KEY_BYTES:
+            raise ValueError(f"pseudonym_key must be {PSEUDONYM_KEY_BYTES} bytes")
         row = self._row.get(identity_id)
         if row is None:
             row = len(self._ids)
@@ -108,11 +160,9 @@ class Gallery:
             self._row[identity_id] = row
         else:
             self._helpers[row] = helper
-        perm = permutation(helper.seed)
-        valid = unpack_bits(helper.mask)[perm].astype(np.int8)
-        sketch = unpack_bits(helper.sketch).astype(np.int8)
-        self._sign[row] = (1 - 2 * sketch) * valid
-        self._perm[row] = perm
+        self._ref[row] = _words(reference & mask)
+        self._mask[row] = _words(mask)
+        self._pseudonym[row] = np.frombuffer(pseudonym_key, dtype=np.uint8)
 
     def remove(self, identity_id: bytes) -> None:
         """Forget an enrolment (erasure requests, or a superseded record)."""
@@ -122,44 +172,71 @@ class Gallery:
             moved = self._ids[last]
             self._ids[row] = moved
             self._helpers[row] = self._helpers[last]
-            self._sign[row] = self._sign[last]
-            self._perm[row] = self._perm[last]
+            self._ref[row] = self._ref[last]
+            self._mask[row] = self._mask[last]
+            self._pseudonym[row] = self._pseudonym[last]
             self._row[moved] = row
         self._ids.pop()
         self._helpers.pop()
-        self._sign[last] = 0
+        self._ref[last] = 0
+        self._mask[last] = 0
+        self._pseudonym[last] = 0
 
     def _grow(self, needed: int) -> None:
-        capacity = self._sign.shape[0]
+        capacity = self._ref.shape[0]
         if needed <= capacity:
             return
         new_capacity = max(needed, 2 * capacity, 64)
-        sign = np.zeros((new_capacity, TEMPLATE_BITS), dtype=np.int8)
-        perm = np.zeros((new_capacity, TEMPLATE_BITS), dtype=np.uint16)
-        sign[:capacity] = self._sign
-        perm[:capacity] = self._perm
-        self._sign, self._perm = sign, perm
+        for name in ("_ref", "_mask", "_pseudonym"):
+            old = getattr(self, name)
+            new = np.zeros((new_capacity, old.shape[1]), dtype=old.dtype)
+            new[:capacity] = old
+            setattr(self, name, new)
 
     # -- search ---------------------------------------------------------------------------
 
-    def scores(self, template: Bits, mask: Bits) -> np.ndarray:
-        """Screening score of every record, in insertion-slot order (stage 1 above)."""
+    def screen(self, template: Bits, mask: Bits, max_shift: int = MAX_SHIFT) -> tuple[np.ndarray, np.ndarray]:
+        """Best normalised distance of every record over the shifts, and there how far the scan
+        is turned from that enrolment (as :class:`~ledger.biometrics.Recovered` reports it)."""
         bits = as_bits(template, "template")
         valid = as_bits(mask, "mask")
-        probe = ((1 - 2 * bits.astype(np.int8)) * valid.astype(np.int8)).astype(np.int8)
+        shifts, codes = rotations(bits, max_shift)
+        _, masks = rotations(valid, max_shift)
+        probe = _words(codes & masks)
+        probe_mask = _words(masks)
         count = len(self._ids)
-        out = np.empty(count, dtype=np.float32)
-        for start in range(0, count, _CHUNK):
-            stop = min(start + _CHUNK, count)
-            soft = (self._sign[start:stop] * np.take(probe, self._perm[start:stop])).reshape(
-                stop - start, BLOCKS, hadamard.BLOCK_BITS
-            )
-            visible = np.count_nonzero(soft, axis=-1)
-            best = np.abs(hadamard.correlate(soft.astype(np.float32))).max(axis=-1)
-            out[start:stop] = (best * best / np.maximum(visible, 1)).sum(axis=-1)
-        return out
+        distance = np.empty(count, dtype=np.float32)
+        best_shift = np.empty(count, dtype=np.int16)
 
-    def match(self, template: Bits, mask: Bits) -> GalleryMatch | None:
+        def work(start: int) -> None:
+            stop = min(start + _CHUNK, count)
+            ref, msk = self._ref[start:stop], self._mask[start:stop]
+            best = np.full(stop - start, 2.0, dtype=np.float32)
+            where = np.zeros(stop - start, dtype=np.int16)
+            for i in range(len(shifts)):
+                both = msk & probe_mask[i]
+                compared = _popcount(both).sum(axis=1, dtype=np.int32)
+                differ = _popcount((ref ^ probe[i]) & both).sum(axis=1, dtype=np.int32)
+                hd = differ / np.maximum(compared, 1)
+                norm = 0.5 - (0.5 - hd) * np.sqrt(compared / MATCH_REFERENCE_BITS)
+                norm = np.where(compared >= MIN_COMPARED_BITS, norm, 2.0).astype(np.float32)
+                better = norm < best
+                best = np.where(better, norm, best)
+                where = np.where(better, -shifts[i], where).astype(np.int16)
+            distance[start:stop] = best
+            best_shift[start:stop] = where
+
+        starts = range(0, count, _CHUNK)
+        if self.threads > 1 and count > _CHUNK:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gallery")
+            list(self._pool.map(work, starts))
+        else:
+            for start in starts:
+                work(start)
+        return distance, best_shift
+
+    def match(self, template: Bits, mask: Bits, max_shift: int = MAX_SHIFT) -> GalleryMatch | None:
         """The enrolment this scan unlocks, with its secret, or None.
 
         Raises InsufficientOverlap when the scan itself shows fewer bits than any decision
@@ -175,25 +252,39 @@ class Gallery:
             )
         if not self._ids:
             return None
-        scores = self.scores(bits, valid)
-        take = min(self.shortlist, len(scores))
-        shortlist = np.argpartition(-scores, take - 1)[:take]
-        for row in shortlist[np.argsort(-scores[shortlist], kind="stable")]:
-            helper = self._helpers[row]
-            secret = unlock(soft_blocks(bits, valid, helper), helper)
-            if secret is not None:
-                return GalleryMatch(identity_id=self._ids[row], secret=secret)
+        distance, _ = self.screen(bits, valid, max_shift)
+        take = min(self.shortlist, len(distance))
+        shortlist = np.argpartition(distance, take - 1)[:take]
+        for row in shortlist[np.argsort(distance[shortlist], kind="stable")]:
+            if distance[row] > SCREEN_MAX_HD:
+                break
+            helper = HelperData.from_bytes(self._helpers[row])
+            try:
+                found = recover(bits, valid, helper, max_shift=max_shift)
+            except ReproductionFailed:
+                continue
+            return GalleryMatch(identity_id=self._ids[row], secret=found.secret,
+                                pseudonym_key=self._pseudonym[row].tobytes(), shift=found.shift,
+                                distance=found.distance)
         return None
 
-    def identify(self, template: Bits, mask: Bits) -> bytes | None:
+    def identify(self, template: Bits, mask: Bits, max_shift: int = MAX_SHIFT) -> bytes | None:
         """The identity_id whose secret this scan unlocks, or None for a stranger."""
-        found = self.match(template, mask)
+        found = self.match(template, mask, max_shift)
         return None if found is None else found.identity_id
+
+    def memory_bytes(self) -> int:
+        """Bytes held per the arrays and serialised helpers (ids and Python overhead aside)."""
+        rows = len(self._ids)
+        return rows * (2 * WORDS * 8 + PSEUDONYM_KEY_BYTES) + sum(len(h) for h in self._helpers)
 
     # -- persistence ----------------------------------------------------------------------
 
     def to_plaintext(self) -> bytes:
-        records = [[ident, helper.to_bytes()] for ident, helper in zip(self._ids, self._helpers)]
+        records = []
+        for row, ident in enumerate(self._ids):
+            ref = np.ascontiguousarray(self._ref[row]).view(np.uint8)
+            records.append([ident, self._helpers[row], self._pseudonym[row].tobytes(), ref.tobytes()])
         return msgpack.packb({"records": records, "v": _FILE_VERSION}, use_bin_type=True)
 
     @classmethod
@@ -219,20 +310,23 @@ class Gallery:
             raise GalleryError("gallery records must be a list")
         gallery = cls(shortlist=shortlist)
         for index, record in enumerate(obj["records"]):
-            if not (isinstance(record, list) and len(record) == 2):
-                raise GalleryError(f"gallery record {index} is not an [id, helper] pair")
-            identity, helper_bytes = record
+            if not (isinstance(record, list) and len(record) == 4):
+                raise GalleryError(f"gallery record {index} is not an [id, helper, pseudonym, reference] list")
+            identity, helper_bytes, pseudonym, reference = record
             if type(identity) is not bytes or not 0 < len(identity) <= MAX_IDENTITY_BYTES:
                 raise GalleryError(f"gallery record {index} has an invalid identity id")
             if identity in gallery:
                 raise GalleryError(f"gallery record {index} repeats identity {identity.hex()}")
-            if type(helper_bytes) is not bytes:
-                raise GalleryError(f"gallery record {index} has no helper bytes")
+            if type(helper_bytes) is not bytes or type(pseudonym) is not bytes or type(reference) is not bytes:
+                raise GalleryError(f"gallery record {index} has a field that is not bytes")
+            if len(pseudonym) != PSEUDONYM_KEY_BYTES or len(reference) != TEMPLATE_BYTES:
+                raise GalleryError(f"gallery record {index} has a pseudonym key or reference of the wrong size")
             try:
                 helper = HelperData.from_bytes(helper_bytes)
             except MalformedHelperData as exc:
                 raise GalleryError(f"gallery record {index}: {exc}") from exc
-            gallery.put(identity, helper)
+            ref_bits = np.unpackbits(np.frombuffer(reference, dtype=np.uint8))
+            gallery._put(identity, helper_bytes, pseudonym, ref_bits, as_bits(helper.mask, "mask"))
         return gallery
 
     def save(self, path: str | os.PathLike[str], key: bytes) -> None:

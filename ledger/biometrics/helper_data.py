@@ -1,8 +1,9 @@
 """Helper data: what an enrolment leaves behind besides the commitment.
 
 Helper data never goes on the chain. The enrolment authority keeps it (encrypted at rest, see
-:class:`~ledger.biometrics.gallery.Gallery`) and prints it on the child's card or QR code for
-1:1 checks; about 600 bytes, well inside a QR code's binary capacity.
+:class:`~ledger.biometrics.gallery.Gallery`), and the child's card carries it sealed to the
+card-opening key of registered terminals (``node/client/cards.py``); about 650 bytes, well
+inside a QR code's binary capacity.
 
 Wire form: a canonical msgpack map with short string keys in sorted order. Every field has a
 fixed size, the whole encoding is capped at :data:`MAX_ENCODED_BYTES` before it is parsed, and
@@ -18,12 +19,13 @@ import msgpack
 from .errors import MalformedHelperData, UnsupportedHelperVersion
 from .template import TEMPLATE_BYTES
 
-HELPER_VERSION = 1
+HELPER_VERSION = 2
 SEED_BYTES = 32
+SALT_BYTES = 32
 CHECK_BYTES = 32
 MAX_ENCODED_BYTES = 1024
-_DOMAIN = b"custos/biometric-helper/v1"
-_KEYS = ("check", "mask", "seed", "sketch", "v")
+_DOMAIN = b"custos/biometric-helper/v2"
+_KEYS = ("check", "mask", "salt", "seed", "sketch", "v")
 
 
 @dataclass(frozen=True)
@@ -32,14 +34,17 @@ class HelperData:
 
     ``seed`` selects this enrolment's bit permutation; ``mask`` is the enrolment scan's
     occlusion mask (template order, 1 = valid); ``sketch`` is the codeword XOR the permuted
-    template (code order; occluded positions hold secret-derived filler); ``check`` is an HMAC
-    under a secret-derived key over all the other fields.
+    template (code order; occluded positions hold secret-derived filler); ``salt`` is the
+    secret's salt (its non-biometric part); ``check`` is an HMAC under a secret-derived key over
+    all the other fields. ``mask`` is the enrolment reference's mask: bits occluded in the
+    enrolment captures and bits the captures disagreed on (fragile bits) are 0.
     """
 
     version: int
     seed: bytes
     mask: bytes
     sketch: bytes
+    salt: bytes
     check: bytes
 
     def __post_init__(self) -> None:
@@ -53,6 +58,7 @@ class HelperData:
             ("seed", SEED_BYTES),
             ("mask", TEMPLATE_BYTES),
             ("sketch", TEMPLATE_BYTES),
+            ("salt", SALT_BYTES),
             ("check", CHECK_BYTES),
         ):
             value = getattr(self, name)
@@ -63,13 +69,14 @@ class HelperData:
 
     def authenticated_bytes(self) -> bytes:
         """The bytes the check value covers: every field but the check itself."""
-        return _DOMAIN + bytes([self.version]) + self.seed + self.mask + self.sketch
+        return _DOMAIN + bytes([self.version]) + self.seed + self.mask + self.sketch + self.salt
 
     def to_bytes(self) -> bytes:
         return msgpack.packb(
             {
                 "check": self.check,
                 "mask": self.mask,
+                "salt": self.salt,
                 "seed": self.seed,
                 "sketch": self.sketch,
                 "v": self.version,
@@ -117,6 +124,7 @@ class HelperData:
             seed=obj["seed"],
             mask=obj["mask"],
             sketch=obj["sketch"],
+            salt=obj["salt"],
             check=obj["check"],
         )
         if helper.to_bytes() != data:

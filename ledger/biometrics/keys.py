@@ -1,10 +1,12 @@
 """Everything derived from the bound secret, each under its own domain tag.
 
-The secret is the only randomness of an enrolment; the signing key, the helper data's check
-value, the bit permutation and the filler for occluded positions all come from it through
-HKDF-SHA256 with distinct ``info`` tags, so no derived value says anything about another and an
-enrolment is a deterministic function of (template, mask, secret), which makes test vectors
-possible.
+The secret (:data:`SECRET_BYTES` = 39 bytes) has two parts: a 32-byte *salt* that the helper
+data carries (and the card seals, see ``THREAT_MODEL.md``) and a 56-bit *biometric part* that
+only a scan of the enrolled eye releases from the helper data. The signing key, the helper
+data's check value, the bit permutation and the filler for occluded positions all come from
+the whole secret through HKDF-SHA256 with distinct ``info`` tags, so no derived value says
+anything about another and an enrolment is a deterministic function of (captures, secret),
+which makes test vectors possible.
 """
 
 from __future__ import annotations
@@ -19,19 +21,31 @@ from nacl.signing import SigningKey
 
 from .errors import InvalidSecret
 
-SECRET_BYTES = 16
-KEY_BITS = SECRET_BYTES * 8
+SALT_BYTES = 32
+BIO_BYTES = 7
+SECRET_BYTES = SALT_BYTES + BIO_BYTES
+BIO_BITS = BIO_BYTES * 8
+#: security level against the chain and against a card holder (Ed25519, X25519); the secret
+#: itself carries 312 random bits
+KEY_BITS = 128
 
-SIGNING_KEY_INFO = b"custos/biometric-key/v1"
-CHECK_KEY_INFO = b"custos/biometric-check/v1"
-PERMUTATION_SEED_INFO = b"custos/biometric-permutation/v1"
-FILL_INFO = b"custos/biometric-fill/v1"
+SIGNING_KEY_INFO = b"custos/biometric-key/v2"
+CHECK_KEY_INFO = b"custos/biometric-check/v2"
+PERMUTATION_SEED_INFO = b"custos/biometric-permutation/v2"
+FILL_INFO = b"custos/biometric-fill/v2"
 
 
 def new_secret() -> bytes:
-    """A fresh secret for one enrolment. Never reuse one: two enrolments sharing a secret share
-    their permutation, and their helper data become linkable (see THREAT_MODEL.md)."""
+    """A fresh secret for one enrolment (salt, then biometric part). Never reuse one: two
+    enrolments sharing a secret share their permutation, and their helper data become linkable
+    (see THREAT_MODEL.md)."""
     return os.urandom(SECRET_BYTES)
+
+
+def split_secret(secret: bytes) -> tuple[bytes, bytes]:
+    """(salt, biometric part) of a secret."""
+    secret = check_secret(secret)
+    return secret[:SALT_BYTES], secret[SALT_BYTES:]
 
 
 def check_secret(secret: bytes) -> bytes:

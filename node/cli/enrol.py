@@ -1,11 +1,15 @@
 """``custos enrol …``: the enrolment authority's tools.
 
-* ``child``: enrol a child from an eye scan; writes the child's card (identity id + helper data)
+* ``child``: enrol a child from eye scans; writes the child's card (sealed to a card-opening
+  key) and adds the child to the authority's gallery (encrypted at rest)
 * ``update-guardians``: record a court order changing guardians or the approval policy
-* ``reenrol``: a fresh biometric commitment for an enrolled child; writes a new card
+* ``reenrol``: a fresh biometric commitment for an enrolled child (a lost card, a grown eye);
+  writes a new card, keeps the child's pseudonym key
+* ``identify``: 1:N: which enrolled child does this scan belong to (the gallery, no node needed)
 * ``show``: a child's record; ``alerts``: denied and expired attempts, by post and time
 
-The biometric code (numpy) is imported only by the commands that scan.
+The biometric code (numpy) is imported only by the commands that scan. The gallery and its
+key are described in :mod:`node.client.gallery_file`.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ def register(sub) -> None:
 
     child = esub.add_parser("child", help="enrol a child with guardians and an approval policy")
     _common(child)
-    child.add_argument("--template", type=Path, required=True, help="the enrolment scan file (custos-scan/1)")
+    _biometric(child)
     child.add_argument("--card-out", type=Path, required=True, help="where to write the child's card")
     child.add_argument("--majority-date", required=True, help="the day the child comes of age (ISO date)")
     child.add_argument("--identity", help="a chosen identity id (32 hex digits; default random)")
@@ -58,9 +62,17 @@ def register(sub) -> None:
     ren = esub.add_parser("reenrol", help="replace a child's biometric commitment with a fresh one")
     _common(ren)
     ren.add_argument("--child", required=True, help="identity id or card file")
-    ren.add_argument("--template", type=Path, required=True, help="a fresh enrolment scan file")
+    _biometric(ren)
     ren.add_argument("--card-out", type=Path, required=True, help="where to write the new card")
     ren.set_defaults(func=cmd_reenrol)
+
+    ident = esub.add_parser("identify", help="find the enrolled child a scan belongs to (1:N, rotation search)")
+    ident.add_argument("--key", type=Path, required=True, help="the enrolment authority's key file")
+    ident.add_argument("--passphrase-file", type=Path, help="file with the key file's passphrase")
+    ident.add_argument("--json", action="store_true", help="machine-readable output")
+    ident.add_argument("--scan", type=Path, required=True, help="a scan of the child's eye")
+    _gallery(ident)
+    ident.set_defaults(func=cmd_identify)
 
     show = esub.add_parser("show", help="a child's record, consents and recent crossings")
     _common(show)
@@ -83,6 +95,21 @@ def _common(p) -> None:
     add_node_args(p)
 
 
+def _gallery(p) -> None:
+    p.add_argument("--gallery", type=Path, default=os.environ.get("CUSTOS_GALLERY"),
+                   help="the authority's gallery file (default $CUSTOS_GALLERY)")
+    p.add_argument("--max-shift", type=int, default=8, help="angular positions searched each way (default 8)")
+
+
+def _biometric(p) -> None:
+    p.add_argument("--template", type=Path, action="append", required=True,
+                   help="an enrolment scan file (custos-scan/1 or open-iris); repeat for each capture "
+                        "(three recommended)")
+    p.add_argument("--card-key", type=Path, required=True,
+                   help="the card-opening key file (or its public key in hex) the card is sealed to")
+    _gallery(p)
+
+
 def _policy(p) -> None:
     p.add_argument("--guardian", action="append", required=True, metavar="KEY",
                    help="a guardian's public key (hex or key file); repeat for each")
@@ -99,16 +126,34 @@ async def _submit(client: SignedClient, raw: bytes) -> dict:
     return await client.node.submit(raw, wait=True)
 
 
-def cmd_child(args: argparse.Namespace) -> int:
+def _enrolment(args: argparse.Namespace):
+    """(authority key, gallery, the enrolled eye, card-opening public key) for child/reenrol."""
     from ledger.biometrics import BiometricError
-    from node.client.cards import enrol_scan, read_scan, write_card
+    from node.client.cards import enrol_scans, read_scan
+    from node.client.gallery_file import GalleryFile
 
     authority = load_key(args.key, args)
-    code, mask = read_scan(args.template)
+    gallery = GalleryFile.open(_gallery_path(args), authority)
+    scans = [read_scan(path) for path in args.template]
     try:
-        helper, biometric = enrol_scan(code, mask)
+        enrolled = enrol_scans(scans, max_shift=args.max_shift)
     except BiometricError as exc:
-        raise InputError(f"the scan cannot be enrolled: {exc}") from None
+        raise InputError(f"the scans cannot be enrolled: {exc}") from None
+    return authority, gallery, enrolled, public_key_arg(str(args.card_key))
+
+
+def _gallery_path(args: argparse.Namespace) -> Path:
+    if args.gallery is None:
+        raise InputError("name the authority's gallery file with --gallery FILE (or $CUSTOS_GALLERY)")
+    return Path(args.gallery)
+
+
+def cmd_child(args: argparse.Namespace) -> int:
+    from node.client.cards import new_pseudonym_key, write_card
+
+    authority, gallery, enrolled, card_key = _enrolment(args)
+    helper, biometric = enrolled.helper_bytes, enrolled.key
+    pseudonym_key = new_pseudonym_key()
     identity = bytes.fromhex(args.identity) if args.identity else os.urandom(16)
     if len(identity) != 16:
         raise InputError("an identity id is 16 bytes (32 hex digits)")
@@ -123,7 +168,7 @@ def cmd_child(args: argparse.Namespace) -> int:
             # the card first (atomically, beside its final name): a crash after the commit
             # must not leave an enrolled child without the card that unlocks its key
             pending = args.card_out.with_name(args.card_out.name + ".pending")
-            write_card(pending, identity, helper)
+            write_card(pending, identity, helper, pseudonym_key, card_key)
             try:
                 result = await _submit(client, tx.raw)
             except ProblemError:
@@ -133,6 +178,7 @@ def cmd_child(args: argparse.Namespace) -> int:
                 say(f"the enrolment may or may not have reached the chain: the card is kept as {pending}; "
                     f"check with `custos enrol show {identity.hex()}` and rename it if the child is enrolled")
                 raise
+            gallery.add(identity, enrolled, pseudonym_key)
             pending.replace(args.card_out)
             return {"identity": identity.hex(), "commitment": biometric.public.hex(), "tx": tx.id.hex(),
                     "status": result.get("status"), "height": result.get("height"), "card": str(args.card_out)}
@@ -175,27 +221,27 @@ def cmd_update(args: argparse.Namespace) -> int:
 
 
 def cmd_reenrol(args: argparse.Namespace) -> int:
-    from ledger.biometrics import BiometricError
-    from node.client.cards import enrol_scan, read_scan, write_card
+    from node.client.cards import new_pseudonym_key, write_card
 
-    authority = load_key(args.key, args)
     identity = identity_arg(args.child)
-    code, mask = read_scan(args.template)
-    try:
-        helper, biometric = enrol_scan(code, mask)
-    except BiometricError as exc:
-        raise InputError(f"the scan cannot be enrolled: {exc}") from None
+    authority, gallery, enrolled, card_key = _enrolment(args)
+    helper, biometric = enrolled.helper_bytes, enrolled.key
+    pseudonym_key = gallery.gallery.pseudonym_key(identity)
+    if pseudonym_key is None:
+        say(f"note: {identity.hex()} is not in the gallery {gallery.path}; the child gets a new pseudonym key")
+        pseudonym_key = new_pseudonym_key()
 
     async def go() -> dict:
         async with SignedClient(node_urls(args), authority) as client:
             tx = TxFactory(await client.chain_id()).reenrol(authority, biometric, identity)
             pending = args.card_out.with_name(args.card_out.name + ".pending")
-            write_card(pending, identity, helper)
+            write_card(pending, identity, helper, pseudonym_key, card_key)
             try:
                 result = await _submit(client, tx.raw)
             except ProblemError:
                 pending.unlink(missing_ok=True)
                 raise
+            gallery.add(identity, enrolled, pseudonym_key)
             pending.replace(args.card_out)
             return result
 
@@ -206,6 +252,31 @@ def cmd_reenrol(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     say(f"re-enrolled {identity.hex()} at height {result.get('height')}; new card {args.card_out} "
         "(the old card no longer works)")
+    return EXIT_OK
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    from ledger.biometrics import BiometricError
+    from node.client.cards import read_scan
+    from node.client.gallery_file import GalleryFile
+
+    authority = load_key(args.key, args)
+    gallery = GalleryFile.open(_gallery_path(args), authority, create=False)
+    code, mask = read_scan(args.scan)
+    try:
+        found = gallery.gallery.match(code, mask, max_shift=args.max_shift)
+    except BiometricError as exc:
+        raise InputError(f"the scan cannot be searched: {exc}") from None
+    doc = {"identity": found.identity_id.hex() if found else None, "searched": len(gallery.gallery),
+           "shift": found.shift if found else None, "distance": round(found.distance, 4) if found else None}
+    if args.json:
+        emit_json(doc)
+    elif found is None:
+        say(f"no enrolled child matches this scan ({doc['searched']} enrolments searched, shifts up to "
+            f"+-{args.max_shift})")
+    else:
+        say(f"enrolled child {doc['identity']} (scan turned {found.shift:+d} positions, normalised distance "
+            f"{found.distance:.3f}; {doc['searched']} enrolments searched)")
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from node.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from node.cli.options import (
+    InputError,
     add_node_args,
     companion_arg,
     emit_json,
@@ -49,6 +50,8 @@ def register(sub) -> None:
     init.add_argument("--post", required=True, help="the border post this terminal belongs to")
     init.add_argument("--chain-id", help="the chain id (default: asked from the first node that answers)")
     init.add_argument("--passphrase-file", type=Path, help="file with the key file's passphrase")
+    init.add_argument("--card-key", type=Path, action="append", default=[],
+                      help="a card-opening key file (repeat during a key rotation)")
     add_node_args(init)
     init.set_defaults(func=cmd_init)
 
@@ -59,6 +62,8 @@ def register(sub) -> None:
     cross.add_argument("--direction", choices=("exit", "entry"), required=True)
     cross.add_argument("--destination", required=True, help="country code of the destination (e.g. RO)")
     cross.add_argument("--companion", help="the accompanying adult's pseudonymous id (hex, or text to hash)")
+    cross.add_argument("--max-shift", type=int, default=8,
+                       help="angular positions the scan is turned each way to match (default 8)")
     cross.add_argument("--wait", type=float, default=300.0,
                        help="seconds to wait for the decision (default 300; 0: do not wait)")
     cross.set_defaults(func=cmd_cross)
@@ -127,7 +132,8 @@ def cmd_init(args: argparse.Namespace) -> int:
         say(f"warning: the chain knows this key as {whoami.get('role') or 'nothing'}"
             f"{' of post ' + str(whoami.get('post')) if whoami.get('post') else ''}, not as a terminal of "
             f"{args.post}; requests will be refused until the council registers it")
-    config = TerminalConfig(args.dir, chain_id, args.post, args.key.resolve(), tuple(urls))
+    config = TerminalConfig(args.dir, chain_id, args.post, args.key.resolve(), tuple(urls),
+                            tuple(p.resolve() for p in args.card_key))
     config.save()
     say(f"terminal {key.public.hex()[:16]} of post {args.post} on chain {chain_id}; directory {args.dir}")
     return EXIT_OK
@@ -138,13 +144,19 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_cross(args: argparse.Namespace) -> int:
     from ledger.biometrics import BiometricError
-    from node.client.cards import key_from_files
+    from node.client.cards import CardKeys, unlock_files
 
+    config = TerminalConfig.load(args.dir)
+    if not config.card_keys:
+        raise InputError(f"the terminal in {args.dir} holds no card-opening key: "
+                         "custos terminal init ... --card-key FILE")
+    card_keys = CardKeys.from_signing_keys(load_key(path, args) for path in config.card_keys)
     try:
-        identity, biometric = key_from_files(args.scan, args.card)
+        unlocked = unlock_files(args.scan, args.card, card_keys, max_shift=args.max_shift)
     except BiometricError as exc:
         say(f"NO MATCH: the scan does not unlock this card ({exc}); rescan, or check the card")
         return EXIT_USAGE
+    identity, biometric = unlocked.identity, unlocked.key
     companion = companion_arg(args.companion)
     out = _printer(args.json)
 

@@ -10,7 +10,11 @@ leaves the outbox. :meth:`TerminalClient.wait_decision` shows each step as it ha
 Configuration lives in ``DIR/terminal.json`` (written by ``custos terminal init``)::
 
     {"format": "custos-terminal/1", "chain_id": "...", "post": "MD-LEU",
-     "key_file": "terminal.key", "nodes": ["http://127.0.0.1:8700", ...]}
+     "key_file": "terminal.key", "nodes": ["http://127.0.0.1:8700", ...],
+     "card_keys": ["card-2026.key", ...]}
+
+``card_keys`` are the card-opening key files the terminal opens children's cards with (see
+:mod:`node.client.cards`); several during a key rotation.
 
 The chain id and the post are in the file because a terminal must sign requests while no node
 is reachable.
@@ -57,6 +61,7 @@ class TerminalConfig:
     post: str
     key_file: Path
     nodes: tuple[str, ...]
+    card_keys: tuple[Path, ...] = ()
 
     @classmethod
     def load(cls, directory: Path) -> "TerminalConfig":
@@ -74,15 +79,17 @@ class TerminalConfig:
             key_file = Path(doc["key_file"])
             if not key_file.is_absolute():
                 key_file = Path(directory) / key_file
+            card_keys = tuple(Path(directory) / Path(p) for p in doc.get("card_keys", []))
             return cls(Path(directory), str(doc["chain_id"]), str(doc["post"]), key_file,
-                       tuple(str(u) for u in doc["nodes"]))
+                       tuple(str(u) for u in doc["nodes"]), card_keys)
         except (KeyError, TypeError) as exc:
             raise TerminalError(f"{path} lacks a field: {exc}") from None
 
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         doc = {"format": CONFIG_FORMAT, "chain_id": self.chain_id, "post": self.post,
-               "key_file": str(self.key_file), "nodes": list(self.nodes)}
+               "key_file": str(self.key_file), "nodes": list(self.nodes),
+               "card_keys": [str(p) for p in self.card_keys]}
         tmp = self.directory / (CONFIG_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(self.directory / CONFIG_FILE)

@@ -23,7 +23,7 @@ from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import DOMAIN_READ, SigningKey
 from ledger.tx.bodies import CROSSING
 from ledger.tx.envelope import decode_tx
-from node.client.cards import enrol_scan, synthetic_eye, write_card, write_scan
+from node.client.cards import enrol_scans, new_pseudonym_key, synthetic_eye, write_card, write_scan
 from node.client.http import NodeClient
 from node.client.signed import sign_request
 from tests.node.netkit import Net, run
@@ -170,6 +170,7 @@ class World:
         self.authority_file, self.authority = key_file(directory, "authority")
         self.terminal_file, self.terminal = key_file(directory, "terminal")
         self.auditor_file, self.auditor = key_file(directory, "auditor")
+        self.card_key_file, self.card_key = key_file(directory, "card-opening")
         t = net.txs
         self.submit_all([
             t.register_authority(net.council[:2], self.authority.public, "enrolment office"),
@@ -197,10 +198,11 @@ class World:
         """Enrol a child directly with transactions (the CLI path has its own test)."""
         self._eyes += 1
         captures = synthetic_eye(zlib.crc32(f"{name}/{self._eyes}".encode()), rescans)
-        helper, biometric = enrol_scan(*captures[0])
+        enrolled = enrol_scans(captures[:1])
+        biometric = enrolled.key
         identity = os.urandom(16)
         card = self.dir / f"{name}.card"
-        write_card(card, identity, helper)
+        write_card(card, identity, enrolled.helper_bytes, new_pseudonym_key(), self.card_key.public)
         scans = []
         for i, (code, mask) in enumerate(captures[1:]):
             path = self.dir / f"{name}-scan-{i}.json"
@@ -225,7 +227,7 @@ class World:
 
     def init_terminal(self, directory: Path) -> Path:
         cli("terminal", "init", "--dir", str(directory), "--key", str(self.terminal_file), "--post", self.post,
-            *self.node_args(), check=True)
+            "--card-key", str(self.card_key_file), *self.node_args(), check=True)
         return directory
 
 

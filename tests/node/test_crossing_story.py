@@ -29,6 +29,8 @@ class Actors:
         self.post = "MD-LEU"
         self.authority_file, self.authority = key_file(directory, "authority")
         self.terminal_file, self.terminal = key_file(directory, "terminal")
+        self.card_key_file, _ = key_file(directory, "card-opening")
+        self.gallery = directory / "gallery.bin"
         self.nodes = [arg for url in net.urls for arg in ("--node", url)]
 
     def node_args(self) -> list[str]:
@@ -36,7 +38,7 @@ class Actors:
 
     def init_terminal(self, directory: Path) -> Path:
         cli("terminal", "init", "--dir", str(directory), "--key", str(self.terminal_file), "--post", self.post,
-            *self.nodes, check=True)
+            "--card-key", str(self.card_key_file), *self.nodes, check=True)
         return directory
 
 
@@ -88,6 +90,7 @@ def test_the_crossing_story(tmp_path):
 
         # -- the enrolment authority enrols the child: 2 guardians, both must approve, a denial vetoes
         enrolled = json_lines(custos("enrol", "child", "--key", str(world.authority_file), "--template", str(scans[0]),
+                                     "--card-key", str(world.card_key_file), "--gallery", str(world.gallery),
                                      "--card-out", str(card), "--guardian", str(g1_file), "--guardian", g2.public.hex(),
                                      "--approvals", "2", "--deadline", DEADLINE, "--veto",
                                      "--majority-date", "+3650d", "--json", *nodes))[0]
@@ -171,7 +174,8 @@ def test_the_crossing_story(tmp_path):
         # -- 7. re-enrolment with a fresh scan: the old card no longer opens a crossing, the new one does
         new_card = tmp_path / "child-2.card"
         custos("enrol", "reenrol", "--key", str(world.authority_file), "--child", str(card), "--template",
-               str(scans[6]), "--card-out", str(new_card), *nodes)
+               str(scans[6]), "--card-key", str(world.card_key_file), "--gallery", str(world.gallery),
+               "--card-out", str(new_card), *nodes)
         old = cli("terminal", "cross", "--dir", str(tdir), "--card", str(card), "--scan", str(scans[7]),
                   "--direction", "exit", "--destination", "RO", "--wait", "0")
         assert old.returncode == 2 and "REFUSED by rule biometric-mismatch" in old.stdout

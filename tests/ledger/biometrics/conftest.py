@@ -41,8 +41,8 @@ def strangers(dataset):
 
 
 def fixed_secret(index: int) -> bytes:
-    """Deterministic 16-byte secrets for tests (in service: os.urandom(16))."""
-    return bytes((index * 37 + j * 11) % 256 for j in range(16))
+    """Deterministic 16-byte secrets for tests (in service: new_secret())."""
+    return bytes((index * 37 + j * 11) % 256 for j in range(39))
 
 
 def flip_random_bits(code: np.ndarray, rate: float, seed: int) -> np.ndarray:

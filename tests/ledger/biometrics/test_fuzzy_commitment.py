@@ -9,16 +9,21 @@ import pytest
 from nacl.signing import VerifyKey
 
 from ledger.biometrics import (
-    KEY_BITS,
+    BIO_BITS,
+    MAX_SHIFT,
+    SALT_BYTES,
     SECRET_BYTES,
     InsufficientOverlap,
     InvalidSecret,
     InvalidTemplate,
     ReproductionFailed,
+    combine,
     commitment_of,
     derive_signing_key,
     enrol,
+    recover,
     reproduce,
+    rotate,
 )
 from ledger.biometrics.fuzzy_commitment import (
     codeword_symbols,
@@ -35,8 +40,49 @@ def _enrol(pairs, i):
     return enrol(pairs.enrol.codes[i], pairs.enrol.masks[i], fixed_secret(i))
 
 
-def test_key_is_at_least_128_bits():
-    assert KEY_BITS == SECRET_BYTES * 8 >= 128
+def test_secret_is_a_256_bit_salt_and_a_56_bit_biometric_part():
+    assert SECRET_BYTES * 8 == SALT_BYTES * 8 + BIO_BITS == 256 + 56
+
+
+@pytest.mark.parametrize("shift", [-8, -5, -1, 3, 8])
+def test_rotated_rescans_unlock_and_report_the_shift(pairs, shift):
+    helper, commitment = _enrol(pairs, 11)
+    base = recover(pairs.probe.codes[11], pairs.probe.masks[11], helper).shift  # capture jitter
+    found = recover(rotate(pairs.probe.codes[11], shift), rotate(pairs.probe.masks[11], shift), helper,
+                    expected_commitment=commitment, max_shift=10)
+    assert found.secret == fixed_secret(11)
+    assert found.shift == base + shift
+    assert 0.0 < found.distance < 0.32
+
+
+def test_rotation_search_is_configurable(pairs):
+    helper, _ = _enrol(pairs, 12)
+    base = recover(pairs.probe.codes[12], pairs.probe.masks[12], helper).shift
+    code, mask = rotate(pairs.probe.codes[12], 20), rotate(pairs.probe.masks[12], 20)
+    with pytest.raises(ReproductionFailed):
+        reproduce(code, mask, helper)  # far beyond the default +-8
+    assert MAX_SHIFT == 8
+    assert recover(code, mask, helper, max_shift=24).shift == base + 20
+
+
+def test_several_enrolment_captures_mask_the_bits_they_disagree_on(pairs):
+    first, mask = pairs.enrol.codes[13], pairs.enrol.masks[13]
+    second = flip_random_bits(first, 0.05, seed=13)
+    third = flip_random_bits(first, 0.05, seed=14)
+    bits, keep = combine([first, rotate(second, 3), rotate(third, -2)],
+                         [mask, rotate(mask, 3), rotate(mask, -2)])
+    disagree = ((first != second) | (first != third)) & (mask == 1)
+    assert disagree.any() and not keep[disagree].any()  # aligned back by the search, then masked
+    assert (keep == (mask & ~disagree)).all()
+    assert (bits[keep == 1] == first[keep == 1]).all()
+
+
+def test_multi_capture_enrolment_unlocks_with_a_rotated_rescan(dataset):
+    eyes = dataset.genuine_pairs(6, seed=4, model=dataset.condition("rotation"), enrol_captures=3)
+    for i in range(6):
+        helper, commitment = enrol(eyes.enrol_all.codes[i], eyes.enrol_all.masks[i], fixed_secret(i))
+        found = recover(eyes.probe.codes[i], eyes.probe.masks[i], helper, expected_commitment=commitment)
+        assert abs(found.shift - eyes.rotation[i]) <= 1.5  # enrolment captures jitter by +-1
 
 
 def test_genuine_rescans_recover_the_secret_and_the_commitment(pairs, dataset):
@@ -210,11 +256,11 @@ def test_a_fully_occluded_probe_fails_cleanly(pairs):
 
 
 def test_rejects_scans_overlapping_the_enrolment_on_too_few_bits(pairs):
-    # A clean copy of the enrolled template, but with only ~900 bits visible in both scans:
+    # A clean copy of the enrolled template, but with only ~700 bits visible in both scans:
     # too few for the impostor distribution to be narrow enough, so no decision is made.
     helper, _ = _enrol(pairs, 0)
     mask = pairs.enrol.masks[0].copy()
-    mask[900:] = 0
+    mask[700:] = 0
     with pytest.raises(InsufficientOverlap):
         reproduce(pairs.enrol.codes[0], mask, helper)
 

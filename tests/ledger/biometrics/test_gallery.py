@@ -14,6 +14,7 @@ from ledger.biometrics import (
     InsufficientOverlap,
     commitment_of,
     enrol,
+    rotate,
 )
 
 from .conftest import fixed_secret
@@ -26,6 +27,17 @@ def _identity(i: int) -> bytes:
     return b"child-" + i.to_bytes(4, "big")
 
 
+def _pseudonym(i: int) -> bytes:
+    return bytes([i % 256]) * 32
+
+
+def _put(g: Gallery, ident: bytes, code, mask, i: int):
+    """Enrol one capture with secret i and add it; returns the enrolment."""
+    enrolment = enrol(code, mask, fixed_secret(i))
+    g.put(ident, enrolment.helper, fixed_secret(i), _pseudonym(i))
+    return enrolment
+
+
 @pytest.fixture(scope="module")
 def population(dataset):
     """500 enrolled eyes; the first 60 also have a rescan."""
@@ -36,8 +48,7 @@ def population(dataset):
 def gallery(population):
     g = Gallery()
     for i in range(GALLERY_SIZE):
-        helper, _ = enrol(population.enrol.codes[i], population.enrol.masks[i], fixed_secret(i))
-        g.put(_identity(i), helper)
+        _put(g, _identity(i), population.enrol.codes[i], population.enrol.masks[i], i)
     return g
 
 
@@ -49,6 +60,7 @@ def test_identifies_enrolled_children_among_500(gallery, population, dataset):
         found = gallery.match(population.probe.codes[i], population.probe.masks[i])
         assert found is not None and found.identity_id == _identity(i)
         assert found.secret == fixed_secret(i)
+        assert found.pseudonym_key == _pseudonym(i)
         found_id = gallery.identify(population.probe.codes[i], population.probe.masks[i])
         assert found_id == _identity(i)
 
@@ -59,14 +71,32 @@ def test_returns_none_for_strangers(gallery, strangers):
 
 
 def test_screening_ranks_the_right_record_first(gallery, population):
-    scores = gallery.scores(population.probe.codes[7], population.probe.masks[7])
-    assert scores.shape == (GALLERY_SIZE,)
-    assert int(np.argmax(scores)) == 7
+    distance, shift = gallery.screen(population.probe.codes[7], population.probe.masks[7])
+    assert distance.shape == shift.shape == (GALLERY_SIZE,)
+    assert int(np.argmin(distance)) == 7
+
+
+@pytest.mark.parametrize("turn", [-8, -3, 6])
+def test_identifies_a_rotated_rescan_and_reports_the_turn(gallery, population, turn):
+    base = gallery.match(population.probe.codes[5], population.probe.masks[5])
+    found = gallery.match(rotate(population.probe.codes[5], turn), rotate(population.probe.masks[5], turn),
+                          max_shift=10)
+    assert found is not None and found.identity_id == _identity(5)
+    assert found.shift == base.shift + turn
+
+
+def test_rejects_nothing_for_want_of_threads(population, gallery):
+    single = Gallery(threads=1)
+    for i in range(GALLERY_SIZE):
+        _put(single, _identity(i), population.enrol.codes[i], population.enrol.masks[i], i)
+    a = single.screen(population.probe.codes[9], population.probe.masks[9])
+    b = gallery.screen(population.probe.codes[9], population.probe.masks[9])
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
 def test_rejects_a_scan_too_occluded_to_decide(gallery, population):
     mask = population.probe.masks[0].copy()
-    mask[1000:] = 0
+    mask[700:] = 0
     with pytest.raises(InsufficientOverlap):
         gallery.identify(population.probe.codes[0], mask)
 
@@ -77,11 +107,8 @@ def test_empty_gallery_identifies_nobody(population):
 
 def test_re_enrolment_replaces_the_helper_but_keeps_the_identity(population):
     g = Gallery()
-    old, _ = enrol(population.enrol.codes[1], population.enrol.masks[1], fixed_secret(1))
-    g.put(b"child", old)
-    new, new_commitment = enrol(population.probe.codes[1], population.probe.masks[1],
-                                fixed_secret(901))
-    g.put(b"child", new)
+    _put(g, b"child", population.enrol.codes[1], population.enrol.masks[1], 1)
+    new, new_commitment = _put(g, b"child", population.probe.codes[1], population.probe.masks[1], 901)
     assert len(g) == 1 and g.get(b"child") == new
     found = g.match(population.enrol.codes[1], population.enrol.masks[1])
     assert found is not None and found.identity_id == b"child"
@@ -91,8 +118,7 @@ def test_re_enrolment_replaces_the_helper_but_keeps_the_identity(population):
 def test_remove_forgets_an_identity_and_keeps_the_others_searchable(population):
     g = Gallery()
     for i in range(5):
-        g.put(_identity(i), enrol(population.enrol.codes[i], population.enrol.masks[i],
-                                  fixed_secret(i)).helper)
+        _put(g, _identity(i), population.enrol.codes[i], population.enrol.masks[i], i)
     g.remove(_identity(1))
     assert _identity(1) not in g and len(g) == 4
     assert g.identify(population.enrol.codes[1], population.enrol.masks[1]) is None
@@ -106,7 +132,7 @@ def test_remove_forgets_an_identity_and_keeps_the_others_searchable(population):
 def test_rejects_bad_identity_ids(population, bad):
     helper = enrol(population.enrol.codes[0], population.enrol.masks[0], fixed_secret(0)).helper
     with pytest.raises((TypeError, ValueError)):
-        Gallery().put(bad, helper)
+        Gallery().put(bad, helper, fixed_secret(0), _pseudonym(0))
 
 
 def test_save_load_roundtrip(tmp_path, gallery, population):
@@ -132,8 +158,7 @@ def test_save_replaces_an_existing_file(tmp_path, population):
     path = tmp_path / "gallery.bin"
     g = Gallery()
     g.save(path, KEY)
-    g.put(b"child", enrol(population.enrol.codes[0], population.enrol.masks[0],
-                          fixed_secret(0)).helper)
+    _put(g, b"child", population.enrol.codes[0], population.enrol.masks[0], 0)
     g.save(path, KEY)
     assert len(Gallery.load(path, KEY)) == 1
 
@@ -175,20 +200,26 @@ def test_sealed_contents_are_validated_like_any_input(population):
     helper = enrol(population.enrol.codes[0], population.enrol.masks[0], fixed_secret(0)).helper
     import msgpack
 
-    good = helper.to_bytes()
+    good, nym, ref = helper.to_bytes(), _pseudonym(0), bytes(256)
+
+    def pack(records, v=2):
+        return msgpack.packb({"records": records, "v": v}, use_bin_type=True)
+
     for plain in (
-        msgpack.packb({"records": [[b"a", good], [b"a", good]], "v": 1}, use_bin_type=True),
-        msgpack.packb({"records": [[b"a", good[:-1]]], "v": 1}, use_bin_type=True),
-        msgpack.packb({"records": [[b"", good]], "v": 1}, use_bin_type=True),
-        msgpack.packb({"records": [b"a"], "v": 1}, use_bin_type=True),
-        msgpack.packb({"records": [], "v": 2}, use_bin_type=True),
+        pack([[b"a", good, nym, ref], [b"a", good, nym, ref]]),
+        pack([[b"a", good[:-1], nym, ref]]),
+        pack([[b"", good, nym, ref]]),
+        pack([[b"a", good, nym[:-1], ref]]),
+        pack([[b"a", good, nym, ref + b"x"]]),
+        pack([[b"a", good]]),
+        pack([b"a"]),
+        pack([], v=1),
         msgpack.packb([1, 2], use_bin_type=True),
         b"\xc1",
     ):
         with pytest.raises(GalleryError):
             Gallery.from_plaintext(plain)
-    assert len(Gallery.from_plaintext(
-        msgpack.packb({"records": [[b"a", good]], "v": 1}, use_bin_type=True))) == 1
+    assert len(Gallery.from_plaintext(pack([[b"a", good, nym, ref]]))) == 1
     assert isinstance(HelperData.from_bytes(good), HelperData)
 
 

@@ -24,7 +24,7 @@ def enrolled(pairs):
 
 
 def _fields(helper: HelperData) -> dict:
-    return {"check": helper.check, "mask": helper.mask, "seed": helper.seed,
+    return {"check": helper.check, "mask": helper.mask, "salt": helper.salt, "seed": helper.seed,
             "sketch": helper.sketch, "v": helper.version}
 
 
@@ -48,7 +48,7 @@ def test_every_single_byte_flip_is_rejected_or_harmless(pairs, enrolled):
         pytest.fail(f"flip at byte {position} was accepted and returned {secret.hex()}")
 
 
-@pytest.mark.parametrize("length", [0, 1, 10, 300, 612])
+@pytest.mark.parametrize("length", [0, 1, 10, 300, 640])
 def test_rejects_truncated_helper_data(enrolled, length):
     with pytest.raises(MalformedHelperData):
         HelperData.from_bytes(enrolled.helper.to_bytes()[:length])
@@ -59,7 +59,7 @@ def test_rejects_trailing_bytes(enrolled):
         HelperData.from_bytes(enrolled.helper.to_bytes() + b"\x00")
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 3, 255])
 def test_rejects_unknown_versions(enrolled, version):
     fields = _fields(enrolled.helper) | {"v": version}
     with pytest.raises(UnsupportedHelperVersion):
@@ -75,11 +75,11 @@ def test_rejects_non_canonical_key_order(enrolled):
 
 def test_rejects_non_canonical_integer_width(enrolled):
     data = enrolled.helper.to_bytes()
-    # "v": 1 is a positive fixint (0x01) after the key "v" (0xa1 0x76); re-encode as uint8.
-    marker = b"\xa1v\x01"
+    # "v": 2 is a positive fixint (0x02) after the key "v" (0xa1 0x76); re-encode as uint8.
+    marker = b"\xa1v\x02"
     assert data.endswith(marker)
     with pytest.raises(MalformedHelperData):
-        HelperData.from_bytes(data[: -1] + b"\xcc\x01")
+        HelperData.from_bytes(data[: -1] + b"\xcc\x02")
 
 
 @pytest.mark.parametrize(

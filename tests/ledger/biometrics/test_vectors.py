@@ -15,9 +15,9 @@ import numpy as np
 from ledger.biometrics import HelperData, enrol, reproduce
 from ledger.biometrics.template import unpack_bits
 
-SECRET = bytes(range(16))
-HELPER_SHA256 = "db5ab30e4f5d62073331ecd2f44dca37525369e7acc5f2772becf9577928d4a9"
-COMMITMENT = "150db408f7f25f19033d5289fcad019e82590165cacd0fe27f21e48f3f1b477a"
+SECRET = bytes(range(39))  # 32-byte salt, then the 56-bit biometric part
+HELPER_SHA256 = "facb482ddaa403c2c206f77f8a078cf59575404ca53c4ab511a4d79f3716df9d"
+COMMITMENT = "c772de4611fa8a26dce716a2c79650e73bff76eb7455e13672766ae36956cefc"
 
 
 def _inputs():
