@@ -54,6 +54,8 @@ class ApiSection(_Strict):
     max_wait_ms: int = Field(default=30_000, ge=100, le=600_000)
     #: validity window of a signed read request (timestamp skew allowed either way)
     read_window_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
+    #: /readyz answers 503 once the last block's time is older than this (catching up, or no commits)
+    ready_max_block_age_ms: int = Field(default=30_000, ge=100, le=86_400_000)
 
 
 class Peer(_Strict):
@@ -99,12 +101,27 @@ class MempoolSection(_Strict):
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
+class MetricsSection(_Strict):
+    #: the Prometheus/OpenMetrics listener (GET /metrics, /readyz, /healthz), e.g. "127.0.0.1:9700";
+    #: absent: none (the API still serves /metrics and /readyz)
+    listen: HostPort | None = None
+
+
+class LogSection(_Strict):
+    #: "text" for people, "json" for one JSON object per line (log collectors)
+    format: str = Field(default="text", pattern="^(text|json)$")
+    #: least severe level written; "info" writes one line per committed block
+    level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     api: ApiSection = ApiSection()
     p2p: P2PSection = P2PSection()
     consensus: ConsensusSection = ConsensusSection()
     mempool: MempoolSection = MempoolSection()
+    metrics: MetricsSection = MetricsSection()
+    log: LogSection = LogSection()
 
     def passphrase(self) -> bytes:
         if self.node.passphrase_file is not None:

@@ -6,7 +6,7 @@
     DIR/genesis.toml         unequal stakes, a 2-of-3 council
     DIR/passphrase           the devnet's key-file passphrase (mode 0600; devnet only)
     DIR/council/member-N.key the council's keys
-    DIR/val-N/node.toml      each node's config; its LevelDB under DIR/val-N/chain
+    DIR/val-N/node.toml      each node's config (API, p2p and metrics listeners); its LevelDB under DIR/val-N/chain
     DIR/val-N/node.key
 
 ``launch`` starts one ``custos node start`` process per node and ``stop`` ends them with SIGTERM
@@ -88,15 +88,16 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
     council = [SigningKey.generate() for _ in range(3)]
     for i, key in enumerate(council):
         write_key_file(directory / "council" / f"member-{i}.key", key, passphrase, label=f"council {i}", cost=MINIMAL)
-    ports = free_ports(2 * (validators + observers))
+    ports = free_ports(3 * (validators + observers))
     nodes: list[NodeInfo] = []
     keys = []
     for i in range(validators + observers):
         key = SigningKey.generate()
         keys.append(key)
         name, stake = (f"val-{i}", STAKES[i % len(STAKES)]) if i < validators else (f"obs-{i - validators}", 0)
-        nodes.append(NodeInfo(name, f"127.0.0.1:{ports[2 * i]}", f"127.0.0.1:{ports[2 * i + 1]}",
-                              key.public.hex(), stake))
+        api, p2p, metrics = ports[3 * i:3 * i + 3]
+        nodes.append(NodeInfo(name, f"127.0.0.1:{api}", f"127.0.0.1:{p2p}", key.public.hex(), stake,
+                              f"127.0.0.1:{metrics}"))
     voters = [n for n in nodes if n.stake > 0]
     watchers = [n for n in nodes if n.stake == 0]
     genesis = Genesis(
@@ -141,6 +142,10 @@ def _node_config(node: NodeInfo, peers: list[NodeInfo], allow: list[str], observ
         "",
         "[api]",
         f'listen = "{node.api}"',
+        f"ready_max_block_age_ms = {max(5_000, 5 * heartbeat_ms)}",
+        "",
+        "[metrics]",
+        f'listen = "{node.metrics}"',
         "",
         "[p2p]",
         f'listen = "{node.p2p}"',

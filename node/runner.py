@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import signal
-import sys
 import time
 
 from ledger.crypto.keyfile import load_key_file
@@ -18,7 +17,11 @@ from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
 from node.config import NodeConfig, split_hostport
 from node.consensus.driver import ConsensusDriver
+from node.ops.logs import BlockLog
+from node.ops.metrics import NodeMetrics
+from node.ops.routes import OpsRoutes, metrics_app
 from node.p2p.network import PeerNetwork
+from node.version import version
 
 log = logging.getLogger("custos.node")
 
@@ -47,8 +50,13 @@ class Node:
         )
         self.app.on_commit(self._after_commit)
         self.api = Api(self.app, node_id=self.key.public.hex(), validator=self._is_validator,
-                       max_wait_ms=config.api.max_wait_ms, extra_status=self.driver.status,
-                       extra_metrics=self.network.metrics)
+                       max_wait_ms=config.api.max_wait_ms, extra_status=self.driver.status)
+        self.metrics = NodeMetrics(self.app, peers=lambda: len(self.network.connected_peers()),
+                                   consensus=self.driver.status, network=self.network.metrics)
+        self.metrics.attach()
+        self.ops = OpsRoutes(self.metrics, max_block_age_ms=config.api.ready_max_block_age_ms)
+        self.app.on_commit(BlockLog(self.store, log))
+        self._metrics_runner = None
         self._tasks: list[asyncio.Task] = []
         self._runner = None
 
@@ -93,7 +101,7 @@ class Node:
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
         web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes,
-                               extra_routes=self.extra_routes())
+                               extra_routes=self.extra_routes() + self.ops.routes())
         await self.network.start()
         await self.driver.start()
         self._runner = await serve(web_app, host, port)
@@ -101,6 +109,10 @@ class Node:
         self._tasks.extend(self.driver.tasks)
         self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
+        self._tasks.append(asyncio.create_task(self.metrics.sample_rounds(), name="round-sampler"))
+        if self.config.metrics.listen is not None:
+            m_host, m_port = split_hostport(self.config.metrics.listen)
+            self._metrics_runner = await serve(metrics_app(self.ops), m_host, m_port)
         return f"http://{host}:{actual}"
 
     async def _watch_fatal(self) -> None:
@@ -132,6 +144,8 @@ class Node:
             await self.event_streams.close()  # end the event streams, or the API cannot stop
         if self._runner is not None:
             await stop(self._runner)
+        if self._metrics_runner is not None:
+            await stop(self._metrics_runner)
         await self.driver.stop()
         await self.network.stop()
         self.app.close()
@@ -149,8 +163,9 @@ async def run(config: NodeConfig) -> None:
     # collection and young generations are collected less often.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
-    print(f"node {config.node.name} serving {url} (chain {node.store.chain.chain_id}, height {node.store.height})",
-          flush=True)
+    metrics = f", metrics http://{config.metrics.listen}/metrics" if config.metrics.listen else ""
+    log.info("node %s %s serving %s%s (chain %s, height %d)", config.node.name, version(), url, metrics,
+             node.store.chain.chain_id, node.store.height)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -163,6 +178,6 @@ async def run(config: NodeConfig) -> None:
             log.error("node task %s failed", task.get_name(), exc_info=task.exception())
             failed = True
     await node.stop()
-    print(f"node {config.node.name} stopped at height {node.store.height}", file=sys.stderr, flush=True)
+    log.info("node %s stopped at height %d", config.node.name, node.store.height)
     if failed:
         raise SystemExit(1)  # a supervisor sees the failure and restarts the node

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -58,8 +57,10 @@ from node.api.codec import (
     reply,
 )
 from node.api.reads import Access, Caller, Refused
+from node.api.openapi import openapi_document
 from node.app import NodeApp
 from node.mempool import MempoolFull
+from node.version import version
 
 log = logging.getLogger("custos.api")
 
@@ -100,6 +101,11 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return error(exc, 500)
     except CustosError as exc:
         return error(exc, 400)
+    except web.HTTPException:
+        raise
+    except Exception:  # a bug: the client still gets a problem document, the log gets the traceback
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return problem(500, "internal", "internal error", "the node failed to serve this request")
 
 
 class Api:
@@ -108,15 +114,13 @@ class Api:
 
     def __init__(self, app: NodeApp, *, node_id: str, validator: Callable[[], bool],
                  max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None,
-                 access: Access | None = None, extra_metrics: Callable[[], dict] | None = None) -> None:
+                 access: Access | None = None) -> None:
         self.app = app
         self.node_id = node_id
         self.is_validator = validator
         self.max_wait_ms = max_wait_ms
         self.extra_status = extra_status or (lambda: {})
         self.access = access
-        self.extra_metrics = extra_metrics or (lambda: {})
-        self.started = time.monotonic()
         self._digests: OrderedDict[int, tuple[bytes, list[bytes], list[bytes]]] = OrderedDict()
         self._digested_txs = 0
 
@@ -132,7 +136,7 @@ class Api:
             web.get("/v1/validators", self.validators),
             web.get("/v1/log/consistency", self.consistency),
             web.get("/healthz", self.healthz),
-            web.get("/metrics", self.prometheus),
+            web.get("/v1/openapi.json", self.openapi),
         ]
 
     # ---------------------------------------------------------------- transactions
@@ -279,6 +283,7 @@ class Api:
             "node_id": self.node_id,
             "validator": self.is_validator(),
             "mempool": len(self.app.mempool),
+            "version": version(),
             **self.extra_status(),
         }
         return reply(request, body)
@@ -306,30 +311,19 @@ class Api:
     async def healthz(self, request: web.Request) -> web.Response:
         return reply(request, {"ok": True, "height": self.app.store.height})
 
-    async def prometheus(self, request: web.Request) -> web.Response:
-        m = self.app.metrics
-        lines = [
-            "# TYPE custos_height gauge",
-            f"custos_height {self.app.store.height}",
-            "# TYPE custos_mempool_txs gauge",
-            f"custos_mempool_txs {len(self.app.mempool)}",
-            "# TYPE custos_uptime_seconds gauge",
-            f"custos_uptime_seconds {time.monotonic() - self.started:.1f}",
-        ]
-        for name in sorted(m.counters):
-            lines += [f"# TYPE custos_{name}_total counter", f"custos_{name}_total {m.counters[name]}"]
-        for name in sorted(m.gauges):
-            lines += [f"# TYPE custos_{name} gauge", f"custos_{name} {m.gauges[name]}"]
-        for name, value in sorted(self.extra_metrics().items()):
-            lines.append(f"custos_{name} {value}")  # the peer network's counters and gauges
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+    async def openapi(self, request: web.Request) -> web.Response:
+        """The OpenAPI 3.1 description of this API."""
+        return web.json_response(openapi_document())
 
 
 def _height(arg: str) -> int:
     try:
-        return int(arg)
+        height = int(arg)
     except ValueError:
         raise BadRequest("height must be an integer or 'latest'") from None
+    if not 0 <= height < 2**63:
+        raise BadRequest("height must lie in 0..2^63-1")
+    return height
 
 
 def make_web_app(api: Api, *, max_body_bytes: int, extra_routes: list[web.RouteDef] = ()) -> web.Application:

@@ -34,7 +34,6 @@ def register(sub) -> None:
     _dir(up)
     up.add_argument("--heartbeat", type=duration, default=None, metavar="DURATION",
                     help="an idle chain adds a block this often (e.g. 1s, 5s; default 5s)")
-    up.add_argument("--heartbeat-ms", type=int, default=None, help=argparse.SUPPRESS)  # older spelling
     up.add_argument("--reuse", action="store_true",
                     help="run the network already in --dir (without it a used directory is refused)")
     up.add_argument("--no-restart", action="store_true",
@@ -91,7 +90,7 @@ def _node(directory: Path, name: str) -> devnet.NodeInfo:
 def cmd_up(args: argparse.Namespace) -> int:
     if not 1 <= args.validators <= len(devnet.STAKES):
         raise InputError(f"--validators must lie in 1..{len(devnet.STAKES)}")
-    heartbeat_ms = args.heartbeat if args.heartbeat is not None else args.heartbeat_ms or 5_000
+    heartbeat_ms = args.heartbeat if args.heartbeat is not None else 5_000
     directory: Path = args.dir
     exists = (directory / devnet.DESCRIPTION).exists()
     if exists and not args.reuse:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 from pathlib import Path
 
 from node.config import load_config
+from node.ops.logs import configure
 
 
 def register(sub) -> None:
@@ -22,5 +24,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from node.runner import run
 
     config = load_config(args.config)
+    level = logging.WARNING - 10 * args.verbose if args.verbose else getattr(logging, config.log.level.upper())
+    configure(level, args.log_format or config.log.format)
     asyncio.run(run(config))
     return 0

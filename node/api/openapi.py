@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 description of the node API, served at ``GET /v1/openapi.json``.
+
+Written by hand beside the routes (``node/api/server.py``, ``reads.py``, ``events.py``, the
+operator routes in ``node/ops/routes.py``); the test suite fuzzes a live node against it
+(tests/node/test_openapi.py), which fails when a route answers what this document does not say.
+
+Every error is an RFC 9457 problem document (``application/problem+json``). Responses are JSON
+unless the request sends ``Accept: application/msgpack``; bytes are lowercase hex in JSON.
+Reads of a child's records and of transactions' bytes need a *signed request*: the headers
+``Custos-Key``, ``Custos-Time``, ``Custos-Nonce`` and ``Custos-Signature`` (see
+``node/client/signed.py``); without them a route answers the public view or 401.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from node.version import version
+
+HEX32 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HEX16 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+
+
+def _problem(description: str) -> dict:
+    return {"description": description, "content": {"application/problem+json": {"schema": PROBLEM_REF}}}
+
+
+def _json(description: str, schema: dict | None = None, *, msgpack: bool = True) -> dict:
+    content: dict[str, Any] = {"application/json": {"schema": schema or {"type": "object"}}}
+    if msgpack:
+        content["application/msgpack"] = {}
+    return {"description": description, "content": content}
+
+
+def _path_param(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_BAD = _problem("the request is malformed (a parameter out of range, not hex, ...)")
+_UNSIGNED = _problem("a signed request is needed (Custos-* headers), or its signature is stale or invalid")
+_FORBIDDEN = _problem("the signing key has no role that may read this")
+_NOT_FOUND = _problem("no such object")
+_SIGNED = [{}, {"signedRequest": []}]
+
+
+def _signed_read(summary: str, params: list[dict], ok: dict, *, not_found: bool = True) -> dict:
+    responses = {"200": ok, "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN}
+    if not_found:
+        responses["404"] = _NOT_FOUND
+    return {"get": {"summary": summary, "parameters": params, "security": [{"signedRequest": []}],
+                    "responses": responses}}
+
+
+def _limit(maximum: int) -> dict:
+    return _query("limit", {"type": "integer", "minimum": 1, "maximum": maximum}, "at most this many")
+
+
+_BEFORE = _query("before_height", {"type": "integer", "minimum": 1}, "only requests recorded below this height")
+
+_SCHEMAS = {
+    "Problem": {
+        "type": "object", "required": ["type", "title", "status"],
+        "properties": {"type": {"type": "string", "format": "uri"}, "title": {"type": "string"},
+                       "status": {"type": "integer"}, "detail": {"type": "string"}},
+    },
+    "Status": {
+        "type": "object",
+        "required": ["chain_id", "height", "last_block_hash", "node_id", "validator", "version"],
+        "properties": {"chain_id": {"type": "string"}, "genesis_hash": HEX32, "height": {"type": "integer"},
+                       "last_block_hash": HEX32, "last_block_time": {"type": "integer"},
+                       "log_size": {"type": "integer"}, "log_root": HEX32, "node_id": HEX32,
+                       "validator": {"type": "boolean"}, "mempool": {"type": "integer"},
+                       "version": {"type": "string"}, "peers": {"type": "integer"},
+                       "consensus": {"type": "object"}},
+    },
+    "Submitted": {
+        "type": "object", "required": ["id", "status"],
+        "properties": {"id": HEX32, "status": {"enum": ["accepted", "committed"]}, "height": {"type": "integer"},
+                       "index": {"type": "integer"}, "result": {"type": "object"},
+                       "crossing_status": {"type": "string"}},
+    },
+    "Readiness": {
+        "type": "object", "required": ["ready", "height", "last_block_age_ms", "max_block_age_ms"],
+        "properties": {"ready": {"type": "boolean"}, "height": {"type": "integer"},
+                       "last_block_age_ms": {"type": "integer"}, "max_block_age_ms": {"type": "integer"},
+                       "reason": {"type": "string"}},
+    },
+}
+
+
+@cache
+def openapi_document() -> dict:
+    tx_body = {"content": {
+        "application/msgpack": {"schema": {"type": "string", "format": "binary"},
+                                "description": "the signed transaction envelope (canonical msgpack)"},
+        "application/json": {"schema": {"type": "object", "required": ["tx"], "properties": {
+            "tx": {"type": "string", "pattern": "^([0-9a-f]{2})+$"}}}},
+    }, "required": True}
+    paths: dict[str, Any] = {
+        "/v1/txs": {"post": {
+            "summary": "submit a signed transaction; ?wait=commit waits for its block",
+            "parameters": [_query("wait", {"enum": ["commit"]}, "wait until the transaction is committed"),
+                           _query("timeout_ms", {"type": "integer", "minimum": 1}, "longest wait")],
+            "requestBody": tx_body,
+            "responses": {"200": _json("committed (now or earlier)", {"$ref": "#/components/schemas/Submitted"}),
+                          "202": _json("accepted: on disk at this node, not committed yet",
+                                       {"$ref": "#/components/schemas/Submitted"}),
+                          "400": _BAD, "413": _problem("body too large"),
+                          "422": _problem("the transaction breaks a rule (the problem names it)"),
+                          "503": _problem("the mempool is full")}}},
+        "/v1/txs/batch": {"post": {
+            "summary": "submit a msgpack array of signed transactions; one result per transaction",
+            "requestBody": {"content": {"application/msgpack": {"schema": {"type": "string", "format": "binary"}}},
+                            "required": True},
+            "responses": {"200": _json("one result per transaction, in order"), "400": _BAD,
+                          "413": _problem("body too large")}}},
+        "/v1/txs/{id}": {"get": {
+            "summary": "a transaction's status, result and inclusion proof (its bytes for those who may read them)",
+            "parameters": [_path_param("id", HEX32, "transaction id")], "security": _SIGNED,
+            "responses": {"200": _json("committed"), "202": _json("accepted, waiting in the mempool"),
+                          "400": _BAD, "401": _UNSIGNED, "404": _NOT_FOUND}}},
+        "/v1/blocks": {"get": {
+            "summary": "consecutive blocks with their commits (msgpack): the audit feed, for integrity readers",
+            "parameters": [_query("from", {"type": "integer", "minimum": 1}, "first height"), _limit(100)],
+            "security": [{"signedRequest": []}],
+            "responses": {"200": {"description": "blocks", "content": {"application/msgpack": {}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN}}},
+        "/v1/blocks/{height}": {"get": {
+            "summary": "a block: the public view (header, ids, certificates) or, for integrity readers, all of it",
+            "parameters": [_path_param("height", {"oneOf": [{"type": "integer", "minimum": 0},
+                                                            {"const": "latest"}]}, "a height, or latest")],
+            "security": _SIGNED,
+            "responses": {"200": _json("the block with its header's hash"), "400": _BAD, "401": _UNSIGNED,
+                          "404": _NOT_FOUND}}},
+        "/v1/status": {"get": {"summary": "the node's chain, height, version and consensus state",
+                               "responses": {"200": _json("status", {"$ref": "#/components/schemas/Status"})}}},
+        "/v1/genesis": {"get": {"summary": "the genesis this node runs (canonical bytes) and its hash",
+                                "responses": {"200": _json("genesis")}}},
+        "/v1/validators": {"get": {
+            "summary": "the validator set at a height (default: the next one) and the bonded stakes",
+            "parameters": [_query("height", {"type": "integer", "minimum": 1}, "a height up to the next one")],
+            "responses": {"200": _json("validators"), "400": _BAD}}},
+        "/v1/log/consistency": {"get": {
+            "summary": "an RFC 6962 consistency proof between two sizes of the transaction log",
+            "parameters": [_query("first", {"type": "integer", "minimum": 0}, "the older size (required)"),
+                           _query("second", {"type": "integer", "minimum": 0}, "the newer size (default: now)")],
+            "responses": {"200": _json("the two roots and the proof"), "400": _BAD}}},
+        "/v1/openapi.json": {"get": {"summary": "this document",
+                                     "responses": {"200": _json("OpenAPI 3.1", msgpack=False)}}},
+        "/v1/access/whoami": _signed_read("what the signing key may do here", [], _json("role and wards"),
+                                          not_found=False),
+        "/v1/identities/{id}": _signed_read(
+            "a child's record (guardians, enrolment authorities)", [_path_param("id", HEX16, "identity id")],
+            _json("the record, its consents")),
+        "/v1/identities/{id}/requests": _signed_read(
+            "a child's crossing requests, newest first",
+            [_path_param("id", HEX16, "identity id"), _limit(100), _BEFORE], _json("requests"), not_found=False),
+        "/v1/requests/{id}": _signed_read("one crossing request", [_path_param("id", HEX32, "request id")],
+                                          _json("the request")),
+        "/v1/consents/{id}": _signed_read("one travel consent", [_path_param("id", HEX32, "consent id")],
+                                          _json("the consent")),
+        "/v1/alerts": _signed_read(
+            "denied and expired minor crossings (enrolment authorities; a terminal sees its post's)",
+            [_query("post", {"type": "string"}, "only this post"),
+             _query("since", {"type": "integer", "minimum": 0}, "block time from (ms)"),
+             _query("until", {"type": "integer", "minimum": 0}, "block time up to (ms)"), _limit(1000),
+             _query("after", {"type": "string", "pattern": "^[0-9a-f]{80}$"}, "continue after this cursor")],
+            _json("alerts and the next cursor"), not_found=False),
+        "/v1/guardians/{key}/pending": _signed_read(
+            "crossings waiting for this guardian", [_path_param("key", HEX32, "guardian key")],
+            _json("pending requests"), not_found=False),
+        "/v1/terminals/{key}/requests": _signed_read(
+            "the requests a terminal submitted", [_path_param("key", HEX32, "terminal key"), _limit(100), _BEFORE],
+            _json("requests"), not_found=False),
+        "/v1/events": {"get": {
+            "summary": "a signed server-sent event stream of the caller's crossings (guardians, terminals)",
+            "parameters": [_query("heartbeat_ms", {"type": "integer", "minimum": 200, "maximum": 60000},
+                                  "keep-alive interval"),
+                           _query("cursor", {"type": "string"}, "resume after this event id")],
+            "security": [{"signedRequest": []}],
+            "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN}}},
+        "/healthz": {"get": {"summary": "liveness: the process serves",
+                             "responses": {"200": _json("ok", msgpack=False)}}},
+        "/readyz": {"get": {
+            "summary": "readiness: the last block is recent (not catching up, the network commits)",
+            "responses": {"200": _json("ready", {"$ref": "#/components/schemas/Readiness"}, msgpack=False),
+                          "503": _problem("not ready; the problem says why")}}},
+        "/metrics": {"get": {
+            "summary": "Prometheus metrics (OpenMetrics when asked for with Accept)",
+            "responses": {"200": {"description": "exposition", "content": {
+                "text/plain": {}, "application/openmetrics-text": {}}}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Custos node API", "version": version(),
+                 "description": __doc__.split("\n\n", 1)[1].strip()},
+        "paths": paths,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"signedRequest": {
+                "type": "apiKey", "in": "header", "name": "Custos-Signature",
+                "description": "Ed25519 over (custos-request/1, method, path?query, time, nonce, key, SHA-256 of "
+                               "the body), bound to the chain id; with Custos-Key, Custos-Time, Custos-Nonce"}},
+        },
+    }

@@ -1,0 +1,46 @@
+"""The operator routes: ``GET /metrics`` and ``GET /readyz`` (with ``/healthz`` on the metrics
+listener), served by the API and by the node's separate metrics listener alike.
+
+The metrics listener is meant for a monitoring network only: it answers nothing but these.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.api.codec import problem
+from node.ops.metrics import NodeMetrics
+from node.ops.readiness import readiness
+
+
+class OpsRoutes:
+    def __init__(self, metrics: NodeMetrics, *, max_block_age_ms: int) -> None:
+        self.metrics = metrics
+        self.store = metrics.app.store
+        self.max_block_age_ms = max_block_age_ms
+
+    def routes(self, *, with_healthz: bool = False) -> list[web.RouteDef]:
+        routes = [web.get("/metrics", self.scrape), web.get("/readyz", self.readyz)]
+        if with_healthz:
+            routes.append(web.get("/healthz", self.healthz))
+        return routes
+
+    async def scrape(self, request: web.Request) -> web.Response:
+        body, content_type = self.metrics.render(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        state = readiness(self.store, self.max_block_age_ms)
+        if state.ready:
+            return web.json_response(state.to_json())
+        return problem(503, "not-ready", "not ready", state.reason, **state.to_json())
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "height": self.store.height})
+
+
+def metrics_app(ops: OpsRoutes) -> web.Application:
+    """The separate listener's application."""
+    app = web.Application(client_max_size=64 * 1024)
+    app.add_routes(ops.routes(with_healthz=True))
+    return app
