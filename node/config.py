@@ -114,6 +114,15 @@ class LogSection(_Strict):
     level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
 
 
+class IdentifySection(_Strict):
+    """An enrolment authority's node: serve ``POST /v1/identify`` from its gallery."""
+
+    #: the authority's gallery file (written by ``custos enrol child --gallery``)
+    gallery: Path
+    #: the authority's key file (it seals the gallery); its passphrase is the node's
+    key_file: Path
+
+
 class NodeConfig(_Strict):
     node: NodeSection
     api: ApiSection = ApiSection()
@@ -122,6 +131,7 @@ class NodeConfig(_Strict):
     mempool: MempoolSection = MempoolSection()
     metrics: MetricsSection = MetricsSection()
     log: LogSection = LogSection()
+    identify: IdentifySection | None = None
 
     def passphrase(self) -> bytes:
         if self.node.passphrase_file is not None:
@@ -140,7 +150,14 @@ def _resolve(doc: dict, base: Path) -> dict:
     for name in ("data_dir", "genesis", "key_file", "passphrase_file"):
         if isinstance(node.get(name), str) and not os.path.isabs(node[name]):
             node[name] = str(base / node[name])
-    return {**doc, "node": node}
+    out = {**doc, "node": node}
+    if isinstance(doc.get("identify"), dict):
+        identify = dict(doc["identify"])
+        for name in ("gallery", "key_file"):
+            if isinstance(identify.get(name), str) and not os.path.isabs(identify[name]):
+                identify[name] = str(base / identify[name])
+        out["identify"] = identify
+    return out
 
 
 def load_config(path: str | Path) -> NodeConfig:

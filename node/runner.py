@@ -96,7 +96,13 @@ class Node:
         self.request_index.catch_up()
         self.app.on_commit(self.request_index.on_commit)
         self.event_streams = EventStreams(self.app, access)
-        return Reads(self.app, access, self.request_index).routes() + self.event_streams.routes()
+        routes = Reads(self.app, access, self.request_index).routes() + self.event_streams.routes()
+        if self.config.identify is not None:  # an enrolment authority's node (node/api/identify.py)
+            from node.api.identify import Identify
+
+            authority = load_key_file(self.config.identify.key_file, self.config.passphrase())
+            routes += Identify(access, self.config.identify.gallery, authority).routes()
+        return routes
 
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
