@@ -237,3 +237,9 @@ class InvalidEvidence(RejectedTransaction):
     """Evidence of equivocation that does not prove anything."""
 
     rule = "invalid-evidence"
+
+
+class Erased(RejectedTransaction):
+    """The child's records were erased by order; nothing about the child can be done or read."""
+
+    rule = "erased"

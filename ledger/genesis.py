@@ -8,11 +8,10 @@ whose hash every node and auditor must agree on: block 1 names it as its previou
 from __future__ import annotations
 
 import tomllib
-
-import msgpack
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.encoding import Bytes, Int, List, Schema, Str
@@ -22,6 +21,8 @@ from ledger.state.records import (
     CHAIN_INFO,
     COUNCIL,
     DEFAULT_PARAMS,
+    K_CHAIN,
+    K_COUNCIL,
     PARAMS,
     VALIDATOR_RECORD,
     ChainInfo,
@@ -62,8 +63,8 @@ class Genesis:
     def state_writes(self) -> dict[bytes, bytes]:
         """The state before block 1."""
         writes = {
-            b"chain": CHAIN_INFO.encode(self.chain_info()),
-            b"council": COUNCIL.encode(self.council),
+            K_CHAIN: CHAIN_INFO.encode(self.chain_info()),
+            K_COUNCIL: COUNCIL.encode(self.council),
             k_valset(1): self.validator_set().encode(),
         }
         for v in self.validators:
@@ -150,6 +151,7 @@ class _ParamsIn(BaseModel):
     event_future_ms: int = DEFAULT_PARAMS.event_future_ms
     event_max_age_ms: int = DEFAULT_PARAMS.event_max_age_ms
     max_consent_ms: int = DEFAULT_PARAMS.max_consent_ms
+    retention_days: int = DEFAULT_PARAMS.retention_days
 
 
 class _GenesisIn(BaseModel):

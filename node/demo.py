@@ -30,6 +30,8 @@ from pathlib import Path
 
 from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from ledger.crypto.keys import SigningKey
+from ledger.privacy.tags import companion_tag
+from ledger.tx.bodies import DAY_MS
 from node.client.cards import CardKeys, enrol_scans, new_pseudonym_key, seal_card, synthetic_eye, unlock_card
 from node.client.guardian import GuardianClient
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
@@ -150,10 +152,11 @@ class Demo:
         card_key = SigningKey.generate()
         self.card_keys = CardKeys.from_signing_keys([card_key])
         self.identity = os.urandom(16)
-        self.card = seal_card(self.identity, enrolled.helper_bytes, new_pseudonym_key(),
+        self.pseudonym_key = new_pseudonym_key()  # on the card and in the guardians' ward files
+        self.card = seal_card(self.identity, enrolled.helper_bytes, self.pseudonym_key,
                               card_key.public)
         self.guardians = [SigningKey.generate(), SigningKey.generate()]
-        tx = self.txs.enrol(self.authority, biometric, self.identity, majority_date=_now() + 10 * 365 * 86_400_000,
+        tx = self.txs.enrol(self.authority, biometric, self.identity, majority_day=_now() // DAY_MS + 10 * 365,
                             guardians=[g.public for g in self.guardians], approvals=2, deadline_ms=DEADLINE_MS,
                             veto=True)
         result = await self._submit(tx, "the enrolment")
@@ -240,7 +243,7 @@ class Demo:
 
         self.step("Guardian 1 approves: still pending; guardian 2 approves: permitted")
         doc = await g1.request(rid)
-        result = await g1.decide(doc, "approve", "I know where she is going")
+        result = await g1.decide(doc, "approve")
         self.say(f"guardian 1 approved at height {result['height']}")
         ev = await self._next(tinbox, lambda e: e.data.get("id") == rid.hex(), "the terminal's update")
         self.say(f"terminal shows: {describe(ev.data)}")
@@ -274,7 +277,8 @@ class Demo:
 
     async def _expired_attempt(self, terminal, inboxes, tinbox) -> None:
         self.step("An unconsented attempt with an unknown companion: nobody approves, it expires")
-        companion = os.urandom(16)
+        companion = companion_tag(self.pseudonym_key, "UKR FT 554433")
+        self.say(f"the companion's document goes on the chain only as a tag keyed with the card: {companion.hex()}")
         rid = await self._cross(terminal, "exit", "UA", 2, companion=companion)
         for i, inbox in enumerate(inboxes, 1):
             await self._next(inbox, lambda e: e.type == "pending" and e.data.get("id") == rid.hex(),

@@ -110,7 +110,7 @@ async def setup(urls: list[str], council: list[SigningKey], chain_id: str, workd
         for tx in (txs.register_authority(council, authority.public),
                    txs.register_post(council, post, "bench post"),
                    txs.register_terminal(council, terminal.public, post),
-                   txs.enrol(authority, child, identity, majority_date=now_ms() + 10**12,
+                   txs.enrol(authority, child, identity, majority_day=(now_ms() + 10**12) // 86_400_000,
                              guardians=[k.public for k in keys], approvals=guardians,
                              deadline_ms=30 * 86_400_000, veto=False)):
             result = await c.submit(tx.raw, wait=True)

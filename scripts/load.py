@@ -63,7 +63,7 @@ async def setup(directory: Path, client: NodeClient, factory: TxFactory, identit
         ident, bio = os.urandom(16), SigningKey.generate()
         people.append((ident, bio))
         # adults: every crossing is permitted at once, so the load has no ordering constraints
-        enrolments.append(factory.enrol(authority, bio, ident, majority_date=0, guardians=[SigningKey.generate().public],
+        enrolments.append(factory.enrol(authority, bio, ident, majority_day=0, guardians=[SigningKey.generate().public],
                                         approvals=1, deadline_ms=60_000, veto=False).raw)
     for i in range(0, len(enrolments), 500):
         await client.submit_batch(enrolments[i:i + 500])

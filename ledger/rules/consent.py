@@ -9,8 +9,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ledger.errors import ConsentNotActive, InvalidValue, MissingSignature, NotFound, NotGuardian
-from ledger.rules.context import Ctx, Outcome, require_not_revoked, require_quorum, require_signers
+from ledger.errors import (
+    ConsentNotActive,
+    InvalidValue,
+    MissingSignature,
+    NotFound,
+    NotGuardian,
+)
+from ledger.rules.context import (
+    Ctx,
+    Outcome,
+    require_not_revoked,
+    require_quorum,
+    require_signers,
+)
 from ledger.state.records import (
     CONSENT,
     IDENTITY_RECORD,
@@ -21,6 +33,7 @@ from ledger.state.records import (
     k_identity,
     k_identity_consent,
     k_revoked,
+    k_subject,
     load,
     store,
 )
@@ -56,23 +69,24 @@ def grant(ctx: Ctx, body: GrantConsent) -> Outcome:
         granted_height=ctx.height,
         signers=signers,
     )
-    store(ctx.state, k_consent(ctx.tx.id), CONSENT, consent)
+    store(ctx.state, k_consent(body.identity, ctx.tx.id), CONSENT, consent)
     ctx.state.put(k_identity_consent(body.identity, ctx.tx.id), NIL)
+    ctx.state.put(k_subject(ctx.tx.id), body.identity)
     return Outcome(ref=ctx.tx.id)
 
 
 def revoke(ctx: Ctx, body: RevokeConsent) -> Outcome:
     require_signers(ctx.tx, body.guardian)
     require_not_revoked(ctx.state, body.guardian)
-    consent = load(ctx.state, k_consent(body.consent), CONSENT)
-    if consent is None or consent.identity != body.identity:
+    consent = load(ctx.state, k_consent(body.identity, body.consent), CONSENT)
+    if consent is None:
         raise NotFound(f"no consent {body.consent.hex()[:16]} for this child")
     identity = load(ctx.state, k_identity(body.identity), IDENTITY_RECORD)
     if identity is None or body.guardian not in identity.guardians:
         raise NotGuardian("only a guardian of the child may revoke its consent")
     if consent.revoked:
         raise ConsentNotActive("the consent is revoked already")
-    store(ctx.state, k_consent(body.consent), CONSENT, replace(consent, revoked=True))
+    store(ctx.state, k_consent(body.identity, body.consent), CONSENT, replace(consent, revoked=True))
     ctx.state.delete(k_identity_consent(body.identity, body.consent))  # keeps lookups short
     return Outcome(ref=body.consent)
 
@@ -100,17 +114,17 @@ def find_covering_consent(state: Overlay, identity: Identity, request: CrossingR
     prefix = k_identity_consent(request.identity)
     for key, _ in scan_prefix(state, prefix):
         cid = key[len(prefix):]
-        consent = load(state, k_consent(cid), CONSENT)
+        consent = load(state, k_consent(request.identity, cid), CONSENT)
         if consent is not None and covers(state, consent, identity, request):
             return cid
     return None
 
 
-def use_consent(state: Overlay, consent_id: bytes) -> None:
-    consent = load(state, k_consent(consent_id), CONSENT)
+def use_consent(state: Overlay, identity: bytes, consent_id: bytes) -> None:
+    consent = load(state, k_consent(identity, consent_id), CONSENT)
     if consent is None:
         raise NotFound("consent vanished")  # cannot happen: found in this same overlay
     left = consent.uses_left - 1
-    store(state, k_consent(consent_id), CONSENT, replace(consent, uses_left=left))
+    store(state, k_consent(identity, consent_id), CONSENT, replace(consent, uses_left=left))
     if left == 0:
         state.delete(k_identity_consent(consent.identity, consent_id))

@@ -14,6 +14,7 @@ from ledger.errors import (
 )
 from ledger.state.records import (
     COUNCIL,
+    K_COUNCIL,
     KEY_ROLE,
     Council,
     KeyRole,
@@ -113,7 +114,7 @@ def require_role(state: Overlay, key: bytes, role: str) -> KeyRole:
 
 
 def council_of(state: Overlay) -> Council:
-    council = load(state, b"council", COUNCIL)
+    council = load(state, K_COUNCIL, COUNCIL)
     if council is None:  # genesis always writes it
         raise UnknownKey("the chain has no council")
     return council

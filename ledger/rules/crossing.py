@@ -29,7 +29,14 @@ from ledger.errors import (
     WrongPost,
 )
 from ledger.rules.consent import find_covering_consent, use_consent
-from ledger.rules.context import Ctx, Event, Outcome, require_not_revoked, require_role, require_signers
+from ledger.rules.context import (
+    Ctx,
+    Event,
+    Outcome,
+    require_not_revoked,
+    require_role,
+    require_signers,
+)
 from ledger.state.records import (
     ALERT,
     COMMITMENT_INDEX,
@@ -37,6 +44,7 @@ from ledger.state.records import (
     EXPIRED,
     IDENTITY_RECORD,
     NIL,
+    P_EXPIRY,
     PENDING,
     PERMITTED,
     REQUEST,
@@ -45,17 +53,26 @@ from ledger.state.records import (
     Request,
     be64,
     k_alert,
+    k_alert_at,
     k_commitment,
     k_expiry,
     k_identity,
     k_pending,
     k_post,
     k_request,
+    k_subject,
     load,
+    split_time_key,
     store,
 )
 from ledger.state.view import Overlay, scan_prefix
-from ledger.tx.bodies import APPROVE, ROLE_TERMINAL, CrossingRequest, GuardianDecision
+from ledger.tx.bodies import (
+    APPROVE,
+    DAY_MS,
+    ROLE_TERMINAL,
+    CrossingRequest,
+    GuardianDecision,
+)
 
 EVENT_PENDING = "crossing.pending"
 EVENT_CLOSED = "crossing.closed"
@@ -93,19 +110,20 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
         closed_height=None,
     )
     rid = ctx.tx.id
-    # Rule 1: an adult crosses freely.
-    if body.event_time >= identity.majority_date:
+    ctx.state.put(k_subject(rid), body.identity)
+    # Rule 1: an adult crosses freely (from the first millisecond of the majority day, UTC).
+    if body.event_time >= identity.majority_day * DAY_MS:
         return _record_closed(ctx, rid, replace(request, status=PERMITTED, closed_height=ctx.height))
     # Rule 2: a minor covered by a valid travel consent crosses, and the consent is used.
     consent_id = find_covering_consent(ctx.state, identity, body)
     if consent_id is not None:
-        use_consent(ctx.state, consent_id)
+        use_consent(ctx.state, body.identity, consent_id)
         closed = replace(request, status=PERMITTED, consent=consent_id, closed_height=ctx.height)
         return _record_closed(ctx, rid, closed, ref=consent_id)
     # Rule 3: otherwise pending until the guardians decide or the deadline passes.
     deadline = ctx.time + identity.policy.deadline
-    store(ctx.state, k_request(rid), REQUEST, replace(request, deadline=deadline))
-    ctx.state.put(k_expiry(deadline, rid), NIL)
+    store(ctx.state, k_request(body.identity, rid), REQUEST, replace(request, deadline=deadline))
+    ctx.state.put(k_expiry(deadline, body.identity, rid), NIL)
     ctx.state.put(k_pending(body.identity, rid), NIL)
     ctx.events.append(Event(EVENT_PENDING, rid, body.identity, PENDING, identity.guardians, body.post,
                              body.terminal))
@@ -146,7 +164,7 @@ def _require_event_time(ctx: Ctx, event_time: int) -> None:
 
 
 def _record_closed(ctx: Ctx, rid: bytes, request: Request, ref: bytes | None = None) -> Outcome:
-    store(ctx.state, k_request(rid), REQUEST, request)
+    store(ctx.state, k_request(request.identity, rid), REQUEST, request)
     ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, request.status, request.guardians, request.post,
                              request.terminal))
     return Outcome(request.status, ref)
@@ -155,11 +173,11 @@ def _record_closed(ctx: Ctx, rid: bytes, request: Request, ref: bytes | None = N
 def decide(ctx: Ctx, body: GuardianDecision) -> Outcome:
     require_signers(ctx.tx, body.guardian)
     require_not_revoked(ctx.state, body.guardian)
-    request = load(ctx.state, k_request(body.request), REQUEST)
+    request = load(ctx.state, k_request(body.identity, body.request), REQUEST)
     if request is None:
+        if ctx.state.get(k_subject(body.request)) is not None:
+            raise InvalidValue("the request concerns another child than the decision names")
         raise NotFound(f"no crossing request {body.request.hex()[:16]}")
-    if request.identity != body.identity:
-        raise InvalidValue("the request concerns another child than the decision names")
     # Rule: only a guardian of this child decides: one recorded when the request was made
     # (or the key that guardian rotated to) who is still a guardian now (no court order since).
     if body.guardian not in request.guardians:
@@ -174,23 +192,52 @@ def decide(ctx: Ctx, body: GuardianDecision) -> Outcome:
     if request.status != PENDING:
         raise RequestNotPending(f"the request is {request.status}")
     if body.decision == APPROVE:
-        approvals = tuple(sorted(request.approvals + (body.guardian,)))
-        request = replace(request, approvals=approvals)
-        if len(approvals) >= request.approvals_needed:
-            request = _close(ctx, body.request, request, PERMITTED)
+        request = replace(request, approvals=tuple(sorted(request.approvals + (body.guardian,))))
     else:
-        denials = tuple(sorted(request.denials + (body.guardian,)))
-        request = replace(request, denials=denials)
-        still_possible = len(request.guardians) - len(denials)
-        if request.veto or still_possible < request.approvals_needed:
-            request = _close(ctx, body.request, request, DENIED)
-    store(ctx.state, k_request(body.request), REQUEST, request)
+        request = replace(request, denials=tuple(sorted(request.denials + (body.guardian,))))
+    request = _settle(ctx, body.request, request)
+    store(ctx.state, k_request(body.identity, body.request), REQUEST, request)
     return Outcome(request.status, body.request)
+
+
+def _settle(ctx: Ctx, rid: bytes, request: Request) -> Request:
+    """Close a pending request its decisions settle: enough approvals permit it; a denial under
+    a veto policy, or too few guardians left to approve, denies it."""
+    if len(request.approvals) >= request.approvals_needed:
+        return _close(ctx, rid, request, PERMITTED)
+    still_possible = len(request.guardians) - len(request.denials)
+    if (request.veto and request.denials) or still_possible < request.approvals_needed:
+        return _close(ctx, rid, request, DENIED)
+    return request
+
+
+def reevaluate_pending(ctx: Ctx, identity: bytes, record: Identity) -> None:
+    """A court order changed the child's guardians or policy: its pending requests follow.
+
+    Only decisions of guardians who remain count; the new policy's approvals and veto apply;
+    a request the remaining decisions settle closes in this block.
+    """
+    prefix = k_pending(identity)
+    for key, _ in list(scan_prefix(ctx.state, prefix)):
+        rid = key[len(prefix):]
+        request = load(ctx.state, k_request(identity, rid), REQUEST)
+        if request is None:
+            continue
+        kept = set(record.guardians)
+        request = replace(
+            request,
+            guardians=record.guardians,
+            approvals_needed=record.policy.approvals,
+            veto=record.policy.veto,
+            approvals=tuple(g for g in request.approvals if g in kept),
+            denials=tuple(g for g in request.denials if g in kept),
+        )
+        store(ctx.state, k_request(identity, rid), REQUEST, _settle(ctx, rid, request))
 
 
 def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
     closed = replace(request, status=status, closed_height=ctx.height)
-    ctx.state.delete(k_expiry(request.deadline, rid))
+    ctx.state.delete(k_expiry(request.deadline, request.identity, rid))
     ctx.state.delete(k_pending(request.identity, rid))
     if status in (DENIED, EXPIRED):
         raise_alert(ctx.state, ctx.height, ctx.time, rid, closed)
@@ -204,14 +251,14 @@ def rotate_guardian_in_pending(state: Overlay, identity: bytes, old: bytes, new:
     prefix = k_pending(identity)
     for key, _ in list(scan_prefix(state, prefix)):
         rid = key[len(prefix):]
-        request = load(state, k_request(rid), REQUEST)
+        request = load(state, k_request(identity, rid), REQUEST)
         if request is None:
             continue
 
         def swap(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
             return tuple(sorted(new if k == old else k for k in keys))
 
-        store(state, k_request(rid), REQUEST, replace(
+        store(state, k_request(identity, rid), REQUEST, replace(
             request, guardians=swap(request.guardians), approvals=swap(request.approvals),
             denials=swap(request.denials)))
 
@@ -219,7 +266,8 @@ def rotate_guardian_in_pending(state: Overlay, identity: bytes, old: bytes, new:
 def raise_alert(state: Overlay, height: int, time: int, rid: bytes, request: Request) -> None:
     alert = Alert(kind=request.status, request=rid, identity=request.identity, post=request.post,
                   direction=request.direction, event_time=request.event_time, time=time)
-    store(state, k_alert(height, rid), ALERT, alert)
+    store(state, k_alert(request.identity, rid), ALERT, alert)
+    state.put(k_alert_at(height, request.identity, rid), NIL)
 
 
 def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
@@ -229,15 +277,15 @@ def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
     Requests expire in (deadline, id) order, the order of their keys.
     """
     events = []
-    due = list(state.scan(b"exp/", b"exp/" + be64(time)))
+    due = list(state.scan(P_EXPIRY, P_EXPIRY + be64(time)))
     for key, _ in due:
-        rid = key[len(b"exp/") + 8:]
+        _, identity, rid = split_time_key(P_EXPIRY, key)
         state.delete(key)
-        request = load(state, k_request(rid), REQUEST)
+        request = load(state, k_request(identity, rid), REQUEST)
         if request is None or request.status != PENDING:
             continue
         closed = replace(request, status=EXPIRED, closed_height=height)
-        store(state, k_request(rid), REQUEST, closed)
+        store(state, k_request(identity, rid), REQUEST, closed)
         state.delete(k_pending(request.identity, rid))
         raise_alert(state, height, time, rid, closed)
         events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post,

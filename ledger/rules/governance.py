@@ -8,13 +8,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ledger.errors import AlreadyExists, InvalidValue, NotFound, StakeError, UnknownKey
+from ledger.errors import AlreadyExists, InvalidValue, NotFound, StakeError
+from ledger.rules.context import (
+    Ctx,
+    Outcome,
+    council_of,
+    require_not_revoked,
+    require_quorum,
+)
 from ledger.rules.crossing import rotate_guardian_in_pending
-from ledger.rules.context import Ctx, Outcome, council_of, require_not_revoked, require_quorum
 from ledger.rules.validators import bond, latest_scheduled_set, schedule_power
 from ledger.state.records import (
     COUNCIL,
     IDENTITY_RECORD,
+    K_COUNCIL,
     KEY_ROLE,
     NIL,
     POST_RECORD,
@@ -36,6 +43,7 @@ from ledger.state.records import (
 )
 from ledger.state.view import scan_prefix
 from ledger.tx.bodies import (
+    REVOKE_REASONS,
     ROLE_AUDITOR,
     ROLE_AUTHORITY,
     ROLE_TERMINAL,
@@ -126,12 +134,15 @@ def _key_is_known(ctx: Ctx, key: bytes, council: Council) -> bool:
 
 
 def revoke_key(ctx: Ctx, body: RevokeKey) -> Outcome:
-    """Rule: any key the chain knows can be revoked, once; the council keeps a quorum."""
+    """Rule: any key can be revoked, once (also before it is used); the council keeps a quorum.
+
+    Whether the key holds a role is not a condition: a guardian's key is known only from a
+    child's records, and a rule of a governance transaction never depends on a child's records
+    (an auditor must be able to re-execute it after the child's records were erased).
+    """
     council = require_council(ctx)
     if ctx.state.get(k_revoked(body.key)) is not None:
         raise AlreadyExists(f"key {body.key.hex()[:16]} is revoked already")
-    if not _key_is_known(ctx, body.key, council):
-        raise UnknownKey(f"key {body.key.hex()[:16]} is not known to the chain")
     if body.key in council.members:
         alive = [m for m in council.members if m != body.key and ctx.state.get(k_revoked(m)) is None]
         if len(alive) < council.threshold:
@@ -140,7 +151,7 @@ def revoke_key(ctx: Ctx, body: RevokeKey) -> Outcome:
     return Outcome()
 
 
-def _revoke(ctx: Ctx, key: bytes, reason: str) -> None:
+def _revoke(ctx: Ctx, key: bytes, reason: int) -> None:
     store(ctx.state, k_revoked(key), REVOCATION, Revocation(height=ctx.height, reason=reason))
     record = load(ctx.state, k_validator(key), VALIDATOR_RECORD)
     if record is not None and record.stake > 0:
@@ -157,7 +168,8 @@ def rotate_key(ctx: Ctx, body: RotateKey) -> Outcome:
 
     Covers authority, terminal and auditor roles, council membership and guardianship (each
     ward's guardian list and pending requests are rewritten). Validators rotate by bonding the
-    new key instead.
+    new key instead. A key with no role is simply revoked: whether it is a guardian's is known
+    only from children's records, on which a governance rule never depends (see revoke_key).
     """
     council = require_council(ctx)
     old, new = body.old, body.new
@@ -165,16 +177,13 @@ def rotate_key(ctx: Ctx, body: RotateKey) -> Outcome:
         raise InvalidValue("old and new key are the same")
     require_not_revoked(ctx.state, old)
     _require_fresh_key(ctx, new)
-    moved = False
     role = ctx.state.get(k_role(old))
     if role is not None:
         ctx.state.put(k_role(new), role)
         ctx.state.delete(k_role(old))
-        moved = True
     if old in council.members:
         members = tuple(sorted((set(council.members) - {old}) | {new}))
-        store(ctx.state, b"council", COUNCIL, Council(threshold=council.threshold, members=members))
-        moved = True
+        store(ctx.state, K_COUNCIL, COUNCIL, Council(threshold=council.threshold, members=members))
     wards = [key[len(k_ward(old)):] for key, _ in scan_prefix(ctx.state, k_ward(old))]
     for identity in wards:
         record = load(ctx.state, k_identity(identity), IDENTITY_RECORD)
@@ -186,8 +195,5 @@ def rotate_key(ctx: Ctx, body: RotateKey) -> Outcome:
         ctx.state.delete(k_ward(old, identity))
         ctx.state.put(k_ward(new, identity), NIL)
         rotate_guardian_in_pending(ctx.state, identity, old, new)
-        moved = True
-    if not moved:
-        raise UnknownKey(f"key {old.hex()[:16]} holds no role that can be rotated")
-    _revoke(ctx, old, "rotated")
+    _revoke(ctx, old, REVOKE_REASONS.index("rotated"))
     return Outcome()

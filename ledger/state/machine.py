@@ -19,8 +19,9 @@ from ledger.hashing import tagged_hash
 from ledger.rules import RULES
 from ledger.rules.context import BlockEnv, Ctx, Event, Outcome
 from ledger.rules.crossing import expire_requests
+from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
-from ledger.state.records import CHAIN_INFO, ChainInfo, load
+from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, load
 from ledger.state.view import Overlay, StateReader
 from ledger.tx.envelope import Transaction
 from ledger.validators import ValidatorSet
@@ -29,7 +30,7 @@ TAG_RESULTS = b"custos/results"
 
 
 def chain_info_of(state: StateReader) -> ChainInfo:
-    info = load(state, b"chain", CHAIN_INFO)
+    info = load(state, K_CHAIN, CHAIN_INFO)
     if info is None:
         raise RejectedTransaction("the state has no chain information (not initialised from genesis)")
     return info
@@ -82,7 +83,8 @@ class BlockExecution:
         self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params)
 
     def begin(self, evidence: tuple[DuplicateVoteEvidence, ...] | list[DuplicateVoteEvidence]) -> None:
-        """Begin-block rules: punish equivocation, then expire overdue requests.
+        """Begin-block rules: punish equivocation, expire overdue requests, then erase the
+        records of children whose retention period is over.
 
         Raises :class:`ledger.errors.InvalidEvidence` for evidence that proves nothing.
         """
@@ -101,6 +103,7 @@ class BlockExecution:
 
     def expire(self) -> None:
         self.events.extend(expire_requests(self.overlay, self.height, self.time))
+        self.events.extend(erase_due(self.overlay, self.height, self.time))
 
     def apply(self, tx: Transaction) -> Outcome:
         """Apply one transaction whose signatures were verified; on rejection nothing changes."""

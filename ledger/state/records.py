@@ -1,29 +1,50 @@
 """The records the state machine keeps, their keys, and typed access to them.
 
-Keys are short ASCII prefixes followed by fixed-width binary parts, so that prefix scans are
-ordered the same way on every node (deadlines and heights are big-endian).
+This module is the one owner of state keys: rules, API and audit call the ``k_*`` functions and
+the prefix constants here, never spell a prefix themselves.
 
-=====================  ==========================================================
-key                    value
+Keys are short ASCII prefixes followed by fixed-width binary parts, so that prefix scans are
+ordered the same way on every node (deadlines and heights are big-endian). There are three kinds:
+
+**Global records** (authenticated by the state root):
+
 =====================  ==========================================================
 ``chain``              :class:`ChainInfo` (chain id, genesis hash, params)
 ``council``            :class:`Council` (threshold and member keys)
-``role/<key>``         :class:`KeyRole` of an authority, terminal or auditor key
+``role/<key>``         :class:`KeyRole` of an authority, terminal, auditor or oversight key
 ``post/<post>``        :class:`Post`
 ``revoked/<key>``      :class:`Revocation`
-``id/<identity>``      :class:`Identity`
-``cm/<commitment>``    :class:`CommitmentIndex` (which identity a biometric key belongs to)
-``gw/<key><identity>`` nil: the key is a guardian of that identity
-``req/<tx id>``        :class:`Request` (a crossing request and its decision)
-``exp/<deadline><id>`` nil: a pending request that expires after ``deadline``
-``pend/<identity><id>`` nil: the identity's pending requests
-``consent/<tx id>``    :class:`Consent`
-``ic/<identity><id>``  nil: the identity's consents, in id order
-``alert/<h><id>``      :class:`Alert` (a denied or expired minor crossing)
 ``val/<key>``          :class:`ValidatorRecord` (bonded stake, jailed)
 ``vset/<height>``      the validator set in force from that height on
 ``ev/<hash>``          nil: evidence already punished
+``erased/<tag>``       :class:`Erased`: the tombstone of an erased child (tag, never the id)
 =====================  ==========================================================
+
+**A child's records**, all under ``c/<identity>`` (16 bytes), so that one child's records form
+one subtree of the state and erasing a child deletes one prefix:
+
+=========================  ======================================================
+``c/<id>i``                :class:`Identity`
+``c/<id>m<commitment>``    nil: a biometric commitment of this child (current or retired)
+``c/<id>r<request>``       :class:`Request` (a crossing request and its decision)
+``c/<id>p<request>``       nil: a pending request
+``c/<id>c<consent>``       :class:`Consent`
+``c/<id>a<consent>``       nil: a consent that may still be used
+``c/<id>l<request>``       :class:`Alert` (a denied or expired minor crossing)
+=========================  ======================================================
+
+**Derived indexes** under ``x/``: functions of the records above that rules and reads use to
+find them (rebuilt from the records, never authenticated, deleted with the child):
+
+===============================  ===============================================
+``x/cm/<commitment>``            :class:`CommitmentIndex` (whose key it is, still active?)
+``x/gw/<guardian><id>``          nil: the key is a guardian of that child
+``x/exp/<deadline><id><req>``    nil: a pending request that expires after ``deadline``
+``x/alert/<height><id><req>``    nil: an alert raised at that height
+``x/ct/<tag>``                   the identity id a child tag stands for
+``x/rq/<request or consent>``    the identity id a request or consent concerns
+``x/ret/<day><id>``              nil: the child's records fall due for erasure on that day
+===============================  ===============================================
 """
 
 from __future__ import annotations
@@ -32,7 +53,21 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ledger.encoding import Bool, Int, List, Optional, Schema, Str, decode, encode
-from ledger.tx.bodies import COMPANION, COUNTRY, GUARDIANS, HASH, IDENTITY, KEY, LABEL, POLICY, POST, Policy
+from ledger.tx.bodies import (
+    COMPANION,
+    COUNTRY,
+    DAY,
+    ERASE_BASES,
+    GUARDIANS,
+    HASH,
+    IDENTITY,
+    KEY,
+    LABEL,
+    POLICY,
+    POST,
+    REVOKE_REASONS,
+    Policy,
+)
 
 T = TypeVar("T")
 
@@ -63,6 +98,7 @@ class Params:
     event_future_ms: int  # how far past the block time an event time may lie (clock skew)
     event_max_age_ms: int  # how old an event may be when it arrives (offline terminals)
     max_consent_ms: int  # longest travel-consent window
+    retention_days: int  # days after majority after which a child's records are erased (0: never)
 
 
 PARAMS = Schema(
@@ -76,6 +112,7 @@ PARAMS = Schema(
         "event_future_ms": Int(max=86_400_000),
         "event_max_age_ms": Int(max=365 * 86_400_000),
         "max_consent_ms": Int(min=1, max=5 * 365 * 86_400_000),
+        "retention_days": Int(max=100 * 366),
     },
 )
 
@@ -88,6 +125,7 @@ DEFAULT_PARAMS = Params(
     event_future_ms=5 * 60_000,
     event_max_age_ms=7 * 86_400_000,
     max_consent_ms=366 * 86_400_000,
+    retention_days=5 * 365 + 1,
 )
 
 
@@ -131,10 +169,22 @@ POST_RECORD = Schema(Post, {"label": LABEL})
 @dataclass(frozen=True, slots=True)
 class Revocation:
     height: int
-    reason: str
+    reason: int  # index into ledger.tx.bodies.REVOKE_REASONS
 
 
-REVOCATION = Schema(Revocation, {"height": Int(), "reason": Str(max=200)})
+REVOCATION = Schema(Revocation, {"height": Int(), "reason": Int(max=len(REVOKE_REASONS) - 1)})
+
+
+@dataclass(frozen=True, slots=True)
+class Erased:
+    """What stays of an erased child: when, on which order (a salted hash), on what basis."""
+
+    height: int
+    order: bytes
+    basis: int  # index into ledger.tx.bodies.ERASE_BASES
+
+
+ERASED = Schema(Erased, {"height": Int(), "order": HASH, "basis": Int(max=len(ERASE_BASES) - 1)})
 
 
 # --------------------------------------------------------------------------- identities
@@ -144,11 +194,12 @@ REVOCATION = Schema(Revocation, {"height": Int(), "reason": Str(max=200)})
 class Identity:
     authority: bytes
     commitment: bytes
-    majority_date: int
+    majority_day: int
     guardians: tuple[bytes, ...]
     policy: Policy
     enrolled_height: int
     version: int  # 1 at enrolment, +1 per re-enrolment or guardianship change
+    erase_day: int  # the day its records are erased when retention ends (0: kept until an order)
 
 
 IDENTITY_RECORD = Schema(
@@ -156,11 +207,12 @@ IDENTITY_RECORD = Schema(
     {
         "authority": KEY,
         "commitment": KEY,
-        "majority_date": Int(),
+        "majority_day": DAY,
         "guardians": GUARDIANS,
         "policy": POLICY,
         "enrolled_height": Int(),
         "version": Int(min=1),
+        "erase_day": DAY,
     },
 )
 
@@ -302,66 +354,135 @@ NIL = encode(None)
 
 K_CHAIN = b"chain"
 K_COUNCIL = b"council"
+P_ROLE = b"role/"
+P_POST = b"post/"
+P_REVOKED = b"revoked/"
+P_VALIDATOR = b"val/"
+P_VALSET = b"vset/"
+P_EVIDENCE = b"ev/"
+P_ERASED = b"erased/"
+P_CHILD = b"c/"
+P_DERIVED = b"x/"
+P_COMMITMENT = b"x/cm/"
+P_WARD = b"x/gw/"
+P_EXPIRY = b"x/exp/"
+P_ALERT = b"x/alert/"
+P_CHILD_TAG = b"x/ct/"
+P_SUBJECT = b"x/rq/"
+P_RETENTION = b"x/ret/"
+CHILD_KEY_LEN = len(P_CHILD) + 16  # c/ + identity id
+
+# sub-prefixes of a child's records, after c/<identity>
+_IDENTITY, _COMMITMENT, _REQUEST, _PENDING, _CONSENT, _ACTIVE_CONSENT, _ALERT = b"i", b"m", b"r", b"p", b"c", b"a", b"l"
 
 
 def k_role(key: bytes) -> bytes:
-    return b"role/" + key
+    return P_ROLE + key
 
 
 def k_post(post: str) -> bytes:
-    return b"post/" + post.encode()
+    return P_POST + post.encode()
 
 
 def k_revoked(key: bytes) -> bytes:
-    return b"revoked/" + key
-
-
-def k_identity(identity: bytes) -> bytes:
-    return b"id/" + identity
-
-
-def k_commitment(commitment: bytes) -> bytes:
-    return b"cm/" + commitment
-
-
-def k_ward(guardian: bytes, identity: bytes = b"") -> bytes:
-    return b"gw/" + guardian + identity
-
-
-def k_request(request: bytes) -> bytes:
-    return b"req/" + request
-
-
-def k_expiry(deadline: int, request: bytes = b"") -> bytes:
-    return b"exp/" + be64(deadline) + request
-
-
-def k_pending(identity: bytes, request: bytes = b"") -> bytes:
-    return b"pend/" + identity + request
-
-
-def k_consent(consent: bytes) -> bytes:
-    return b"consent/" + consent
-
-
-def k_identity_consent(identity: bytes, consent: bytes = b"") -> bytes:
-    return b"ic/" + identity + consent
-
-
-def k_alert(height: int, request: bytes = b"") -> bytes:
-    return b"alert/" + be64(height) + request
+    return P_REVOKED + key
 
 
 def k_validator(key: bytes) -> bytes:
-    return b"val/" + key
+    return P_VALIDATOR + key
 
 
 def k_valset(height: int) -> bytes:
-    return b"vset/" + be64(height)
+    return P_VALSET + be64(height)
 
 
 def k_evidence(evidence_hash: bytes) -> bytes:
-    return b"ev/" + evidence_hash
+    return P_EVIDENCE + evidence_hash
+
+
+def k_erased(tag: bytes) -> bytes:
+    return P_ERASED + tag
+
+
+def k_child(identity: bytes) -> bytes:
+    """The prefix of every record of one child."""
+    return P_CHILD + identity
+
+
+def child_of_key(key: bytes) -> bytes | None:
+    """The identity id whose records hold ``key``, or None for a global or derived key."""
+    if key.startswith(P_CHILD) and len(key) > CHILD_KEY_LEN:
+        return key[len(P_CHILD):CHILD_KEY_LEN]
+    return None
+
+
+def k_identity(identity: bytes) -> bytes:
+    return P_CHILD + identity + _IDENTITY
+
+
+def k_child_commitment(identity: bytes, commitment: bytes = b"") -> bytes:
+    return P_CHILD + identity + _COMMITMENT + commitment
+
+
+def k_request(identity: bytes, request: bytes = b"") -> bytes:
+    return P_CHILD + identity + _REQUEST + request
+
+
+def k_pending(identity: bytes, request: bytes = b"") -> bytes:
+    return P_CHILD + identity + _PENDING + request
+
+
+def k_consent(identity: bytes, consent: bytes = b"") -> bytes:
+    return P_CHILD + identity + _CONSENT + consent
+
+
+def k_identity_consent(identity: bytes, consent: bytes = b"") -> bytes:
+    """A consent of the child that may still be used (not revoked, uses left)."""
+    return P_CHILD + identity + _ACTIVE_CONSENT + consent
+
+
+def k_alert(identity: bytes, request: bytes = b"") -> bytes:
+    return P_CHILD + identity + _ALERT + request
+
+
+def k_commitment(commitment: bytes) -> bytes:
+    return P_COMMITMENT + commitment
+
+
+def k_ward(guardian: bytes, identity: bytes = b"") -> bytes:
+    return P_WARD + guardian + identity
+
+
+def k_expiry(deadline: int, identity: bytes = b"", request: bytes = b"") -> bytes:
+    return P_EXPIRY + be64(deadline) + identity + request
+
+
+def k_alert_at(height: int, identity: bytes = b"", request: bytes = b"") -> bytes:
+    return P_ALERT + be64(height) + identity + request
+
+
+def k_child_tag(tag: bytes) -> bytes:
+    return P_CHILD_TAG + tag
+
+
+def k_subject(record_id: bytes) -> bytes:
+    """Which child a request or consent (named by its transaction id) concerns."""
+    return P_SUBJECT + record_id
+
+
+def k_retention(day: int, identity: bytes = b"") -> bytes:
+    return P_RETENTION + be64(day) + identity
+
+
+def split_time_key(prefix: bytes, key: bytes) -> tuple[int, bytes, bytes]:
+    """(time, identity, record id) of an ``x/exp/`` or ``x/alert/`` key."""
+    rest = key[len(prefix):]
+    return int.from_bytes(rest[:8], "big"), rest[8:24], rest[24:]
+
+
+def subject_of(reader: Any, record_id: bytes) -> bytes | None:
+    """The identity id a request or consent concerns, if the state knows it."""
+    return reader.get(k_subject(record_id))
 
 
 # --------------------------------------------------------------------------- typed access
@@ -389,3 +510,14 @@ def load(reader: Any, key: bytes, schema: Schema[T]) -> T | None:
 
 def store(writer: Any, key: bytes, schema: Schema[T], obj: T) -> None:
     writer.put(key, schema.encode(obj))
+
+
+def request_by_id(reader: Any, request_id: bytes) -> Request | None:
+    """A crossing request by its id alone (the subject index names the child it concerns)."""
+    identity = subject_of(reader, request_id)
+    return None if identity is None else load(reader, k_request(identity, request_id), REQUEST)
+
+
+def consent_by_id(reader: Any, consent_id: bytes) -> Consent | None:
+    identity = subject_of(reader, consent_id)
+    return None if identity is None else load(reader, k_consent(identity, consent_id), CONSENT)

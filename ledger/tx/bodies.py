@@ -15,12 +15,24 @@ from ledger.encoding import Bool, Bytes, Int, List, Optional, Schema, Str
 KEY = Bytes(32)
 HASH = Bytes(32)
 IDENTITY = Bytes(16)  # a pseudonymous identity id chosen at enrolment, never a name
-LABEL = Str(max=64)
+LABEL = Str(max=64)  # names an institution or a device (a post, an authority), never a person
 POST = Str(min=1, max=32)
 TIME = Int()  # integer milliseconds since the Unix epoch, UTC
+DAY = Int(max=200_000)  # whole days since 1970-01-01 UTC: dates go on the chain to the day, no finer
+DAY_MS = 86_400_000
 COUNTRY = Str(min=2, max=8)
-COMPANION = Bytes(min=1, max=32)  # pseudonymous id of the accompanying adult
+# The accompanying adult, as a keyed tag: HMAC-SHA256 under the child's pseudonym key (held by
+# the enrolment authority, the guardians and the child's sealed card, never by the chain) of the
+# adult's normalised document number, truncated to 16 bytes. See ledger/privacy/tags.py.
+COMPANION = Bytes(16)
 MAX_GUARDIANS = 8
+
+# Enumerated codes replace free text on the chain (DESIGN: no free text). The numbers are part of
+# the wire format: add codes at the end, never renumber.
+DENY_REASONS = ("unspecified", "not-informed", "destination-not-agreed", "companion-not-agreed",
+                "custody-dispute", "safety-concern", "other")
+REVOKE_REASONS = ("unspecified", "compromised", "retired", "rotated", "misuse")
+ERASE_BASES = ("court-order", "retention-expired", "data-subject-request", "enrolment-error")
 
 EXIT, ENTRY, ANY = "exit", "entry", "any"
 APPROVE, DENY = "approve", "deny"
@@ -70,7 +82,7 @@ class SetValidator:
 @dataclass(frozen=True, slots=True)
 class RevokeKey:
     key: bytes
-    reason: str
+    reason: int  # index into REVOKE_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,20 +121,22 @@ class Enrol:
     authority: bytes
     identity: bytes
     commitment: bytes
-    majority_date: int
+    majority_day: int  # the day (since 1970-01-01 UTC) from which the child crosses as an adult
     guardians: tuple[bytes, ...]
     policy: Policy
 
 
 @dataclass(frozen=True, slots=True)
 class UpdateGuardians:
-    """A court order (referenced, not copied) changes a child's guardians or policy."""
+    """A court order changes a child's guardians or policy. The chain holds only ``order``, a
+    salted hash of the order's reference (ledger/privacy/tags.py); the authority keeps the
+    reference and the salt, so an auditor shown them can check the hash."""
 
     authority: bytes
     identity: bytes
     guardians: tuple[bytes, ...]
     policy: Policy
-    order_ref: str
+    order: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +172,7 @@ class GuardianDecision:
     request: bytes
     identity: bytes
     decision: str
-    reason: str
+    reason: int  # index into DENY_REASONS (0 for an approval)
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +198,23 @@ class RevokeConsent:
     identity: bytes
 
 
+# --------------------------------------------------------------------------- erasure
+
+
+@dataclass(frozen=True, slots=True)
+class EraseIdentity:
+    """The council orders a child's personal records erased from every node.
+
+    ``child`` is the child's tag (ledger/privacy/tags.py), not the identity id, so the order
+    itself names no record once the records are gone; ``order`` is a salted hash of the order's
+    reference, kept off chain by the council; ``basis`` indexes ERASE_BASES.
+    """
+
+    child: bytes
+    order: bytes
+    basis: int
+
+
 # --------------------------------------------------------------------------- registry
 
 GOV_REGISTER_AUTHORITY = "gov.register-authority"
@@ -193,6 +224,7 @@ GOV_REGISTER_AUDITOR = "gov.register-auditor"
 GOV_SET_VALIDATOR = "gov.set-validator"
 GOV_REVOKE_KEY = "gov.revoke-key"
 GOV_ROTATE_KEY = "gov.rotate-key"
+GOV_ERASE = "gov.erase"
 ENROL = "identity.enrol"
 UPDATE_GUARDIANS = "identity.update-guardians"
 REENROL = "identity.reenrol"
@@ -203,7 +235,7 @@ REVOKE_CONSENT = "consent.revoke"
 
 GOVERNANCE_KINDS = frozenset(
     {GOV_REGISTER_AUTHORITY, GOV_REGISTER_POST, GOV_REGISTER_TERMINAL, GOV_REGISTER_AUDITOR,
-     GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY}
+     GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY, GOV_ERASE}
 )
 
 BODIES: dict[str, Schema] = {
@@ -212,17 +244,18 @@ BODIES: dict[str, Schema] = {
     GOV_REGISTER_TERMINAL: Schema(RegisterTerminal, {"key": KEY, "post": POST, "label": LABEL}),
     GOV_REGISTER_AUDITOR: Schema(RegisterAuditor, {"key": KEY, "label": LABEL}),
     GOV_SET_VALIDATOR: Schema(SetValidator, {"key": KEY, "stake": Int(max=2**48)}),
-    GOV_REVOKE_KEY: Schema(RevokeKey, {"key": KEY, "reason": Str(max=200)}),
+    GOV_REVOKE_KEY: Schema(RevokeKey, {"key": KEY, "reason": Int(max=len(REVOKE_REASONS) - 1)}),
     GOV_ROTATE_KEY: Schema(RotateKey, {"old": KEY, "new": KEY}),
+    GOV_ERASE: Schema(EraseIdentity, {"child": HASH, "order": HASH, "basis": Int(max=len(ERASE_BASES) - 1)}),
     ENROL: Schema(
         Enrol,
-        {"authority": KEY, "identity": IDENTITY, "commitment": KEY, "majority_date": TIME,
+        {"authority": KEY, "identity": IDENTITY, "commitment": KEY, "majority_day": DAY,
          "guardians": GUARDIANS, "policy": POLICY},
     ),
     UPDATE_GUARDIANS: Schema(
         UpdateGuardians,
         {"authority": KEY, "identity": IDENTITY, "guardians": GUARDIANS, "policy": POLICY,
-         "order_ref": Str(min=1, max=128)},
+         "order": HASH},
     ),
     REENROL: Schema(Reenrol, {"authority": KEY, "identity": IDENTITY, "commitment": KEY}),
     CROSSING: Schema(
@@ -233,7 +266,7 @@ BODIES: dict[str, Schema] = {
     DECISION: Schema(
         GuardianDecision,
         {"guardian": KEY, "request": HASH, "identity": IDENTITY,
-         "decision": Str(max=8, choices=(APPROVE, DENY)), "reason": Str(max=200)},
+         "decision": Str(max=8, choices=(APPROVE, DENY)), "reason": Int(max=len(DENY_REASONS) - 1)},
     ),
     GRANT_CONSENT: Schema(
         GrantConsent,

@@ -39,10 +39,18 @@ from aiohttp import web
 from ledger.chain import ExecutedBlock
 from ledger.crypto.keys import DOMAIN_SUBSCRIBE
 from ledger.rules.crossing import EVENT_PENDING
-from ledger.state.records import DENIED, EXPIRED, PENDING, REQUEST, k_request, load
-from ledger.tx.bodies import DECISION, GOV_REVOKE_KEY, GOV_ROTATE_KEY
+from ledger.state.records import DENIED, EXPIRED, PENDING, request_by_id
+from ledger.tx.bodies import DECISION, DENY_REASONS, GOV_REVOKE_KEY, GOV_ROTATE_KEY
 from node.api.codec import int_arg, jsonable
-from node.api.reads import Access, Caller, Refused, forbidden, guarded, pending_for_guardian, request_doc
+from node.api.reads import (
+    Access,
+    Caller,
+    Refused,
+    forbidden,
+    guarded,
+    pending_for_guardian,
+    request_doc,
+)
 from node.app import NodeApp
 
 log = logging.getLogger("custos.events")
@@ -200,7 +208,7 @@ class EventStreams:
             position = (height, len(out))
 
             def make() -> bytes:
-                record = load(state, k_request(rid), REQUEST)
+                record = request_by_id(state, rid)
                 doc = request_doc(state, rid, record) if record is not None else {"id": rid}
                 data = {**doc, "status": status, "event": kind, "event_height": height, "committed_ms": now,
                         **extra}
@@ -216,10 +224,11 @@ class EventStreams:
         for tx, result in zip(executed.txs, executed.changes.results):
             if tx.kind == DECISION and result.outcome.status == PENDING:
                 body = tx.body
-                record = load(state, k_request(body.request), REQUEST)
+                record = request_by_id(state, body.request)
                 if record is not None:
                     add("decision", body.request, PENDING,
-                        {"guardian": body.guardian, "decision": body.decision, "reason": body.reason},
+                        {"guardian": body.guardian, "decision": body.decision,
+                         "reason": DENY_REASONS[body.reason]},
                         record.guardians, record.terminal)
         if out:
             self.app.metrics.inc("events_derived", len(out))

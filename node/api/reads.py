@@ -60,6 +60,7 @@ from ledger.state.records import (
     IDENTITY_RECORD,
     K_COUNCIL,
     KEY_ROLE,
+    P_ALERT,
     PENDING,
     POST_RECORD,
     REQUEST,
@@ -67,16 +68,21 @@ from ledger.state.records import (
     Identity,
     KeyRole,
     Request,
+    be64,
+    consent_by_id,
     k_alert,
     k_consent,
     k_identity,
     k_identity_consent,
+    k_pending,
     k_post,
     k_request,
     k_revoked,
     k_role,
     k_ward,
     load,
+    request_by_id,
+    split_time_key,
 )
 from ledger.state.view import prefix_end, scan_prefix
 from ledger.tx.bodies import ROLE_AUDITOR, ROLE_AUTHORITY, ROLE_TERMINAL
@@ -96,7 +102,6 @@ log = logging.getLogger("custos.reads")
 
 MAX_LIST = 100
 MAX_ALERTS = 1000
-MAX_PENDING_SCAN = 100_000
 MAX_ALERT_SCAN = 100_000
 INTEGRITY_READERS = "auditors, enrolment authorities, council members and nodes"
 
@@ -355,7 +360,7 @@ def identity_doc(state, identity: bytes, record: Identity) -> dict:
     prefix = k_identity_consent(identity)
     for key, _ in scan_prefix(state, prefix):
         cid = key[len(prefix):]
-        consent = load(state, k_consent(cid), CONSENT)
+        consent = load(state, k_consent(identity, cid), CONSENT)
         if consent is not None:
             consents.append(consent_doc(cid, consent))
         if len(consents) >= MAX_LIST:
@@ -366,18 +371,20 @@ def identity_doc(state, identity: bytes, record: Identity) -> dict:
 def pending_for_guardian(state, guardian: bytes, limit: int = MAX_LIST) -> list[tuple[bytes, Request]]:
     """Pending requests ``guardian`` may decide on, soonest deadline first.
 
-    Every pending request has an expiry entry (``exp/<deadline><id>``), so this scans the pending
-    requests of the whole chain, not its history.
+    Reads the guardian's wards, then each ward's pending requests: the cost follows this
+    guardian's children, not the chain's pending requests.
     """
     out = []
-    for n, (key, _) in enumerate(scan_prefix(state, b"exp/")):
-        if n >= MAX_PENDING_SCAN or len(out) >= limit:
-            break
-        rid = key[len(b"exp/") + 8:]
-        record = load(state, k_request(rid), REQUEST)
-        if record is not None and record.status == PENDING and guardian in record.guardians:
-            out.append((rid, record))
-    return out
+    for ward_key, _ in scan_prefix(state, k_ward(guardian)):
+        identity = ward_key[len(k_ward(guardian)):]
+        prefix = k_pending(identity)
+        for key, _ in scan_prefix(state, prefix):
+            rid = key[len(prefix):]
+            record = load(state, k_request(identity, rid), REQUEST)
+            if record is not None and record.status == PENDING and guardian in record.guardians:
+                out.append((rid, record))
+    out.sort(key=lambda item: (item[1].deadline, item[0]))
+    return out[:limit]
 
 
 # --------------------------------------------------------------------------- routes
@@ -447,7 +454,7 @@ class Reads:
     async def request(self, request: web.Request) -> web.Response:
         caller = self.access.authenticate(request)
         rid = hex_arg(request.match_info["id"], 32, "request id")
-        record = load(self.state, k_request(rid), REQUEST)
+        record = request_by_id(self.state, rid)
         if record is None:  # whether a transaction exists is public (GET /v1/txs/{id}): no oracle here
             return problem(404, "unknown-request", "no such crossing request (not committed, or never made)",
                            rid.hex())
@@ -459,7 +466,7 @@ class Reads:
     async def consent(self, request: web.Request) -> web.Response:
         caller = self.access.authenticate(request)
         cid = hex_arg(request.match_info["id"], 32, "consent id")
-        consent = load(self.state, k_consent(cid), CONSENT)
+        consent = consent_by_id(self.state, cid)
         if consent is None:  # a consent id is a transaction id: its existence is public
             return problem(404, "unknown-consent", "no such consent", cid.hex())
         allowed = caller.is_authority or (caller.role is None and (
@@ -483,22 +490,25 @@ class Reads:
         until = int_arg(request, "until", 2**63 - 1)
         limit = int_arg(request, "limit", 100, lo=1, hi=MAX_ALERTS)
         after = request.query.get("after")
-        start = k_alert(self._first_height_at_or_after(since))
+        start = P_ALERT + be64(self._first_height_at_or_after(since))
         if after:
-            start = max(start, b"alert/" + hex_arg(after, 40, "after") + b"\x00")
+            start = max(start, P_ALERT + hex_arg(after, 56, "after") + b"\x00")
         alerts: list[dict] = []
         last, more = None, False
-        for n, (key, raw) in enumerate(self.state.scan(start, prefix_end(b"alert/"))):
+        for n, (key, _) in enumerate(self.state.scan(start, prefix_end(P_ALERT))):
             if len(alerts) >= limit or n >= MAX_ALERT_SCAN:
                 more = True
                 break
-            alert = ALERT.decode(raw)
+            height, identity, rid = split_time_key(P_ALERT, key)
+            alert = load(self.state, k_alert(identity, rid), ALERT)
+            if alert is None:
+                continue
             if alert.time > until:
                 break
-            last = key[len(b"alert/"):]
+            last = key[len(P_ALERT):]
             if alert.time < since or (post is not None and alert.post != post):
                 continue
-            alerts.append({"height": int.from_bytes(last[:8], "big"), **ALERT.wire(alert)})
+            alerts.append({"height": height, **ALERT.wire(alert)})
         return reply(request, {"alerts": alerts, "next": last if more else None})
 
     def _first_height_at_or_after(self, time_ms: int) -> int:
@@ -538,7 +548,7 @@ class Reads:
         """The documents of indexed requests (an id the state does not hold is skipped)."""
         docs = []
         for rid in request_ids:
-            record = load(self.state, k_request(rid), REQUEST)
+            record = request_by_id(self.state, rid)
             if record is not None:
                 docs.append(request_doc(self.state, rid, record))
         return docs

@@ -42,7 +42,7 @@ from ledger.errors import (
 from ledger.genesis import GENESIS
 from ledger.merkle import MerkleError
 from ledger.rules.validators import validator_set_at
-from ledger.state.records import REQUEST, VALIDATOR_RECORD, k_request, load
+from ledger.state.records import P_VALIDATOR, VALIDATOR_RECORD, request_by_id
 from ledger.state.view import scan_prefix
 from ledger.tx.envelope import decode_tx, decode_tx_batch
 from node.api import render
@@ -158,7 +158,7 @@ class Api:
             return reply(request, {"id": tx_id, "status": "accepted"}, status=202)
         body = {"id": tx_id, "status": "committed", "height": location.height, "index": location.index,
                 "result": {"status": location.status, "ref": location.ref}}
-        crossing = load(self.app.store.state, k_request(tx_id), REQUEST)
+        crossing = request_by_id(self.app.store.state, tx_id)
         if crossing is not None:
             body["crossing_status"] = crossing.status
         return reply(request, body)
@@ -195,7 +195,7 @@ class Api:
         raw = block.txs[location.index]
         include_tx, crossing = False, None
         if caller is not None and self.access is not None:
-            record = load(store.state, k_request(tx_id), REQUEST)
+            record = request_by_id(store.state, tx_id)
             if record is not None and self.access.may_read_request(caller, record):
                 crossing = record
             include_tx = (caller.reads_integrity or crossing is not None
@@ -297,7 +297,8 @@ class Api:
     async def validators(self, request: web.Request) -> web.Response:
         store = self.app.store
         height = int_arg(request, "height", store.height + 1, lo=1, hi=store.height + 1)
-        bonded = [(key[len(b"val/"):], VALIDATOR_RECORD.decode(raw)) for key, raw in scan_prefix(store.state, b"val/")]
+        bonded = [(key[len(P_VALIDATOR):], VALIDATOR_RECORD.decode(raw))
+                  for key, raw in scan_prefix(store.state, P_VALIDATOR)]
         return reply(request, render.validators_doc(validator_set_at(store.state, height), height, bonded))
 
     async def consistency(self, request: web.Request) -> web.Response:

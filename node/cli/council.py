@@ -12,14 +12,18 @@ import argparse
 import json
 from pathlib import Path
 
+from ledger.privacy.tags import child_tag
+from ledger.tx.bodies import ERASE_BASES, REVOKE_REASONS
 from node.cli.common import EXIT_OK, EXIT_USAGE
 from node.cli.options import (
     InputError,
     add_node_args,
     cosign,
     emit_json,
+    identity_arg,
     load_keys,
     node_urls,
+    order_arg,
     public_key_arg,
     read_partial,
     run,
@@ -62,11 +66,17 @@ def register(sub) -> None:
     p = action("revoke-key", "revoke a key (authority, terminal, auditor, guardian, validator)",
                lambda t, ks, a: t.revoke_key(ks, public_key_arg(a.public), a.reason))
     p.add_argument("--public", required=True, help="the key to revoke (hex or key file)")
-    p.add_argument("--reason", default="", help="why (recorded on the chain)")
+    p.add_argument("--reason", default="unspecified", choices=REVOKE_REASONS,
+                   help="why, as one of the chain's codes")
     p = action("rotate-key", "move every role of a key to a new key",
                lambda t, ks, a: t.rotate_key(ks, public_key_arg(a.old), public_key_arg(a.new)))
     p.add_argument("--old", required=True)
     p.add_argument("--new", required=True)
+    p = action("erase", "order a child's personal records erased from every node", _erase)
+    p.add_argument("--identity", required=True, help="the child's identity id (32 hex digits) or card file")
+    p.add_argument("--order", required=True, metavar="REF",
+                   help="the erasure order's reference: only a salted hash goes on the chain")
+    p.add_argument("--basis", default="court-order", choices=ERASE_BASES, help="the legal basis (default court-order)")
 
     co = csub.add_parser("cosign", help="add signatures to a partially signed transaction file")
     co.add_argument("file", type=Path)
@@ -88,6 +98,14 @@ def _common(p, out: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print the node's answer as JSON")
     p.add_argument("--passphrase-file", type=Path, help="file with the key files' passphrase")
     add_node_args(p)
+
+
+def _erase(factory: TxFactory, keys: list, args: argparse.Namespace):
+    """The erasure order names the child by its tag and the order by a salted hash; the salt is
+    printed once here, for the council's file of the order."""
+    order, salt = order_arg(args.order)
+    say(f"erasure order {order.hex()[:16]}...: keep the salt {salt.hex()} with the order's file")
+    return factory.erase(keys, child_tag(identity_arg(args.identity)), order, args.basis)
 
 
 def _council_keys(args) -> list:

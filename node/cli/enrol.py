@@ -1,7 +1,8 @@
 """``custos enrol …``: the enrolment authority's tools.
 
 * ``child``: enrol a child from eye scans; writes the child's card (sealed to a card-opening
-  key) and adds the child to the authority's gallery (encrypted at rest)
+  key), the guardians' ward file (identity id, pseudonym key), and adds the child to the
+  authority's gallery (encrypted at rest)
 * ``update-guardians``: record a court order changing guardians or the approval policy
 * ``reenrol``: a fresh biometric commitment for an enrolled child (a lost card, a grown eye);
   writes a new card, keeps the child's pseudonym key
@@ -25,8 +26,11 @@ from node.cli.options import (
     emit_json,
     identity_arg,
     iso,
+    iso_day,
     load_key,
     node_urls,
+    order_arg,
+    parse_day,
     parse_duration,
     parse_time,
     public_key_arg,
@@ -36,6 +40,7 @@ from node.cli.options import (
 from node.client.http import ProblemError
 from node.client.signed import SignedClient
 from node.client.txs import TxFactory
+from node.client.wards import write_ward
 
 
 def register(sub) -> None:
@@ -47,7 +52,10 @@ def register(sub) -> None:
     _common(child)
     _biometric(child)
     child.add_argument("--card-out", type=Path, required=True, help="where to write the child's card")
-    child.add_argument("--majority-date", required=True, help="the day the child comes of age (ISO date)")
+    child.add_argument("--ward-out", type=Path,
+                       help="where to write the guardians' ward file (default: the card's name + .ward)")
+    child.add_argument("--majority-date", required=True,
+                       help="the day the child comes of age (ISO date; only the day goes on the chain)")
     child.add_argument("--identity", help="a chosen identity id (32 hex digits; default random)")
     _policy(child)
     child.set_defaults(func=cmd_child)
@@ -55,7 +63,8 @@ def register(sub) -> None:
     upd = esub.add_parser("update-guardians", help="record a court order: new guardians or policy")
     _common(upd)
     upd.add_argument("--child", required=True, help="identity id or card file")
-    upd.add_argument("--order-ref", required=True, help="the court order's reference (not its text)")
+    upd.add_argument("--order-ref", required=True,
+                     help="the court order's reference: only a salted hash goes on the chain")
     _policy(upd)
     upd.set_defaults(func=cmd_update)
 
@@ -158,21 +167,24 @@ def cmd_child(args: argparse.Namespace) -> int:
     if len(identity) != 16:
         raise InputError("an identity id is 16 bytes (32 hex digits)")
     guardians = [public_key_arg(g) for g in args.guardian]
-    majority = parse_time(args.majority_date)
+    majority = parse_day(args.majority_date)
+    ward_out = args.ward_out or args.card_out.with_name(args.card_out.name + ".ward")
 
     async def go() -> dict:
         async with SignedClient(node_urls(args), authority) as client:
             tx = TxFactory(await client.chain_id()).enrol(
-                authority, biometric, identity, majority_date=majority, guardians=guardians,
+                authority, biometric, identity, majority_day=majority, guardians=guardians,
                 approvals=args.approvals, deadline_ms=parse_duration(args.deadline), veto=args.veto)
             # the card first (atomically, beside its final name): a crash after the commit
             # must not leave an enrolled child without the card that unlocks its key
             pending = args.card_out.with_name(args.card_out.name + ".pending")
             write_card(pending, identity, helper, pseudonym_key, card_key)
+            write_ward(ward_out, identity, pseudonym_key)
             try:
                 result = await _submit(client, tx.raw)
             except ProblemError:
                 pending.unlink(missing_ok=True)  # refused: nothing was enrolled
+                ward_out.unlink(missing_ok=True)
                 raise
             except BaseException:
                 say(f"the enrolment may or may not have reached the chain: the card is kept as {pending}; "
@@ -181,7 +193,8 @@ def cmd_child(args: argparse.Namespace) -> int:
             gallery.add(identity, enrolled, pseudonym_key)
             pending.replace(args.card_out)
             return {"identity": identity.hex(), "commitment": biometric.public.hex(), "tx": tx.id.hex(),
-                    "status": result.get("status"), "height": result.get("height"), "card": str(args.card_out)}
+                    "status": result.get("status"), "height": result.get("height"), "card": str(args.card_out),
+                    "ward": str(ward_out)}
 
     try:
         doc = run(go())
@@ -192,7 +205,8 @@ def cmd_child(args: argparse.Namespace) -> int:
         emit_json(doc)
     else:
         where = f"at height {doc['height']}" if doc["status"] == "committed" else "(accepted, not yet committed)"
-        say(f"enrolled child {doc['identity']} {where}; card written to {doc['card']}")
+        say(f"enrolled child {doc['identity']} {where}; card written to {doc['card']}, "
+            f"the guardians' ward file to {doc['ward']}")
     return EXIT_OK
 
 
@@ -200,13 +214,14 @@ def cmd_update(args: argparse.Namespace) -> int:
     authority = load_key(args.key, args)
     identity = identity_arg(args.child)
     guardians = [public_key_arg(g) for g in args.guardian]
+    order, salt = order_arg(args.order_ref)
 
     async def go() -> dict:
         async with SignedClient(node_urls(args), authority) as client:
             tx = TxFactory(await client.chain_id()).update_guardians(
                 authority, identity, guardians=guardians, approvals=args.approvals,
-                deadline_ms=parse_duration(args.deadline), veto=args.veto, order_ref=args.order_ref)
-            return await _submit(client, tx.raw)
+                deadline_ms=parse_duration(args.deadline), veto=args.veto, order=order)
+            return {**await _submit(client, tx.raw), "order_hash": order.hex(), "order_salt": salt.hex()}
 
     try:
         result = run(go())
@@ -216,7 +231,8 @@ def cmd_update(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(result)
     else:
-        say(f"guardianship of {identity.hex()} updated at height {result.get('height')} (order {args.order_ref})")
+        say(f"guardianship of {identity.hex()} updated at height {result.get('height')}; the chain holds only "
+            f"the order's hash {order.hex()[:16]}...: keep its salt {salt.hex()} with the order's file")
     return EXIT_OK
 
 
@@ -296,7 +312,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     policy = record["policy"]
     say(f"child {record['id']}  (version {record['version']}, enrolled at height {record['enrolled_height']})")
-    say(f"  majority date  {iso(record['majority_date'])}")
+    say(f"  majority day   {iso_day(record['majority_day'])}")
     say(f"  guardians      {', '.join(g[:16] for g in record['guardians'])}")
     say(f"  policy         {policy['approvals']} approval(s) within {policy['deadline'] // 1000} s"
         f"{', any denial vetoes' if policy['veto'] else ''}")

@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from ledger.tx.bodies import APPROVE, DENY
+from ledger.tx.bodies import APPROVE, DENY, DENY_REASONS
 from node.cli.common import EXIT_OK, EXIT_USAGE
 from node.cli.options import (
+    InputError,
     add_node_args,
     companion_arg,
     confirm,
@@ -39,6 +40,7 @@ from node.cli.options import (
 )
 from node.client.guardian import GuardianClient, describe_request
 from node.client.http import NodeClient, ProblemError
+from node.client.wards import read_ward
 
 
 def register(sub) -> None:
@@ -75,7 +77,8 @@ def register(sub) -> None:
         p = gsub.add_parser(name, help=f"{name} a pending crossing")
         _common(p)
         p.add_argument("request", help="the request id (64 hex digits)")
-        p.add_argument("--reason", default="", help="why (recorded on the chain; no personal data)")
+        p.add_argument("--reason", default="unspecified", choices=DENY_REASONS,
+                       help="why, as one of the chain's codes (no free text goes on the chain)")
         p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
         p.set_defaults(func=cmd_decide, decision=decision)
 
@@ -91,7 +94,10 @@ def register(sub) -> None:
     consent.add_argument("--until", dest="not_after", required=True, help="end (ISO 8601 or +14d)")
     consent.add_argument("--direction", choices=("exit", "entry", "any"), default="any")
     consent.add_argument("--destination", help="only to this country (default: any)")
-    consent.add_argument("--companion", help="only with this accompanying adult (default: any)")
+    consent.add_argument("--companion", metavar="DOCUMENT",
+                         help="only with the adult holding this document (issuing country first, e.g. "
+                              "'MDA AB123456'; needs --ward; the chain holds only a keyed tag)")
+    consent.add_argument("--ward", type=Path, help="the child's ward file (from the enrolment authority)")
     consent.add_argument("--uses", type=int, default=1, help="how many crossings it covers (default 1)")
     consent.add_argument("--out", type=Path, help="write it for the other guardians to co-sign instead of submitting")
     consent.set_defaults(func=cmd_consent)
@@ -175,7 +181,7 @@ def _print_event(kind: str, doc: dict) -> None:
         for line in describe_request(doc):
             say("    " + line)
         say(f"    approve: custos guardian approve {rid}")
-        say(f"    deny:    custos guardian deny {rid} --reason '...'")
+        say(f"    deny:    custos guardian deny {rid} --reason {{{','.join(DENY_REASONS)}}}")
     elif kind == "decision":
         say(f"[{stamp}] {rid[:16]}: guardian {doc.get('guardian', '')[:16]} {doc.get('decision')}d; "
             f"{len(doc.get('approvals', []))} of {doc.get('approvals_needed')} approvals, still pending")
@@ -294,13 +300,21 @@ def cmd_consent(args: argparse.Namespace) -> int:
     identity = identity_arg(args.child)
     now = _now()
     not_before, not_after = parse_time(args.not_before, now), parse_time(args.not_after, now)
+    companion = None
+    if args.companion:
+        if args.ward is None:
+            raise InputError("--companion needs the child's ward file (--ward): its key makes the companion's tag")
+        ward_identity, pseudonym_key = read_ward(args.ward)
+        if ward_identity != identity:
+            raise InputError(f"{args.ward} is the ward file of another child")
+        companion = companion_arg(args.companion, pseudonym_key)
 
     async def go() -> int:
         async with GuardianClient(node_urls(args), keys[0]) as client:
             tx = await client.consent_tx(identity, not_before=not_before, not_after=not_after,
                                          direction=args.direction,
                                          destination=args.destination.upper() if args.destination else None,
-                                         companion=companion_arg(args.companion), uses=args.uses,
+                                         companion=companion, uses=args.uses,
                                          co_signers=keys[1:])
             summary = (f"consent {tx.id.hex()}: child {identity.hex()}, {args.direction}"
                        f"{' to ' + args.destination.upper() if args.destination else ''}, "

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import hashlib
 import json
 import os
 import re
@@ -113,17 +112,40 @@ def hash_arg(text: str, what: str) -> bytes:
     return bytes.fromhex(text)
 
 
-def companion_arg(text: str | None) -> bytes | None:
-    """The accompanying adult's pseudonymous id: hex (1..32 bytes), or any text (hashed).
+def companion_arg(document: str | None, pseudonym_key: bytes) -> bytes | None:
+    """The chain's tag for an accompanying adult's document number (issuing country first, for
+    example ``MDA AB123456``), keyed with the child's pseudonym key.
 
-    Terminals and guardians use the same rule, so a consent naming a companion matches the
-    request that names the same one.
+    Terminals (key from the child's card) and guardians (key from their ward file) compute the
+    same tag, so a consent naming a companion matches the request that names the same one; the
+    chain never holds the number or anything a dictionary of numbers could reverse.
     """
-    if text is None or text == "":
+    if document is None or document == "":
         return None
-    if re.fullmatch(r"(?:[0-9a-fA-F]{2}){1,32}", text):
-        return bytes.fromhex(text)
-    return hashlib.sha256(b"custos-companion/1\x00" + text.encode()).digest()
+    from ledger.privacy.tags import companion_tag
+
+    return companion_tag(pseudonym_key, document)
+
+
+def order_arg(reference: str) -> tuple[bytes, bytes]:
+    """(salted hash, salt) of an order's reference; only the hash goes on the chain."""
+    from ledger.privacy.tags import ORDER_SALT_BYTES, order_hash
+
+    salt = os.urandom(ORDER_SALT_BYTES)
+    return order_hash(salt, reference), salt
+
+
+def parse_day(text: str) -> int:
+    """Days since 1970-01-01 (UTC) from an ISO date such as 2031-06-15."""
+    try:
+        day = datetime.date.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{text!r} is not a date (ISO 8601, like 2031-06-15)") from None
+    return day.toordinal() - datetime.date(1970, 1, 1).toordinal()
+
+
+def iso_day(day: int) -> str:
+    return datetime.date.fromordinal(day + datetime.date(1970, 1, 1).toordinal()).isoformat()
 
 
 # --------------------------------------------------------------------------- times

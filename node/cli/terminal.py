@@ -34,7 +34,13 @@ from node.cli.options import (
 )
 from node.client.http import NodeUnreachable, ProblemError
 from node.client.signed import SignedClient
-from node.client.terminal import FINAL, Delivery, TerminalClient, TerminalConfig, describe
+from node.client.terminal import (
+    FINAL,
+    Delivery,
+    TerminalClient,
+    TerminalConfig,
+    describe,
+)
 
 DEFAULT_DIR = os.environ.get("CUSTOS_TERMINAL_DIR", "terminal")
 
@@ -61,7 +67,9 @@ def register(sub) -> None:
     cross.add_argument("--scan", type=Path, required=True, help="a fresh scan of the child's eye")
     cross.add_argument("--direction", choices=("exit", "entry"), required=True)
     cross.add_argument("--destination", required=True, help="country code of the destination (e.g. RO)")
-    cross.add_argument("--companion", help="the accompanying adult's pseudonymous id (hex, or text to hash)")
+    cross.add_argument("--companion", metavar="DOCUMENT",
+                       help="the accompanying adult's document number, issuing country first (e.g. 'MDA AB123456'); "
+                            "the chain holds only a tag keyed with the child's card")
     cross.add_argument("--max-shift", type=int, default=8,
                        help="angular positions the scan is turned each way to match (default 8)")
     cross.add_argument("--wait", type=float, default=300.0,
@@ -157,7 +165,7 @@ def cmd_cross(args: argparse.Namespace) -> int:
         say(f"NO MATCH: the scan does not unlock this card ({exc}); rescan, or check the card")
         return EXIT_USAGE
     identity, biometric = unlocked.identity, unlocked.key
-    companion = companion_arg(args.companion)
+    companion = companion_arg(args.companion, unlocked.pseudonym_key)
     out = _printer(args.json)
 
     async def go() -> int:

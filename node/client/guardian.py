@@ -81,7 +81,7 @@ class GuardianClient:
             yield ev
 
     # ------------------------------------------------------------------ decisions
-    async def decide(self, request: dict, decision: str, reason: str = "", *, wait: bool = True,
+    async def decide(self, request: dict, decision: str, reason: str = "unspecified", *, wait: bool = True,
                      timeout_ms: int = 30_000) -> dict:
         """Approve or deny the request ``request`` (a document from :meth:`request`)."""
         if decision not in (APPROVE, DENY):

@@ -11,8 +11,17 @@ import secrets
 from collections.abc import Sequence
 
 from ledger.crypto.keys import SigningKey
+from ledger.errors import InvalidValue
 from ledger.tx import bodies as b
 from ledger.tx.envelope import Transaction, make_tx
+
+
+def _code(codes: tuple[str, ...], name: str, what: str) -> int:
+    """The chain's number for an enumerated code (the chain holds codes, never free text)."""
+    try:
+        return codes.index(name)
+    except ValueError:
+        raise InvalidValue(f"{name!r} is not a {what}; one of: {', '.join(codes)}") from None
 
 
 def _nonce(nonce: int | None) -> int:
@@ -42,23 +51,30 @@ class TxFactory:
     def set_validator(self, council: Sequence[SigningKey], key: bytes, stake: int) -> Transaction:
         return self.make(b.GOV_SET_VALIDATOR, b.SetValidator(key, stake), council)
 
-    def revoke_key(self, council: Sequence[SigningKey], key: bytes, reason: str = "") -> Transaction:
-        return self.make(b.GOV_REVOKE_KEY, b.RevokeKey(key, reason), council)
+    def revoke_key(self, council: Sequence[SigningKey], key: bytes, reason: str = "unspecified") -> Transaction:
+        return self.make(b.GOV_REVOKE_KEY, b.RevokeKey(key, _code(b.REVOKE_REASONS, reason, 'revocation reason')), council)
 
     def rotate_key(self, council: Sequence[SigningKey], old: bytes, new: bytes) -> Transaction:
         return self.make(b.GOV_ROTATE_KEY, b.RotateKey(old, new), council)
 
+    def erase(self, council: Sequence[SigningKey], child: bytes, order: bytes,
+              basis: str = "court-order") -> Transaction:
+        """``child`` is the child's tag and ``order`` the salted hash of the order's reference
+        (ledger.privacy.tags)."""
+        return self.make(b.GOV_ERASE, b.EraseIdentity(child, order, _code(b.ERASE_BASES, basis, 'basis for erasure')), council)
+
     # ---- enrolment authority
-    def enrol(self, authority: SigningKey, biometric: SigningKey, identity: bytes, *, majority_date: int,
+    def enrol(self, authority: SigningKey, biometric: SigningKey, identity: bytes, *, majority_day: int,
               guardians: Sequence[bytes], approvals: int, deadline_ms: int, veto: bool) -> Transaction:
-        body = b.Enrol(authority.public, identity, biometric.public, majority_date, tuple(sorted(guardians)),
+        body = b.Enrol(authority.public, identity, biometric.public, majority_day, tuple(sorted(guardians)),
                        b.Policy(approvals, deadline_ms, veto))
         return self.make(b.ENROL, body, [authority, biometric])
 
     def update_guardians(self, authority: SigningKey, identity: bytes, *, guardians: Sequence[bytes],
-                         approvals: int, deadline_ms: int, veto: bool, order_ref: str) -> Transaction:
+                         approvals: int, deadline_ms: int, veto: bool, order: bytes) -> Transaction:
+        """``order`` is the salted hash of the court order's reference (ledger.privacy.tags)."""
         body = b.UpdateGuardians(authority.public, identity, tuple(sorted(guardians)),
-                                 b.Policy(approvals, deadline_ms, veto), order_ref)
+                                 b.Policy(approvals, deadline_ms, veto), order)
         return self.make(b.UPDATE_GUARDIANS, body, [authority])
 
     def reenrol(self, authority: SigningKey, biometric: SigningKey, identity: bytes) -> Transaction:
@@ -73,9 +89,10 @@ class TxFactory:
 
     # ---- guardians
     def decide(self, guardian: SigningKey, request: bytes, identity: bytes, decision: str,
-               reason: str = "") -> Transaction:
-        return self.make(b.DECISION, b.GuardianDecision(guardian.public, request, identity, decision, reason),
-                         [guardian])
+               reason: str = "unspecified") -> Transaction:
+        """``reason`` is one of ledger.tx.bodies.DENY_REASONS (free text never goes on the chain)."""
+        body = b.GuardianDecision(guardian.public, request, identity, decision, _code(b.DENY_REASONS, reason, 'denial reason'))
+        return self.make(b.DECISION, body, [guardian])
 
     def grant_consent(self, guardians: Sequence[SigningKey], identity: bytes, *, not_before: int, not_after: int,
                       direction: str = b.ANY, destination: str | None = None, companion: bytes | None = None,

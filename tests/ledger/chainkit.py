@@ -28,15 +28,15 @@ from ledger.chain import ExecutedBlock, build_block, execute_block
 from ledger.crypto.keys import SigningKey
 from ledger.errors import RejectedTransaction
 from ledger.genesis import Genesis, GenesisValidator
+from ledger.privacy.tags import child_tag, order_hash
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution
 from ledger.state.records import (
     ALERT,
-    CONSENT,
     DEFAULT_PARAMS,
     IDENTITY_RECORD,
     KEY_ROLE,
-    REQUEST,
+    P_ALERT,
     VALIDATOR_RECORD,
     Alert,
     Consent,
@@ -46,13 +46,15 @@ from ledger.state.records import (
     Params,
     Request,
     ValidatorRecord,
-    k_consent,
+    consent_by_id,
+    k_alert,
     k_identity,
-    k_request,
     k_revoked,
     k_role,
     k_validator,
     load,
+    request_by_id,
+    split_time_key,
 )
 from ledger.state.view import scan_prefix
 from ledger.storage.chainstore import ChainStore, TxLocation
@@ -68,6 +70,7 @@ MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 YEAR = 365 * DAY
+ORDER = order_hash(b"\x01" * 16, "court order 17/2024")
 STAKE = 1_000
 
 
@@ -96,7 +99,7 @@ class Child:
     identity: bytes
     biometric: SigningKey  # the key re-derived from the child's biometrics at each scan
     guardians: list[SigningKey]
-    majority_date: int
+    majority_day: int
     policy: Policy
 
     @property
@@ -229,7 +232,7 @@ class Chain:
 
     def request(self, request: Transaction | bytes) -> Request:
         rid = request.id if isinstance(request, Transaction) else request
-        record = load(self.store.state, k_request(rid), REQUEST)
+        record = request_by_id(self.store.state, rid)
         assert record is not None, "no such request"
         return record
 
@@ -242,10 +245,17 @@ class Chain:
 
     def consent(self, consent: Transaction | bytes) -> Consent | None:
         cid = consent.id if isinstance(consent, Transaction) else consent
-        return load(self.store.state, k_consent(cid), CONSENT)
+        return consent_by_id(self.store.state, cid)
 
     def alerts(self) -> list[Alert]:
-        return [ALERT.decode(v) for _, v in scan_prefix(self.store.state, b"alert/")]
+        """Every alert on the chain, in the order they were raised."""
+        out = []
+        for key, _ in scan_prefix(self.store.state, P_ALERT):
+            _, identity, rid = split_time_key(P_ALERT, key)
+            alert = load(self.store.state, k_alert(identity, rid), ALERT)
+            assert alert is not None, "an alert index entry without its alert"
+            out.append(alert)
+        return out
 
     def role(self, key: bytes) -> KeyRole | None:
         return load(self.store.state, k_role(key), KEY_ROLE)
@@ -282,7 +292,11 @@ class Chain:
         return self.gov(k.GOV_SET_VALIDATOR, k.SetValidator(key, stake), **kw)
 
     def revoke(self, key: bytes, reason: str = "compromised", **kw) -> Transaction:
-        return self.gov(k.GOV_REVOKE_KEY, k.RevokeKey(key, reason), **kw)
+        return self.gov(k.GOV_REVOKE_KEY, k.RevokeKey(key, k.REVOKE_REASONS.index(reason)), **kw)
+
+    def erase(self, child: Child, *, order: bytes = b"\x07" * 32, basis: str = "court-order", **kw) -> Transaction:
+        return self.gov(k.GOV_ERASE, k.EraseIdentity(child_tag(child.identity), order, k.ERASE_BASES.index(basis)),
+                        **kw)
 
     def rotate(self, old: bytes, new: bytes, **kw) -> Transaction:
         return self.gov(k.GOV_ROTATE_KEY, k.RotateKey(old, new), **kw)
@@ -299,21 +313,21 @@ class Chain:
                   minor: bool = True) -> Child:
         """A child not yet on chain: fresh identity id, biometric key and guardian keys."""
         n = next(self._identities)
-        majority = T0 + 10 * YEAR if minor else T0 - YEAR
+        majority = (T0 + 10 * YEAR if minor else T0 - YEAR) // DAY
         return Child(identity=n.to_bytes(16, "big"), biometric=SigningKey.generate(), guardians=keys(guardians),
-                     majority_date=majority, policy=Policy(approvals, deadline, veto))
+                     majority_day=majority, policy=Policy(approvals, deadline, veto))
 
     def enrol(self, authority: SigningKey, child: Child, *, signers: list[SigningKey] | None = None) -> Transaction:
-        body = k.Enrol(authority.public, child.identity, child.biometric.public, child.majority_date,
+        body = k.Enrol(authority.public, child.identity, child.biometric.public, child.majority_day,
                        child.guardian_keys, child.policy)
         return make_tx(k.ENROL, body, next(self._nonces),
                        [authority, child.biometric] if signers is None else signers, self.chain_id)
 
     def update_guardians(self, authority: SigningKey, child: Child, guardians: list[SigningKey],
-                         policy: Policy | None = None, *, order_ref: str = "court order 17/2024",
+                         policy: Policy | None = None, *, order: bytes = ORDER,
                          signers: list[SigningKey] | None = None) -> Transaction:
         body = k.UpdateGuardians(authority.public, child.identity, sorted_keys(guardians),
-                                 child.policy if policy is None else policy, order_ref)
+                                 child.policy if policy is None else policy, order)
         return make_tx(k.UPDATE_GUARDIANS, body, next(self._nonces), [authority] if signers is None else signers,
                        self.chain_id)
 
@@ -336,9 +350,9 @@ class Chain:
                        [terminal.key, child.biometric] if signers is None else signers, self.chain_id)
 
     def decide(self, guardian: SigningKey, request: Transaction | bytes, child: Child, decision: str = k.APPROVE,
-               *, reason: str = "", signers: list[SigningKey] | None = None) -> Transaction:
+               *, reason: str = "unspecified", signers: list[SigningKey] | None = None) -> Transaction:
         rid = request.id if isinstance(request, Transaction) else request
-        body = k.GuardianDecision(guardian.public, rid, child.identity, decision, reason)
+        body = k.GuardianDecision(guardian.public, rid, child.identity, decision, k.DENY_REASONS.index(reason))
         return make_tx(k.DECISION, body, next(self._nonces), [guardian] if signers is None else signers,
                        self.chain_id)
 
@@ -346,7 +360,7 @@ class Chain:
         return self.decide(guardian, request, child, k.APPROVE, **kw)
 
     def deny(self, guardian: SigningKey, request: Transaction | bytes, child: Child, **kw) -> Transaction:
-        return self.decide(guardian, request, child, k.DENY, reason="I did not agree to this trip", **kw)
+        return self.decide(guardian, request, child, k.DENY, reason="not-informed", **kw)
 
     def grant_consent(self, child: Child, *, not_before: int | None = None, not_after: int | None = None,
                       direction: str = k.EXIT, destination: str | None = "RO", companion: bytes | None = None,

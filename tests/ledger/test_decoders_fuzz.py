@@ -17,24 +17,34 @@ from typing import Any
 
 import msgpack
 import pytest
+from chainkit import DAY, Chain
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from chainkit import DAY, Chain
+AUNT = b"aunt".ljust(16, b"\x00")
 from ledger import block as block_module
 from ledger import genesis as genesis_module
 from ledger import validators as validators_module
-from ledger.block import BLOCK, COMMIT, COMMIT_SIG, EVIDENCE, HEADER, VOTE, Block, sign_vote
+from ledger.block import (
+    BLOCK,
+    COMMIT,
+    COMMIT_SIG,
+    EVIDENCE,
+    HEADER,
+    VOTE,
+    Block,
+    sign_vote,
+)
 from ledger.crypto.keyfile import MINIMAL, load_key_file, seal, unseal
 from ledger.crypto.keys import SigningKey
 from ledger.encoding import Schema, decode, encode
 from ledger.errors import DecodeError, KeyFileError
 from ledger.genesis import GENESIS, GENESIS_VALIDATOR
-from ledger.state.records import PARAMS
 from ledger.state import records as records_module
+from ledger.state.records import PARAMS
 from ledger.storage import chainstore as chainstore_module
-from ledger.tx import envelope as envelope_module
 from ledger.tx import bodies as bodies_module
+from ledger.tx import envelope as envelope_module
 from ledger.tx.bodies import BODIES, POLICY
 from ledger.tx.envelope import SIG, decode_tx
 from ledger.validators import VALIDATOR, ValidatorSet
@@ -108,9 +118,9 @@ def _story() -> list[bytes]:
     chain.commit(chain.register_auditor(auditor.public), chain.set_validator(chain.add_validator().public, 500))
     child = chain.enrol_child(authority)
     adult = chain.enrol_child(authority, minor=False)
-    consent = chain.grant_consent(child, companion=b"aunt", destination=None)
+    consent = chain.grant_consent(child, companion=AUNT, destination=None)
     chain.commit(consent, chain.crossing(terminal, adult))
-    covered = chain.crossing(terminal, child, companion=b"aunt")
+    covered = chain.crossing(terminal, child, companion=AUNT)
     pending = chain.crossing(terminal, child, direction="entry")
     chain.commit(covered, pending)
     chain.commit(chain.approve(child.guardians[0], pending, child))
@@ -122,6 +132,7 @@ def _story() -> list[bytes]:
                  chain.update_guardians(authority, child, child.guardians[:1] + [SigningKey.generate()]))
     chain.commit(chain.reenrol(authority, adult, SigningKey.generate()), chain.revoke(auditor.public))
     chain.commit(chain.rotate(terminal.public, SigningKey.generate().public))
+    chain.commit(chain.erase(adult))
     cheat = chain.validator_keys[min(chain.validator_keys)]
     evidence = chain.double_vote(cheat, height=2)
     chain.commit(evidence=[evidence])

@@ -213,8 +213,8 @@ class World:
             path, key = key_file(self.dir, f"{name}-guardian-{i}")
             keys.append(key)
             files.append(path)
-        majority = 0 if adult else now_ms() + 10 * 365 * 86_400_000
-        self.submit_all([self.net.txs.enrol(self.authority, biometric, identity, majority_date=majority,
+        majority = 0 if adult else now_ms() // 86_400_000 + 10 * 365
+        self.submit_all([self.net.txs.enrol(self.authority, biometric, identity, majority_day=majority,
                                             guardians=[k.public for k in keys], approvals=approvals,
                                             deadline_ms=deadline_ms, veto=veto)])
         return Child(identity, card, scans, biometric, keys, files)

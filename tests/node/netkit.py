@@ -19,8 +19,8 @@ from typing import Any
 
 from ledger.crypto.keyfile import load_key_file
 from ledger.crypto.keys import SigningKey
-from node import devnet
 from ledger.tx.envelope import Transaction
+from node import devnet
 from node.client.txs import TxFactory
 
 
@@ -115,7 +115,7 @@ def adult_traveller(net: Net, post: str) -> Traveller:
         t.register_authority(net.council[:2], authority.public),
         t.register_post(net.council[:2], post),
         t.register_terminal(net.council[:2], terminal.public, post),
-        t.enrol(authority, person, identity, majority_date=0, guardians=[SigningKey.generate().public],
+        t.enrol(authority, person, identity, majority_day=0, guardians=[SigningKey.generate().public],
                 approvals=1, deadline_ms=60_000, veto=False),
     ]
     return Traveller(terminal, person, identity, post, setup)

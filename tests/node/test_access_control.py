@@ -220,7 +220,7 @@ def test_rejects_revoked_key(world, net):
     g = carol.guardians[0]
     path = f"/v1/identities/{carol.identity.hex()}"
     assert get(world, path, g)[0] == 200
-    world.submit_all([net.txs.revoke_key(net.council[:2], g.public, "lost phone")])
+    world.submit_all([net.txs.revoke_key(net.council[:2], g.public, "compromised")])
     status, doc, _ = get(world, path, g)
     assert status == 403 and doc["type"] == PROBLEM + "revoked-key"
     status, doc, _ = get(world, "/v1/events", g, domain=DOMAIN_SUBSCRIBE)

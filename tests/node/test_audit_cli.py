@@ -29,7 +29,7 @@ from ledger.chain import build_block
 from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.genesis import load_genesis
-from ledger.state.records import REQUEST, k_request
+from ledger.state.records import REQUEST, k_request, k_subject
 from ledger.storage.chainstore import TIP, TX_LOCATION, ChainStore
 from ledger.storage.kv import LevelKV
 from ledger.tx.bodies import DENY
@@ -108,9 +108,9 @@ def _fill(net: Net, second: SigningKey, auditor: SigningKey,
             steps["second_validator"] = bond = t.set_validator(net.council[:2], second.public, 100)
             await _commit(c, [bond])
             await _commit(c, [
-                t.enrol(authority, minor_bio, minor, majority_date=now + 10**11,
+                t.enrol(authority, minor_bio, minor, majority_day=(now + 10**11) // 86_400_000,
                         guardians=[g.public for g in guardians], approvals=2, deadline_ms=600_000, veto=True),
-                t.enrol(authority, adult_bio, adult, majority_date=0, guardians=[SigningKey.generate().public],
+                t.enrol(authority, adult_bio, adult, majority_day=0, guardians=[SigningKey.generate().public],
                         approvals=1, deadline_ms=60_000, veto=False),
             ])
             steps["permitted_request"] = req1 = crossing(minor_bio, minor)
@@ -121,7 +121,7 @@ def _fill(net: Net, second: SigningKey, auditor: SigningKey,
             await _commit(c, [a2])
             steps["denied_request"] = req2 = crossing(minor_bio, minor)
             await _commit(c, [req2])
-            steps["denial"] = d = t.decide(guardians[0], req2.id, minor, DENY, "not agreed")
+            steps["denial"] = d = t.decide(guardians[0], req2.id, minor, DENY, "destination-not-agreed")
             await _commit(c, [d])
             steps["consent"] = consent = t.grant_consent(guardians, minor, not_before=NOW() - 1000,
                                                          not_after=NOW() + 86_400_000, direction="exit",
@@ -271,8 +271,15 @@ def _flip_transaction_signature_header_fixed(t: Tampered, s: Story):
     return h, "tx-signature"
 
 
+def _request_key(t: Tampered, rid: bytes) -> bytes:
+    """The store key of a crossing request (under its child, whom the subject index names)."""
+    identity = t.kv.get(b"S" + k_subject(rid))
+    assert identity is not None
+    return b"S" + k_request(identity, rid)
+
+
 def _flip_state_entry(t: Tampered, s: Story):
-    key = b"S" + k_request(s.ids["denied_request"])
+    key = _request_key(t, s.ids["denied_request"])
     put(t.kv, key, flip(t.kv.get(key), -3))
     return s.tip, "state"
 
@@ -327,7 +334,7 @@ def _rewrite_guardian_decision(t: Tampered, s: Story):
     block = block_at(t.kv, h)
     position = next(i for i, raw in enumerate(block.txs) if decode_tx(raw).id == s.ids["denial"])
     denial = decode_tx(block.txs[position])
-    approval = make_tx(denial.kind, replace(denial.body, decision="approve", reason=""), denial.nonce,
+    approval = make_tx(denial.kind, replace(denial.body, decision="approve", reason=0), denial.nonce,
                        [SigningKey.generate()], s.net.chain_id)
     forged_raw = forge_signature(approval, SigningKey.generate(), s.net.chain_id, claim=denial.body.guardian)
     txs = list(block.txs)
@@ -348,7 +355,7 @@ def _rewrite_recorded_decision(t: Tampered, s: Story):
 
 def _rewrite_request_state(t: Tampered, s: Story):
     """The request record in the state now says permitted, with a forged approval list."""
-    key = b"S" + k_request(s.ids["denied_request"])
+    key = _request_key(t, s.ids["denied_request"])
     record = REQUEST.decode(t.kv.get(key))
     put(t.kv, key, REQUEST.encode(replace(record, status="permitted", denials=())))
     return s.tip, "state"

@@ -93,7 +93,7 @@ def test_the_crossing_story(tmp_path):
                                      "--card-key", str(world.card_key_file), "--gallery", str(world.gallery),
                                      "--card-out", str(card), "--guardian", str(g1_file), "--guardian", g2.public.hex(),
                                      "--approvals", "2", "--deadline", DEADLINE, "--veto",
-                                     "--majority-date", "+3650d", "--json", *nodes))[0]
+                                     "--majority-date", "2040-01-01", "--json", *nodes))[0]
         child = enrolled["identity"]
         assert json.loads(card.read_text())["identity"] == child
         assert "template" not in card.read_text() and "code" not in card.read_text()
@@ -128,7 +128,7 @@ def test_the_crossing_story(tmp_path):
         second = cross(2)
         rid2 = second.expect("the request", lambda d: d["event"] == "queued")["id"]
         watchers[1].expect("the alert", lambda d: d["event"] == "pending" and d["id"] == rid2)
-        assert "DENIED" in guardian(g2_file, "deny", rid2, "--reason", "not with my consent", "--yes").stdout
+        assert "DENIED" in guardian(g2_file, "deny", rid2, "--reason", "destination-not-agreed", "--yes").stdout
         assert second.expect("the decision", lambda d: d["event"] == "closed")["status"] == "denied"
         assert [a["kind"] for a in alerts() if a["request"] == rid2] == ["denied"]
 

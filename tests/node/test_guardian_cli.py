@@ -80,7 +80,7 @@ def test_approve_shows_what_is_approved_and_needs_confirmation(world):
 def test_veto_denial_denies_and_raises_an_alert(world):
     child = world.enrol("ola", guardians=2, approvals=2, veto=True)
     tx, _ = crossing(world, child)
-    proc = g(world, child, 1, "deny", tx.id.hex(), "--reason", "no trip planned", "--yes")
+    proc = g(world, child, 1, "deny", tx.id.hex(), "--reason", "not-informed", "--yes")
     assert "now DENIED" in proc.stdout
     alerts = json_lines(cli("enrol", "alerts", "--key", str(world.authority_file), "--post", world.post,
                             "--json", *world.node_args(), check=True).stdout)[0]["alerts"]

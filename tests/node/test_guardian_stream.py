@@ -74,7 +74,7 @@ def test_each_subscriber_hears_only_what_concerns_it(world, net):
                 assert (await asyncio.wait_for(q.get(), 10)).type == "sync"
             a = await crossing(world, ann)
             b = await crossing(world, ben, terminal=other_terminal, post="MD-OCN")
-            await world.asubmit([net.txs.decide(ben.guardians[0], b.id, ben.identity, "deny", "no")])
+            await world.asubmit([net.txs.decide(ben.guardians[0], b.id, ben.identity, "deny", "not-informed")])
             await asyncio.sleep(1.0)
             seen = {}
             for name, q in queues.items():
@@ -143,7 +143,7 @@ def test_revoking_a_key_ends_its_stream(world, net):
                 async for ev in c.events(heartbeat_ms=1000, max_reconnects=3, reconnect_delay_s=0.1):
                     got.append(ev)
                     if ev.type == "sync" and len(got) == 1:
-                        await world.asubmit([net.txs.revoke_key(net.council[:2], dora.guardians[0].public, "stolen")])
+                        await world.asubmit([net.txs.revoke_key(net.council[:2], dora.guardians[0].public, "compromised")])
 
             with pytest.raises(ProblemError) as info:
                 await asyncio.wait_for(follow(), 20)

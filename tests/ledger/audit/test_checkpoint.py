@@ -6,10 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from chainkit import SECOND, Chain
+
 from ledger.audit.auditor import Auditor
-from ledger.audit.checkpoint import CheckpointError, open_checkpoint_replay, read_checkpoint, write_checkpoint
+from ledger.audit.checkpoint import (
+    CheckpointError,
+    open_checkpoint_replay,
+    read_checkpoint,
+    write_checkpoint,
+)
 from ledger.audit.source import StoreSource
 from ledger.chain import Tip
 from ledger.storage.chainstore import TIP
@@ -131,7 +136,7 @@ def test_refuses_a_damaged_replay_state_or_an_edited_checkpoint(tmp_path):
     open_checkpoint_replay(path, read_checkpoint(path)).close()
 
     kv = LevelKV(tmp_path / "audit.json.replay", create=False)
-    key, value = next(kv.iterate(b"Sid/", b"Sid0"))
+    key, value = next(kv.iterate(b"Sc/", b"Sc0"))
     kv.write({key: value[:-1] + bytes([value[-1] ^ 1])})
     kv.close()
     with pytest.raises(CheckpointError, match="does not match"):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from chainkit import DAY, HOUR, Chain
+
 from ledger.crypto.keys import SigningKey
 from ledger.errors import (
     ConsentNotActive,
@@ -17,8 +17,8 @@ from ledger.errors import (
 )
 from ledger.tx.bodies import ANY, ENTRY, EXIT, Policy
 
-AUNT = b"aunt-pseudonym-0001"
-STRANGER = b"someone-else-0002"
+AUNT = b"aunt-tag-0000001"
+STRANGER = b"stranger-tag-002"
 
 
 @pytest.fixture
@@ -230,7 +230,7 @@ def test_consent_of_a_guardian_whose_key_was_revoked_no_longer_covers(chain, aut
     child = chain.enrol_child(authority, guardians=2, approvals=1)
     grant = chain.grant_consent(child, signers=[child.guardians[0]])
     chain.commit(grant)
-    chain.commit(chain.revoke(child.guardians[0].public, "phone stolen"))
+    chain.commit(chain.revoke(child.guardians[0].public, "compromised"))
     request = chain.crossing(terminal, child)
     chain.commit(request)
     assert chain.status(request) == "pending"

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from chainkit import DAY, HOUR, MINUTE, SECOND, Chain
 
-from chainkit import HOUR, MINUTE, SECOND, Chain
 from ledger.chain import execute_block
 from ledger.crypto.keys import SigningKey
 from ledger.encoding import decode, encode
@@ -49,11 +49,20 @@ def test_adult_crossing_is_permitted_at_once(chain: Chain, authority, terminal):
 
 def test_crossing_on_the_day_of_majority_counts_as_adult(chain: Chain, authority, terminal):
     child = chain.new_child()
-    child.majority_date = chain.now + SECOND // 2
+    child.majority_day = chain.now // DAY
     chain.commit(chain.enrol(authority, child))
-    request = chain.crossing(terminal, child, event_time=child.majority_date)
+    request = chain.crossing(terminal, child, event_time=child.majority_day * DAY)
     chain.commit(request)
     assert chain.status(request) == "permitted"
+
+
+def test_crossing_the_last_millisecond_before_the_majority_day_is_a_minor_s(chain: Chain, authority, terminal):
+    child = chain.new_child()
+    child.majority_day = chain.now // DAY
+    chain.commit(chain.enrol(authority, child))
+    request = chain.crossing(terminal, child, event_time=child.majority_day * DAY - 1)
+    chain.commit(request)
+    assert chain.status(request) == "pending"
 
 
 def test_minor_crossing_is_pending_and_alerts_the_guardians(chain: Chain, authority, terminal):
@@ -71,7 +80,7 @@ def test_minor_crossing_is_pending_and_alerts_the_guardians(chain: Chain, author
 
 def test_rejects_a_crossing_from_a_revoked_terminal(chain: Chain, authority, terminal):
     child = chain.enrol_child(authority)
-    chain.commit(chain.revoke(terminal.public, "terminal stolen from the booth"))
+    chain.commit(chain.revoke(terminal.public, "compromised"))
     chain.assert_rejected(chain.crossing(terminal, child), RevokedKey)
 
 
@@ -121,7 +130,7 @@ def test_rejects_a_crossing_with_an_extra_signature(chain: Chain, authority, ter
 
 def test_rejects_a_crossing_signed_with_a_revoked_biometric_key(chain: Chain, authority, terminal):
     child = chain.enrol_child(authority, minor=False)
-    chain.commit(chain.revoke(child.biometric.public, "biometric key leaked"))
+    chain.commit(chain.revoke(child.biometric.public, "compromised"))
     chain.assert_rejected(chain.crossing(terminal, child), RevokedKey)
 
 
@@ -352,7 +361,7 @@ def test_rejects_a_decision_not_signed_by_the_guardian_it_names(chain: Chain, au
 def test_rejects_a_decision_by_a_revoked_guardian(chain: Chain, authority, terminal):
     child = chain.enrol_child(authority, approvals=1)
     request = chain.pending_crossing(terminal, child)
-    chain.commit(chain.revoke(child.guardians[0].public, "phone stolen"))
+    chain.commit(chain.revoke(child.guardians[0].public, "compromised"))
     chain.assert_rejected(chain.approve(child.guardians[0], request, child), RevokedKey)
     assert chain.status(request) == "pending"
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from chainkit import Chain, keys
+
 from ledger.crypto.keys import SigningKey
 from ledger.errors import (
     AlreadyExists,
@@ -40,7 +40,7 @@ def test_authority_enrols_a_child_with_guardians_and_policy(chain: Chain, author
     assert record.commitment == child.biometric.public
     assert record.guardians == child.guardian_keys
     assert record.policy == Policy(2, child.policy.deadline, False)
-    assert record.majority_date == child.majority_date
+    assert record.majority_day == child.majority_day
     assert (record.authority, record.version, record.enrolled_height) == (authority.public, 1, chain.height)
     assert all(wards_of(chain, g) == [child.identity] for g in child.guardians)
     index = load(chain.store.state, k_commitment(child.biometric.public), COMMITMENT_INDEX)
@@ -152,6 +152,47 @@ def test_court_order_replaces_guardians_and_policy(chain: Chain, authority, term
     chain.assert_rejected(chain.approve(father, request, child), NotGuardian)
     chain.commit(chain.approve(foster, request, child))
     assert chain.status(request) == "permitted"
+
+
+def test_court_order_applies_to_pending_requests_at_once(chain: Chain, authority, terminal):
+    # 2-of-2, the father approved; the order replaces him with a foster parent: his approval no
+    # longer counts, the request waits for the mother and the foster parent
+    child = chain.enrol_child(authority, guardians=2, approvals=2, veto=True)
+    request = chain.pending_crossing(terminal, child)
+    mother, father = child.guardians
+    chain.commit(chain.approve(father, request, child))
+    foster = SigningKey.generate()
+    chain.commit(chain.update_guardians(authority, child, [mother, foster]))
+    record = chain.request(request)
+    assert record.status == "pending" and record.approvals == ()
+    assert record.guardians == tuple(sorted([mother.public, foster.public]))
+    chain.assert_rejected(chain.approve(father, request, child), NotGuardian)
+    chain.commit(chain.approve(mother, request, child), chain.approve(foster, request, child))
+    assert chain.status(request) == "permitted"
+
+
+def test_court_order_that_settles_a_pending_request_closes_it(chain: Chain, authority, terminal):
+    # the mother approved; an order leaves her sole guardian needing one approval: permitted now
+    child = chain.enrol_child(authority, guardians=2, approvals=2)
+    request = chain.pending_crossing(terminal, child)
+    mother, _ = child.guardians
+    chain.commit(chain.approve(mother, request, child))
+    block = chain.commit(chain.update_guardians(authority, child, [mother], Policy(1, child.policy.deadline, True)))
+    assert chain.status(request) == "permitted"
+    assert chain.request(request).closed_height == block.height
+
+
+def test_court_order_leaving_too_few_guardians_to_approve_denies_and_alerts(chain: Chain, authority, terminal):
+    # 2-of-3 without veto, one guardian denied; the order removes a guardian who had not decided:
+    # two remain, one of whom denied, so two approvals can no longer come
+    child = chain.enrol_child(authority, guardians=3, approvals=2, veto=False)
+    request = chain.pending_crossing(terminal, child)
+    a, b, c = child.guardians
+    chain.commit(chain.deny(a, request, child))
+    assert chain.status(request) == "pending"
+    chain.commit(chain.update_guardians(authority, child, [a, b]))
+    assert chain.status(request) == "denied"
+    assert [alert.request for alert in chain.alerts()] == [request.id]
 
 
 def test_any_registered_authority_may_record_a_court_order(chain: Chain, authority):

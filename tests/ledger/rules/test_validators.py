@@ -5,9 +5,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from chainkit import SECOND, STAKE, Chain, with_params
-from ledger.block import PRECOMMIT, Block, Commit, DuplicateVoteEvidence, commit_hash, evidence_hash, sign_vote
+
+from ledger.block import (
+    PRECOMMIT,
+    Block,
+    Commit,
+    DuplicateVoteEvidence,
+    commit_hash,
+    evidence_hash,
+    sign_vote,
+)
 from ledger.chain import execute_block
 from ledger.crypto.keys import SigningKey
 from ledger.errors import (
@@ -84,7 +92,7 @@ def test_unbonding_removes_the_validator_after_the_delay(two: Chain):
 def test_revoking_a_validator_key_removes_it_after_the_delay(two: Chain):
     delay = two.genesis.params.validator_delay
     compromised = min(two.validator_keys)
-    h = two.commit(two.revoke(compromised, "validator key leaked")).height
+    h = two.commit(two.revoke(compromised, "compromised")).height
     assert compromised in two.validator_set(h + delay - 1)
     assert compromised not in two.validator_set(h + delay)
 
