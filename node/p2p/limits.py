@@ -33,9 +33,14 @@ class Limits:
     #: a peer with dropped messages in this many consecutive windows is disconnected
     flood_windows: int = 3
     flood_window_s: float = 1.0
-    #: authenticated connections, and inbound handshakes in progress, at any one time
+    #: authenticated connections at any one time
     max_connections: int = 256
+    #: inbound handshakes whose hello is not in yet, in all and per remote address; a
+    #: newcomer evicts the oldest of them (see :mod:`node.p2p.admission`)
     max_handshakes: int = 32
+    max_handshakes_per_ip: int = 8
+    #: inbound handshakes claiming one permitted key (a newer claim evicts the oldest)
+    max_handshakes_per_key: int = 2
     #: gossip: message ids remembered to relay each message once, and the initial hop count
     seen_cache: int = 65_536
     gossip_ttl: int = 16

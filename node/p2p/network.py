@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import aiohttp
 from aiohttp import web
 
 from ledger.crypto.keys import PUBLIC_KEY_SIZE, SigningKey
+from node.p2p.admission import Admission, Ticket
 from node.p2p.errors import FrameTooLarge, HandshakeRejected, P2PError, Reason
 from node.p2p.frames import CONSENSUS, Frame, check_channel, encode_frame, max_payload
 from node.p2p.gossip import SeenCache, message_id
@@ -157,7 +159,8 @@ class PeerNetwork:
         self._conns: dict[bytes, PeerConnection] = {}
         self._all: set[PeerConnection] = set()
         self._handshaking: set = set()
-        self._inbound_handshakes = 0
+        self._admission = Admission(total=limits.max_handshakes, per_ip=limits.max_handshakes_per_ip,
+                                    per_key=limits.max_handshakes_per_key)
         self._outbound_handshakes = 0
         self._dialers: dict[bytes, asyncio.Task] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -377,35 +380,61 @@ class PeerNetwork:
     async def _accept(self, request: web.Request) -> web.StreamResponse:
         if self._stopping:
             raise web.HTTPServiceUnavailable(text="shutting down")
-        if (self._inbound_handshakes >= self.limits.max_handshakes
-                or len(self._all) >= self.limits.max_connections):
+        if len(self._all) >= self.limits.max_connections:
             self.counters.rejected(Reason.BUSY)
             raise web.HTTPServiceUnavailable(text="too many connections")
         ws = web.WebSocketResponse(max_msg_size=self.max_frame_bytes + 1, heartbeat=self.limits.heartbeat_s,
                                    timeout=self.limits.close_timeout_s, compress=False)
         address = _peer_label(request)
-        self._inbound_handshakes += 1
+        ticket = self._admit(request, ws)
         self._handshaking.add(ws)
         try:
-            await ws.prepare(request)
-            session = await self._handshake(ws, address, initiator=False, expected_key=None)
+            try:
+                await ws.prepare(request)
+            except (ConnectionError, OSError, aiohttp.ClientError) as exc:
+                # the dialler gave up before this node answered (it was paused or overloaded)
+                log.debug("inbound connection from %s went away: %s", address, exc)
+                return ws
+            session = await self._handshake(ws, address, initiator=False, expected_key=None,
+                                            on_hello=lambda key: self._claim(ticket, key))
         finally:
-            self._inbound_handshakes -= 1
+            self._admission.close(ticket)
             self._handshaking.discard(ws)
         if session is not None:
-            await self._serve(self._connection(ws, session, address))
+            try:
+                await self._serve(self._connection(ws, session, address))
+            except Exception:
+                self.counters.task_failures += 1
+                log.exception("serving the connection from %s failed", address)
         return ws
 
-    async def _handshake(self, ws, address: str, *, initiator: bool, expected_key: bytes | None):
+    def _admit(self, request: web.Request, ws: web.WebSocketResponse) -> Ticket:
+        """Count an inbound handshake; close the ones it evicts (see :mod:`node.p2p.admission`)."""
+        ticket, evicted = self._admission.open(_peer_ip(request), ws, time.monotonic())
+        self._evict(evicted)
+        return ticket
+
+    def _claim(self, ticket: Ticket, key: bytes) -> None:
+        self._evict(self._admission.claim(ticket, key))
+
+    def _evict(self, tickets: list[Ticket]) -> None:
+        for victim in tickets:
+            self.counters.handshakes_evicted += 1
+            self._spawn(close_ws(victim.handle, CLOSE_REJECTED, Reason.BUSY, self.limits.close_timeout_s))
+
+    async def _handshake(self, ws, address: str, *, initiator: bool, expected_key: bytes | None,
+                         on_hello: Callable[[bytes], None] | None = None):
         handshake = self._new_handshake(initiator=initiator, expected_key=expected_key)
         try:
             async with asyncio.timeout(self.limits.handshake_timeout_s):
-                return await perform_handshake(ws, handshake)
+                return await perform_handshake(ws, handshake, on_hello)
         except HandshakeRejected as exc:
             self._refused(address, exc)
-            # tell the peer why, unless it is the one that refused or went away
+            # tell a peer this node dialled why; a caller that has not proven a permitted key
+            # learns only that it was refused
             if exc.reason not in (Reason.REFUSED, Reason.CLOSED):
-                await close_ws(ws, CLOSE_REJECTED, exc.reason, self.limits.close_timeout_s)
+                await close_ws(ws, CLOSE_REJECTED, exc.reason if initiator else Reason.REFUSED,
+                               self.limits.close_timeout_s)
             else:
                 await close_ws(ws, CLOSE_SHUTDOWN, "handshake ended", self.limits.close_timeout_s)
         except TimeoutError:
@@ -463,33 +492,53 @@ class PeerNetwork:
         def done(_: asyncio.Task) -> None:
             if self._dialers.get(public) is task:
                 del self._dialers[public]
+            if task.cancelled() or self._stopping or public not in self._targets:
+                return
+            # a dialer only returns when its peer is removed or the network stops; anything
+            # else is a bug that must not cost the peer for good
+            self.counters.task_failures += 1
+            log.error("the dialer of peer %s... ended unexpectedly; restarting it", public.hex()[:16],
+                      exc_info=task.exception())
+            self._spawn_dialer(public)
 
         task.add_done_callback(done)
 
     async def _dial_loop(self, public: bytes) -> None:
-        """Keep one connection to configured peer ``public``: dial, serve, back off, redial."""
+        """Keep one connection to configured peer ``public``: dial, serve, back off, redial.
+
+        Whatever ends a connection or an attempt (the peer closed, reset, stalled, a write to a
+        closing socket, a bug), the loop backs off and dials again while the peer is configured.
+        """
         attempt = 0
         if public < self.key.public:
             # give the lower key a head start: if it dials us meanwhile, the pair's race
             # (two connections, one retired) never happens
             await asyncio.sleep(backoff_ms(1, self.reconnect_min_ms, self.reconnect_max_ms, self._rng) / 1000)
         while not self._stopping and public in self._targets:
-            held = self._conns.get(public)
-            if held is not None:
-                await held.wait_closed()
-                attempt = 0
-            else:
-                address = self._targets[public]
-                ws, session = await self._dial(public, address)
-                if session is not None:
-                    attempt = 0
-                    await self._serve(self._connection(ws, session, address))
-                else:
-                    attempt += 1
+            try:
+                attempt = await self._dial_once(public, attempt)
+            except Exception as exc:
+                attempt += 1
+                self.counters.task_failures += 1
+                self._log_once(public.hex(), f"dial-failure {type(exc).__name__}",
+                               "connection to peer %s... failed unexpectedly: %r", public.hex()[:16], exc)
             if self._stopping:
                 return
             if public not in self._conns:
                 await asyncio.sleep(backoff_ms(attempt, self.reconnect_min_ms, self.reconnect_max_ms, self._rng) / 1000)
+
+    async def _dial_once(self, public: bytes, attempt: int) -> int:
+        """Wait out the connection held to ``public``, or dial it once; the next attempt number."""
+        held = self._conns.get(public)
+        if held is not None:
+            await held.wait_closed()
+            return 0
+        address = self._targets[public]
+        ws, session = await self._dial(public, address)
+        if session is None:
+            return attempt + 1
+        await self._serve(self._connection(ws, session, address))
+        return 0
 
     async def _serve(self, conn: PeerConnection) -> None:
         """Register ``conn`` under the one-per-pair rule, read it until it ends, unregister it."""
@@ -544,7 +593,13 @@ class PeerNetwork:
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.counters.task_failures += 1
+            log.error("a p2p task failed", exc_info=task.exception())
 
     def _forget_failures(self, *whos: str) -> None:
         """A peer got through: its next failure is news again."""
@@ -567,11 +622,21 @@ class PeerNetwork:
         out = {f"p2p_{name}_total": value for name, value in self.counters.as_dict().items()}
         out["p2p_peers_connected"] = len(self._conns)
         out["p2p_connections_open"] = len(self._all)
-        out["p2p_handshakes_in_progress"] = self._inbound_handshakes + self._outbound_handshakes
+        out["p2p_handshakes_in_progress"] = self._admission.in_progress + self._outbound_handshakes
+        # every configured peer has a running dialer, or a peer is lost until a restart
+        out["p2p_peers_configured"] = len(self._targets)
+        out["p2p_dialers_running"] = sum(1 for key in self._targets if key in self._dialers)
         out["p2p_queued_messages"] = sum(len(c.queue) for c in self._conns.values())
         for reason, count in sorted(self.counters.rejections.items()):
             out[f'p2p_handshakes_rejected_total{{reason="{reason}"}}'] = count
         return out
+
+
+def _peer_ip(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return request.remote or "unknown"
 
 
 def _peer_label(request: web.Request) -> str:

@@ -67,6 +67,11 @@ async def close_ws(ws, code: int, reason: str, timeout: float) -> None:
             await ws.close(code=code, message=close_message(reason))
 
 
+#: what a websocket raises when the connection went away under it (a reset, a closing transport:
+#: aiohttp answers a ping inside ``receive`` and that write fails once the peer has gone)
+_CONNECTION_ERRORS = (ConnectionError, OSError, aiohttp.ClientError)
+
+
 async def _send(ws, data: bytes) -> None:
     try:
         await ws.send_bytes(data)
@@ -75,7 +80,10 @@ async def _send(ws, data: bytes) -> None:
 
 
 async def _receive(ws) -> bytes:
-    msg = await ws.receive()
+    try:
+        msg = await ws.receive()
+    except _CONNECTION_ERRORS as exc:
+        raise HandshakeRejected(Reason.CLOSED, f"the connection failed during the handshake: {exc}") from None
     if msg.type is WSMsgType.BINARY:
         return msg.data
     if msg.type is WSMsgType.CLOSE and msg.data == CLOSE_REJECTED:
@@ -85,12 +93,27 @@ async def _receive(ws) -> bytes:
     raise HandshakeRejected(Reason.CLOSED, f"the connection closed during the handshake ({msg.type.name})")
 
 
-async def perform_handshake(ws, handshake: Handshake) -> Session:
-    """Run ``handshake`` over ``ws``; the caller bounds it in time."""
-    await _send(ws, handshake.hello_bytes())
+async def perform_handshake(ws, handshake: Handshake,
+                            on_hello: Callable[[bytes], None] | None = None) -> Session:
+    """Run ``handshake`` over ``ws``; the caller bounds it in time.
+
+    The dialler speaks first. The listener says nothing until the dialler's hello names this
+    chain, its genesis and a permitted key, and sends its own signature only once the
+    dialler's has verified: a caller that is not a permitted node learns nothing, not even
+    which chain it reached. ``on_hello`` is told the key a dialler claims, once its hello checked.
+    """
+    if handshake.initiator:
+        await _send(ws, handshake.hello_bytes())
+        auth = handshake.receive_hello(await _receive(ws))
+        await _send(ws, auth)
+        return handshake.receive_auth(await _receive(ws))
     auth = handshake.receive_hello(await _receive(ws))
+    if on_hello is not None and handshake.peer_key is not None:
+        on_hello(handshake.peer_key)
+    await _send(ws, handshake.hello_bytes())
+    session = handshake.receive_auth(await _receive(ws))
     await _send(ws, auth)
-    return handshake.receive_auth(await _receive(ws))
+    return session
 
 
 class PeerConnection:
@@ -176,6 +199,15 @@ class PeerConnection:
         return items
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_frames()
+        except Exception:
+            # a writer that died would leave a connection that looks alive and sends nothing
+            self._counters.task_failures += 1
+            log.exception("the writer of %s failed; closing the connection", self)
+            await self.close(CLOSE_SHUTDOWN, "writer failed")
+
+    async def _write_frames(self) -> None:
         while not self._closing:
             if self._retired:
                 if not self._sent_fin:
@@ -216,7 +248,12 @@ class PeerConnection:
         """Read frames until the connection ends; then release everything."""
         try:
             while not self._closing:
-                msg = await self._ws.receive()
+                try:
+                    msg = await self._ws.receive()
+                except _CONNECTION_ERRORS as exc:
+                    # the peer went away while aiohttp answered its ping, or the socket reset
+                    log.info("connection to %s lost: %s", self, exc.__class__.__name__)
+                    break
                 if msg.type is WSMsgType.BINARY:
                     if not self._on_binary(msg.data):
                         break

@@ -19,6 +19,8 @@ _NAMES = (
     "gossip_relayed",
     "gossip_duplicates",
     "callback_errors",
+    "task_failures",
+    "handshakes_evicted",
 )
 
 

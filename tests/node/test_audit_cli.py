@@ -103,8 +103,8 @@ def _fill(net: Net, second: SigningKey, auditor: SigningKey,
                               t.register_post(net.council[:2], "MD-LEU"),
                               t.register_terminal(net.council[:2], terminal.public, "MD-LEU"),
                               t.register_auditor(net.council[:2], auditor.public, "auditor")])
-            # a second validator with a fifth of the stake: the node keeps its quorum alone
-            # (400 of 500), and every certificate from two blocks on is checked against 500
+            # a second validator with a quarter of the stake: the node keeps its quorum alone
+            # (300 of 400), and every certificate from two blocks on is checked against 400
             steps["second_validator"] = bond = t.set_validator(net.council[:2], second.public, 100)
             await _commit(c, [bond])
             await _commit(c, [
@@ -652,7 +652,7 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
     verdict = json.loads(capsys.readouterr().out)
     assert code == 0 and verdict["ok"] and verdict["anchored"], verdict
     assert verdict["height"] == story.heights["approval_2"]
-    assert verdict["committed_power"] == 400 and verdict["total_power"] == 500
+    assert verdict["committed_power"] == 300 and verdict["total_power"] == 400
     assert verdict["set_changes"] == 1  # anchored in genesis through the second validator's bonding
 
     code, doc = audit(capsys, "verify-receipt", str(receipt), "--genesis", str(story.genesis))

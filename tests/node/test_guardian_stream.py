@@ -240,7 +240,7 @@ def test_watch_fails_over_to_another_validator(tmp_path):
     try:
         w = World(net4, tmp_path / "keys")
         ivy = w.enrol("ivy", guardians=1, approvals=1)
-        # stakes 400/300/200/100: without the smallest validator the rest still hold more than 2/3
+        # stakes 300/270/230/200: without the smallest validator the rest still hold more than 2/3
         first, *others = ["val-3", "val-0", "val-1", "val-2"]
         # the first node must know the enrolment, or it rightly refuses the guardian (403)
         net4.wait_height(max(net4.height(n) for n in others), first, timeout_s=30)

@@ -1,4 +1,4 @@
-"""Four validator processes (stakes 400/300/200/100) and an observer on 127.0.0.1.
+"""Four validator processes (stakes 300/270/230/200) and an observer on 127.0.0.1.
 
 They commit a stream of transactions; survive a validator's SIGKILL and catch it up; stop
 committing without more than 2/3 of the stake and resume when it returns; never double-sign
@@ -110,7 +110,7 @@ def test_the_rest_keep_committing_without_a_killed_validator_and_it_catches_up(n
 
 def test_commits_stop_at_half_the_stake_and_resume_when_it_returns(net, border):
     net.kill("val-1", signal.SIGTERM)
-    net.kill("val-2", signal.SIGTERM)  # 300 + 200 of 1000: the rest hold exactly half
+    net.kill("val-2", signal.SIGTERM)  # 270 + 230 of 1000: the rest hold exactly half
     stuck_at = net.height("val-0")
     tx = crossings(net, border, 1)[0]
     run(NodeClient(net.url("val-0")).submit(tx.raw))
@@ -125,7 +125,7 @@ def test_commits_stop_at_half_the_stake_and_resume_when_it_returns(net, border):
 
 
 def test_a_validator_killed_mid_round_again_and_again_never_double_signs(net, border):
-    # val-1 holds 300 of 1000: without it the others (700) still commit, so it is killed in
+    # val-1 holds 270 of 1000: without it the others (730) still commit, so it is killed in
     # the middle of live rounds, and restarts into heights it may have voted in already
     for _ in range(3):
         txs = crossings(net, border, 20)
@@ -164,7 +164,7 @@ def test_a_new_observer_catches_up_by_block_sync_and_never_votes(net, border):
 
 
 def test_a_council_change_of_the_validator_set_takes_effect_two_blocks_later(net, border):
-    """Unbonding val-3 (100 of 1000) by a council transaction in block h changes the set that
+    """Unbonding val-3 (200 of 1000) by a council transaction in block h changes the set that
     signs block h + 2 (the genesis delay), not earlier; the others carry on without it."""
     leaving = bytes.fromhex(net.nodes["val-3"].key)
     tx = net.txs.set_validator(net.council[:2], leaving, 0)
