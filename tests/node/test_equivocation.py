@@ -17,7 +17,7 @@ def test_an_equivocating_validator_ends_up_slashed_and_jailed(tmp_path):
             return next(b for b in bonded if b["key"] == cheat)
 
         net.wait_until("the equivocator to be jailed", lambda: record()["jailed"], timeout_s=60)
-        assert record()["stake"] == 100 - 100 * 500 // 10_000  # slash_bps 500 of a stake of 100
+        assert record()["stake"] == 200 - 200 * 500 // 10_000  # slash_bps 500 of a stake of 200
         # jailed out of the set from validator_delay blocks on; the others carry on without it
         net.wait_until("the set without the equivocator",
                        lambda: cheat not in [v["key"] for v in net.get("val-0", "/v1/validators")["validators"]],
