@@ -6,7 +6,7 @@
 source "$(dirname "$0")/_venv.sh"
 cd "$ROOT"
 DIR="${DEVNET_DIR:-$(mktemp -d -t custos-devnet.XXXXXX)}"
-"$VENV/bin/custos" devnet up --validators "${VALIDATORS:-4}" --dir "$DIR" --heartbeat 1s &
+"$VENV/bin/custos" devnet up --validators "${VALIDATORS:-4}" --dir "$DIR" --heartbeat 1s --reuse &
 devnet=$!
 trap 'kill -INT $devnet 2>/dev/null; wait $devnet 2>/dev/null || true' EXIT
 for _ in $(seq 1 600); do

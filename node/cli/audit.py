@@ -1,15 +1,17 @@
 """``custos audit``: verify the chain, or one transaction's inclusion, trusting no node.
 
-    custos audit verify (--data-dir DIR [--copy] | --node URL [--key FILE]) [--genesis FILE] [--jobs N|auto]
-                        [--from-checkpoint FILE] [--write-checkpoint FILE] [--json] [--no-progress]
-    custos audit prove TXHASH [--node URL] [--key FILE] [--out FILE] [--genesis FILE | --validators-hash HEX]
-                       [--json]
+    custos audit verify (--data-dir DIR [--copy] | [--node URL ... | --devnet DIR] [--key FILE])
+                        [--genesis FILE] [--jobs N|auto] [--from-checkpoint FILE] [--write-checkpoint FILE]
+                        [--json] [--no-progress]
+    custos audit prove TXHASH [--node URL ... | --devnet DIR] [--key FILE] [--out FILE]
+                       [--genesis FILE | --validators-hash HEX] [--json]
     custos audit verify-receipt FILE [--genesis FILE | --validators-hash HEX] [--json]
 
 ``verify --data-dir`` reads a node's LevelDB (a stopped node, or a copy: a running node holds
 the lock) and also checks the records only a store holds (transaction index, state, log nodes,
-tip). ``verify --node`` fetches the blocks over the API. Either way every block is re-executed
-from the genesis (or from a checkpoint the auditor wrote earlier) on the auditor's own state.
+tip). Otherwise ``verify`` fetches the blocks over the API from the first node that answers
+of those named with ``--node`` (repeatable), ``--devnet DIR`` or ``$CUSTOS_NODES``. Either way
+every block is re-executed from the genesis (or from a checkpoint the auditor wrote earlier) on the auditor's own state.
 
 Over the API, transactions' bytes (blocks, the block feed, a receipt's transaction) are served
 only to signed requests of an integrity reader: give the key of a registered auditor with
@@ -46,10 +48,10 @@ from ledger.errors import PROBLEM_BASE, CustosError
 from ledger.genesis import Genesis, load_genesis
 from ledger.validators import ValidatorSet
 from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable, add_passphrase_arg, load_key
+from node.cli.options import add_node_args, node_urls, seconds
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.signed import path_with_query, sign_request
 
-DEFAULT_NODE = "http://127.0.0.1:8700"
 #: below this many signatures to verify, worker processes cost more than they save
 PARALLEL_MIN_SIGNATURES = 2_000
 PAGE = 100  # blocks per request (the API's limit)
@@ -70,10 +72,9 @@ def register(sub) -> None:
     asub.required = True
 
     verify = asub.add_parser("verify", help="verify every block, certificate, signature and root from genesis")
-    where = verify.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data-dir", type=Path, metavar="DIR",
-                       help="a node's data directory (or its chain/ LevelDB); stop the node or audit a copy")
-    where.add_argument("--node", metavar="URL", help="a node's API base URL (blocks are fetched over HTTP)")
+    verify.add_argument("--data-dir", type=Path, metavar="DIR",
+                        help="a node's data directory (or its chain/ LevelDB); stop the node or audit a copy")
+    add_node_args(verify)  # or fetch the blocks over HTTP from the first of these nodes that answers
     verify.add_argument("--copy", action="store_true",
                         help="with --data-dir: audit a temporary copy, leaving DIR byte for byte untouched "
                              "(opening a LevelDB rewrites its bookkeeping files, never its records)")
@@ -88,17 +89,19 @@ def register(sub) -> None:
                              "processes while this one re-executes (default: auto, every core for large chains)")
     verify.add_argument("--json", action="store_true", help="print one JSON document instead of the summary")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar (it only shows on a terminal)")
-    verify.add_argument("--timeout", type=float, default=15.0, metavar="S", help="per-request timeout for --node")
+    verify.add_argument("--timeout", type=seconds, default=15.0, metavar="DURATION",
+                        help="per-request timeout over the API (default 15s)")
     _key_args(verify)
     verify.set_defaults(func=cmd_verify)
 
     prove = asub.add_parser("prove", help="fetch and verify one transaction's inclusion proof; write a receipt")
     prove.add_argument("txhash", help="the transaction id (64 hex digits)")
-    prove.add_argument("--node", metavar="URL", default=None, help=f"a node's API base URL (default {DEFAULT_NODE})")
+    add_node_args(prove)
     prove.add_argument("--out", type=Path, metavar="FILE", help="write the receipt here (default: stdout)")
     _anchor_args(prove)
     prove.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    prove.add_argument("--timeout", type=float, default=15.0, metavar="S", help="per-request timeout")
+    prove.add_argument("--timeout", type=seconds, default=15.0, metavar="DURATION",
+                       help="per-request timeout (default 15s)")
     _key_args(prove)
     prove.set_defaults(func=cmd_prove)
 
@@ -142,8 +145,11 @@ def _writable(path: Path, what: str) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     jobs = _jobs_arg(args.jobs)
-    if args.node is not None:
-        args.node = _url_arg(args.node)
+    urls = None
+    if args.data_dir is None:
+        urls = [_url_arg(u) for u in node_urls(args)]
+    elif args.node or args.devnet is not None:
+        raise InputError("audit either a data directory (--data-dir) or nodes (--node, --devnet), not both")
     elif args.key is not None:
         raise InputError("--key signs reads over the API: use it with --node (a data directory is read directly)")
     if args.write_checkpoint is not None:
@@ -160,8 +166,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     auditor = None
     bar = None
     try:
-        source = (DataDirSource(args.data_dir, copy=args.copy) if args.data_dir is not None else
-                  HttpSource(args.node, timeout_s=args.timeout, key=key))
+        source = (DataDirSource(args.data_dir, copy=args.copy) if urls is None else
+                  _first_answering(urls, lambda url: HttpSource(url, timeout_s=args.timeout, key=key)))
         if jobs is None:
             jobs = _auto_jobs(source, checkpoint.log_size if checkpoint else 0,
                               checkpoint.height if checkpoint else 0)
@@ -195,6 +201,17 @@ def _print_report(report: AuditReport, as_json: bool) -> None:
     else:
         sys.stdout.write(summary(report) + "\n")
     sys.stdout.flush()
+
+
+def _first_answering(urls: list[str], attempt):
+    """``attempt(url)`` for the first of ``urls`` whose node answers (others: exit 3 if none does)."""
+    errors = []
+    for url in urls:
+        try:
+            return attempt(url)
+        except Unreachable as exc:
+            errors.append(str(exc))
+    raise Unreachable("; ".join(errors))
 
 
 def _jobs_arg(text: str) -> int | None:
@@ -436,11 +453,11 @@ def cmd_prove(args: argparse.Namespace) -> int:
     if len(tx_id) != 32:
         raise InputError("TXHASH is a transaction id: 64 hex digits")
     genesis, vh = _anchor(args)
-    url = _url_arg(args.node or DEFAULT_NODE)
+    urls = [_url_arg(u) for u in node_urls(args)]
     if args.out is not None:
         _writable(args.out, "receipt")
     key = _key(args)
-    receipt = _run(fetch_receipt(url, tx_id, timeout_s=args.timeout, key=key))
+    receipt = _first_answering(urls, lambda url: _run(fetch_receipt(url, tx_id, timeout_s=args.timeout, key=key)))
     doc = receipt.to_json()
     verdict = verify_receipt(doc, genesis=genesis, validators_hash=vh)
     text = json.dumps(doc, indent=2) + "\n"

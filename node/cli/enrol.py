@@ -23,6 +23,7 @@ from node.cli.common import EXIT_OK, EXIT_USAGE
 from node.cli.options import (
     InputError,
     add_node_args,
+    duration,
     emit_json,
     identity_arg,
     iso,
@@ -31,7 +32,6 @@ from node.cli.options import (
     node_urls,
     order_arg,
     parse_day,
-    parse_duration,
     parse_time,
     public_key_arg,
     run,
@@ -123,7 +123,8 @@ def _policy(p) -> None:
     p.add_argument("--guardian", action="append", required=True, metavar="KEY",
                    help="a guardian's public key (hex or key file); repeat for each")
     p.add_argument("--approvals", type=int, required=True, help="guardian approvals a crossing needs")
-    p.add_argument("--deadline", default="24h", help="time the guardians have to decide (default 24h)")
+    p.add_argument("--deadline", type=duration, default="24h", metavar="DURATION",
+                   help="time the guardians have to decide, with its unit (e.g. 90m, 24h; default 24h)")
     veto = p.add_mutually_exclusive_group()
     veto.add_argument("--veto", dest="veto", action="store_true", default=True,
                       help="any guardian's denial denies the crossing (default)")
@@ -174,7 +175,7 @@ def cmd_child(args: argparse.Namespace) -> int:
         async with SignedClient(node_urls(args), authority) as client:
             tx = TxFactory(await client.chain_id()).enrol(
                 authority, biometric, identity, majority_day=majority, guardians=guardians,
-                approvals=args.approvals, deadline_ms=parse_duration(args.deadline), veto=args.veto)
+                approvals=args.approvals, deadline_ms=args.deadline, veto=args.veto)
             # the card first (atomically, beside its final name): a crash after the commit
             # must not leave an enrolled child without the card that unlocks its key
             pending = args.card_out.with_name(args.card_out.name + ".pending")
@@ -220,7 +221,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         async with SignedClient(node_urls(args), authority) as client:
             tx = TxFactory(await client.chain_id()).update_guardians(
                 authority, identity, guardians=guardians, approvals=args.approvals,
-                deadline_ms=parse_duration(args.deadline), veto=args.veto, order=order)
+                deadline_ms=args.deadline, veto=args.veto, order=order)
             return {**await _submit(client, tx.raw), "order_hash": order.hex(), "order_salt": salt.hex()}
 
     try:

@@ -18,13 +18,14 @@ import time
 from pathlib import Path
 
 from ledger.tx.bodies import APPROVE, DENY, DENY_REASONS
-from node.cli.common import EXIT_OK, EXIT_USAGE
+from node.cli.common import EXIT_OK, EXIT_USAGE, Unreachable
 from node.cli.options import (
     InputError,
     add_node_args,
     companion_arg,
     confirm,
     cosign,
+    duration,
     emit_json,
     hash_arg,
     identity_arg,
@@ -36,6 +37,7 @@ from node.cli.options import (
     read_partial,
     run,
     say,
+    seconds,
     write_partial,
 )
 from node.client.guardian import GuardianClient, describe_request
@@ -50,8 +52,10 @@ def register(sub) -> None:
 
     watch = gsub.add_parser("watch", help="print alerts for your wards as they happen")
     _common(watch)
-    watch.add_argument("--heartbeat-ms", type=int, default=15_000, help="keep-alive interval of the stream")
-    watch.add_argument("--for", dest="duration", type=float, help="stop after this many seconds")
+    watch.add_argument("--heartbeat", type=duration, default=15_000, metavar="DURATION",
+                       help="keep-alive interval of the stream (default 15s)")
+    watch.add_argument("--for", dest="duration", type=seconds, metavar="DURATION",
+                       help="stop after this long (e.g. 10m; default: until Ctrl-C)")
     watch.add_argument("--count", type=int, help="stop after this many pending alerts")
     watch.set_defaults(func=cmd_watch)
 
@@ -133,9 +137,14 @@ def _now() -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    """Exit 0 when the watch ends (--for, --count, Ctrl-C) connected to a node, 3 when it ends
+    with no node answering: a guardian must not take silence for "nothing happened"."""
     client = _client(args)
+    connected = False
 
     def state(line: str) -> None:
+        nonlocal connected
+        connected = line.startswith("connected")
         if args.json:
             emit_json({"event": "stream", "detail": line, "printed_ms": _now()})
         else:
@@ -143,7 +152,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     async def watch() -> None:
         alerts = 0
-        async for ev in client.watch(heartbeat_ms=args.heartbeat_ms, on_state=state):
+        async for ev in client.watch(heartbeat_ms=args.heartbeat, on_state=state):
             if args.json:
                 emit_json({"event": ev.type, "cursor": ev.id, **ev.data, "received_ms": ev.received_ms,
                            "printed_ms": _now()})
@@ -163,9 +172,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     try:
-        return run(go())
+        code = run(go())
     except KeyboardInterrupt:
-        return EXIT_OK
+        code = EXIT_OK
+    if not connected:
+        raise Unreachable(f"no node answered the watch ({', '.join(node_urls(args))}): alerts may have been missed")
+    return code
 
 
 def _print_event(kind: str, doc: dict) -> None:

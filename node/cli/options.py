@@ -53,6 +53,13 @@ def add_node_args(parser) -> None:
 
 
 def node_urls(args) -> list[str]:
+    """The nodes named by ``--node`` (repeatable), else ``--devnet DIR``, else ``$CUSTOS_NODES``,
+    else the default node."""
+    return chosen_node_urls(args) or [DEFAULT_NODE]
+
+
+def chosen_node_urls(args) -> list[str] | None:
+    """The nodes the user named on this command line or in ``$CUSTOS_NODES``; None if none."""
     if getattr(args, "node", None):
         return [u.rstrip("/") for u in args.node]
     devnet_dir = getattr(args, "devnet", None)
@@ -65,25 +72,36 @@ def node_urls(args) -> list[str]:
     env = os.environ.get("CUSTOS_NODES")
     if env:
         return [u.strip().rstrip("/") for u in env.split(",") if u.strip()]
-    return [DEFAULT_NODE]
+    return None
 
 
-def passphrase(args) -> bytes:
-    """--passphrase-file, else the devnet's passphrase file with --devnet, else $CUSTOS_PASSPHRASE / a prompt."""
-    if getattr(args, "passphrase_file", None) is None and getattr(args, "devnet", None) is not None:
-        path = Path(args.devnet) / "passphrase"
-        if path.exists():
-            return path.read_bytes().rstrip(b"\r\n")
+def passphrase_for(path: Path, args) -> bytes:
+    """The passphrase of the key file at ``path``: ``--passphrase-file`` if given; for a key file
+    of the devnet named by ``--devnet`` (its council keys), the devnet's own passphrase; else
+    ``$CUSTOS_PASSPHRASE`` or a prompt. ``--devnet`` never replaces the passphrase of a key of
+    the user's own."""
+    devnet_dir = getattr(args, "devnet", None)
+    if getattr(args, "passphrase_file", None) is None and devnet_dir is not None:
+        secret = Path(devnet_dir) / "passphrase"
+        if secret.exists() and Path(path).resolve().is_relative_to(Path(devnet_dir).resolve()):
+            return secret.read_bytes().rstrip(b"\r\n")
     return read_passphrase(args)
 
 
 def load_key(path: Path, args) -> SigningKey:
-    return load_key_file(path, passphrase(args))
+    return load_key_file(path, passphrase_for(path, args))
 
 
 def load_keys(paths: list[Path], args) -> list[SigningKey]:
-    secret = passphrase(args)
-    return [load_key_file(p, secret) for p in paths]
+    secrets: dict[bool, bytes] = {}  # asked once for the devnet's keys and once for the user's
+    keys = []
+    for p in paths:
+        own = getattr(args, "devnet", None) is None or not Path(p).resolve().is_relative_to(
+            Path(args.devnet).resolve())
+        if own not in secrets:
+            secrets[own] = passphrase_for(p, args)
+        keys.append(load_key_file(p, secrets[own]))
+    return keys
 
 
 def public_key_arg(text: str) -> bytes:
@@ -161,10 +179,10 @@ def parse_duration(text: str) -> int:
     m = _DURATION.fullmatch(text)
     if not m:
         raise InputError(f"{text!r} is not a duration (e.g. 90s, 15m, 2h, 7d)")
-    if m.group(2) is None:
+    if m.group(2) is None and float(m.group(1)) != 0:  # zero needs no unit
         raise InputError(f"{text!r} has no unit: write {m.group(1)}s, {m.group(1)}m or {m.group(1)}h "
                          "(units: ms, s, m, h, d)")
-    return round(float(m.group(1)) * _UNITS[m.group(2)])
+    return round(float(m.group(1)) * _UNITS[m.group(2) or "ms"])
 
 
 def duration(text: str) -> int:

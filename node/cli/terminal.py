@@ -19,11 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-from node.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from node.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, Unreachable
 from node.cli.options import (
     InputError,
     add_node_args,
+    chosen_node_urls,
     companion_arg,
+    seconds,
     emit_json,
     hash_arg,
     iso,
@@ -72,15 +74,15 @@ def register(sub) -> None:
                             "the chain holds only a tag keyed with the child's card")
     cross.add_argument("--max-shift", type=int, default=8,
                        help="angular positions the scan is turned each way to match (default 8)")
-    cross.add_argument("--wait", type=float, default=300.0,
-                       help="seconds to wait for the decision (default 300; 0: do not wait)")
+    cross.add_argument("--wait", type=seconds, default=300.0, metavar="DURATION",
+                       help="how long to wait for the decision (e.g. 5m; default 5m; 0: do not wait)")
     cross.set_defaults(func=cmd_cross)
 
     queue = tsub.add_parser("queue", help="show the outbox; --flush delivers it")
     _common(queue)
     queue.add_argument("--flush", action="store_true", help="deliver waiting requests and check sent ones")
-    queue.add_argument("--retry-for", type=float, default=0.0,
-                       help="with --flush: keep retrying unreachable nodes this many seconds")
+    queue.add_argument("--retry-for", type=seconds, default=0.0, metavar="DURATION",
+                       help="with --flush: keep retrying unreachable nodes this long (e.g. 60s)")
     queue.set_defaults(func=cmd_queue)
 
     status = tsub.add_parser("status", help="a request's current state")
@@ -90,8 +92,10 @@ def register(sub) -> None:
 
     run_ = tsub.add_parser("run", help="deliver the outbox whenever possible and print decisions as they come")
     _common(run_)
-    run_.add_argument("--for", dest="duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
-    run_.add_argument("--retry", type=float, default=2.0, help="seconds between delivery attempts while offline")
+    run_.add_argument("--for", dest="duration", type=seconds, metavar="DURATION",
+                      help="stop after this long (e.g. 8h; default: until Ctrl-C)")
+    run_.add_argument("--retry", type=seconds, default=2.0, metavar="DURATION",
+                      help="time between delivery attempts while offline (default 2s)")
     run_.set_defaults(func=cmd_run)
 
 
@@ -104,13 +108,13 @@ def _common(p) -> None:
     _dir(p)
     p.add_argument("--passphrase-file", type=Path, help="file with the terminal key's passphrase")
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    p.add_argument("--node", action="append", metavar="URL", help="override the configured nodes")
+    add_node_args(p)  # given (or $CUSTOS_NODES), they override the nodes the terminal was set up with
 
 
 def _client(args) -> TerminalClient:
     config = TerminalConfig.load(args.dir)
     key = load_key(config.key_file, args)
-    return TerminalClient.from_config(config, key, urls=args.node or None)
+    return TerminalClient.from_config(config, key, urls=chosen_node_urls(args))
 
 
 # --------------------------------------------------------------------------- init
@@ -320,8 +324,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(wake.wait(), args.retry)
 
+    connected = False
+
     async def follow(client: TerminalClient, wake: asyncio.Event) -> None:
         def state(line: str) -> None:
+            nonlocal connected
+            connected = line.startswith("connected")
             if not args.json:
                 say(f"[{time.strftime('%H:%M:%S')}] stream: {line}")
             wake.set()  # a node answers again: try the outbox now
@@ -357,8 +365,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_OK
 
     try:
-        return run(go())
+        code = run(go())
     except KeyboardInterrupt:
         print("terminal stopped", file=sys.stderr)
-        return EXIT_OK
+        code = EXIT_OK
+    if not connected:
+        raise Unreachable("no node answered while the terminal ran; requests wait in the outbox")
+    return code
 

@@ -40,8 +40,9 @@ def configure(level: int, fmt: str = "text") -> None:
     """One handler on stderr for the whole process, text or JSON lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.custos = True  # type: ignore[attr-defined]
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if getattr(h, "custos", False)]:  # ours only (tests add theirs)
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)

@@ -580,8 +580,8 @@ def _closed_port() -> int:
 
 def test_unreachable_node_exits_3(capsys):
     url = f"http://127.0.0.1:{_closed_port()}"
-    assert main(["audit", "verify", "--node", url, "--timeout", "2"]) == 3
-    assert main(["audit", "prove", "00" * 32, "--node", url, "--timeout", "2"]) == 3
+    assert main(["audit", "verify", "--node", url, "--timeout", "2s"]) == 3
+    assert main(["audit", "prove", "00" * 32, "--node", url, "--timeout", "2s"]) == 3
 
 
 def test_usage_and_input_errors_exit_2(story, tmp_path, capsys):

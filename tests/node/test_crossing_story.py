@@ -104,7 +104,7 @@ def test_the_crossing_story(tmp_path):
         for w in watchers:
             w.expect("the watch to be live", lambda d: d["event"] == "sync")
 
-        def cross(scan: int, *extra: str, wait: str = "60") -> Background:
+        def cross(scan: int, *extra: str, wait: str = "60s") -> Background:
             p = Background("terminal", "cross", "--dir", str(tdir), "--card", str(card), "--scan", str(scans[scan]),
                            "--direction", "exit", "--destination", "RO", "--wait", wait, "--json", *extra)
             procs.append(p)
@@ -155,7 +155,7 @@ def test_the_crossing_story(tmp_path):
 
         # -- 5. the consent is revoked: the next exit waits for the guardians again
         assert "revoked" in guardian(g1_file, "revoke", consent).stdout
-        fifth = cross(5, wait="3")
+        fifth = cross(5, wait="3s")
         rid5 = fifth.expect("the request", lambda d: d["event"] == "queued")["id"]
         assert fifth.expect("the status", lambda d: d.get("status") == "pending")["id"] == rid5
         watchers[0].expect("the alert", lambda d: d["event"] == "pending" and d["id"] == rid5)

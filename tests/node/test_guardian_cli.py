@@ -130,5 +130,5 @@ def test_watch_refuses_a_key_that_guards_nobody(world, tmp_path):
     from tests.node.clientkit import key_file
 
     path, _ = key_file(tmp_path, "nobody")
-    proc = cli("guardian", "watch", "--key", str(path), "--for", "5", *world.node_args())
+    proc = cli("guardian", "watch", "--key", str(path), "--for", "5s", *world.node_args())
     assert proc.returncode == 2 and "forbidden" in proc.stderr

@@ -105,7 +105,7 @@ def test_cross_shows_each_step_until_the_decision_is_final(world, tmp_path):
     tdir = world.init_terminal(tmp_path / "terminal")
     cross = Background("terminal", "cross", "--dir", str(tdir), "--card", str(child.card), "--scan",
                        str(child.scans[0]), "--direction", "exit", "--destination", "RO", "--companion", "aunt-77",
-                       "--wait", "60", "--json")
+                       "--wait", "60s", "--json")
     try:
         queued = cross.expect("the request in the outbox", lambda d: d["event"] == "queued")
         rid = queued["id"]
@@ -145,7 +145,7 @@ def test_the_next_child_can_be_recorded_while_one_waits_for_guardians(world, tmp
     next_child = world.enrol("nia", adult=True)
     tdir = world.init_terminal(tmp_path / "terminal")
     first = Background("terminal", "cross", "--dir", str(tdir), "--card", str(waiting_child.card), "--scan",
-                       str(waiting_child.scans[0]), "--direction", "exit", "--destination", "RO", "--wait", "60",
+                       str(waiting_child.scans[0]), "--direction", "exit", "--destination", "RO", "--wait", "60s",
                        "--json")
     try:
         rid = first.expect("the request", lambda d: d["event"] == "queued")["id"]

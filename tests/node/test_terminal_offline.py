@@ -32,7 +32,7 @@ def test_five_crossings_while_every_node_is_down_commit_exactly_once(tmp_path):
         assert [w["id"] for w in outbox["waiting"]] == queued
 
         # the terminal's process starts, finds no node, and is killed
-        runner = Background("terminal", "run", "--dir", str(tdir), "--json", "--retry", "0.3")
+        runner = Background("terminal", "run", "--dir", str(tdir), "--json", "--retry", "300ms")
         started = runner.expect("the outbox count", lambda d: d["event"] == "started")
         assert started["waiting"] == 5
         runner.expect("a failed delivery attempt", lambda d: d["event"] == "offline")
@@ -40,7 +40,7 @@ def test_five_crossings_while_every_node_is_down_commit_exactly_once(tmp_path):
 
         # network back; the terminal restarts and delivers
         net.start()
-        runner = Background("terminal", "run", "--dir", str(tdir), "--json", "--retry", "0.3")
+        runner = Background("terminal", "run", "--dir", str(tdir), "--json", "--retry", "300ms")
         delivered = {runner.expect(f"delivery {i}", lambda d: d["event"] == "delivered")["id"] for i in range(5)}
         assert delivered == set(queued)
         closed = {runner.expect(f"decision {i}", lambda d: d["event"] == "closed")["id"] for i in range(5)}
@@ -73,7 +73,7 @@ def test_flush_keeps_retrying_until_a_node_is_back(tmp_path):
         proc = cli("terminal", "cross", "--dir", str(tdir), "--card", str(child.card), "--scan", str(child.scans[0]),
                    "--direction", "entry", "--destination", "MD", "--json")
         assert proc.returncode == 3
-        flusher = Background("terminal", "queue", "--dir", str(tdir), "--flush", "--retry-for", "60", "--json")
+        flusher = Background("terminal", "queue", "--dir", str(tdir), "--flush", "--retry-for", "60s", "--json")
         time.sleep(1.5)  # a few failed rounds against the dead node
         net.start()
         assert flusher.proc.wait(60) == 0

@@ -1,0 +1,185 @@
+"""The command line without traps: each test is one trap people fell into, and what happens now.
+
+* ``--deadline 60`` meant 60 ms: durations now carry their unit, a bare number is refused;
+* a bad path or date printed a traceback and exit 1 ("chain invalid"): now one line, exit 2;
+* ``guardian watch`` against an unreachable node exited 0: every command now exits 3;
+* ``--devnet`` silently replaced the user's passphrase: now only the devnet's own keys use it;
+* ``audit`` did not take ``--devnet`` or ``$CUSTOS_NODES``: it takes the same node options;
+* the demo's first run installed silently for half a minute: the set-up now shows progress.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ledger.crypto.keyfile import MINIMAL, write_key_file
+from ledger.crypto.keys import SigningKey
+from node import devnet
+from node.cli.options import InputError, parse_duration, parse_time
+from tests.node.clientkit import PASSPHRASE, cli, cli_env, key_file
+from tests.node.netkit import Net
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def closed_url() -> str:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return f"http://127.0.0.1:{port}"
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=60,
+                          env=env or cli_env(), cwd=cwd, stdin=subprocess.DEVNULL)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+# --------------------------------------------------------------------------- durations and dates
+
+
+def test_rejects_a_duration_without_its_unit():
+    with pytest.raises(InputError, match="no unit"):
+        parse_duration("60")
+    assert parse_duration("60s") == 60_000 and parse_duration("15m") == 900_000 and parse_duration("2h") == 7_200_000
+    assert parse_duration("250ms") == 250 and parse_duration("1.5s") == 1500 and parse_duration("0") == 0
+
+
+def test_rejects_a_bare_deadline_on_the_command_line(tmp_path):
+    key, _ = key_file(tmp_path, "authority")
+    line = one_line_error(cli("enrol", "child", "--key", str(key), "--template", "x", "--card-out", "c",
+                              "--majority-date", "2030-01-01", "--guardian", "00" * 32, "--approvals", "1",
+                              "--deadline", "60", "--node", closed_url()))
+    assert "--deadline" in line and "'60' has no unit" in line
+
+
+@pytest.mark.parametrize("args", [
+    ("guardian", "watch", "--key", "k", "--for", "5"),
+    ("terminal", "cross", "--card", "c", "--scan", "s", "--direction", "exit", "--destination", "RO", "--wait", "60"),
+    ("terminal", "run", "--retry", "2"),
+    ("audit", "verify", "--timeout", "15"),
+    ("devnet", "up", "--heartbeat", "1000"),
+])
+def test_rejects_bare_numbers_for_every_duration_option(args):
+    assert "has no unit" in one_line_error(cli(*args))
+
+
+def test_iso_dates_are_read_by_the_standard_library():
+    assert parse_time("2025-06-01T10:30+02:00") == parse_time("2025-06-01T08:30Z") == 1748766600000
+    assert parse_time("2025-06-01") == 1748736000000  # no zone: UTC
+    assert parse_time("+2h", now_ms=0) == 7_200_000
+    for bad in ("2025-13-01", "yesterday", "1748736000000"):
+        with pytest.raises(InputError, match="not a time"):
+            parse_time(bad)
+
+
+def test_rejects_a_bad_date_in_one_line(tmp_path):
+    key, _ = key_file(tmp_path, "authority")
+    line = one_line_error(cli("enrol", "alerts", "--key", str(key), "--since", "2025-02-30", "--node", closed_url()))
+    assert "'2025-02-30' is not a time" in line
+
+
+# --------------------------------------------------------------------------- paths and usage
+
+
+@pytest.mark.parametrize("args, says", [
+    (("keys", "new", "/nonexistent-dir/k.key", "--fast-kdf"), "No such file or directory"),
+    (("keys", "show", "missing.key"), "missing.key"),
+    (("audit", "verify", "--data-dir", "/nonexistent-dir"), "/nonexistent-dir"),
+    (("audit", "verify-receipt", "missing.json"), "missing.json"),
+    (("node", "start", "--config", "missing.toml"), "missing.toml"),
+    (("guardian", "pending", "--key", "missing.key"), "missing.key"),
+    (("devnet", "up", "--validators", "x"), "invalid int value"),
+    (("council", "frobnicate"), "invalid choice"),
+])
+def test_rejects_bad_paths_and_usage_in_one_line_with_exit_2(args, says, tmp_path):
+    proc = run_cli(*args, cwd=tmp_path)
+    assert says in one_line_error(proc)
+
+
+# --------------------------------------------------------------------------- unreachable nodes
+
+
+def test_every_command_exits_3_when_no_node_answers(tmp_path):
+    key, _ = key_file(tmp_path, "someone")
+    url = closed_url()
+    net_dir = tmp_path / "net"
+    devnet.create(net_dir, 1)  # created, never started
+    commands = [
+        ("council", "register-post", "--post", "P", "--key", str(key), "--node", url),
+        ("enrol", "alerts", "--key", str(key), "--node", url),
+        ("guardian", "pending", "--key", str(key), "--node", url),
+        ("guardian", "watch", "--key", str(key), "--for", "2s", "--node", url),
+        ("terminal", "init", "--dir", str(tmp_path / "t"), "--key", str(key), "--post", "P", "--node", url),
+        ("audit", "verify", "--node", url, "--timeout", "2s"),
+        ("audit", "prove", "00" * 32, "--node", url, "--timeout", "2s"),
+        ("devnet", "status", "--dir", str(net_dir)),
+    ]
+    for args in commands:
+        proc = cli(*args)
+        assert proc.returncode == 3, f"custos {' '.join(args)} exited {proc.returncode}: {proc.stderr}"
+        assert "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- passphrases and node options
+
+
+def test_devnet_option_does_not_replace_the_users_passphrase(tmp_path):
+    net_dir = tmp_path / "net"
+    devnet.create(net_dir, 1)  # never started: reaching it fails (3) after the keys loaded
+    own = tmp_path / "guardian.key"
+    write_key_file(own, SigningKey.generate(), PASSPHRASE, cost=MINIMAL)  # not the devnet's passphrase
+    proc = cli("guardian", "pending", "--key", str(own), "--devnet", str(net_dir))
+    assert proc.returncode == 3, proc.stderr  # before: 2, "wrong passphrase" (the devnet's was used)
+    # the devnet's own council keys still open with the devnet's passphrase
+    proc = cli("council", "register-post", "--post", "P", "--devnet", str(net_dir))
+    assert proc.returncode == 3, proc.stderr
+
+
+def test_audit_takes_devnet_and_custos_nodes_like_every_command(tmp_path):
+    net = Net(tmp_path / "net", validators=1, heartbeat_ms=200)
+    net.start()
+    try:
+        net.wait_height(3, "val-0")
+        reader = ("--key", str(net.dir / "council" / "member-0.key"), "--passphrase-file", str(net.dir / "passphrase"))
+        proc = cli("audit", "verify", "--devnet", str(net.dir), *reader)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        env = {**cli_env(), "CUSTOS_NODES": f"{closed_url()},{net.url('val-0')}"}  # the first is down: fail over
+        proc = run_cli("audit", "verify", *reader, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    finally:
+        net.stop()
+
+
+# --------------------------------------------------------------------------- the demo's set-up
+
+
+def test_setup_shows_install_progress(tmp_path):
+    """The first run of scripts/demo.sh (or test.sh) installs the project: it now says so, step by
+    step. A stand-in venv whose python prints what pip prints keeps this test offline and fast."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "python"
+    fake.write_text("#!/bin/sh\necho 'Collecting aiohttp>=3.9'\necho 'Requirement already satisfied: x'\n"
+                    "echo 'Installing collected packages: aiohttp, custos'\necho 'Successfully installed custos-0.1.0'\n")
+    fake.chmod(0o755)
+    proc = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/_venv.sh"], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "VENV": str(venv)})
+    assert proc.returncode == 0, proc.stderr
+    assert "[setup 2/2] installing Custos" in proc.stderr and "  Collecting aiohttp" in proc.stderr
+    assert "Requirement already satisfied" not in proc.stderr and "[setup] done in" in proc.stderr
+    assert (venv / ".custos-installed").exists()
