@@ -585,12 +585,9 @@ def test_unreachable_node_exits_3(capsys):
 
 
 def test_usage_and_input_errors_exit_2(story, tmp_path, capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["audit", "verify"])  # neither --data-dir nor --node
-    assert exc.value.code == 2
-    with pytest.raises(SystemExit) as exc:
-        main(["audit", "verify", "--data-dir", str(tmp_path), "--node", "http://127.0.0.1:1"])
-    assert exc.value.code == 2
+    # both a data directory and nodes (without either, the default node or $CUSTOS_NODES is audited)
+    assert main(["audit", "verify", "--data-dir", str(tmp_path), "--node", "http://127.0.0.1:1"]) == 2
+    assert main(["audit", "verify", "--data-dir", str(tmp_path), "--devnet", str(tmp_path)]) == 2
     assert main(["audit", "verify", "--data-dir", str(tmp_path / "nowhere")]) == 2
     assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 2  # not a data directory
     assert main(["audit", "verify", "--data-dir", str(story.pristine), "--jobs", "0"]) == 2
