@@ -22,7 +22,7 @@ from ledger.crypto.keys import DOMAIN_VOTE, SigningKey, verify
 from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, encode
 from ledger.errors import ChainError
 from ledger.hashing import TAG_COMMIT, TAG_EVIDENCE, TAG_HEADER, tagged_hash
-from ledger.merkle import root_of, leaf_hash
+from ledger.merkle import leaf_hash, root_of
 from ledger.validators import MAX_VALIDATORS, ValidatorSet
 
 ZERO_HASH = bytes(32)
@@ -55,7 +55,7 @@ class Vote:
     def verify(self, chain_id: str) -> bool:
         return verify(self.validator, DOMAIN_VOTE, chain_id, self.digest(), self.signature)
 
-    def conflicts_with(self, other: "Vote") -> bool:
+    def conflicts_with(self, other: Vote) -> bool:
         """Same signer, same height/round/step, different block: equivocation."""
         return (
             self.validator == other.validator
@@ -154,7 +154,7 @@ class Commit:
                              expected=f"> {2 * validators.total_power // 3}", found=power)
 
     @classmethod
-    def from_votes(cls, votes: list[Vote]) -> "Commit":
+    def from_votes(cls, votes: list[Vote]) -> Commit:
         first = votes[0]
         sigs = sorted((CommitSig(v.validator, v.signature) for v in votes), key=lambda s: s.validator)
         return cls(first.height, first.round, first.block, tuple(sigs))  # type: ignore[arg-type]
@@ -189,7 +189,7 @@ class DuplicateVoteEvidence:
         return tagged_hash(TAG_EVIDENCE, EVIDENCE.encode(self))
 
     @classmethod
-    def of(cls, x: Vote, y: Vote) -> "DuplicateVoteEvidence":
+    def of(cls, x: Vote, y: Vote) -> DuplicateVoteEvidence:
         ex, ey = VOTE.encode(x), VOTE.encode(y)
         return cls(x, y) if ex < ey else cls(y, x)
 
@@ -272,7 +272,7 @@ class Block:
         return raw
 
     @classmethod
-    def decode(cls, data: bytes) -> "Block":
+    def decode(cls, data: bytes) -> Block:
         block = BLOCK.decode(data)
         block.__dict__["_encoded"] = bytes(data)  # canonical: decoding checked it re-encodes to this
         return block

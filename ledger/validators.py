@@ -6,8 +6,8 @@ hash, its quorum arithmetic and its proposer choice are the same on every node.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from ledger.encoding import Bytes, Int, List, Schema, encode
 from ledger.errors import DecodeError
@@ -29,7 +29,7 @@ VALIDATOR = Schema(Validator, {"key": Bytes(32), "power": Int(min=1, max=MAX_POW
 class ValidatorSet:
     """An immutable, sorted set of validators with positive power."""
 
-    __slots__ = ("validators", "_index", "total_power", "hash")
+    __slots__ = ("_index", "hash", "total_power", "validators")
 
     def __init__(self, validators: Iterable[Validator]) -> None:
         vals = tuple(sorted(validators, key=lambda v: v.key))
@@ -55,7 +55,7 @@ class ValidatorSet:
         return encode(self.wire())
 
     @classmethod
-    def from_wire(cls, value: object, path: str = "validators") -> "ValidatorSet":
+    def from_wire(cls, value: object, path: str = "validators") -> ValidatorSet:
         items = List(VALIDATOR, min=1, max=MAX_VALIDATORS, unique_sorted=False).check(value, path)
         try:
             vs = cls(items)
@@ -107,7 +107,7 @@ class ValidatorSet:
             point -= v.power
         raise AssertionError("unreachable: point is below the total power")
 
-    def with_power(self, key: bytes, power: int) -> "ValidatorSet":
+    def with_power(self, key: bytes, power: int) -> ValidatorSet:
         """A copy with ``key`` set to ``power`` (0 removes it)."""
         rest = [v for v in self.validators if v.key != key]
         if power > 0:

@@ -177,7 +177,8 @@ class Demo:
             async for ev in stream:
                 inbox.put_nowait(ev)
 
-        tasks = [asyncio.create_task(pump(g.watch(heartbeat_ms=5_000), q)) for g, q in zip((g1, g2), inboxes)]
+        tasks = [asyncio.create_task(pump(g.watch(heartbeat_ms=5_000), q))
+                 for g, q in zip((g1, g2), inboxes, strict=True)]
         tasks.append(asyncio.create_task(pump(terminal.events(heartbeat_ms=5_000), tinbox)))
         try:
             for name, inbox in (("guardian 1", inboxes[0]), ("guardian 2", inboxes[1]), ("terminal", tinbox)):
@@ -204,7 +205,7 @@ class Demo:
                 raise StepFailed(f"waited {timeout_s:.0f} s for {what}")
             try:
                 ev = await asyncio.wait_for(inbox.get(), left)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise StepFailed(f"waited {timeout_s:.0f} s for {what}") from None
             if match(ev):
                 return ev
@@ -333,7 +334,7 @@ class Demo:
                                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), 300)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             proc.kill()
             raise StepFailed("the audit did not finish within 300 s") from None
         lines = output.decode(errors="replace").splitlines()

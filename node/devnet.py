@@ -111,7 +111,7 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
         params=DEFAULT_PARAMS,
     )
     (directory / "genesis.toml").write_text(genesis_to_toml(genesis))
-    for node, key in zip(nodes, keys):
+    for node, key in zip(nodes, keys, strict=True):
         node_dir = directory / node.name
         node_dir.mkdir(exist_ok=True)
         write_key_file(node_dir / "node.key", key, passphrase, label=node.name, cost=MINIMAL)
@@ -175,10 +175,9 @@ def node_command(directory: Path, name: str) -> list[str]:
 def launch(directory: Path, nodes: list[NodeInfo], *, log_dir: Path | None = None) -> dict[str, subprocess.Popen]:
     procs = {}
     for node in nodes:
-        out = open((log_dir or directory / node.name) / "node.log", "ab")
-        procs[node.name] = subprocess.Popen(node_command(directory, node.name), stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
-        out.close()
+        with open((log_dir or directory / node.name) / "node.log", "ab") as out:
+            procs[node.name] = subprocess.Popen(node_command(directory, node.name), stdout=out,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
     return procs
 
 

@@ -176,7 +176,7 @@ async def run(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, done.set)
-    tasks = [asyncio.create_task(done.wait())] + node._tasks
+    tasks = [asyncio.create_task(done.wait()), *node._tasks]
     finished, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     failed = False
     for task in finished:

@@ -30,18 +30,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ledger.audit.auditor import Auditor  # noqa: E402
-from ledger.audit.replay import ReplayKV, ReplayStore  # noqa: E402
-from ledger.audit.signatures import available_cores, serial_blocks, start_pool, verified_blocks  # noqa: E402
-from ledger.audit.source import DataDirSource  # noqa: E402
-from ledger.block import PRECOMMIT, Commit, sign_vote  # noqa: E402
-from ledger.chain import build_block, execute_block  # noqa: E402
-from ledger.crypto.keys import SigningKey, verify_raw  # noqa: E402
-from ledger.genesis import GENESIS, Genesis, GenesisValidator  # noqa: E402
-from ledger.state.records import DEFAULT_PARAMS, Council  # noqa: E402
-from ledger.storage.chainstore import ChainStore  # noqa: E402
-from ledger.tx import bodies as b  # noqa: E402
-from ledger.tx.envelope import make_tx  # noqa: E402
+from ledger.audit.auditor import Auditor
+from ledger.audit.replay import ReplayKV, ReplayStore
+from ledger.audit.signatures import available_cores, serial_blocks, start_pool, verified_blocks
+from ledger.audit.source import DataDirSource
+from ledger.block import PRECOMMIT, Commit, sign_vote
+from ledger.chain import build_block, execute_block
+from ledger.crypto.keys import SigningKey, verify_raw
+from ledger.genesis import GENESIS, Genesis, GenesisValidator
+from ledger.state.records import DEFAULT_PARAMS, Council
+from ledger.storage.chainstore import ChainStore
+from ledger.tx import bodies as b
+from ledger.tx.envelope import make_tx
 
 CHAIN_ID = "custos-bench"
 T0 = 1_700_000_000_000
@@ -78,7 +78,7 @@ def build_chain(directory: Path, txs: int, block_txs: int) -> dict:
            + [gov(b.GOV_REGISTER_TERMINAL, b.RegisterTerminal(t.public, "MD-LEU", f"lane {i}"))
               for i, t in enumerate(terminals)])
     travellers = []
-    for i in range(50):
+    for _ in range(50):
         bio = SigningKey.generate()
         identity = secrets.token_bytes(16)
         travellers.append((bio, identity))

@@ -35,9 +35,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import biometric_dataset as ds  # noqa: E402
+import biometric_dataset as ds
 
-from ledger.biometrics import (  # noqa: E402
+from ledger.biometrics import (
     BIO_BITS,
     MAX_MATCH_HD,
     MAX_SHIFT,
@@ -47,7 +47,7 @@ from ledger.biometrics import (  # noqa: E402
     enrol,
     recover,
 )
-from ledger.biometrics.fuzzy_commitment import DECODED_SHIFTS, OUTER_REDUNDANCY, RS_K  # noqa: E402
+from ledger.biometrics.fuzzy_commitment import DECODED_SHIFTS, OUTER_REDUNDANCY, RS_K
 
 TARGET_FRR = 0.005
 TARGET_IDENTIFY_MS = 1000.0
@@ -170,10 +170,10 @@ def impostor_run(model: ds.NoiseModel, trials: int, probes: int, seed: int, real
         "shifts_per_trial": 2 * MAX_SHIFT + 1,
         "false_accepts": accepts + sample_accepts,
         "closest_impostor_normalised_hd": round(float(closest.min()), 4),
-        "trials_within_match_hd_plus_0.05": int(len(near)),
+        "trials_within_match_hd_plus_0.05": len(near),
         "max_match_hd": MAX_MATCH_HD,
         "screen_seconds": round(screened_s, 1),
-        "real_decoder_trials": real_checks + int(len(near)),
+        "real_decoder_trials": real_checks + len(near),
         "reject_ms": _ms(reject_times) if reject_times else None,
     }
 

@@ -374,7 +374,7 @@ def describe(pairs: GenuinePairs, others: Captures) -> dict:
     )
     sd = float(impostor.std())
     return {
-        "genuine_pairs": int(len(genuine)),
+        "genuine_pairs": len(genuine),
         "genuine_hd_mean": round(float(genuine.mean()), 4),
         "genuine_hd_percentiles": {
             str(p): round(float(np.percentile(genuine, p)), 4)

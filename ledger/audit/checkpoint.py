@@ -71,7 +71,7 @@ class Checkpoint:
         return doc
 
     @classmethod
-    def from_json(cls, doc: Any) -> "Checkpoint":
+    def from_json(cls, doc: Any) -> Checkpoint:
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise CheckpointError(f"not an audit checkpoint (format {FORMAT!r} expected)")
         fields: dict[str, Any] = {}

@@ -57,7 +57,7 @@ class AuditFailure:
     found: Any = None
 
     @classmethod
-    def from_error(cls, exc: ChainError, *, height: int | None = None, obj: str | None = None) -> "AuditFailure":
+    def from_error(cls, exc: ChainError, *, height: int | None = None, obj: str | None = None) -> AuditFailure:
         """From a :class:`ChainError`; its own height and object win over the defaults given."""
         return cls(
             height=exc.height if exc.height is not None else height,

@@ -83,7 +83,7 @@ def check_block_records(store: KV, executed: ExecutedBlock, locations: list[byte
         found = _ABSENT if raw is None else (int.from_bytes(raw, "big") if len(raw) == 8 else raw)
         raise AuditStop(AuditFailure(h, f"hash index entry of block {block_hash.hex()[:16]}", "hash-index",
                                      "the store maps this header hash elsewhere", h, found))
-    for i, (tx, location) in enumerate(zip(executed.txs, locations)):
+    for i, (tx, location) in enumerate(zip(executed.txs, locations, strict=True)):
         stored = store.get(b"X" + tx.id)
         if stored != location:
             raise AuditStop(AuditFailure(

@@ -143,7 +143,7 @@ class ReplayStore(ChainStore):
         super().__init__(kv, sync=False, keep_blocks=False)
 
     @classmethod
-    def from_genesis(cls, kv: KV, genesis: Genesis) -> "ReplayStore":
+    def from_genesis(cls, kv: KV, genesis: Genesis) -> ReplayStore:
         """Start a replay at height 0 in an empty key-value store."""
         store = cls(kv)
         store.initialize(genesis)

@@ -125,7 +125,8 @@ def tx_signing_parts(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | No
     return tagged_hash(TAG_TX, unsigned), pairs
 
 
-def verify_task(chain_id: str, txs: list[bytes], votes: list[tuple[bytes, bytes, bytes]]) -> tuple[list[int], list[int]]:
+def verify_task(chain_id: str, txs: list[bytes],
+                votes: list[tuple[bytes, bytes, bytes]]) -> tuple[list[int], list[int]]:
     """Positions (in this task) of transactions and votes whose signatures did not all verify."""
     bad_txs = []
     for i, raw in enumerate(txs):

@@ -135,7 +135,8 @@ def receipt_summary(verdict: ReceiptVerdict) -> str:
     else:
         f = verdict.failure
         assert f is not None
-        lines += ["INVALID", f"  object       : {f.obj}", f"  check        : {f.check}", f"  detail       : {f.message}"]
+        lines += ["INVALID", f"  object       : {f.obj}", f"  check        : {f.check}",
+                  f"  detail       : {f.message}"]
         if f.expected is not None or f.found is not None:
             lines += [f"  expected     : {_short(f.expected)}", f"  found        : {_short(f.found)}"]
     return "\n".join(lines)

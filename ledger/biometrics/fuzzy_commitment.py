@@ -187,7 +187,7 @@ def combine(templates, masks, max_shift: int = MAX_SHIFT) -> tuple[np.ndarray, n
     if codes.shape[0] == 1:
         return codes[0], valid[0]
     turned_codes, turned_valid = [codes[0]], [valid[0]]
-    for code, mask in zip(codes[1:], valid[1:]):
+    for code, mask in zip(codes[1:], valid[1:], strict=True):
         shift, _ = align(code, mask, codes[0], valid[0], max_shift)
         turned_codes.append(rotate(code, shift))
         turned_valid.append(rotate(mask, shift))

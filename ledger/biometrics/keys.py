@@ -65,7 +65,7 @@ def derive_signing_key(secret: bytes) -> SigningKey:
     return SigningKey(hkdf(check_secret(secret), SIGNING_KEY_INFO, 32))
 
 
-def transaction_key(secret: bytes) -> "ledger.crypto.keys.SigningKey":  # noqa: F821
+def transaction_key(secret: bytes) -> ledger.crypto.keys.SigningKey:  # noqa: F821
     """The same key as :func:`derive_signing_key`, as the signer transactions are built with."""
     from ledger.crypto.keys import SigningKey as TxSigningKey
 

@@ -142,7 +142,7 @@ def _interpolate(points: Sequence[int], values: Sequence[int], g0: Sequence[int]
     """Lagrange interpolation through (points[i], values[i]) using g0 = prod (x - a_i)."""
     n = len(points)
     out = [0] * n
-    for a, value in zip(points, values):
+    for a, value in zip(points, values, strict=True):
         if value == 0:
             continue
         # basis = g0 / (x - a) by synthetic division (exact, degree n - 1)

@@ -13,8 +13,6 @@ Templates and masks are accepted either packed (256 bytes, most significant bit 
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
 from .errors import InvalidTemplate
@@ -25,7 +23,7 @@ PHASE_BITS = 2
 TEMPLATE_BITS = RINGS * ANGLES * PHASE_BITS
 TEMPLATE_BYTES = TEMPLATE_BITS // 8
 
-Bits = Union[bytes, bytearray, memoryview, np.ndarray]
+Bits = bytes | bytearray | memoryview | np.ndarray
 
 
 def as_bits(value: Bits, what: str = "template") -> np.ndarray:

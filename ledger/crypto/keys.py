@@ -47,7 +47,7 @@ class SigningKey:
         self.public: bytes = bytes(self._sk.verify_key)
 
     @classmethod
-    def generate(cls) -> "SigningKey":
+    def generate(cls) -> SigningKey:
         return cls(bytes(nacl.signing.SigningKey.generate()))
 
     @property

@@ -11,12 +11,12 @@ from ledger.block import VOTE, DuplicateVoteEvidence
 from ledger.encoding import decode
 from ledger.errors import InvalidEvidence, StakeError
 from ledger.state.records import (
+    NIL,
     VALIDATOR_RECORD,
     ValidatorRecord,
     k_evidence,
     k_validator,
     k_valset,
-    NIL,
     load,
     store,
 )

@@ -27,7 +27,7 @@ class Overlay:
     the range, not of every write in the block.
     """
 
-    __slots__ = ("base", "writes", "_keys")
+    __slots__ = ("_keys", "base", "writes")
 
     def __init__(self, base: StateReader) -> None:
         self.base = base
@@ -68,7 +68,7 @@ class Overlay:
                     yield pending  # type: ignore[misc]
                 pending = next(base_iter, None)
 
-    def merge_into(self, parent: "Overlay") -> None:
+    def merge_into(self, parent: Overlay) -> None:
         for key, value in self.writes.items():
             parent.put(key, value)
 

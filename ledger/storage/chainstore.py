@@ -122,14 +122,14 @@ class ChainStore:
 
     # ---- opening
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis | None = None) -> "ChainStore":
+    def open(cls, path: str | Path, genesis: Genesis | None = None) -> ChainStore:
         store = cls(LevelKV(path))
         if genesis is not None:
             store.initialize(genesis)
         return store
 
     @classmethod
-    def memory(cls, genesis: Genesis | None = None) -> "ChainStore":
+    def memory(cls, genesis: Genesis | None = None) -> ChainStore:
         store = cls(MemoryKV())
         if genesis is not None:
             store.initialize(genesis)
@@ -232,7 +232,7 @@ class ChainStore:
             batch[b"S" + key] = value
         for (level, index), node in executed.log_nodes.items():
             batch[log_key(level, index)] = node
-        for tx, location in zip(executed.txs, locations or encoded_locations(executed)):
+        for tx, location in zip(executed.txs, locations or encoded_locations(executed), strict=True):
             batch[b"X" + tx.id] = location
         batch[b"N" + block.hash] = _h(h.height)
         if self._keep_blocks:

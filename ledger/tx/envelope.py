@@ -47,7 +47,7 @@ class Transaction:
     the unsigned part.
     """
 
-    __slots__ = ("kind", "body", "nonce", "sigs", "raw", "id", "_unsigned")
+    __slots__ = ("_unsigned", "body", "id", "kind", "nonce", "raw", "sigs")
 
     def __init__(self, kind: str, body: Any, nonce: int, sigs: tuple[Sig, ...], raw: bytes,
                  unsigned: bytes) -> None:

@@ -67,7 +67,7 @@ class Notice:
     the status the event had).
     """
 
-    __slots__ = ("height", "index", "kind", "status", "guardians", "terminal", "_make", "_wire")
+    __slots__ = ("_make", "_wire", "guardians", "height", "index", "kind", "status", "terminal")
 
     def __init__(self, height: int, index: int, kind: str, status: str, guardians: tuple[bytes, ...],
                  terminal: bytes, make: Callable[[], bytes]) -> None:
@@ -111,7 +111,7 @@ def cursor_text(position: tuple[int, int]) -> str:
 
 
 class Subscriber:
-    __slots__ = ("kind", "key", "after", "queue", "limit", "finished", "done", "connected")
+    __slots__ = ("after", "connected", "done", "finished", "key", "kind", "limit", "queue")
 
     def __init__(self, kind: str, key: bytes, after: tuple[int, int], limit: int,
                  connected: Callable[[], bool] = lambda: True) -> None:
@@ -221,7 +221,7 @@ class EventStreams:
         for ev in executed.changes.events:
             add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {}, ev.guardians,
                 ev.terminal)
-        for tx, result in zip(executed.txs, executed.changes.results):
+        for tx, result in zip(executed.txs, executed.changes.results, strict=True):
             if tx.kind == DECISION and result.outcome.status == PENDING:
                 body = tx.body
                 record = request_by_id(state, body.request)
@@ -361,7 +361,7 @@ class EventStreams:
         while True:
             try:
                 data = await asyncio.wait_for(sub.queue.get(), heartbeat)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 data = b": keepalive\n\n"
             try:
                 await response.write(data)

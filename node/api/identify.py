@@ -23,7 +23,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from ledger.biometrics import BiometricError, TEMPLATE_BYTES
+from ledger.biometrics import TEMPLATE_BYTES, BiometricError
 from ledger.biometrics.open_iris import from_open_iris
 from ledger.biometrics.template import pack_bits
 from node.api.codec import BadRequest, reply

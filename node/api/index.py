@@ -43,11 +43,11 @@ class RequestIndex:
         self.store = store
 
     @classmethod
-    def open(cls, path: Path, store: ChainStore) -> "RequestIndex":
+    def open(cls, path: Path, store: ChainStore) -> RequestIndex:
         return cls(LevelKV(path), store)
 
     @classmethod
-    def memory(cls, store: ChainStore) -> "RequestIndex":
+    def memory(cls, store: ChainStore) -> RequestIndex:
         return cls(MemoryKV(), store)
 
     @property

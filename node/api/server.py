@@ -56,8 +56,8 @@ from node.api.codec import (
     rejection,
     reply,
 )
-from node.api.reads import Access, Caller, Refused
 from node.api.openapi import openapi_document
+from node.api.reads import Access, Caller, Refused
 from node.app import NodeApp
 from node.mempool import MempoolFull
 from node.version import version

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return common.EXIT_USAGE
     except KeyboardInterrupt:
         return 130
-    except Exception:  # noqa: BLE001 - a bug: show everything, and say it is not the user's fault
+    except Exception:  # a bug: show everything, and say it is not the user's fault
         import traceback
 
         traceback.print_exc()
@@ -73,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BUG
 
 
-__all__ = ["main", "keys", "node_cmd"]
+__all__ = ["keys", "main", "node_cmd"]

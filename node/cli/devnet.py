@@ -19,7 +19,7 @@ from pathlib import Path
 
 from node import devnet
 from node import devnet_supervisor as sv
-from node.cli.common import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
+from node.cli.common import EXIT_OK, EXIT_UNREACHABLE
 from node.cli.options import InputError, duration
 
 RESTART_WAIT_S = 60.0
@@ -124,7 +124,7 @@ def _supervise(directory: Path, nodes: list[devnet.NodeInfo], *, restart: bool) 
     supervisor = sv.Supervisor(directory, nodes, restart=restart, say=say, warn=warn)
     stopping = False
 
-    def _stop(signum, frame):  # noqa: ARG001 - signal handler signature
+    def _stop(signum, frame):
         nonlocal stopping
         stopping = True
 

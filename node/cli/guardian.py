@@ -167,7 +167,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         async with client:
             try:
                 await asyncio.wait_for(watch(), args.duration)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return EXIT_OK
 

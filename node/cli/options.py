@@ -214,7 +214,7 @@ def parse_time(text: str, now_ms: int | None = None) -> int:
         raise InputError(f"{text!r} is not a time: write an ISO 8601 date or time (2025-06-01, "
                          "2025-06-01T08:30Z), 'now', or a duration from now ('+2h', '-30m')") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.timezone.utc)
+        when = when.replace(tzinfo=datetime.UTC)
     return int(when.timestamp() * 1000)
 
 

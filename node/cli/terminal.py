@@ -136,7 +136,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     try:
         chain_id, whoami = run(ask())
-    except Exception as exc:  # noqa: BLE001 - offline set-up is allowed with --chain-id
+    except Exception as exc:
         if chain_id is None:
             raise
         say(f"note: no node answered ({exc}); set up offline")

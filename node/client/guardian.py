@@ -25,7 +25,7 @@ class GuardianClient:
         self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s)
         self.node = self.signed.node
 
-    async def __aenter__(self) -> "GuardianClient":
+    async def __aenter__(self) -> GuardianClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

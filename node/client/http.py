@@ -6,7 +6,6 @@ Errors come back typed: :class:`NodeUnreachable` when no configured node answers
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -49,7 +48,7 @@ class NodeClient:
         self._session: aiohttp.ClientSession | None = None
         self._current = 0
 
-    async def __aenter__(self) -> "NodeClient":
+    async def __aenter__(self) -> NodeClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -88,7 +87,7 @@ class NodeClient:
                                                 headers=hdrs, timeout=timeout) as resp:
                     body = await resp.read()
                     ctype = resp.content_type
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
                 errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
                 continue
             self._current = (self._current + attempt) % len(self.urls)

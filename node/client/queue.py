@@ -97,7 +97,7 @@ class DurableQueue:
     def close(self) -> None:
         self.kv.close()
 
-    def __enter__(self) -> "DurableQueue":
+    def __enter__(self) -> DurableQueue:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -117,7 +117,7 @@ class SignedClient:
         self.clock_offset_ms = 0  # learnt from a node's answer when our clock is off
         self._stream_node = 0  # index of the node the event stream follows
 
-    async def __aenter__(self) -> "SignedClient":
+    async def __aenter__(self) -> SignedClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -192,7 +192,7 @@ class SignedClient:
                 reason = str(exc)
                 if exc.args and "closing" in str(exc):
                     self._next_stream_node()  # that node is shutting down: follow another one
-            except (NodeUnreachable, aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, NodeUnreachable, aiohttp.ClientError, OSError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 self._next_stream_node()
             reconnects += 1
@@ -222,7 +222,7 @@ class SignedClient:
                 headers["Last-Event-ID"] = cursor
             try:
                 resp = await self.node.session.get(url + path_qs, headers=headers, timeout=timeout)
-            except (aiohttp.ClientConnectionError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
                 errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
                 continue
             self._stream_node = index

@@ -64,7 +64,7 @@ class TerminalConfig:
     card_keys: tuple[Path, ...] = ()
 
     @classmethod
-    def load(cls, directory: Path) -> "TerminalConfig":
+    def load(cls, directory: Path) -> TerminalConfig:
         path = Path(directory) / CONFIG_FILE
         try:
             doc = json.loads(path.read_text())
@@ -130,11 +130,11 @@ class TerminalClient:
 
     @classmethod
     def from_config(cls, config: TerminalConfig, key: SigningKey, *, urls: list[str] | None = None,
-                    timeout_s: float = 10.0) -> "TerminalClient":
+                    timeout_s: float = 10.0) -> TerminalClient:
         return cls(key=key, chain_id=config.chain_id, post=config.post, queue=config.queue_dir,
                    urls=list(urls or config.nodes), timeout_s=timeout_s)
 
-    async def __aenter__(self) -> "TerminalClient":
+    async def __aenter__(self) -> TerminalClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -206,7 +206,7 @@ class TerminalClient:
                 report.error = "node answered a different number of results"
                 break
             stop = False
-            for entry, result in zip(batch, results):
+            for entry, result in zip(batch, results, strict=True):
                 status = result.get("status")
                 if status in ("accepted", "committed"):
                     sent = self.queue.acknowledge(entry, status, self.node.current_url)
@@ -312,7 +312,7 @@ class TerminalClient:
 
         try:
             await asyncio.wait_for(follow(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if last is not None and last.get("status") in FINAL:
             self.settle(request_id)

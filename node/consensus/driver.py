@@ -68,7 +68,7 @@ class Network:
 class _Application:
     """The engine's view of the node: build a block to propose, execute one to validate."""
 
-    def __init__(self, driver: "ConsensusDriver") -> None:
+    def __init__(self, driver: ConsensusDriver) -> None:
         self.driver = driver
 
     def propose(self, height: int, round_: int) -> tuple[bytes, bytes]:
@@ -264,7 +264,7 @@ class ConsensusDriver:
                     break
                 try:
                     await asyncio.wait_for(self.app.new_txs.wait(), timeout=wait)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
 
     def _begin_height(self) -> None:

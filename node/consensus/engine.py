@@ -279,9 +279,8 @@ class Engine:
             self._run_rules()
             return
         held = self._proposals.get(p.round)
-        if held is not None:
-            if held.same_content(p) or not self._may_replace(held, p):
-                return
+        if held is not None and (held.same_content(p) or not self._may_replace(held, p)):
+            return
         self._proposals[p.round] = p
         self._proposal_ids.add(p.value_id)
         if p.proposer == self._me:
@@ -328,10 +327,10 @@ class Engine:
             return
         if self.valid_round < round_ < self.round:
             self._learn_valid_value(round_)
-        if round_ > self.round:
-            # line 55: upon f+1 <*, h_p, round, *, *> with round > round_p do StartRound(round)
-            if self.validators.exceeds_one_third(self._votes.note_sender(round_, sender, power)):
-                self._start_round(round_)
+        # line 55: upon f+1 <*, h_p, round, *, *> with round > round_p do StartRound(round)
+        if round_ > self.round and self.validators.exceeds_one_third(
+                self._votes.note_sender(round_, sender, power)):
+            self._start_round(round_)
         self._run_rules()
 
     def _skip_to_far_round(self) -> None:

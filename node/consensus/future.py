@@ -18,7 +18,7 @@ from node.consensus.messages import Proposal
 class FutureBuffer:
     """Messages for one future height; adding one for another height drops the rest."""
 
-    __slots__ = ("height", "max_round", "_items")
+    __slots__ = ("_items", "height", "max_round")
 
     def __init__(self, max_round: int) -> None:
         self.height = 0

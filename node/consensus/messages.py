@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from ledger.block import EVIDENCE, MAX_ROUND, VOTE, DuplicateVoteEvidence, Vote
 from ledger.crypto.keys import DOMAIN_PROPOSAL, SigningKey, verify
@@ -72,7 +72,7 @@ class Proposal:
         """True if ``signature`` is the proposer's over this proposal on ``chain_id``."""
         return verify(self.proposer, DOMAIN_PROPOSAL, chain_id, self.digest(), self.signature)
 
-    def same_content(self, other: "Proposal") -> bool:
+    def same_content(self, other: Proposal) -> bool:
         """Same signed fields and same value (signatures may differ only if a key signed twice)."""
         return (
             self.height == other.height
@@ -159,7 +159,7 @@ class TaggedUnion(Spec):
         return self.check(decode(data, max_size=max_size))
 
 
-Message = Union[Proposal, Vote, DuplicateVoteEvidence]
+Message = Proposal | Vote | DuplicateVoteEvidence
 
 MESSAGE = TaggedUnion({"proposal": PROPOSAL, "vote": VOTE, "evidence": EVIDENCE})
 

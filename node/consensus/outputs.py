@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from ledger.block import Commit, DuplicateVoteEvidence
 from node.consensus.messages import Message, Timeout
@@ -53,4 +52,4 @@ class EvidenceFound:
     evidence: DuplicateVoteEvidence
 
 
-Output = Union[Broadcast, ScheduleTimeout, Decide, EvidenceFound]
+Output = Broadcast | ScheduleTimeout | Decide | EvidenceFound

@@ -42,7 +42,7 @@ class Scenario:
 
     @classmethod
     def from_seed(cls, seed: int, *, heights: int = 4, after_heal: int = 2,
-                  liveness_ms: int = 40_000) -> "Scenario":
+                  liveness_ms: int = 40_000) -> Scenario:
         rng = random.Random(f"custos-sim-scenario/{seed}")
         n = rng.choice((4, 4, 4, 5, 7))
         stakes = [rng.randint(1, 100) for _ in range(n)]

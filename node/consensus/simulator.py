@@ -51,6 +51,7 @@ from node.consensus.recorder import RecordedEngine
 from node.consensus.simnet import EventQueue, Network
 from node.consensus.simscenario import CHAIN_ID, Scenario, ToyApp, UnguardedSigner, value_id
 from node.consensus.wal import ConsensusWal, MemoryStorage
+
 SIM_TIMEOUTS = TimeoutConfig(propose_ms=300, propose_delta_ms=100, prevote_ms=150,
                              prevote_delta_ms=75, precommit_ms=150, precommit_delta_ms=75)
 REBROADCAST_MS = 500
@@ -75,7 +76,7 @@ class SyncResponse:
 class Node:
     """One validator: engine, log, signer, block store, and a minimal block sync."""
 
-    def __init__(self, sim: "Simulation", index: int, key: SigningKey) -> None:
+    def __init__(self, sim: Simulation, index: int, key: SigningKey) -> None:
         self.sim = sim
         self.index = index
         self.name = f"n{index}"
@@ -320,7 +321,7 @@ class Simulation:
         self.keys = [SigningKey(hashlib.sha256(b"custos-sim-key/%d/%d" % (scenario.seed, i)).digest())
                      for i in range(len(scenario.stakes))]
         self.validators = ValidatorSet(Validator(k.public, s)
-                                       for k, s in zip(self.keys, scenario.stakes))
+                                       for k, s in zip(self.keys, scenario.stakes, strict=True))
         self.node_of = {k.public: i for i, k in enumerate(self.keys)}
         self.network = Network(self.queue, self.rng, scenario.faults, self._deliver)
         self.heights_at_heal: dict[int, int] | None = None

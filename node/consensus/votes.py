@@ -34,7 +34,7 @@ class VoteSet:
     validator can make a set keep to one vote per tracked value.
     """
 
-    __slots__ = ("kind", "round", "votes", "power", "_tally", "_voters")
+    __slots__ = ("_tally", "_voters", "kind", "power", "round", "votes")
 
     def __init__(self, kind: str, round_: int) -> None:
         self.kind = kind
@@ -94,7 +94,7 @@ _EMPTY_PRECOMMITS = VoteSet(PRECOMMIT, -1)
 class HeightVotes:
     """All accepted votes of one height, by round, plus the round-skip sender tally."""
 
-    __slots__ = ("_prevotes", "_precommits", "_senders", "_sender_power", "_reported")
+    __slots__ = ("_precommits", "_prevotes", "_reported", "_sender_power", "_senders")
 
     def __init__(self) -> None:
         self._prevotes: dict[int, VoteSet] = {}

@@ -37,10 +37,11 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Union
+from typing import Any, Protocol
 
 from ledger.block import VOTE, Vote
 from ledger.encoding import Int, Schema, Spec
@@ -83,7 +84,7 @@ class _ValidatorSetSpec(Spec):
 
 START_HEIGHT = Schema(StartHeight, {"height": Int(min=1), "validators": _ValidatorSetSpec()})
 
-Record = Union[StartHeight, Proposal, Vote, Timeout]
+Record = StartHeight | Proposal | Vote | Timeout
 
 RECORD = TaggedUnion({"start": START_HEIGHT, "proposal": PROPOSAL, "vote": VOTE,
                       "timeout": TIMEOUT})
@@ -274,7 +275,7 @@ class ConsensusWal:
         self.height = self.recovery.height
 
     @classmethod
-    def open(cls, path: str | os.PathLike) -> "ConsensusWal":
+    def open(cls, path: str | os.PathLike) -> ConsensusWal:
         return cls(FileStorage(path))
 
     def begin_height(self, height: int, validators: ValidatorSet,

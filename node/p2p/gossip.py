@@ -21,7 +21,7 @@ def message_id(channel: int, payload: bytes) -> bytes:
 
 
 class SeenCache:
-    __slots__ = ("capacity", "_ids")
+    __slots__ = ("_ids", "capacity")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:

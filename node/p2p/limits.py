@@ -56,7 +56,7 @@ class Limits:
 class TokenBucket:
     """``rate`` tokens per second, holding at most ``burst``; one message costs one token."""
 
-    __slots__ = ("rate", "burst", "_tokens", "_last")
+    __slots__ = ("_last", "_tokens", "burst", "rate")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
         if rate <= 0 or burst < 1:
@@ -80,7 +80,7 @@ class TokenBucket:
 class FloodGuard:
     """Tells when drops persist: drops in ``windows`` consecutive windows of ``window_s``."""
 
-    __slots__ = ("windows", "window_s", "_last", "_streak")
+    __slots__ = ("_last", "_streak", "window_s", "windows")
 
     def __init__(self, windows: int, window_s: float) -> None:
         self.windows = windows

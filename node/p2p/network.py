@@ -7,7 +7,8 @@ application sees is authenticated ``(peer_key, channel, payload)`` tuples throug
 ``on_message``; the transport knows nothing of consensus.
 
 **One connection per pair.** Both ends dial (the end with the higher key a moment later, to
-make a race rare), so two connections between the same nodes can still complete. Both ends then keep the one whose *initiator* has the lower public key
+make a race rare), so two connections between the same nodes can still complete. Both ends
+then keep the one whose *initiator* has the lower public key
 (:func:`keeps_new`); a newer connection from the same initiator replaces an older one (the
 older is stale: its initiator would not have redialed otherwise). The loser is *retired* on
 each end: its queued frames move to the winner, a FIN frame ends that end's direction, and the
@@ -172,7 +173,8 @@ class PeerNetwork:
         self._stopping = False
 
     @classmethod
-    def from_config(cls, p2p: P2PSection, key: SigningKey, chain_id: str, genesis_hash: bytes, **kwargs) -> "PeerNetwork":
+    def from_config(cls, p2p: P2PSection, key: SigningKey, chain_id: str, genesis_hash: bytes,
+                    **kwargs) -> PeerNetwork:
         """Build from the node config's ``[p2p]`` section (:class:`node.config.P2PSection`)."""
         return cls(
             key, chain_id, genesis_hash, p2p.listen,

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 
 class OutQueue:
-    __slots__ = ("max_messages", "max_bytes", "priority", "dropped", "_urgent", "_normal", "_bytes")
+    __slots__ = ("_bytes", "_normal", "_urgent", "dropped", "max_bytes", "max_messages", "priority")
 
     def __init__(self, max_messages: int, max_bytes: int, priority: Iterable[int]) -> None:
         self.max_messages = max_messages

@@ -121,8 +121,8 @@ class PeerConnection:
 
     def __init__(self, ws, session: Session, *, local_key: bytes, address: str, limits: Limits,
                  peer_rate: float, max_frame_bytes: int, priority: frozenset[int], counters: Counters,
-                 on_frame: Callable[["PeerConnection", Frame], None],
-                 on_fin: Callable[["PeerConnection"], None],
+                 on_frame: Callable[[PeerConnection, Frame], None],
+                 on_fin: Callable[[PeerConnection], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.key = session.peer_key
         #: True if this node dialed

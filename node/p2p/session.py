@@ -47,7 +47,7 @@ def derive_keys(secret: bytes, their_ephemeral: bytes, transcript: bytes, *, ini
 
 
 class _Direction:
-    __slots__ = ("key", "_counter")
+    __slots__ = ("_counter", "key")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
@@ -67,7 +67,7 @@ class Session:
     ``initiator`` is True when this node dialed the connection.
     """
 
-    __slots__ = ("peer_key", "initiator", "transcript", "_send", "_receive")
+    __slots__ = ("_receive", "_send", "initiator", "peer_key", "transcript")
 
     def __init__(self, peer_key: bytes, *, initiator: bool, transcript: bytes, send_key: bytes,
                  receive_key: bytes) -> None:

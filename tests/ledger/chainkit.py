@@ -414,7 +414,7 @@ class Chain:
         second = sign_vote(validator, cid, kind, height, round_, b"\x02" * 32)
         return DuplicateVoteEvidence.of(first, second)
 
-    def reopen(self) -> "Chain":
+    def reopen(self) -> Chain:
         """Close and reopen the LevelDB store (the keys stay)."""
         assert self.path is not None
         self.store.close()

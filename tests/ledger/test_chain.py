@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from chainkit import SECOND, Chain, with_params
+
 from ledger.block import (
     PRECOMMIT,
     ZERO_HASH,
@@ -211,14 +211,14 @@ def test_refuses_a_previous_commit_with_a_signature_twice():
 def test_refuses_a_transaction_whose_signature_does_not_verify(busy):
     chain, block, (authority, terminal, child) = busy
     foreign = make_tx(GOV_REGISTER_POST, RegisterPost("MD-88", "x"), 99, chain.council[:2], "custos-staging")
-    err = refusal(chain, forge(block, txs=block.txs + (foreign.raw,)))
+    err = refusal(chain, forge(block, txs=(*block.txs, foreign.raw)))
     assert err.check == "tx-signature" and "transaction 2" in str(err)
 
 
 def test_refuses_a_transaction_that_breaks_a_rule(busy):
     chain, block, _ = busy
     twice = chain.register_post("MD-01")  # registered already
-    err = refusal(chain, forge(block, txs=block.txs + (twice.raw,)))
+    err = refusal(chain, forge(block, txs=(*block.txs, twice.raw)))
     assert err.check == "tx-rule" and "already-exists" in str(err)
 
 
@@ -248,7 +248,7 @@ def test_the_proposer_leaves_out_a_transaction_committed_earlier(chain: Chain):
 
 def test_refuses_transaction_bytes_that_do_not_decode(busy):
     chain, block, _ = busy
-    assert refusal(chain, forge(block, txs=block.txs + (b"\xc1",))).check == "tx-encoding"
+    assert refusal(chain, forge(block, txs=(*block.txs, b"\xc1"))).check == "tx-encoding"
 
 
 def test_refuses_evidence_that_proves_nothing(busy):
@@ -263,7 +263,7 @@ def test_refuses_a_block_over_the_transaction_limit():
     chain = Chain(params=with_params(max_block_txs=1))
     proposed, _ = chain.propose([chain.register_post("MD-01")])
     second = chain.register_post("MD-02")
-    assert refusal(chain, forge(proposed.block, txs=proposed.block.txs + (second.raw,))).check == "block-size"
+    assert refusal(chain, forge(proposed.block, txs=(*proposed.block.txs, second.raw))).check == "block-size"
 
 
 # --------------------------------------------------------------------------- the log

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import msgpack
 import pytest
-
 from chainkit import CHAIN_ID
+
 from ledger.block import PREVOTE, VOTE, sign_vote
 from ledger.crypto.keys import DOMAIN_TX, DOMAIN_VOTE, SigningKey, verify
 from ledger.encoding import MAX_ENCODED, Bytes, Int, Schema, Str, decode, encode

@@ -213,7 +213,7 @@ def each_byte_flipped(proof: list[bytes]) -> list[list[bytes]]:
     variants = []
     for i, element in enumerate(proof):
         for position in range(len(element)):
-            variants.append(proof[:i] + [flipped(element, position)] + proof[i + 1 :])
+            variants.append([*proof[:i], flipped(element, position), *proof[i + 1:]])
     return variants
 
 
@@ -223,9 +223,9 @@ def truncated_and_extended(proof: list[bytes], extras: Sequence[bytes]) -> list[
     if proof:
         variants += [proof[:-1], proof[1:]]
     for extra in extras:
-        variants += [proof + [extra], [extra] + proof]
+        variants += [[*proof, extra], [extra, *proof]]
         if len(proof) > 1:
-            variants.append(proof[:1] + [extra] + proof[1:])
+            variants.append([*proof[:1], extra, *proof[1:]])
     return variants
 
 
@@ -247,12 +247,12 @@ FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCh
 
 
 def test_empty_root_is_sha256_of_nothing() -> None:
-    assert EMPTY_ROOT == KAT_ROOTS[0]
+    assert KAT_ROOTS[0] == EMPTY_ROOT
     assert root_of([]) == EMPTY_ROOT
 
 
 def test_leaf_hashes_match_vectors() -> None:
-    assert KAT_LEAF_HASHES == KAT_NODES[0]
+    assert KAT_NODES[0] == KAT_LEAF_HASHES
 
 
 def test_node_hash_is_prefixed_with_one() -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 import pytest
-
 from chainkit import Chain
+
 from ledger.errors import StorageError
 from ledger.genesis import Genesis
 from ledger.storage.chainstore import ChainStore
@@ -84,7 +84,7 @@ def test_rejects_another_genesis_in_memory_too(chain: Chain):
 def test_an_uninitialised_store_says_so():
     store = ChainStore.memory()
     with pytest.raises(StorageError):
-        store.tip
+        _ = store.tip
 
 
 def test_rejects_storing_a_block_that_does_not_extend_the_tip(chain: Chain):

@@ -88,7 +88,8 @@ class Net:
 
     def wait_height(self, height: int, *names: str, timeout_s: float = 30.0) -> None:
         for name in names or tuple(self.procs):
-            self.wait_until(f"{name} to reach height {height}", lambda: self.height(name) >= height, timeout_s)
+            self.wait_until(f"{name} to reach height {height}", lambda name=name: self.height(name) >= height,
+                            timeout_s)
 
 
 @dataclass

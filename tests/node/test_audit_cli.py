@@ -195,7 +195,7 @@ class Tampered:
         self.path = copy_of(story, name)
         self.kv = LevelKV(self.path, create=False)
 
-    def __enter__(self) -> "Tampered":
+    def __enter__(self) -> Tampered:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -538,7 +538,7 @@ class TamperingProxy:
             body = msgpack.packb(doc, use_bin_type=True)
         return web.Response(body=body, status=status, content_type=ctype)
 
-    def __enter__(self) -> "TamperingProxy":
+    def __enter__(self) -> TamperingProxy:
         self._thread.start()
 
         async def start() -> web.AppRunner:
@@ -661,7 +661,7 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
 
     original = json.loads(receipt.read_text())
     cases = {
-        "inclusion": lambda d: d["log"].__setitem__("path", [bytes(32).hex()] + d["log"]["path"][1:]),
+        "inclusion": lambda d: d["log"].__setitem__("path", [bytes(32).hex(), *d["log"]["path"][1:]]),
         "tx-id": lambda d: d.__setitem__("tx_id", "11" * 32),
         "commit-signature": lambda d: d.__setitem__("commit", flip_inside(
             bytes.fromhex(d["commit"]), COMMIT.decode(bytes.fromhex(d["commit"])).signatures[0].signature).hex()),

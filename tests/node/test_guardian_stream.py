@@ -12,7 +12,7 @@ import pytest
 from ledger.crypto.keys import SigningKey
 from node.api.events import Subscriber
 from node.client.guardian import GuardianClient
-from node.client.http import ProblemError
+from node.client.http import NodeUnreachable, ProblemError
 from node.client.signed import SignedClient
 from tests.node.clientkit import World, now_ms
 from tests.node.netkit import Net, run
@@ -213,7 +213,7 @@ def test_stopping_a_node_ends_open_streams_promptly(world, net):
             started = time.monotonic()
             net.kill("val-0", signal.SIGTERM)  # a clean stop: must not wait for the watchers
             stopped = time.monotonic() - started
-            with pytest.raises(Exception):
+            with pytest.raises(NodeUnreachable):  # the stream ends: the node is gone
                 await asyncio.wait_for(task, 10)
             return stopped
 

@@ -131,7 +131,7 @@ def test_a_validator_killed_mid_round_again_and_again_never_double_signs(net, bo
         txs = crossings(net, border, 20)
         others = [net.url(n) for n in VALIDATORS if n != "val-1"]
 
-        async def load_and_kill():
+        async def load_and_kill(others=others, txs=txs):
             task = asyncio.create_task(submit_all(others, txs))
             await asyncio.sleep(0.7)
             net.kill("val-1", signal.SIGKILL)
@@ -159,7 +159,7 @@ def test_a_new_observer_catches_up_by_block_sync_and_never_votes(net, border):
     net.wait_height(target, "obs-0", timeout_s=30)
     status = net.get("obs-0", "/v1/status")
     assert status["validator"] is False
-    assert_same_chain(net, VALIDATORS + ["obs-0"])
+    assert_same_chain(net, [*VALIDATORS, "obs-0"])
     assert metric(net, "obs-0", "custos_blocks_synced_total") >= target - 2
 
 

@@ -65,9 +65,8 @@ def test_a_request_a_node_lost_is_queued_again(tmp_path):
 
 
 def test_rejects_a_second_process_on_the_same_outbox(tmp_path):
-    with DurableQueue(tmp_path / "q"):
-        with pytest.raises(QueueBusy):
-            DurableQueue(tmp_path / "q")
+    with DurableQueue(tmp_path / "q"), pytest.raises(QueueBusy):
+        DurableQueue(tmp_path / "q")
 
 
 def test_sigkill_right_after_queueing_loses_nothing(tmp_path):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-
 from chainkit import SECOND, Chain, Child, Terminal
+
 from ledger.audit.signatures import start_pool
 from ledger.crypto.keys import SigningKey
 from ledger.storage.kv import MemoryKV

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from chainkit import Chain
+
 from ledger.audit.auditor import Auditor
 from ledger.audit.source import DataDirSource, StoreSource
 from ledger.block import BLOCK, COMMIT, commit_hash
@@ -86,7 +86,7 @@ def test_rejects_the_old_stakes_once_a_newcomer_is_in_force(multi):
 def test_rejects_a_signature_of_a_validator_who_left(multi):
     kv = copy_kv(multi.chain.store.kv)
     h = multi.heights["leaver_out"]
-    signers = keys_of(multi, h) + [multi.validators[0]]
+    signers = [*keys_of(multi, h), multi.validators[0]]
     put(kv, commit_key(h), COMMIT.encode(sign_commit(signers, multi.chain.chain_id, h, block_at(kv, h).hash)))
     h_, check, obj = failure_of(run_audit(kv))
     assert (h_, check) == (h, "commit-signer") and obj == "commit"
@@ -98,7 +98,7 @@ def test_rejects_a_signature_of_a_jailed_validator(multi):
     h = multi.heights["jailed_out"]
     jailed = multi.validators[1]
     assert jailed.public in {s.validator for s in commit_at(kv, h - 1).signatures}, "still signing before"
-    signers = keys_of(multi, h) + [jailed]
+    signers = [*keys_of(multi, h), jailed]
     put(kv, commit_key(h), COMMIT.encode(sign_commit(signers, multi.chain.chain_id, h, block_at(kv, h).hash)))
     assert failure_of(run_audit(kv))[:2] == (h, "commit-signer")
 

@@ -6,8 +6,8 @@ import json
 from dataclasses import replace
 
 import pytest
-
 from chainkit import Chain
+
 from ledger.audit.receipt import SetChange, receipt_from_store, verify_receipt
 from ledger.block import COMMIT, HEADER
 from ledger.tx.envelope import decode_tx
@@ -97,11 +97,11 @@ def test_receipt_is_anchored_in_genesis_through_validator_set_changes(multi):
     # a change certified by too little of the stake then in force does not carry trust
     first = receipt.set_changes[0]
     weak = sign_commit(multi.validators[:2], c.chain_id, first.header.height, first.header.hash)
-    forged = replace(receipt, set_changes=(SetChange(first.header, weak, first.validators),) + receipt.set_changes[1:])
+    forged = replace(receipt, set_changes=(SetChange(first.header, weak, first.validators), *receipt.set_changes[1:]))
     assert check_of(verify_receipt(doc_of(forged), genesis=c.genesis)) == "commit-quorum"
     # a change naming another next set than its header does
-    wrong = replace(receipt, set_changes=(replace(first, validators=receipt.set_changes[1].validators),)
-                    + receipt.set_changes[1:])
+    wrong = replace(receipt, set_changes=(replace(first, validators=receipt.set_changes[1].validators),
+                                          *receipt.set_changes[1:]))
     assert check_of(verify_receipt(doc_of(wrong), genesis=c.genesis)) == "set-change"
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import msgpack
 import pytest
-
 from chainkit import Chain
+
 from ledger.audit.signatures import prepare, tx_signing_parts, verified_blocks, verify_task
 from ledger.audit.source import StoreSource
 from ledger.crypto.keys import DOMAIN_TX, sign_bytes, verify_raw

@@ -4,8 +4,8 @@ the enrolled child unlocks; another key, or the commitment replaced by a re-enro
 from __future__ import annotations
 
 import pytest
-
 from chainkit import Chain
+
 from ledger.biometrics import ReproductionFailed, enrol, new_secret, reproduce, transaction_key
 from ledger.errors import BiometricMismatch
 

@@ -149,7 +149,7 @@ def test_rejects_a_consent_signed_by_fewer_guardians_than_the_policy_needs(chain
 
 
 def test_rejects_a_consent_signed_by_someone_who_is_not_a_guardian(chain: Chain, child):
-    chain.assert_rejected(chain.grant_consent(child, signers=child.guardians + [SigningKey.generate()]),
+    chain.assert_rejected(chain.grant_consent(child, signers=[*child.guardians, SigningKey.generate()]),
                           UnexpectedSignature)
 
 

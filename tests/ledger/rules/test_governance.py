@@ -15,7 +15,6 @@ from ledger.errors import (
     NotFound,
     RevokedKey,
     UnexpectedSignature,
-    UnknownKey,
 )
 from ledger.state.records import REVOCATION, Revocation, k_post, k_revoked, load
 from ledger.tx.bodies import (
@@ -103,7 +102,7 @@ def test_rejects_a_signature_by_a_non_member(chain: Chain):
     outsider = SigningKey.generate()
     key = SigningKey.generate()
     # even with two genuine members on board, a stranger's signature spoils the transaction
-    chain.assert_rejected(chain.register_authority(key.public, signers=chain.council[:2] + [outsider]),
+    chain.assert_rejected(chain.register_authority(key.public, signers=[*chain.council[:2], outsider]),
                           UnexpectedSignature)
     chain.assert_rejected(chain.register_authority(key.public, signers=[chain.council[0], outsider]),
                           UnexpectedSignature)

@@ -44,12 +44,12 @@ class ScriptedApp:
 class Net:
     """Four (by default) validators with known keys, and one engine under test."""
 
-    def __init__(self, stakes=(1, 1, 1, 1), *, me: int | None | str = "non-proposer",
+    def __init__(self, stakes=(1, 1, 1, 1), *, me: int | str | None = "non-proposer",
                  observer: bool = False, limits: Limits | None = None,
                  timeouts: TimeoutConfig | None = None) -> None:
         self.keys = [SigningKey(hashlib.sha256(b"consensus-test-key-%d" % i).digest())
                      for i in range(len(stakes))]
-        self.validators = ValidatorSet(Validator(k.public, s) for k, s in zip(self.keys, stakes))
+        self.validators = ValidatorSet(Validator(k.public, s) for k, s in zip(self.keys, stakes, strict=True))
         self.index = {k.public: i for i, k in enumerate(self.keys)}
         if me == "non-proposer":
             me = self.first_non_proposer(rounds=(0, 1))

@@ -422,9 +422,9 @@ def test_observer_follows_and_decides_but_never_signs():
 
 def test_a_key_outside_the_validator_set_is_an_observer():
     net = Net(me=None)
+    from ledger.crypto.keys import SigningKey
     from node.consensus.engine import Engine
     from node.consensus.privval import MemoryPrivValidator
-    from ledger.crypto.keys import SigningKey
 
     outsider = MemoryPrivValidator(SigningKey(b"\x07" * 32), CHAIN)
     net.engine = Engine(net.app, outsider)

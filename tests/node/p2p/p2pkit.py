@@ -85,7 +85,7 @@ class Member:
     def payloads(self, channel: int | None = None) -> list[bytes]:
         return [p for _, c, p in self.inbox if channel is None or c == channel]
 
-    def connected_to(self, *others: "Member") -> bool:
+    def connected_to(self, *others: Member) -> bool:
         assert self.net is not None
         peers = set(self.net.connected_peers())
         return all(o.public in peers for o in others)
@@ -112,7 +112,7 @@ class Cluster:
         #: keys every member permits (impostors are left out)
         self.permitted: set[bytes] = set()
 
-    async def __aenter__(self) -> "Cluster":
+    async def __aenter__(self) -> Cluster:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -341,12 +341,12 @@ async def _race_round() -> int:
             c.link(a, b)
         queued = {id(a): 0 for a, _ in pairs}
         for i in range(100):  # keep sending through the race: 100 rounds of 5 ms
-            for a, b in pairs:
+            for a, _ in pairs:
                 queued[id(a)] += a.net.broadcast(TRANSACTIONS, b"%d" % i)
             await asyncio.sleep(0.005)
         for a, b in pairs:
-            await wait_until("one connection per pair", lambda: a.settled() and b.settled())
-            await wait_until("every queued message", lambda: len(b.inbox) >= queued[id(a)])
+            await wait_until("one connection per pair", lambda a=a, b=b: a.settled() and b.settled())
+            await wait_until("every queued message", lambda a=a, b=b: len(b.inbox) >= queued[id(a)])
         await asyncio.sleep(QUIET)
         for a, b in pairs:
             got = b.payloads()
