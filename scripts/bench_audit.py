@@ -187,7 +187,7 @@ def replay_floor(chain_dir: Path) -> dict:
             executed = execute_block(replay, prepared.block, verify_signatures=False)
             prepared.commit.check(replay.chain.chain_id, executed.changes.validators, height=prepared.height,
                                   block=prepared.block.hash, verify_signatures=False)
-            replay.commit(executed)
+            replay.record(executed)
             txs += len(executed.txs)
         seconds = time.perf_counter() - started
     finally:

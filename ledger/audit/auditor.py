@@ -22,7 +22,7 @@ expected and found values. A check that cannot be done is listed as such, never 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -112,6 +112,13 @@ class Auditor:
                 self.pool = None
             report.seconds = time.perf_counter() - started
         return report
+
+    @property
+    def _replaying(self) -> ReplayStore:
+        """The replay under way: :meth:`_run` sets it before any block is read."""
+        if self.replay is None:
+            raise RuntimeError("no replay under way")
+        return self.replay
 
     def _run(self, report: AuditReport) -> None:
         genesis = self._genesis(report)
@@ -209,9 +216,10 @@ class Auditor:
         if start > target:
             return
         items = self.source.blocks(start, target)
+        stream: Iterator[tuple[Prepared, Verdict | None]]
         if self.pool is not None and self.jobs > 1:
             # jobs processes in all: this one replays while jobs - 1 workers verify signatures ahead
-            stream = verified_blocks(items, self.replay.chain.chain_id, self.pool, self.jobs - 1)
+            stream = verified_blocks(items, self._replaying.chain.chain_id, self.pool, self.jobs - 1)
         else:
             stream = serial_blocks(items)
         target_log = self.source.claimed_tip().get("log_size")
@@ -267,7 +275,7 @@ class Auditor:
         locations = encoded_locations(executed)
         if self.store is not None:
             report.counts.store_entries += check_block_records(self.store, executed, locations)
-        replay.commit(executed, locations)
+        replay.record(executed, locations)
         self.blocks_executed += 1
         self._count(report, executed, p)
         report.checked_height = h
@@ -290,7 +298,7 @@ class Auditor:
         c.evidence += len(executed.block.evidence)
 
     def _record_tip(self, report: AuditReport) -> None:
-        tip = self.replay.tip
+        tip = self._replaying.tip
         report.checked_height = tip.height
         report.tip_hash, report.tip_state_root = tip.hash, tip.state_root
         report.tip_log_size, report.tip_log_root = tip.log_size, tip.log_root
@@ -302,7 +310,7 @@ class Auditor:
         report.did(check)
         if isinstance(self.source, StoreSource) and self.source.tip_error is not None:
             raise _stop(target, "tip record", check, self.source.tip_error, None, self.source.tip_record)
-        tip = self.replay.tip
+        tip = self._replaying.tip
         mine = {"height": tip.height, "hash": tip.hash, "time": tip.time, "state_root": tip.state_root,
                 "log_size": tip.log_size, "log_root": tip.log_root}
         claimed = self.source.claimed_tip()
@@ -327,7 +335,7 @@ class Auditor:
 
     def _consistency(self, report: AuditReport) -> None:
         """RFC 6962: the log the checkpoint audited is a prefix of the log at the tip."""
-        anchor, tip = self.anchor, self.replay.tip
+        anchor, tip = self.anchor, self._replaying.tip
         assert anchor is not None
         report.did("log-consistency")
         try:

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 from ledger.chain import ExecutedBlock
 from ledger.genesis import Genesis
 from ledger.rules.validators import validator_set_at
+from ledger.state.view import prefix_end
 from ledger.storage.chainstore import (  # noqa: F401  (re-exported for the audit modules)
     ChainStore,
     encoded_locations,
@@ -76,7 +77,7 @@ class ReplayKV:
         return group
 
     def iterate(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        items = []
+        items: list[tuple[bytes, bytes]] = []
         i = bisect.bisect_left(self._prefixes, start[:2])
         while i < len(self._prefixes) and self._prefixes[i] < stop:
             group = self._sorted(self._prefixes[i])
@@ -154,10 +155,11 @@ class ReplayStore(ChainStore):
         return validator_set_at(self.state, height)
 
     def entries(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self.kv.iterate(prefix, bytes([prefix[0] + 1]))
+        """Every stored record whose key starts with ``prefix``, in key order."""
+        return self.kv.iterate(prefix, prefix_end(prefix))
 
     # ---- writes
-    def commit(self, executed: ExecutedBlock, locations: list[bytes] | None = None) -> None:
+    def record(self, executed: ExecutedBlock, locations: list[bytes] | None = None) -> None:
         """Record a block the auditor checked: its state writes, log nodes and index entries
         (``locations``: its :func:`encoded_locations`, if already computed)."""
         self.commit_block(executed, None, locations=locations)
