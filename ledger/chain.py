@@ -99,7 +99,7 @@ def build_block(
         time = tip.time + 1
     params = chain.params
     execution = BlockExecution(view.state, chain, height, time, tip.state_root)
-    good_evidence = []
+    good_evidence: list[DuplicateVoteEvidence] = []
     for ev in evidence:
         if len(good_evidence) >= 16:
             break

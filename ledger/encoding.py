@@ -26,13 +26,9 @@ from ledger.errors import DecodeError
 
 #: hard limits applied before any schema: no single value may exceed these
 MAX_ENCODED = 16 * 1024 * 1024
-_LIMITS = dict(
-    max_bin_len=MAX_ENCODED,
-    max_str_len=1024 * 1024,
-    max_array_len=200_000,
-    max_map_len=64,
-    max_ext_len=0,
-)
+_MAX_STR = 1024 * 1024
+_MAX_ARRAY = 200_000
+_MAX_MAP = 64
 
 _INT_MIN = -(2**63)
 _INT_MAX = 2**64 - 1
@@ -97,7 +93,11 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Any:
             strict_map_key=True,
             use_list=True,
             ext_hook=_reject_ext,
-            **_LIMITS,
+            max_bin_len=MAX_ENCODED,
+            max_str_len=_MAX_STR,
+            max_array_len=_MAX_ARRAY,
+            max_map_len=_MAX_MAP,
+            max_ext_len=0,
         )
     except DecodeError:
         raise

@@ -145,9 +145,10 @@ class NodeApp:
         def done(f: asyncio.Future) -> None:
             if future is None or future.done():
                 return
-            if f.exception() is not None:  # the caller must not acknowledge what is not on disk
-                log.error("could not persist accepted transactions: %s", f.exception())
-                future.set_exception(f.exception())
+            exc = f.exception()
+            if exc is not None:  # the caller must not acknowledge what is not on disk
+                log.error("could not persist accepted transactions: %s", exc)
+                future.set_exception(exc)
             else:
                 future.set_result(None)
 

@@ -71,7 +71,7 @@ class Mempool:
 
     def reap(self, max_txs: int | None = None) -> list[Transaction]:
         """Transactions in arrival order, for a proposal."""
-        out = []
+        out: list[Transaction] = []
         for entry in self._entries.values():
             if max_txs is not None and len(out) >= max_txs:
                 break

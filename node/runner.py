@@ -9,6 +9,8 @@ import logging
 import signal
 import time
 
+from aiohttp import web
+
 from ledger.crypto.keyfile import load_key_file
 from ledger.genesis import load_genesis
 from ledger.rules.validators import validator_set_at
@@ -58,7 +60,7 @@ class Node:
         self.app.on_commit(BlockLog(self.store, log))
         self._metrics_runner = None
         self._tasks: list[asyncio.Task] = []
-        self._runner = None
+        self._runner: web.AppRunner | None = None
 
     def _is_validator(self) -> bool:
         return self.config.node.role == "validator" and self.key.public in self._next_validators()
@@ -110,8 +112,8 @@ class Node:
                                extra_routes=self.extra_routes() + self.ops.routes())
         await self.network.start()
         await self.driver.start()
-        self._runner = await serve(web_app, host, port)
-        actual = self._runner.addresses[0][1] if port == 0 else port
+        self._runner = runner = await serve(web_app, host, port)
+        actual = runner.addresses[0][1] if port == 0 else port
         self._tasks.extend(self.driver.tasks)
         self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
@@ -123,7 +125,10 @@ class Node:
 
     async def _watch_fatal(self) -> None:
         """Ends (with the error) if consensus can no longer store blocks."""
-        await self.driver.fatal
+        fatal = self.driver.fatal
+        if fatal is None:
+            raise RuntimeError("the consensus driver was not started")
+        await fatal
 
     async def _watch_loop_lag(self, interval_s: float = 0.05) -> None:
         """Export how late the event loop runs a timer: a stalled loop stalls consensus."""

@@ -79,6 +79,8 @@ class Checkpoint:
             value = doc.get(name)
             try:
                 if kind == "bytes":
+                    if not isinstance(value, str):
+                        raise ValueError
                     raw = bytes.fromhex(value)
                     if len(raw) != 32:
                         raise ValueError

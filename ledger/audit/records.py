@@ -104,13 +104,13 @@ def _merged(a: Iterator[tuple[bytes, bytes]], b: Iterator[tuple[bytes, bytes]]
     """(key, value in a, value in b) over the union of two key-ordered iterators."""
     x, y = next(a, None), next(b, None)
     while x is not None or y is not None:
-        if y is None or (x is not None and x[0] < y[0]):
+        if x is not None and (y is None or x[0] < y[0]):
             yield x[0], x[1], None
             x = next(a, None)
-        elif x is None or y[0] < x[0]:
+        elif y is not None and (x is None or y[0] < x[0]):
             yield y[0], None, y[1]
             y = next(b, None)
-        else:
+        elif x is not None and y is not None:  # the same key on both sides
             yield x[0], x[1], y[1]
             x, y = next(a, None), next(b, None)
 

@@ -159,6 +159,7 @@ def start_pool(jobs: int) -> ProcessPoolExecutor:
     before any thread (the HTTP fetcher) exists. Otherwise a fork server starts them.
     """
     methods = multiprocessing.get_all_start_methods()
+    ctx: multiprocessing.context.BaseContext
     if "fork" in methods and threading.active_count() == 1:
         ctx = multiprocessing.get_context("fork")
     elif "forkserver" in methods:
@@ -194,6 +195,13 @@ class _Task:
     settled: bool = False
 
 
+@dataclass
+class _Filling:
+    filling: _Task  # the task items are being added to
+    next: int = 1  # the index of the task after it
+    in_pool: int = 0  # tasks handed to the workers and not yet settled
+
+
 def _commit_votes(chain_id: str, commit: Commit) -> list[tuple[bytes, bytes, bytes]]:
     message = sign_bytes(DOMAIN_VOTE, chain_id, vote_digest(PRECOMMIT, commit.height, commit.round, commit.block))
     return [(s.validator, message, s.signature) for s in commit.signatures]
@@ -219,24 +227,24 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
     in_pool_max = 2 * workers
     slots: deque[_Slot] = deque()
     tasks: deque[_Task] = deque()  # unsettled, in index order
-    state = {"filling": _Task(0), "next": 1, "in_pool": 0}
+    state = _Filling(_Task(0))
     exhausted = False
 
     def close() -> None:
-        task = state["filling"]
+        task = state.filling
         if task.weight:
             tasks.append(task)
-            state["filling"] = _Task(state["next"])
-            state["next"] += 1
+            state.filling = _Task(state.next)
+            state.next += 1
             dispatch()
 
     def dispatch() -> None:
         for task in tasks:
-            if state["in_pool"] >= in_pool_max:
+            if state.in_pool >= in_pool_max:
                 return
             if task.future is None and not task.settled:
                 task.future = pool.submit(verify_task, chain_id, task.txs, task.votes)
-                state["in_pool"] += 1
+                state.in_pool += 1
 
     def settle(task: _Task, bad_txs: list[int], bad_votes: list[int]) -> None:
         for i in bad_txs:
@@ -262,7 +270,7 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
 
     def ensure(index: int) -> None:
         """Settle every task up to ``index``."""
-        if state["filling"].index <= index:
+        if state.filling.index <= index:
             close()
         while tasks and (tasks[0].settled or tasks[0].index <= index):
             task = tasks[0]
@@ -271,7 +279,7 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
                     run_here(task)
                 elif task.future.done() or not steal():
                     settle(task, *task.future.result())
-                    state["in_pool"] -= 1
+                    state.in_pool -= 1
                     dispatch()
                 continue
             tasks.popleft()
@@ -281,7 +289,7 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
         groups = []
         if p.block is not None:
             for i, raw in enumerate(p.block.txs):
-                task = state["filling"]
+                task = state.filling
                 task.txs.append(raw)
                 task.tx_from.append((slot, i))
                 task.weight += 2  # a crossing carries two signatures; a guess is enough here
@@ -294,7 +302,7 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
             groups.append(("commit", p.commit))
         for which, commit in groups:
             for vote in _commit_votes(chain_id, commit):
-                task = state["filling"]
+                task = state.filling
                 task.votes.append(vote)
                 task.vote_from.append((slot, which))
                 task.weight += 1

@@ -120,7 +120,7 @@ class HelperData:
         if tuple(sorted(obj)) != _KEYS:
             raise MalformedHelperData(f"helper data keys must be {list(_KEYS)}, got {sorted(obj)}")
         helper = cls(
-            version=version,
+            version=obj["v"],  # an integer: checked on construction
             seed=obj["seed"],
             mask=obj["mask"],
             sketch=obj["sketch"],

@@ -14,12 +14,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from nacl.signing import SigningKey
 
 from .errors import InvalidSecret
+
+if TYPE_CHECKING:
+    from ledger.crypto.keys import SigningKey as TxSigningKey
 
 SALT_BYTES = 32
 BIO_BYTES = 7
@@ -65,7 +69,7 @@ def derive_signing_key(secret: bytes) -> SigningKey:
     return SigningKey(hkdf(check_secret(secret), SIGNING_KEY_INFO, 32))
 
 
-def transaction_key(secret: bytes) -> ledger.crypto.keys.SigningKey:  # noqa: F821
+def transaction_key(secret: bytes) -> TxSigningKey:
     """The same key as :func:`derive_signing_key`, as the signer transactions are built with."""
     from ledger.crypto.keys import SigningKey as TxSigningKey
 

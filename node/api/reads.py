@@ -330,7 +330,7 @@ def _parse_headers(key_h: str | None, time_h: str | None, nonce_h: str | None,
     def fail(detail: str) -> Refused:
         return Refused(400, "malformed-signed-request", "malformed signed request", detail)
 
-    if None in (key_h, time_h, nonce_h, sig_h):
+    if key_h is None or time_h is None or nonce_h is None or sig_h is None:
         raise fail(f"all of {HEADER_KEY}, {HEADER_TIME}, {HEADER_NONCE}, {HEADER_SIGNATURE} are needed")
     try:
         key, nonce, signature = bytes.fromhex(key_h), bytes.fromhex(nonce_h), bytes.fromhex(sig_h)
@@ -374,7 +374,7 @@ def pending_for_guardian(state, guardian: bytes, limit: int = MAX_LIST) -> list[
     Reads the guardian's wards, then each ward's pending requests: the cost follows this
     guardian's children, not the chain's pending requests.
     """
-    out = []
+    out: list[tuple[bytes, Request]] = []
     for ward_key, _ in scan_prefix(state, k_ward(guardian)):
         identity = ward_key[len(k_ward(guardian)):]
         prefix = k_pending(identity)

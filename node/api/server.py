@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgpack
 from aiohttp import web
@@ -327,7 +327,7 @@ def _height(arg: str) -> int:
     return height
 
 
-def make_web_app(api: Api, *, max_body_bytes: int, extra_routes: list[web.RouteDef] = ()) -> web.Application:
+def make_web_app(api: Api, *, max_body_bytes: int, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
     web_app = web.Application(client_max_size=max_body_bytes, middlewares=[problems_middleware])
     web_app[APP_KEY] = api
     web_app.add_routes(api.routes())

@@ -511,11 +511,13 @@ async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0,
             raise InputError(f"the node's proof document is malformed: {exc}") from None
         validators = await _validators(c, header.height)
         changes = await _set_changes(c, reads, header.height)
-        result = doc.get("result") if isinstance(doc.get("result"), dict) else {}
+        reported = doc.get("result")
+        result = reported if isinstance(reported, dict) else {}
         ref = result.get("ref")
+        g_hash = g.get("hash") if isinstance(g, dict) else None
         return Receipt(
             chain_id=header.chain_id,
-            genesis_hash=g.get("hash") if isinstance(g, dict) and isinstance(g.get("hash"), bytes) else bytes(32),
+            genesis_hash=g_hash if isinstance(g_hash, bytes) else bytes(32),
             tx=raw,
             tx_id=tx_id,
             height=int(doc.get("height", 0)),

@@ -360,8 +360,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await t
             for t in tasks:
-                if t.done() and not t.cancelled() and t.exception() is not None:
-                    raise t.exception()
+                exc = t.exception() if t.done() and not t.cancelled() else None
+                if exc is not None:
+                    raise exc
             return EXIT_OK
 
     try:

@@ -70,13 +70,13 @@ class GuardianClient:
         async for ev in self.signed.events(heartbeat_ms=heartbeat_ms, on_state=on_state,
                                            max_reconnects=max_reconnects):
             rid = ev.data.get("id")
-            if ev.type == "pending":
+            if ev.type == "pending" and isinstance(rid, str):
                 if rid in announced:
                     continue
                 announced.add(rid)
                 if len(announced) > 100_000:
                     announced.clear()
-            elif ev.type == "closed":
+            elif ev.type == "closed" and isinstance(rid, str):
                 announced.discard(rid)
             yield ev
 

@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import msgpack
 
@@ -53,7 +54,7 @@ MAX_TX_BATCH = 1000
 SYNC_REQUEST_TIMEOUT_S = 5.0
 
 
-class Network:
+class Network(Protocol):
     """What the driver needs from the transport (see :class:`node.p2p.network.PeerNetwork`)."""
 
     def send(self, peer_key: bytes, channel: int, payload: bytes) -> bool: ...
@@ -370,7 +371,8 @@ class ConsensusDriver:
 
     def _serve_blocks(self, peer: bytes, req: Get) -> None:
         store = self.app.store
-        items, size = [], 0
+        items: list[Item] = []
+        size = 0
         for height in range(req.start, min(req.start + req.limit, store.height + 1)):
             raw, commit = store.block_bytes(height), store.commit(height)
             if raw is None or commit is None:

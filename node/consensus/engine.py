@@ -72,7 +72,6 @@ from node.consensus.messages import (
     STEP_PRECOMMIT,
     STEP_PREVOTE,
     STEP_PROPOSE,
-    Message,
     Proposal,
     Timeout,
 )
@@ -148,10 +147,10 @@ class Engine:
             self._me = self.signer.public
         self._proposals: dict[int, Proposal] = {}
         self._proposal_ids: set[bytes] = set()
-        self._votes = HeightVotes() if validators is not None else None
+        self._votes = HeightVotes()  # empty, and unused, until a height starts
         self._far = FarRounds()
         self._validity: dict[bytes, tuple[bytes, bool]] = {}
-        self._own: dict[tuple[str, int], Message] = {}
+        self._own: dict[tuple[str, int], Proposal | Vote] = {}
         # "for the first time" guards of lines 34, 36 and 47: the round in which each fired
         self._prevote_timer_round = -1
         self._lock_rule_round = -1
@@ -169,12 +168,12 @@ class Engine:
 
     def prevotes(self, round_: int) -> VoteSet:
         """The prevotes of ``round_`` at this height (read only)."""
-        return self._votes.prevotes(round_) if self._votes else VoteSet(PREVOTE, round_)
+        return self._votes.prevotes(round_) if self.validators is not None else VoteSet(PREVOTE, round_)
 
     def precommits(self, round_: int) -> VoteSet:
-        return self._votes.precommits(round_) if self._votes else VoteSet(PRECOMMIT, round_)
+        return self._votes.precommits(round_) if self.validators is not None else VoteSet(PRECOMMIT, round_)
 
-    def own_messages(self) -> list[Message]:
+    def own_messages(self) -> list[Proposal | Vote]:
         """This node's signed messages of the current height, in signing order."""
         return list(self._own.values())
 
@@ -250,7 +249,7 @@ class Engine:
             p = self._proposals.get(r)
             if p is not None and p.proposer != me:
                 out.append(Broadcast(p))
-        if self.valid_round >= 0 and self._votes is not None:
+        if self.valid_round >= 0 and self.validators is not None:
             for v in self._votes.prevotes(self.valid_round).votes_for(self.valid_value_id):
                 if v.validator != me:
                     out.append(Broadcast(v))
@@ -288,7 +287,7 @@ class Engine:
         self._after_message(p.round, p.proposer, vals.power_of(p.proposer))
 
     def _may_replace(self, held: Proposal, new: Proposal) -> bool:
-        vals = self.validators
+        vals = self._vals()
         votes = self._votes
         for vs in (votes.prevotes(new.round), votes.precommits(new.round)):
             if vals.has_quorum(vs.power_for(new.value_id)) and not vals.has_quorum(
@@ -328,14 +327,14 @@ class Engine:
         if self.valid_round < round_ < self.round:
             self._learn_valid_value(round_)
         # line 55: upon f+1 <*, h_p, round, *, *> with round > round_p do StartRound(round)
-        if round_ > self.round and self.validators.exceeds_one_third(
+        if round_ > self.round and self._vals().exceeds_one_third(
                 self._votes.note_sender(round_, sender, power)):
             self._start_round(round_)
         self._run_rules()
 
     def _skip_to_far_round(self) -> None:
         """Line 55 for rounds beyond the window (see :class:`~node.consensus.votes.FarRounds`)."""
-        target = self._far.skip_target(self.validators, self.round)
+        target = self._far.skip_target(self._vals(), self.round)
         if target is not None:
             self._start_round(target)
 
@@ -346,8 +345,8 @@ class Engine:
         h = self.height
         self.round = round_  # line 11
         self.step = Step.PROPOSE  # line 12
-        if self._me is not None and self.validators.proposer(h, round_) == self._me:  # line 13
-            if self.valid_value is not None:  # line 14
+        if self._me is not None and self._vals().proposer(h, round_) == self._me:  # line 13
+            if self.valid_value is not None and self.valid_value_id is not None:  # line 14
                 value, value_id = self.valid_value, self.valid_value_id  # line 15
             else:
                 value, value_id = self.app.propose(h, round_)  # line 17
@@ -365,7 +364,7 @@ class Engine:
 
     def _run_rules(self) -> None:
         """Fire every rule of the current round whose condition holds, until none does."""
-        vals = self.validators
+        vals = self._vals()
         votes = self._votes
         while self.decision is None:
             r = self.round
@@ -430,7 +429,7 @@ class Engine:
         if prop is None or self.decision is not None:
             return False
         precommits = self._votes.precommits(r)
-        if not self.validators.has_quorum(precommits.power_for(prop.value_id)):
+        if not self._vals().has_quorum(precommits.power_for(prop.value_id)):
             return False
         if not self._valid(prop):
             return False
@@ -456,7 +455,7 @@ class Engine:
         """
         prop = self._proposals.get(r)
         if (prop is not None
-                and self.validators.has_quorum(self._votes.prevotes(r).power_for(prop.value_id))
+                and self._vals().has_quorum(self._votes.prevotes(r).power_for(prop.value_id))
                 and self._valid(prop)):
             self.valid_value, self.valid_value_id = prop.value, prop.value_id
             self.valid_round = r
@@ -477,6 +476,14 @@ class Engine:
 
     # ------------------------------------------------------------------ helpers
 
+    def _vals(self) -> ValidatorSet:
+        """The current height's validators; messages and timeouts reach the rules only after
+        :meth:`start_height`, so an engine without them is being misused."""
+        vals = self.validators
+        if vals is None:
+            raise EngineUsageError("no height started")
+        return vals
+
     def _valid(self, p: Proposal) -> bool:
         """valid(v), with id(v) = the proposal's value_id; cached per value for the height."""
         cached = self._validity.get(p.value_id)
@@ -494,14 +501,15 @@ class Engine:
 
     def _vote(self, kind: str, block: bytes | None) -> None:
         """Broadcast <kind, h_p, round_p, block> and count it, as every other process will."""
-        if self._me is None:
+        signer = self.signer
+        if self._me is None or signer is None:
             return  # an observer never signs
         try:
-            v = self.signer.sign_vote(kind, self.height, self.round, block)
+            v = signer.sign_vote(kind, self.height, self.round, block)
         except DoubleSignRefused:
             self.refused_signatures += 1
             return
-        added, evidence = self._votes.add(v, self.validators.power_of(self._me))
+        added, evidence = self._votes.add(v, self._vals().power_of(self._me))
         if evidence is not None:  # only if the signer let a conflict through: report it
             self._out.append(EvidenceFound(evidence))
         if added:
@@ -510,6 +518,8 @@ class Engine:
 
     def _sign_proposal(self, round_: int, pol_round: int, value_id: bytes,
                        value: bytes) -> Proposal | None:
+        if self.signer is None:
+            return None  # an observer never signs
         try:
             return self.signer.sign_proposal(self.height, round_, pol_round, value_id, value)
         except DoubleSignRefused:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.block import Commit, DuplicateVoteEvidence
-from node.consensus.messages import Message, Timeout
+from ledger.block import Commit, DuplicateVoteEvidence, Vote
+from node.consensus.messages import Proposal, Timeout
 
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
     """Send ``message`` to every peer (a signed proposal or vote of this node, or a relay)."""
 
-    message: Message
+    message: Proposal | Vote
 
 
 @dataclass(frozen=True, slots=True)

@@ -254,9 +254,9 @@ class ByzantineNode(Node):
                 if rng.random() < 0.5:
                     block = None if msg.block is not None and rng.random() < 0.5 else bytes(
                         rng.randrange(256) for _ in range(32))
-                    other = sign_vote(self.key, CHAIN_ID, msg.kind, msg.height, msg.round, block)
+                    forged = sign_vote(self.key, CHAIN_ID, msg.kind, msg.height, msg.round, block)
                     self.sim.stats.equivocations += 1
-                    self.sim.network.send(self.index, j, other)
+                    self.sim.network.send(self.index, j, forged)
                 else:
                     self.sim.network.send(self.index, j, msg)
             return
