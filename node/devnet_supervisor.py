@@ -69,7 +69,7 @@ def describe_exit(code: int) -> str:
 
 def acquire_lock(directory: Path):
     """The directory's supervisor lock (an open file; closing it releases the lock)."""
-    f = open(directory / LOCK, "a+")
+    f = open(directory / LOCK, "a+")  # noqa: SIM115  (held open: the lock lives as long as the file)
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
