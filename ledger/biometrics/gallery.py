@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +86,15 @@ def _words(bits: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed).view("<u8")
 
 
-if hasattr(np, "bitwise_count"):
-    _popcount = np.bitwise_count
-else:  # numpy < 2.0: a byte table
-    _TABLE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_TABLE = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
-    def _popcount(words: np.ndarray) -> np.ndarray:
-        return _TABLE[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+def _popcount_by_table(words: np.ndarray) -> np.ndarray:
+    """numpy < 2.0 has no bitwise_count: count through a byte table."""
+    return _TABLE[words.view(np.uint8)].reshape(*words.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+
+_popcount: Callable[[np.ndarray], np.ndarray] = getattr(np, "bitwise_count", _popcount_by_table)
 
 
 class Gallery:

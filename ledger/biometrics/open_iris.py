@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def to_open_iris(codes: np.ndarray, masks: np.ndarray, version: str = "v2.1") ->
     masks = np.asarray(masks, dtype=bool)
     if codes.shape != masks.shape or codes.ndim != 4:
         raise OpenIrisError("codes and masks must share a (rows, columns, wavelets, 2) shape")
-    doc = {
+    doc: dict[str, Any] = {
         "iris_codes": base64.b64encode(np.packbits(codes).tobytes()).decode("ascii"),
         "mask_codes": base64.b64encode(np.packbits(masks).tobytes()).decode("ascii"),
         "iris_code_version": version,
