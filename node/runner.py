@@ -58,7 +58,7 @@ class Node:
         self.metrics.attach()
         self.ops = OpsRoutes(self.metrics, max_block_age_ms=config.api.ready_max_block_age_ms)
         self.app.on_commit(BlockLog(self.store, log))
-        self._metrics_runner = None
+        self._metrics_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
 

@@ -46,7 +46,7 @@ _BAD = _problem("the request is malformed (a parameter out of range, not hex, ..
 _UNSIGNED = _problem("a signed request is needed (Custos-* headers), or its signature is stale or invalid")
 _FORBIDDEN = _problem("the signing key has no role that may read this")
 _NOT_FOUND = _problem("no such object")
-_SIGNED = [{}, {"signedRequest": []}]
+_SIGNED: list[dict[str, list[str]]] = [{}, {"signedRequest": []}]
 
 
 def _signed_read(summary: str, params: list[dict], ok: dict, *, not_found: bool = True) -> dict:

@@ -21,7 +21,7 @@ EXIT_BUG = 4
 class Parser(argparse.ArgumentParser):
     """argparse, with a usage error said in one line (``custos guardian watch: --for: ...``)."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         self.exit(common.EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 

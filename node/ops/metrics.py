@@ -23,6 +23,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import generate_latest as text_latest
@@ -117,7 +118,7 @@ class NodeMetrics:
         r.register(_Dictionaries(self))
         self._submitted: OrderedDict[bytes, float] = OrderedDict()
         self._last_block_time = store.tip.time if store.height else None
-        self._round: tuple[int, int] | None = None
+        self._round: tuple[Any, Any] | None = None  # (height, round) as the driver's status says
         self._round_since = 0.0
         self._rounds_seen: dict[int, int] = {}
 
@@ -184,9 +185,9 @@ class _Dictionaries:
         for name, value in sorted(app_metrics.counters.items()):
             help_ = COUNTER_HELP.get(name, f"Count of {name.replace('_', ' ')}.")
             yield CounterMetricFamily(_metric_name(name), help_, value=value)
-        for name, value in sorted(app_metrics.gauges.items()):
+        for name, level in sorted(app_metrics.gauges.items()):
             help_ = GAUGE_HELP.get(name, f"{name.replace('_', ' ').capitalize()}.")
-            yield GaugeMetricFamily(_metric_name(name), help_, value=value)
+            yield GaugeMetricFamily(_metric_name(name), help_, value=level)
         yield from _network_families(self.m.network())
 
 

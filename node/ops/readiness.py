@@ -29,8 +29,9 @@ class Readiness:
     reason: str = ""
 
     def to_json(self) -> dict:
-        doc = {"ready": self.ready, "height": self.height, "last_block_age_ms": self.last_block_age_ms,
-               "max_block_age_ms": self.max_block_age_ms}
+        doc: dict[str, bool | int | str] = {"ready": self.ready, "height": self.height,
+                                            "last_block_age_ms": self.last_block_age_ms,
+                                            "max_block_age_ms": self.max_block_age_ms}
         if self.reason:
             doc["reason"] = self.reason
         return doc
