@@ -72,8 +72,8 @@ def main() -> None:
         f.register_post(council[:2], "P1"),
         f.register_terminal(council[:2], terminal.public, "P1"),
     ] + [
-        f.enrol(authority, bio, ident, majority_day=0 if adult else (T0 + 10**12) // 86_400_000, guardians=[guardian.public],
-                approvals=1, deadline_ms=86_400_000, veto=False)
+        f.enrol(authority, bio, ident, majority_day=0 if adult else (T0 + 10**12) // 86_400_000,
+                guardians=[guardian.public], approvals=1, deadline_ms=86_400_000, veto=False)
         for ident, bio, adult in children
     ]
     blocks_txs = []

@@ -211,7 +211,8 @@ async def run(args) -> dict:
         "committed": len(committed),
         "committed_tx_per_s": round(len(committed) / span_s, 1),
         "span_s": round(span_s, 2),
-        "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99), "max": latencies[-1] if latencies else None},
+        "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
+                       "max": latencies[-1] if latencies else None},
         "generator_send_lag_ms": {"p50": lag(0.50), "p99": lag(0.99), "max": max(lags, default=None)},
     }
 

@@ -160,7 +160,8 @@ def _require_event_time(ctx: Ctx, event_time: int) -> None:
     if event_time > ctx.time + params.event_future_ms:
         raise EventTimeOutOfRange(f"event time lies {event_time - ctx.time} ms after the block time")
     if event_time < ctx.time - params.event_max_age_ms:
-        raise EventTimeOutOfRange(f"event is {ctx.time - event_time} ms old; at most {params.event_max_age_ms} ms accepted")
+        raise EventTimeOutOfRange(
+            f"event is {ctx.time - event_time} ms old; at most {params.event_max_age_ms} ms accepted")
 
 
 def _record_closed(ctx: Ctx, rid: bytes, request: Request, ref: bytes | None = None) -> Outcome:
@@ -192,9 +193,9 @@ def decide(ctx: Ctx, body: GuardianDecision) -> Outcome:
     if request.status != PENDING:
         raise RequestNotPending(f"the request is {request.status}")
     if body.decision == APPROVE:
-        request = replace(request, approvals=tuple(sorted(request.approvals + (body.guardian,))))
+        request = replace(request, approvals=tuple(sorted((*request.approvals, body.guardian))))
     else:
-        request = replace(request, denials=tuple(sorted(request.denials + (body.guardian,))))
+        request = replace(request, denials=tuple(sorted((*request.denials, body.guardian))))
     request = _settle(ctx, body.request, request)
     store(ctx.state, k_request(body.identity, body.request), REQUEST, request)
     return Outcome(request.status, body.request)

@@ -96,10 +96,10 @@ def _scan(body: bytes) -> tuple[bytes, bytes, int]:
         raise BadRequest(f"max_shift is an integer in 0..{MAX_SHIFT_LIMIT}")
     if "template" in doc:
         try:
-            code, mask = from_open_iris(doc["template"])
+            code_bits, mask_bits = from_open_iris(doc["template"])
         except BiometricError as exc:
             raise BadRequest(str(exc)) from None
-        return pack_bits(code), pack_bits(mask), max_shift
+        return pack_bits(code_bits), pack_bits(mask_bits), max_shift
     try:
         code, mask = bytes.fromhex(doc["code"]), bytes.fromhex(doc["mask"])
     except (KeyError, TypeError, ValueError):

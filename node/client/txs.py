@@ -52,7 +52,8 @@ class TxFactory:
         return self.make(b.GOV_SET_VALIDATOR, b.SetValidator(key, stake), council)
 
     def revoke_key(self, council: Sequence[SigningKey], key: bytes, reason: str = "unspecified") -> Transaction:
-        return self.make(b.GOV_REVOKE_KEY, b.RevokeKey(key, _code(b.REVOKE_REASONS, reason, 'revocation reason')), council)
+        return self.make(b.GOV_REVOKE_KEY, b.RevokeKey(key, _code(b.REVOKE_REASONS, reason, 'revocation reason')),
+                         council)
 
     def rotate_key(self, council: Sequence[SigningKey], old: bytes, new: bytes) -> Transaction:
         return self.make(b.GOV_ROTATE_KEY, b.RotateKey(old, new), council)
@@ -61,7 +62,8 @@ class TxFactory:
               basis: str = "court-order") -> Transaction:
         """``child`` is the child's tag and ``order`` the salted hash of the order's reference
         (ledger.privacy.tags)."""
-        return self.make(b.GOV_ERASE, b.EraseIdentity(child, order, _code(b.ERASE_BASES, basis, 'basis for erasure')), council)
+        return self.make(b.GOV_ERASE, b.EraseIdentity(child, order, _code(b.ERASE_BASES, basis, 'basis for erasure')),
+                         council)
 
     # ---- enrolment authority
     def enrol(self, authority: SigningKey, biometric: SigningKey, identity: bytes, *, majority_day: int,
@@ -91,7 +93,8 @@ class TxFactory:
     def decide(self, guardian: SigningKey, request: bytes, identity: bytes, decision: str,
                reason: str = "unspecified") -> Transaction:
         """``reason`` is one of ledger.tx.bodies.DENY_REASONS (free text never goes on the chain)."""
-        body = b.GuardianDecision(guardian.public, request, identity, decision, _code(b.DENY_REASONS, reason, 'denial reason'))
+        body = b.GuardianDecision(guardian.public, request, identity, decision,
+                                  _code(b.DENY_REASONS, reason, 'denial reason'))
         return self.make(b.DECISION, body, [guardian])
 
     def grant_consent(self, guardians: Sequence[SigningKey], identity: bytes, *, not_before: int, not_after: int,

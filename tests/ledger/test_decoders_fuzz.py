@@ -21,7 +21,6 @@ from chainkit import DAY, Chain
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-AUNT = b"aunt".ljust(16, b"\x00")
 from ledger import block as block_module
 from ledger import genesis as genesis_module
 from ledger import validators as validators_module
@@ -49,6 +48,7 @@ from ledger.tx.bodies import BODIES, POLICY
 from ledger.tx.envelope import SIG, decode_tx
 from ledger.validators import VALIDATOR, ValidatorSet
 
+AUNT = b"aunt".ljust(16, b"\x00")
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -129,7 +129,7 @@ def _story() -> list[bytes]:
     chain.advance(2 * child.policy.deadline)  # it expires: an alert
     chain.commit(chain.grant_consent(child, direction="any"))
     chain.commit(chain.revoke_consent(child.guardians[0], consent, child),
-                 chain.update_guardians(authority, child, child.guardians[:1] + [SigningKey.generate()]))
+                 chain.update_guardians(authority, child, [*child.guardians[:1], SigningKey.generate()]))
     chain.commit(chain.reenrol(authority, adult, SigningKey.generate()), chain.revoke(auditor.public))
     chain.commit(chain.rotate(terminal.public, SigningKey.generate().public))
     chain.commit(chain.erase(adult))

@@ -143,7 +143,8 @@ def test_revoking_a_key_ends_its_stream(world, net):
                 async for ev in c.events(heartbeat_ms=1000, max_reconnects=3, reconnect_delay_s=0.1):
                     got.append(ev)
                     if ev.type == "sync" and len(got) == 1:
-                        await world.asubmit([net.txs.revoke_key(net.council[:2], dora.guardians[0].public, "compromised")])
+                        await world.asubmit([net.txs.revoke_key(net.council[:2], dora.guardians[0].public,
+                                                                "compromised")])
 
             with pytest.raises(ProblemError) as info:
                 await asyncio.wait_for(follow(), 20)

@@ -39,8 +39,8 @@ def story(net):
         t.register_authority(net.council[:2], authority.public, "enrolment office"),
         t.register_post(net.council[1:], "MD-LEU", "Leuseni"),
         t.register_terminal(net.council[:2], terminal.public, "MD-LEU", "booth 1"),
-        t.enrol(authority, child, identity, majority_day=(NOW() + 10**11) // 86_400_000, guardians=[g.public for g in guardians],
-                approvals=2, deadline_ms=60_000, veto=True),
+        t.enrol(authority, child, identity, majority_day=(NOW() + 10**11) // 86_400_000,
+                guardians=[g.public for g in guardians], approvals=2, deadline_ms=60_000, veto=True),
     ]
 
     async def go():

@@ -167,7 +167,7 @@ def _light_flips(base: np.ndarray, cols: np.ndarray, p: int, limit: int) -> list
     if p >= 2:
         two = count(one[:, None, :] ^ cols[None, :, :])
         i, j = np.nonzero(np.triu(two <= limit, 1))
-        out += [(int(a), int(b)) for a, b in zip(i, j)]
+        out += [(int(a), int(b)) for a, b in zip(i, j, strict=True)]
     return out
 
 
