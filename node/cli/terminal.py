@@ -25,7 +25,6 @@ from node.cli.options import (
     add_node_args,
     chosen_node_urls,
     companion_arg,
-    seconds,
     emit_json,
     hash_arg,
     iso,
@@ -33,6 +32,7 @@ from node.cli.options import (
     node_urls,
     run,
     say,
+    seconds,
 )
 from node.client.http import NodeUnreachable, ProblemError
 from node.client.signed import SignedClient

@@ -175,7 +175,8 @@ def test_setup_shows_install_progress(tmp_path):
     (venv / "bin").mkdir(parents=True)
     fake = venv / "bin" / "python"
     fake.write_text("#!/bin/sh\necho 'Collecting aiohttp>=3.9'\necho 'Requirement already satisfied: x'\n"
-                    "echo 'Installing collected packages: aiohttp, custos'\necho 'Successfully installed custos-0.1.0'\n")
+                    "echo 'Installing collected packages: aiohttp, custos'\n"
+                    "echo 'Successfully installed custos-0.1.0'\n")
     fake.chmod(0o755)
     proc = subprocess.run(["bash", "-c", f"source {ROOT}/scripts/_venv.sh"], capture_output=True, text=True,
                           timeout=60, env={**os.environ, "VENV": str(venv)})
