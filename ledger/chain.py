@@ -98,7 +98,7 @@ def build_block(
     if time <= tip.time:
         time = tip.time + 1
     params = chain.params
-    execution = BlockExecution(view.state, chain, height, time, tip.state_root)
+    execution = BlockExecution(view.state, chain, height, time)
     good_evidence: list[DuplicateVoteEvidence] = []
     for ev in evidence:
         if len(good_evidence) >= 16:
@@ -202,7 +202,7 @@ def execute_block(
     if h.tx_root != root:
         raise _fail("tx-root", "transaction root does not match the transactions", height, root, h.tx_root)
     # Re-execute: evidence, expiries, then every transaction.
-    execution = BlockExecution(view.state, chain, height, h.time, tip.state_root)
+    execution = BlockExecution(view.state, chain, height, h.time)
     try:
         execution.begin(block.evidence)
     except RejectedTransaction as exc:

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ledger.encoding import Bytes, Int, List, Schema, Str
 from ledger.errors import DecodeError
-from ledger.hashing import TAG_GENESIS, TAG_STATE, tagged_hash
+from ledger.hashing import TAG_GENESIS, tagged_hash
+from ledger.state.authenticated import Commitment, commit
 from ledger.state.records import (
     CHAIN_INFO,
     COUNCIL,
@@ -71,8 +72,12 @@ class Genesis:
             writes[k_validator(v.key)] = VALIDATOR_RECORD.encode(ValidatorRecord(stake=v.stake, jailed=False))
         return writes
 
+    def state_commitment(self) -> Commitment:
+        """The authenticated state before block 1: its root and tree nodes."""
+        return commit(lambda _: None, sorted(self.state_writes().items()))
+
     def state_root(self) -> bytes:
-        return state_root_after(self.hash, sorted(self.state_writes().items()))
+        return self.state_commitment().root
 
 
 GENESIS_VALIDATOR = Schema(
@@ -88,16 +93,6 @@ GENESIS = Schema(
         "params": PARAMS,
     },
 )
-
-
-def state_root_after(previous_root: bytes, writes: list[tuple[bytes, bytes | None]]) -> bytes:
-    """Chain the state root through a block's writes (sorted by key; None deletes).
-
-    The root commits to the whole sequence of state changes since genesis, so two nodes with the
-    same root hold the same state; it costs one hash over the block's writes, not a tree update.
-    """
-    # keys and values are bytes (or nil): their msgpack form is canonical as packed
-    return tagged_hash(TAG_STATE, previous_root + msgpack.packb(writes, use_bin_type=True))
 
 
 # --------------------------------------------------------------------------- the file

@@ -16,7 +16,6 @@ TAG_TX = b"custos/tx"
 TAG_HEADER = b"custos/header"
 TAG_COMMIT = b"custos/commit"
 TAG_EVIDENCE = b"custos/evidence"
-TAG_STATE = b"custos/state"
 TAG_VALIDATORS = b"custos/validators"
 TAG_GENESIS = b"custos/genesis"
 

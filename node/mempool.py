@@ -51,7 +51,7 @@ class Mempool:
     def _fresh_check_state(self) -> BlockExecution:
         tip = self._view.tip
         time = max(self._clock(), tip.time + 1)
-        return BlockExecution(self._view.state, self._view.chain, tip.height + 1, time, tip.state_root)
+        return BlockExecution(self._view.state, self._view.chain, tip.height + 1, time)
 
     # ---- queries
     def __len__(self) -> int:

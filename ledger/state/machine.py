@@ -14,13 +14,13 @@ import msgpack
 
 from ledger.block import DuplicateVoteEvidence
 from ledger.errors import DuplicateTransaction, RejectedTransaction
-from ledger.genesis import state_root_after
 from ledger.hashing import tagged_hash
 from ledger.rules import RULES
 from ledger.rules.context import BlockEnv, Ctx, Event, Outcome
 from ledger.rules.crossing import expire_requests
 from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
+from ledger.state.authenticated import commit
 from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, load
 from ledger.state.view import Overlay, StateReader
 from ledger.tx.envelope import Transaction
@@ -54,6 +54,8 @@ class StateChanges:
 
     writes: list[tuple[bytes, bytes | None]]
     state_root: bytes
+    tree_writes: dict[bytes, bytes | None]  # the authenticated state's tree nodes
+    slots: tuple[tuple[bytes, bytes | None], ...]  # children's slots this block changed
     results: list[TxResult]
     results_hash: bytes
     events: list[Event]
@@ -70,7 +72,7 @@ class BlockExecution:
     chain: ChainInfo
     height: int
     time: int
-    previous_state_root: bytes
+    known_slots: dict[bytes, bytes | None] | None = None  # see ledger.state.authenticated.commit
     overlay: Overlay = field(init=False)
     env: BlockEnv = field(init=False)
     results: list[TxResult] = field(default_factory=list)
@@ -120,9 +122,12 @@ class BlockExecution:
 
     def finish(self) -> StateChanges:
         writes = self.overlay.sorted_writes()
+        committed = commit(self.base.tree_node, writes, self.known_slots)
         return StateChanges(
             writes=writes,
-            state_root=state_root_after(self.previous_state_root, writes),
+            state_root=committed.root,
+            tree_writes=committed.node_writes,
+            slots=committed.slots,
             results=self.results,
             results_hash=results_hash(self.results),
             events=self.events,

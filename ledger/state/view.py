@@ -19,6 +19,10 @@ class StateReader(Protocol):
         """Entries with start <= key < stop, in key order."""
         ...
 
+    def tree_node(self, position: bytes) -> bytes | None:
+        """A stored node of the authenticated state's trees (:mod:`ledger.state.authenticated`)."""
+        ...
+
 
 class Overlay:
     """Buffered writes over a reader. ``None`` as a value marks a deletion.

@@ -9,6 +9,8 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
     b"N" + hash             height of the block with that header hash
     b"X" + tx id            where a transaction is: height, position, log index, result
     b"S" + state key        state
+    b"M" + tree position    a node of the authenticated state's trees (ledger/state/authenticated.py)
+    b"R" + height           the children's slots that block changed: (child tag, value or nil)
     b"L" + level + index    a complete subtree of the global RFC 6962 log
     b"P" + sequence         a transaction the node accepted and has not committed yet
 
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from ledger.block import COMMIT, Block, Commit, Header
 from ledger.chain import ExecutedBlock, Tip
-from ledger.encoding import Bytes, Int, Optional, Schema, Str
+from ledger.block import MAX_BLOCK_TXS
+from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode, encode
 from ledger.errors import StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
@@ -85,6 +88,26 @@ class StateOnKV:
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         for k, v in self._kv.iterate(b"S" + start, b"S" + stop):
             yield k[1:], v
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        return self._kv.get(b"M" + position)
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    child: bytes  # the child's tag
+    value: bytes | None  # the child's tree root or tombstone hash; nil once empty
+
+
+SLOTS = List(Schema(Slot, {"child": Bytes(32), "value": Optional(Bytes(32))}), max=2 * MAX_BLOCK_TXS + 1024)
+
+
+def encode_slots(slots: tuple[tuple[bytes, bytes | None], ...]) -> bytes:
+    return encode(SLOTS.wire([Slot(tag, value) for tag, value in slots]))
+
+
+def decode_slots(raw: bytes) -> tuple[tuple[bytes, bytes | None], ...]:
+    return tuple((slot.child, slot.value) for slot in SLOTS.check(decode(raw), "slots"))
 
 
 def expected_location(executed: ExecutedBlock, position: int) -> TxLocation:
@@ -147,6 +170,7 @@ class ChainStore:
         tip = Tip(height=0, hash=genesis.hash, time=genesis.genesis_time, state_root=genesis.state_root(),
                   log_size=0, log_root=EMPTY_ROOT)
         changes: dict[bytes, bytes | None] = {b"S" + k: v for k, v in genesis.state_writes().items()}
+        changes.update((b"M" + k, v) for k, v in genesis.state_commitment().node_writes.items())
         changes[_GENESIS] = GENESIS.encode(genesis)
         changes[_TIP] = TIP.encode(tip)
         self.kv.write(changes, sync=self._sync)
@@ -209,6 +233,12 @@ class ChainStore:
         raw = self.kv.get(b"N" + block_hash)
         return None if raw is None else int.from_bytes(raw, "big")
 
+    def slots(self, height: int) -> tuple[tuple[bytes, bytes | None], ...]:
+        """The children's slots block ``height`` changed (what a verifier lacking an erased
+        child's records needs to follow the state root)."""
+        raw = self.kv.get(b"R" + _h(height))
+        return () if raw is None else decode_slots(raw)
+
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         raw = self.kv.get(b"X" + tx_id)
         return None if raw is None else TX_LOCATION.decode(raw)
@@ -230,6 +260,10 @@ class ChainStore:
         batch: dict[bytes, bytes | None] = {}
         for key, value in executed.changes.writes:
             batch[b"S" + key] = value
+        for position, node in executed.changes.tree_writes.items():
+            batch[b"M" + position] = node
+        if executed.changes.slots:
+            batch[b"R" + _h(h.height)] = encode_slots(executed.changes.slots)
         for (level, index), node in executed.log_nodes.items():
             batch[log_key(level, index)] = node
         for tx, location in zip(executed.txs, locations or encoded_locations(executed), strict=True):

@@ -212,8 +212,7 @@ class Chain:
         directly raises without touching the state."""
         proposed, _ = self.propose(evidence=[evidence])
         assert proposed.block.evidence == (), "the proposer included the evidence"
-        execution = BlockExecution(self.store.state, self.store.chain, self.height + 1, self.next_time(),
-                                   self.store.tip.state_root)
+        execution = BlockExecution(self.store.state, self.store.chain, self.height + 1, self.next_time())
         try:
             execution.punish(evidence)
         except RejectedTransaction as err:
