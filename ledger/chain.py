@@ -26,7 +26,7 @@ from ledger.merkle import MerkleLog, leaf_hash
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution, StateChanges
 from ledger.state.records import ChainInfo
-from ledger.state.view import StateReader
+from ledger.state.view import StateReader, StoredState
 from ledger.tx.envelope import Transaction, decode_tx
 
 
@@ -52,7 +52,7 @@ class ChainView(Protocol):
     def chain(self) -> ChainInfo: ...
 
     @property
-    def state(self) -> StateReader: ...
+    def state(self) -> StoredState: ...
 
     def get_log_node(self, level: int, index: int) -> bytes | None: ...
 

@@ -11,7 +11,6 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.encoding import Bytes, Int, List, Schema, Str

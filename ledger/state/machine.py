@@ -22,7 +22,7 @@ from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
 from ledger.state.authenticated import commit
 from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, load
-from ledger.state.view import Overlay, StateReader
+from ledger.state.view import Overlay, StateReader, StoredState
 from ledger.tx.envelope import Transaction
 from ledger.validators import ValidatorSet
 
@@ -68,7 +68,7 @@ class StateChanges:
 class BlockExecution:
     """Apply one block's contents in order; ``finish`` yields the :class:`StateChanges`."""
 
-    base: StateReader
+    base: StoredState
     chain: ChainInfo
     height: int
     time: int

@@ -78,7 +78,7 @@ class Proof:
         return [list(self.siblings), None if self.leaf is None else list(self.leaf)]
 
     @classmethod
-    def from_wire(cls, obj: object) -> "Proof":
+    def from_wire(cls, obj: object) -> Proof:
         if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], list)):
             raise DecodeError("a state proof is [siblings, leaf]")
         siblings, leaf = obj
@@ -132,7 +132,7 @@ def verify(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
 class Tree:
     """One tree, rooted at position (``namespace``, depth 0), read through ``get``."""
 
-    __slots__ = ("namespace", "get")
+    __slots__ = ("get", "namespace")
 
     def __init__(self, namespace: bytes, get: Get) -> None:
         self.namespace = namespace
@@ -202,7 +202,7 @@ class Tree:
 
 
 class _Updater:
-    __slots__ = ("ns", "get", "writes")
+    __slots__ = ("get", "ns", "writes")
 
     def __init__(self, ns: bytes, get: Get, writes: dict[bytes, bytes | None]) -> None:
         self.ns, self.get, self.writes = ns, get, writes

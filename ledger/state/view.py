@@ -19,6 +19,10 @@ class StateReader(Protocol):
         """Entries with start <= key < stop, in key order."""
         ...
 
+
+class StoredState(StateReader, Protocol):
+    """Committed state: its records and the nodes of its authenticated trees."""
+
     def tree_node(self, position: bytes) -> bytes | None:
         """A stored node of the authenticated state's trees (:mod:`ledger.state.authenticated`)."""
         ...

@@ -24,9 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.block import COMMIT, Block, Commit, Header
+from ledger.block import COMMIT, MAX_BLOCK_TXS, Block, Commit, Header
 from ledger.chain import ExecutedBlock, Tip
-from ledger.block import MAX_BLOCK_TXS
 from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode, encode
 from ledger.errors import StorageError
 from ledger.genesis import GENESIS, Genesis

@@ -6,7 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,12 +117,12 @@ def test_rejects_mutated_proofs():
     for i in range(len(proof.siblings)):  # a flipped byte in any sibling
         sib = bytearray(proof.siblings[i])
         sib[5] ^= 1
-        bad = Proof(proof.siblings[:i] + (bytes(sib),) + proof.siblings[i + 1:], proof.leaf)
+        bad = Proof((*proof.siblings[:i], bytes(sib), *proof.siblings[i + 1:]), proof.leaf)
         assert not verify(root, key, model[key], bad)
     assert not verify(root, h(8), model[key], proof)  # a wrong key
     assert not verify(root, key, h(5), proof)  # a wrong value
     assert not verify(root, key, model[key], Proof(proof.siblings[:-1], proof.leaf))  # a truncated path
-    assert not verify(root, key, model[key], Proof(proof.siblings + (EMPTY,), proof.leaf))  # a longer one
+    assert not verify(root, key, model[key], Proof((*proof.siblings, EMPTY), proof.leaf))  # a longer one
     other_root, _ = Store().tree().update({**model, h(3): h(4)})
     assert not verify(other_root, key, model[key], proof)  # another height's root
 
