@@ -16,7 +16,7 @@ from ledger.errors import CustosError, KeyFileError
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 #: subcommand modules, each with ``register(subparsers)``; optional ones may be absent
-_COMMANDS = ("keys", "node_cmd", "devnet", "council", "enrol", "terminal", "guardian", "audit")
+_COMMANDS = ("keys", "node_cmd", "ceremony_cmd", "devnet", "council", "enrol", "terminal", "guardian", "audit")
 
 
 class Unreachable(CustosError):

@@ -1,4 +1,5 @@
-"""``custos node start --config FILE``: run a validator or observer node."""
+"""``custos node start --config FILE``: run a validator or observer node (``node init``: see
+:mod:`node.cli.ceremony_cmd`)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ def register(sub) -> None:
     start = nsub.add_parser("start", help="start a node from its config file; stops on Ctrl-C / SIGTERM")
     start.add_argument("--config", type=Path, required=True, help="node config (see configs/node.example.toml)")
     start.set_defaults(func=cmd_start)
+    from node.cli.ceremony_cmd import register_node_init
+
+    register_node_init(nsub)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
