@@ -133,7 +133,8 @@ def read_join(path: Path) -> Join:
 
 
 def assemble(joins: list[Join], *, chain_id: str, stakes: dict[str, int] | None = None,
-             extra_council: list[bytes] = (), threshold: int | None = None, genesis_time: int) -> Genesis:
+             extra_council: tuple[bytes, ...] | list[bytes] = (), threshold: int | None = None,
+             genesis_time: int) -> Genesis:
     """The genesis for these join statements (checked: one chain id, unique names and keys)."""
     stakes = dict(stakes or {})
     if not joins:

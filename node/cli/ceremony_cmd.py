@@ -200,7 +200,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         j = next(j for j in joins if j.key == v.key)
         say(f"  validator {j.name:<16} stake {v.stake:<6} p2p {j.p2p:<22} {v.key.hex()[:16]}")
     for m in genesis.council.members:
-        say(f"  council   {m.hex()[:16]}" + ("" if m in brought else "  (brought by no join statement: ask who holds it)"))
+        unknown = "" if m in brought else "  (brought by no join statement: ask who holds it)"
+        say(f"  council   {m.hex()[:16]}{unknown}")
     say(f"genesis hash {genesis.hash.hex()}")
     say("compare this hash with every other operator before starting: `custos node start --config "
         f"{config_path}`")

@@ -36,7 +36,7 @@ def in_process(monkeypatch, capsys):
     _capsys = capsys
 
 
-def cli(*args: str, check: bool = False, timeout_s: float = 0) -> Ran:  # noqa: ARG001 - same call as clientkit's
+def cli(*args: str, check: bool = False, timeout_s: float = 0) -> Ran:  # clientkit.cli's signature
     _capsys.readouterr()
     try:
         code = main(list(args))
@@ -98,11 +98,11 @@ def test_four_agencies_form_a_network_with_the_ceremony_commands_alone(tmp_path)
     procs = []
     try:
         for agency in agencies.values():
-            log = open(agency["dir"] / "node.log", "wb")
-            procs.append(subprocess.Popen([sys.executable, "-m", "node.cli", "node", "start", "--config",
-                                           str(agency["dir"] / "node.toml")], stdout=log, stderr=subprocess.STDOUT,
-                                          env=cli_env(), stdin=subprocess.DEVNULL, start_new_session=True))
-            log.close()
+            with open(agency["dir"] / "node.log", "wb") as log:
+                procs.append(subprocess.Popen([sys.executable, "-m", "node.cli", "node", "start", "--config",
+                                               str(agency["dir"] / "node.toml")], stdout=log,
+                                              stderr=subprocess.STDOUT, env=cli_env(), stdin=subprocess.DEVNULL,
+                                              start_new_session=True))
         deadline = time.monotonic() + 60
         statuses = {}
         while len(statuses) < len(agencies) and time.monotonic() < deadline:
