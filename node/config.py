@@ -53,6 +53,8 @@ class ApiSection(_Strict):
     max_wait_ms: int = Field(default=30_000, ge=100, le=600_000)
     #: validity window of a signed read request (timestamp skew allowed either way)
     read_window_ms: int = Field(default=60_000, ge=1000, le=3_600_000)
+    #: signed requests one key may make within a validity window (its share of the replay cache)
+    replay_per_key: int = Field(default=10_000, ge=10, le=10_000_000)
     #: /readyz answers 503 once the last block's time is older than this (catching up, or no commits)
     ready_max_block_age_ms: int = Field(default=30_000, ge=100, le=86_400_000)
 

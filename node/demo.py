@@ -32,6 +32,7 @@ from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.privacy.tags import companion_tag
 from ledger.tx.bodies import DAY_MS
+from node.access.purpose import Purpose
 from node.client.cards import CardKeys, enrol_scans, new_pseudonym_key, seal_card, synthetic_eye, unlock_card
 from node.client.guardian import GuardianClient
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
@@ -289,14 +290,16 @@ class Demo:
                               "the expiry", EXPIRY_TIMEOUT_S)
         self.say(f"terminal shows: {describe(ev.data)}")
         self.check(ev.data["status"] == "expired", "the attempt expired")
-        async with SignedClient(self.urls, self.authority, chain_id=self.chain_id) as authority:
+        async with SignedClient(self.urls, self.authority, chain_id=self.chain_id,
+                                purpose=Purpose("alert-follow-up")) as authority:
             alerts = (await authority.get("/v1/alerts", {"post": self.post}))["alerts"]
         mine = [a for a in alerts if a["request"] == rid.hex()]
         for a in mine:
             self.say(f"alert: {a['kind'].upper()} at post {a['post']}, {a['direction']}, child {a['identity']}, "
                      f"raised {_iso(a['time'])}")
         self.check(len(mine) == 1 and mine[0]["kind"] == "expired", "the enrolment authority sees the alert")
-        async with SignedClient(self.urls, SigningKey.generate(), chain_id=self.chain_id) as stranger:
+        async with SignedClient(self.urls, SigningKey.generate(), chain_id=self.chain_id,
+                                purpose=Purpose("case-work")) as stranger:
             try:
                 await stranger.get(f"/v1/identities/{self.identity.hex()}")
                 refused = False

@@ -86,24 +86,31 @@ class Node:
 
     def extra_routes(self) -> list:
         """Routes beyond the core API (signed reads, event streams), added by their modules."""
+        from node.api.auth import Authenticator
         from node.api.events import EventStreams
         from node.api.index import RequestIndex
-        from node.api.reads import Access, Reads
+        from node.api.policy import Policy
+        from node.api.reads import Reads
+        from node.api.replay import ReplayCache
 
+        api = self.config.api
         p2p = self.config.p2p
         node_keys = {bytes.fromhex(p.key) for p in p2p.peers} | {bytes.fromhex(k) for k in p2p.allow}
-        access = Access(self.app, window_ms=self.config.api.read_window_ms, node_keys=node_keys)
-        self.api.access = access  # signed reads of integrity data (blocks, transactions)
+        self.replay = ReplayCache.open(self.config.node.data_dir / "replay", per_key=api.replay_per_key)
+        auth = Authenticator(self.app, node_id=self.key.public, window_ms=api.read_window_ms, replay=self.replay,
+                             node_keys=node_keys)
+        policy = Policy(self.app)
+        self.api.guard(auth, policy)  # signed reads of integrity data (blocks, transactions)
         self.request_index = RequestIndex.open(self.config.node.data_dir / "reads-index", self.store)
         self.request_index.catch_up()
         self.app.on_commit(self.request_index.on_commit)
-        self.event_streams = EventStreams(self.app, access)
-        routes = Reads(self.app, access, self.request_index).routes() + self.event_streams.routes()
+        self.event_streams = EventStreams(self.app, auth, policy)
+        routes = Reads(self.app, auth, policy, self.request_index).routes() + self.event_streams.routes()
         if self.config.identify is not None:  # an enrolment authority's node (node/api/identify.py)
             from node.api.identify import Identify
 
             authority = load_key_file(self.config.identify.key_file, self.config.passphrase())
-            routes += Identify(access, self.config.identify.gallery, authority).routes()
+            routes += Identify(auth, policy, self.config.identify.gallery, authority).routes()
         return routes
 
     async def start(self) -> str:
@@ -162,6 +169,8 @@ class Node:
         self.app.close()
         if getattr(self, "request_index", None) is not None:
             self.request_index.close()
+        if getattr(self, "replay", None) is not None:
+            self.replay.close()
         self.store.close()
 
 

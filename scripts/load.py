@@ -82,10 +82,13 @@ async def watch(url: str, start_height: int, sent: dict[bytes, int], committed: 
     """Follow the block feed, each request signed by ``key`` (a council member: an integrity reader)."""
     height = start_height
     async with aiohttp.ClientSession() as session:
+        async with session.get(url + "/v1/status") as r:
+            node = bytes.fromhex((await r.json())["node_id"])
         while not stop.is_set():
             path_qs = path_with_query("/v1/blocks", {"from": height, "limit": 100})
+            headers = sign_request(key, chain_id, "GET", path_qs, node=node, purpose="audit")
             try:
-                async with session.get(url + path_qs, headers=sign_request(key, chain_id, "GET", path_qs)) as r:
+                async with session.get(url + path_qs, headers=headers) as r:
                     if r.status != 200:
                         raise SystemExit(f"the node refused the block feed ({r.status}): {await r.text()}")
                     body = msgpack.unpackb(await r.read(), raw=False)

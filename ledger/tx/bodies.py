@@ -41,6 +41,7 @@ APPROVE, DENY = "approve", "deny"
 ROLE_AUTHORITY = "enrolment-authority"
 ROLE_TERMINAL = "terminal"
 ROLE_AUDITOR = "auditor"
+ROLE_OVERSIGHT = "oversight"  # a data-protection authority: reads the access log, nothing else
 
 
 # --------------------------------------------------------------------------- governance

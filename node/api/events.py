@@ -39,18 +39,14 @@ from aiohttp import web
 from ledger.chain import ExecutedBlock
 from ledger.crypto.keys import DOMAIN_SUBSCRIBE
 from ledger.rules.crossing import EVENT_PENDING
+from ledger.rules.erasure import EVENT_ERASED
 from ledger.state.records import DENIED, EXPIRED, PENDING, request_by_id
-from ledger.tx.bodies import DECISION, DENY_REASONS, GOV_REVOKE_KEY, GOV_ROTATE_KEY
+from ledger.tx.bodies import DECISION, DENY_REASONS, GOV_REVOKE_KEY, GOV_ROTATE_KEY, UPDATE_GUARDIANS
+from node.api.auth import Authenticator, Caller
 from node.api.codec import int_arg, jsonable
-from node.api.reads import (
-    Access,
-    Caller,
-    Refused,
-    forbidden,
-    guarded,
-    pending_for_guardian,
-    request_doc,
-)
+from node.api.policy import Policy
+from node.api.queries import pending_for_guardian, request_doc
+from node.api.refusal import Refused, forbidden, guarded
 from node.app import NodeApp
 
 log = logging.getLogger("custos.events")
@@ -67,12 +63,12 @@ class Notice:
     the status the event had).
     """
 
-    __slots__ = ("_make", "_wire", "guardians", "height", "index", "kind", "status", "terminal")
+    __slots__ = ("_make", "_wire", "guardians", "height", "identity", "index", "kind", "status", "terminal")
 
-    def __init__(self, height: int, index: int, kind: str, status: str, guardians: tuple[bytes, ...],
-                 terminal: bytes, make: Callable[[], bytes]) -> None:
+    def __init__(self, height: int, index: int, kind: str, status: str, identity: bytes,
+                 guardians: tuple[bytes, ...], terminal: bytes, make: Callable[[], bytes]) -> None:
         self.height, self.index, self.kind, self.status = height, index, kind, status
-        self.guardians, self.terminal = guardians, terminal
+        self.identity, self.guardians, self.terminal = identity, guardians, terminal
         self._make: Callable[[], bytes] | None = make
         self._wire: bytes | None = None
 
@@ -111,10 +107,11 @@ def cursor_text(position: tuple[int, int]) -> str:
 
 
 class Subscriber:
-    __slots__ = ("after", "connected", "done", "finished", "key", "kind", "limit", "queue")
+    __slots__ = ("after", "connected", "done", "finished", "guards", "key", "kind", "limit", "queue")
 
     def __init__(self, kind: str, key: bytes, after: tuple[int, int], limit: int,
-                 connected: Callable[[], bool] = lambda: True) -> None:
+                 connected: Callable[[], bool] = lambda: True,
+                 guards: Callable[[bytes], bool] = lambda identity: True) -> None:
         self.kind = kind
         self.key = key
         self.after = after
@@ -123,14 +120,15 @@ class Subscriber:
         self.finished: str | None = None
         self.done = asyncio.Event()
         self.connected = connected  # False once the subscriber's connection is gone
+        self.guards = guards  # a guardian's: is it a guardian of this child *now*
 
     def wants(self, notice: Notice) -> bool:
         """A live notice: concerns this subscriber and lies after what it has seen."""
         return notice.position > self.after and self.concerns(notice)
 
     def concerns(self, notice: Notice) -> bool:
-        if self.kind == GUARDIAN:
-            return self.key in notice.guardians
+        if self.kind == GUARDIAN:  # a guardian named then, and still a guardian of the child now
+            return self.key in notice.guardians and self.guards(notice.identity)
         if self.kind == TERMINAL:
             return self.key == notice.terminal
         return notice.is_alert
@@ -154,10 +152,12 @@ class Subscriber:
 
 
 class EventStreams:
-    def __init__(self, app: NodeApp, access: Access, *, keep_events: int = 10_000, queue_size: int = 1024,
-                 max_subscribers: int = 10_000, max_per_key: int = 8, heartbeat_ms: int = 15_000) -> None:
+    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, *, keep_events: int = 10_000,
+                 queue_size: int = 1024, max_subscribers: int = 10_000, max_per_key: int = 8,
+                 heartbeat_ms: int = 15_000) -> None:
         self.app = app
-        self.access = access
+        self.auth = auth
+        self.policy = policy
         self.keep_events = keep_events
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
@@ -194,6 +194,7 @@ class EventStreams:
                 for notice in notices:
                     self._fan_out(notice)
             self._end_revoked(executed)
+            self._after_guardianship_changes(executed)
         except Exception:  # a listener must never break a commit
             log.exception("deriving events of block %d failed", executed.height)
 
@@ -203,7 +204,7 @@ class EventStreams:
         height = executed.height
         out: list[Notice] = []
 
-        def add(kind: str, rid: bytes, status: str, extra: dict, guardians: tuple[bytes, ...],
+        def add(kind: str, rid: bytes, status: str, extra: dict, identity: bytes, guardians: tuple[bytes, ...],
                 terminal: bytes) -> None:
             position = (height, len(out))
 
@@ -214,13 +215,15 @@ class EventStreams:
                         **extra}
                 return frame(kind, data, cursor_text(position))
 
-            out.append(Notice(height, len(out), kind, status, guardians, terminal, make))
+            out.append(Notice(height, len(out), kind, status, identity, guardians, terminal, make))
 
         # routing needs only who is concerned, which the events carry; the request record is
         # read when a frame is first built
         for ev in executed.changes.events:
-            add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {}, ev.guardians,
-                ev.terminal)
+            if ev.kind == EVENT_ERASED:
+                continue
+            add("pending" if ev.kind == EVENT_PENDING else "closed", ev.request, ev.status, {}, ev.identity,
+                ev.guardians, ev.terminal)
         for tx, result in zip(executed.txs, executed.changes.results, strict=True):
             if tx.kind == DECISION and result.outcome.status == PENDING:
                 body = tx.body
@@ -229,7 +232,7 @@ class EventStreams:
                     add("decision", body.request, PENDING,
                         {"guardian": body.guardian, "decision": body.decision,
                          "reason": DENY_REASONS[body.reason]},
-                        record.guardians, record.terminal)
+                        record.identity, record.guardians, record.terminal)
         if out:
             self.app.metrics.inc("events_derived", len(out))
         return out
@@ -257,13 +260,32 @@ class EventStreams:
             for sub in list(self._by_key.get(key, ())):
                 sub.finish("revoked", "the subscribing key was revoked or rotated")
 
+    def _after_guardianship_changes(self, executed: ExecutedBlock) -> None:
+        """Court orders and erasures: forget the erased children's events, and end the streams
+        of guardians left with no ward (they may watch nothing any more)."""
+        erased = {ev.identity for ev in executed.changes.events if ev.kind == EVENT_ERASED}
+        if erased:
+            kept: deque[tuple[int, list[Notice]]] = deque()
+            for height, notices in self._ring:
+                notices = [n for n in notices if n.identity not in erased]
+                if notices:
+                    kept.append((height, notices))
+            self._ring = kept
+            self._ring_size = sum(len(n) for _, n in kept)
+        if not erased and not any(tx.kind == UPDATE_GUARDIANS for tx in executed.txs):
+            return
+        for group in list(self._by_key.values()):
+            for sub in list(group):
+                if sub.kind == GUARDIAN and not self.policy.wards(sub.key, 1):
+                    sub.finish("forbidden", "the subscribing key is no longer a guardian of any child")
+
     # ------------------------------------------------------------------ subscriptions
     def _classify(self, caller: Caller) -> str:
         if caller.is_terminal:
             return TERMINAL
         if caller.is_authority:
             return AUTHORITY
-        if caller.role is None and self.access.wards(caller.key, 1):
+        if caller.guardian:
             return GUARDIAN
         raise forbidden(f"{caller.describe()} is no guardian, terminal or enrolment authority; "
                         "there is nothing it may watch")
@@ -329,8 +351,9 @@ class EventStreams:
     async def subscribe(self, request: web.Request) -> web.StreamResponse:
         if self._closing:
             raise Refused(503, "shutting-down", "the node is shutting down", "subscribe to another node")
-        caller = self.access.authenticate(request, domain=DOMAIN_SUBSCRIBE)
+        caller = self.auth.authenticate(request, domain=DOMAIN_SUBSCRIBE)
         kind = self._classify(caller)
+        self.policy.require_purpose(caller)
         heartbeat = int_arg(request, "heartbeat_ms", self.heartbeat_ms, lo=200, hi=60_000) / 1000
         raw_cursor = request.headers.get("Last-Event-ID") or request.query.get("cursor")
         cursor = parse_cursor(raw_cursor) if raw_cursor else None
@@ -341,7 +364,8 @@ class EventStreams:
                           f"at most {self.max_per_key} concurrent streams per key")
         tip = (self.app.store.height, END)
         after = max(cursor, tip) if cursor is not None else tip
-        sub = Subscriber(kind, caller.key, after, self.queue_size, connected=lambda: _connected(request))
+        sub = Subscriber(kind, caller.key, after, self.queue_size, connected=lambda: _connected(request),
+                         guards=lambda identity: self.policy.guardian_of(caller.key, identity))
         # from here to the first await nothing commits: the backlog and the live queue meet at ``tip``
         self._add(sub)
         try:

@@ -26,8 +26,10 @@ from aiohttp import web
 from ledger.biometrics import TEMPLATE_BYTES, BiometricError
 from ledger.biometrics.open_iris import from_open_iris
 from ledger.biometrics.template import pack_bits
+from node.api.auth import Authenticator
 from node.api.codec import BadRequest, reply
-from node.api.reads import Access, forbidden, guarded
+from node.api.policy import Policy
+from node.api.refusal import forbidden, guarded
 from node.client.gallery_file import GalleryFile
 
 log = logging.getLogger("custos.identify")
@@ -37,8 +39,9 @@ MAX_SHIFT_LIMIT = 16
 
 
 class Identify:
-    def __init__(self, access: Access, gallery_path: Path, authority_key) -> None:
-        self.access = access
+    def __init__(self, auth: Authenticator, policy: Policy, gallery_path: Path, authority_key) -> None:
+        self.auth = auth
+        self.policy = policy
         self.path = Path(gallery_path)
         self.authority_key = authority_key
         self._loaded: tuple[float, int] | None = None
@@ -64,9 +67,10 @@ class Identify:
         body = await request.content.read(MAX_BODY + 1)
         if len(body) > MAX_BODY:
             raise BadRequest(f"a scan is at most {MAX_BODY} bytes")
-        caller = self.access.authenticate(request, body)
+        caller = self.auth.authenticate(request, body)
         if not caller.is_authority:
             raise forbidden(f"{caller.describe()}: identification is for enrolment authorities")
+        self.policy.require_purpose(caller)
         code, mask, max_shift = _scan(body)
         async with self._lock:
             loop = asyncio.get_running_loop()

@@ -7,8 +7,9 @@ operator routes in ``node/ops/routes.py``); the test suite fuzzes a live node ag
 Every error is an RFC 9457 problem document (``application/problem+json``). Responses are JSON
 unless the request sends ``Accept: application/msgpack``; bytes are lowercase hex in JSON.
 Reads of a child's records and of transactions' bytes need a *signed request*: the headers
-``Custos-Key``, ``Custos-Time``, ``Custos-Nonce`` and ``Custos-Signature`` (see
-``node/client/signed.py``); without them a route answers the public view or 401.
+``Custos-Key``, ``Custos-Time``, ``Custos-Nonce``, ``Custos-Purpose`` and ``Custos-Signature``
+(see ``node/access/signature.py`` and ``docs/TRANSPORT.md``); without them a route answers the
+public view or 401. A read of an erased child's records answers 410 (type ``.../erased``).
 """
 
 from __future__ import annotations
@@ -46,14 +47,22 @@ _BAD = _problem("the request is malformed (a parameter out of range, not hex, ..
 _UNSIGNED = _problem("a signed request is needed (Custos-* headers), or its signature is stale or invalid")
 _FORBIDDEN = _problem("the signing key has no role that may read this")
 _NOT_FOUND = _problem("no such object")
+_ERASED = _problem("the child's records were erased (type .../erased)")
+_TOO_MANY = _problem("the signing key made too many signed requests within the validity window")
 _SIGNED: list[dict[str, list[str]]] = [{}, {"signedRequest": []}]
+_PURPOSE = {"name": "Custos-Purpose", "in": "header", "required": False,
+            "schema": {"type": "string", "maxLength": 120},
+            "description": "why the caller reads: CODE or 'CODE; ref=<64 hex digits>' (docs/ACCESS-LOG.md)"}
 
 
-def _signed_read(summary: str, params: list[dict], ok: dict, *, not_found: bool = True) -> dict:
-    responses = {"200": ok, "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN}
+def _signed_read(summary: str, params: list[dict], ok: dict, *, not_found: bool = True,
+                 erasable: bool = False) -> dict:
+    responses = {"200": ok, "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY}
     if not_found:
         responses["404"] = _NOT_FOUND
-    return {"get": {"summary": summary, "parameters": params, "security": [{"signedRequest": []}],
+    if erasable:
+        responses["410"] = _ERASED
+    return {"get": {"summary": summary, "parameters": [*params, _PURPOSE], "security": [{"signedRequest": []}],
                     "responses": responses}}
 
 
@@ -122,22 +131,24 @@ def openapi_document() -> dict:
                           "413": _problem("body too large")}}},
         "/v1/txs/{id}": {"get": {
             "summary": "a transaction's status, result and inclusion proof (its bytes for those who may read them)",
-            "parameters": [_path_param("id", HEX32, "transaction id")], "security": _SIGNED,
+            "parameters": [_path_param("id", HEX32, "transaction id"), _PURPOSE], "security": _SIGNED,
             "responses": {"200": _json("committed"), "202": _json("accepted, waiting in the mempool"),
-                          "400": _BAD, "401": _UNSIGNED, "404": _NOT_FOUND}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "404": _NOT_FOUND,
+                          "429": _TOO_MANY}}},
         "/v1/blocks": {"get": {
             "summary": "consecutive blocks with their commits (msgpack): the audit feed, for integrity readers",
-            "parameters": [_query("from", {"type": "integer", "minimum": 1}, "first height"), _limit(100)],
+            "parameters": [_query("from", {"type": "integer", "minimum": 1}, "first height"), _limit(100), _PURPOSE],
             "security": [{"signedRequest": []}],
             "responses": {"200": {"description": "blocks", "content": {"application/msgpack": {}}},
-                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY}}},
         "/v1/blocks/{height}": {"get": {
             "summary": "a block: the public view (header, ids, certificates) or, for integrity readers, all of it",
             "parameters": [_path_param("height", {"oneOf": [{"type": "integer", "minimum": 0},
-                                                            {"const": "latest"}]}, "a height, or latest")],
+                                                            {"const": "latest"}]}, "a height, or latest"),
+                           _PURPOSE],
             "security": _SIGNED,
             "responses": {"200": _json("the block with its header's hash"), "400": _BAD, "401": _UNSIGNED,
-                          "404": _NOT_FOUND}}},
+                          "403": _FORBIDDEN, "404": _NOT_FOUND, "429": _TOO_MANY}}},
         "/v1/status": {"get": {"summary": "the node's chain, height, version and consensus state",
                                "responses": {"200": _json("status", {"$ref": "#/components/schemas/Status"})}}},
         "/v1/genesis": {"get": {"summary": "the genesis this node runs (canonical bytes) and its hash",
@@ -157,14 +168,15 @@ def openapi_document() -> dict:
                                           not_found=False),
         "/v1/identities/{id}": _signed_read(
             "a child's record (guardians, enrolment authorities)", [_path_param("id", HEX16, "identity id")],
-            _json("the record, its consents")),
+            _json("the record, its consents"), erasable=True),
         "/v1/identities/{id}/requests": _signed_read(
             "a child's crossing requests, newest first",
-            [_path_param("id", HEX16, "identity id"), _limit(100), _BEFORE], _json("requests"), not_found=False),
+            [_path_param("id", HEX16, "identity id"), _limit(100), _BEFORE], _json("requests"), not_found=False,
+            erasable=True),
         "/v1/requests/{id}": _signed_read("one crossing request", [_path_param("id", HEX32, "request id")],
-                                          _json("the request")),
+                                          _json("the request"), erasable=True),
         "/v1/consents/{id}": _signed_read("one travel consent", [_path_param("id", HEX32, "consent id")],
-                                          _json("the consent")),
+                                          _json("the consent"), erasable=True),
         "/v1/alerts": _signed_read(
             "denied and expired minor crossings (enrolment authorities; a terminal sees its post's)",
             [_query("post", {"type": "string"}, "only this post"),
@@ -182,10 +194,10 @@ def openapi_document() -> dict:
             "summary": "a signed server-sent event stream of the caller's crossings (guardians, terminals)",
             "parameters": [_query("heartbeat_ms", {"type": "integer", "minimum": 200, "maximum": 60000},
                                   "keep-alive interval"),
-                           _query("cursor", {"type": "string"}, "resume after this event id")],
+                           _query("cursor", {"type": "string"}, "resume after this event id"), _PURPOSE],
             "security": [{"signedRequest": []}],
             "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
-                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY}}},
         "/healthz": {"get": {"summary": "liveness: the process serves",
                              "responses": {"200": _json("ok", msgpack=False)}}},
         "/readyz": {"get": {
@@ -206,7 +218,8 @@ def openapi_document() -> dict:
             "schemas": _SCHEMAS,
             "securitySchemes": {"signedRequest": {
                 "type": "apiKey", "in": "header", "name": "Custos-Signature",
-                "description": "Ed25519 over (custos-request/1, method, path?query, time, nonce, key, SHA-256 of "
-                               "the body), bound to the chain id; with Custos-Key, Custos-Time, Custos-Nonce"}},
+                "description": "Ed25519 over (custos-request/2, the node's key, method, path, query, time, "
+                               "nonce, key, SHA-256 of the body, Custos-Purpose), bound to the chain id; with "
+                               "Custos-Key, Custos-Time, Custos-Nonce (docs/TRANSPORT.md)"}},
         },
     }

@@ -3,7 +3,7 @@
 Integrity data is public, a child's records are not. Transactions name a child's pseudonymous
 id, posts, times, companions and guardians' keys, so their bytes go only to
 *integrity readers* (auditors, enrolment authorities, council members, node keys; see
-:mod:`node.api.reads`) through signed requests:
+:mod:`node.api.policy`) through signed requests that state the purpose ``audit``:
 
 =============================  ==================================================================
 route                          anonymous (or a signed key of no such role)  /  integrity reader
@@ -46,6 +46,7 @@ from ledger.state.records import P_VALIDATOR, VALIDATOR_RECORD, request_by_id
 from ledger.state.view import scan_prefix
 from ledger.tx.envelope import decode_tx, decode_tx_batch
 from node.api import render
+from node.api.auth import Authenticator, Caller
 from node.api.codec import (
     BadRequest,
     error,
@@ -57,7 +58,8 @@ from node.api.codec import (
     reply,
 )
 from node.api.openapi import openapi_document
-from node.api.reads import Access, Caller, Refused
+from node.api.policy import INTEGRITY_READERS, Policy
+from node.api.refusal import Refused
 from node.app import NodeApp
 from node.mempool import MempoolFull
 from node.version import version
@@ -109,18 +111,23 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 class Api:
-    """The core API. ``access`` authenticates signed reads of integrity data; without it every
-    caller is served the public views and the block feed is refused."""
+    """The core API. ``auth`` and ``policy`` (set together, by ``guard``) decide signed reads of
+    integrity data; without them every caller is served the public views and the block feed is
+    refused."""
 
     def __init__(self, app: NodeApp, *, node_id: str, validator: Callable[[], bool],
-                 max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None,
-                 access: Access | None = None) -> None:
+                 max_wait_ms: int = 30_000, extra_status: Callable[[], dict] | None = None) -> None:
         self.app = app
         self.node_id = node_id
         self.is_validator = validator
         self.max_wait_ms = max_wait_ms
         self.extra_status = extra_status or (lambda: {})
-        self.access = access
+        self.auth: Authenticator | None = None
+        self.policy: Policy | None = None
+
+    def guard(self, auth: Authenticator, policy: Policy) -> None:
+        """Serve signed reads of integrity data, decided by ``auth`` and ``policy``."""
+        self.auth, self.policy = auth, policy
         self._digests: OrderedDict[int, tuple[bytes, list[bytes], list[bytes]]] = OrderedDict()
         self._digested_txs = 0
 
@@ -194,25 +201,39 @@ class Api:
             raise StorageError(f"block {location.height} does not hold transaction {tx_id.hex()}")
         raw = block.txs[location.index]
         include_tx, crossing = False, None
-        if caller is not None and self.access is not None:
+        if caller is not None and self.policy is not None:
             record = request_by_id(store.state, tx_id)
-            if record is not None and self.access.may_read_request(caller, record):
+            if record is not None and self.policy.may_read_request(caller, record):
                 crossing = record
-            include_tx = (caller.reads_integrity or crossing is not None
-                          or caller.key in decode_tx(raw).signers)
+            include_tx = self.policy.may_read_tx(caller, decode_tx(raw), crossing is not None)
+            if include_tx or crossing is not None:
+                self.policy.require_tx_purpose(caller)
         return reply(request, render.tx_doc(store, tx_id, location, raw, include_tx=include_tx, crossing=crossing))
 
     # ---------------------------------------------------------------- blocks
     def _caller(self, request: web.Request) -> Caller | None:
         """The signed caller, or None for an anonymous request (or when no access is set up)."""
-        if self.access is None:
+        if self.auth is None:
             return None
-        return self.access.optional_caller(request)
+        return self.auth.optional_caller(request)
 
     def _integrity_reader(self, request: web.Request, what: str) -> Caller:
-        if self.access is None:
+        """The signed caller of ``request`` if it is an integrity reader stating ``audit``; else
+        :class:`Refused` (401 unsigned or badly signed, 403 any other key)."""
+        if self.auth is None or self.policy is None:
             raise Refused(403, "forbidden", "no role that may read this", f"this node serves {what} to nobody")
-        return self.access.integrity_reader(request, what)
+        try:
+            caller = self.auth.authenticate(request)
+        except Refused as exc:
+            if exc.code != "unsigned-request":
+                raise
+            raise Refused(401, "unsigned-request", "a signed request is needed",
+                          f"{what} is served only to integrity readers ({INTEGRITY_READERS}) through signed "
+                          "requests stating the purpose 'audit' (custos audit: --key FILE with an auditor's key)"
+                          ) from None
+        self.policy.require_integrity_reader(caller, what)
+        self.policy.require_integrity_purpose(caller)
+        return caller
 
     async def block(self, request: web.Request) -> web.Response:
         store = self.app.store
@@ -224,6 +245,8 @@ class Api:
             return problem(404, "unknown-block", "no such block", f"height {height}; tip is {store.height}")
         commit = store.commit(height)
         full = caller is not None and caller.reads_integrity
+        if full and caller is not None and self.policy is not None:
+            self.policy.require_integrity_purpose(caller)
         as_msgpack = request.headers.get("Accept", "").startswith("application/msgpack")
         if full and as_msgpack:
             return reply(request, {"view": "full", "block": raw, "commit": COMMIT.encode(commit) if commit else None})

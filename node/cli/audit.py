@@ -47,11 +47,13 @@ from ledger.crypto.keys import SigningKey
 from ledger.errors import PROBLEM_BASE, CustosError
 from ledger.genesis import Genesis, load_genesis
 from ledger.validators import ValidatorSet
+from node.access.purpose import Purpose
 from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable, add_passphrase_arg, load_key
 from node.cli.options import add_node_args, node_urls, seconds
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.signed import path_with_query, sign_request
 
+AUDIT = Purpose("audit")  # what an auditor's signed reads state
 #: below this many signatures to verify, worker processes cost more than they save
 PARALLEL_MIN_SIGNATURES = 2_000
 PAGE = 100  # blocks per request (the API's limit)
@@ -272,16 +274,22 @@ class SignedReads:
         self.client = client
         self.key = key
         self.chain_id = chain_id
+        self.node_id: bytes | None = None  # the node's public key: each signature binds it
         self.clock_offset_ms = 0
 
     async def get(self, path: str, params: dict | None = None, *, accept_msgpack: bool = False) -> tuple[int, Any]:
         path_qs = path_with_query(path, params)
         if self.key is None:
             return await self.client.request("GET", path_qs, accept_msgpack=accept_msgpack)
-        if self.chain_id is None:
-            self.chain_id = str((await self.client.status())["chain_id"])
+        if self.chain_id is None or self.node_id is None:
+            status = await self.client.status()
+            self.chain_id = self.chain_id or str(status["chain_id"])
+            try:
+                self.node_id = bytes.fromhex(str(status["node_id"]))
+            except (KeyError, ValueError):
+                raise Unreachable(f"{self.client.current_url} names no node id in /v1/status") from None
         for attempt in range(2):
-            headers = sign_request(self.key, self.chain_id, "GET", path_qs,
+            headers = sign_request(self.key, self.chain_id, "GET", path_qs, node=self.node_id, purpose=AUDIT.header(),
                                    time_ms=time.time_ns() // 1_000_000 + self.clock_offset_ms)
             try:
                 return await self.client.request("GET", path_qs, headers=headers, accept_msgpack=accept_msgpack)

@@ -23,6 +23,7 @@ from node.cli.common import EXIT_OK, EXIT_USAGE
 from node.cli.options import (
     InputError,
     add_node_args,
+    add_purpose_args,
     duration,
     emit_json,
     identity_arg,
@@ -34,6 +35,7 @@ from node.cli.options import (
     parse_day,
     parse_time,
     public_key_arg,
+    purpose_arg,
     run,
     say,
 )
@@ -85,11 +87,13 @@ def register(sub) -> None:
 
     show = esub.add_parser("show", help="a child's record, consents and recent crossings")
     _common(show)
+    add_purpose_args(show, "case-work")
     show.add_argument("child", help="identity id or card file")
     show.set_defaults(func=cmd_show)
 
     alerts = esub.add_parser("alerts", help="denied and expired crossing attempts")
     _common(alerts)
+    add_purpose_args(alerts, "alert-follow-up")
     alerts.add_argument("--post", help="only this border post")
     alerts.add_argument("--since", help="from this time (ISO 8601, or -24h)")
     alerts.add_argument("--until", help="up to this time")
@@ -302,7 +306,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     identity = identity_arg(args.child)
 
     async def go() -> tuple[dict, dict]:
-        async with SignedClient(node_urls(args), authority) as client:
+        async with SignedClient(node_urls(args), authority, purpose=purpose_arg(args, authority)) as client:
             record = await client.get(f"/v1/identities/{identity.hex()}")
             history = await client.get(f"/v1/identities/{identity.hex()}/requests", {"limit": 20})
             return record, history
@@ -332,7 +336,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
               "until": parse_time(args.until) if args.until else None}
 
     async def go() -> dict:
-        async with SignedClient(node_urls(args), authority) as client:
+        async with SignedClient(node_urls(args), authority, purpose=purpose_arg(args, authority)) as client:
             return await client.get("/v1/alerts", params)
 
     doc = run(go())

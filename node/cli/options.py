@@ -75,6 +75,26 @@ def chosen_node_urls(args) -> list[str] | None:
     return None
 
 
+def add_purpose_args(parser, default: str) -> None:
+    """``--purpose CODE`` and ``--ref REFERENCE``: why the reads of this command are made."""
+    from node.access.purpose import PURPOSES
+
+    parser.add_argument("--purpose", default=default, choices=tuple(PURPOSES), metavar="CODE",
+                        help=f"why you read (logged with every read; default {default}): {', '.join(PURPOSES)}")
+    parser.add_argument("--ref", metavar="REFERENCE",
+                        help="your case or order reference; only its salted hash leaves this machine")
+
+
+def purpose_arg(args, key: SigningKey):
+    """The :class:`~node.access.purpose.Purpose` the command's reads state."""
+    from node.access.purpose import BadPurpose, Purpose
+
+    try:
+        return Purpose.stated(key, args.purpose, args.ref)
+    except BadPurpose as exc:
+        raise InputError(str(exc)) from None
+
+
 def passphrase_for(path: Path, args) -> bytes:
     """The passphrase of the key file at ``path``: ``--passphrase-file`` if given; for a key file
     of the devnet named by ``--devnet`` (its council keys), the devnet's own passphrase; else

@@ -14,15 +14,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from ledger.crypto.keys import SigningKey
 from ledger.tx.bodies import ANY, APPROVE, DENY
 from ledger.tx.envelope import Transaction
+from node.access.purpose import Purpose
 from node.client.signed import SignedClient, StreamEvent
 from node.client.txs import TxFactory
 
 
 class GuardianClient:
     def __init__(self, urls: list[str] | str, key: SigningKey, *, chain_id: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, purpose: Purpose | None = None) -> None:
         self.key = key
-        self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s)
+        self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s,
+                                   purpose=purpose or Purpose("guardian-review"))
         self.node = self.signed.node
 
     async def __aenter__(self) -> GuardianClient:

@@ -7,6 +7,7 @@ Errors come back typed: :class:`NodeUnreachable` when no configured node answers
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -71,8 +72,12 @@ class NodeClient:
 
     async def request(self, method: str, path: str, *, data: bytes | None = None, json_body: Any = None,
                       params: dict | None = None, headers: dict | None = None, accept_msgpack: bool = False,
-                      timeout_s: float | None = None) -> tuple[int, Any]:
-        """Send to the current node, failing over on connection errors. Returns (status, body)."""
+                      timeout_s: float | None = None,
+                      sign: Callable[[str], Awaitable[dict]] | None = None) -> tuple[int, Any]:
+        """Send to the current node, failing over on connection errors. Returns (status, body).
+
+        ``sign(url)`` adds headers made for the node at ``url`` (a signed request binds the node
+        it goes to, so each node of a fail-over gets its own signature)."""
         hdrs = dict(headers or {})
         if accept_msgpack:
             hdrs["Accept"] = MSGPACK
@@ -83,11 +88,12 @@ class NodeClient:
         for attempt in range(len(self.urls)):
             url = self.urls[(self._current + attempt) % len(self.urls)]
             try:
+                sent = hdrs if sign is None else {**hdrs, **await sign(url)}
                 async with self.session.request(method, url + path, data=data, json=json_body, params=params,
-                                                headers=hdrs, timeout=timeout) as resp:
+                                                headers=sent, timeout=timeout) as resp:
                     body = await resp.read()
                     ctype = resp.content_type
-            except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError, OSError, NodeUnreachable) as exc:
                 errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
                 continue
             self._current = (self._current + attempt) % len(self.urls)
@@ -102,6 +108,18 @@ class NodeClient:
     # ---- conveniences
     async def status(self) -> dict:
         return (await self.request("GET", "/v1/status"))[1]
+
+    async def status_at(self, url: str) -> dict:
+        """``GET /v1/status`` of the node at ``url`` only (no fail-over)."""
+        try:
+            async with self.session.get(url + "/v1/status") as resp:
+                body = await resp.read()
+                parsed = _parse(body, resp.content_type)
+        except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            raise NodeUnreachable(f"{url}: {type(exc).__name__} {exc}".strip()) from None
+        if resp.status != 200 or not isinstance(parsed, dict):
+            raise NodeUnreachable(f"{url} answered /v1/status with {resp.status}")
+        return parsed
 
     async def submit(self, raw: bytes, *, wait: bool = False, timeout_ms: int | None = None) -> dict:
         params = {}

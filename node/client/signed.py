@@ -1,33 +1,18 @@
-"""Signed requests: how a caller proves which key reads a child's records or subscribes to events.
+"""The client side of signed reads: :class:`SignedClient` signs each request for the node it
+goes to, fails over between nodes, and follows the event stream (resuming with
+``Last-Event-ID`` after a broken connection).
 
-A signed request carries four headers::
-
-    Custos-Key        the caller's Ed25519 public key (64 hex digits)
-    Custos-Time       the caller's clock, integer milliseconds since the Unix epoch (UTC)
-    Custos-Nonce      16 random bytes (32 hex digits): two requests in one millisecond differ
-    Custos-Signature  Ed25519 signature (128 hex digits) over
-                      sign_bytes(domain, chain_id, request_digest(...))
-
-    request_digest = SHA-256(canonical encoding of
-        ["custos-request/1", METHOD, PATH?QUERY as sent, time, nonce, key, SHA-256(body)])
-
-The domain is ``DOMAIN_READ`` for reads and ``DOMAIN_SUBSCRIBE`` for the event stream, so a
-signed read cannot be replayed as a subscription; the chain id binds the network. A node accepts
-a time within ``api.read_window_ms`` of its own clock and each (key, nonce) at most once, so a
-captured request cannot be replayed later, nor twice within its window.
-
-This module holds the scheme (shared with :mod:`node.api.reads`) and the client side:
-:class:`SignedClient` makes signed reads with fail-over and follows the event stream, resuming
-with ``Last-Event-ID`` after a broken connection.
+The scheme (what a signature binds: node, method, path, query, body, purpose; the headers) is
+in :mod:`node.access.signature`; purposes in :mod:`node.access.purpose`. A client learns each
+node's id (its public key) from that node's ``GET /v1/status``, over TLS when the node serves
+it, and signs for that node only: a request captured on its way is refused by every other node.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
-import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -38,47 +23,37 @@ import aiohttp
 from yarl import URL
 
 from ledger.crypto.keys import DOMAIN_READ, DOMAIN_SUBSCRIBE, SigningKey
-from ledger.encoding import encode
 from ledger.errors import PROBLEM_BASE
+from node.access.purpose import Purpose
+from node.access.signature import (
+    HEADER_KEY,
+    HEADER_NONCE,
+    HEADER_PURPOSE,
+    HEADER_SIGNATURE,
+    HEADER_TIME,
+    NONCE_BYTES,
+    request_digest,
+    sign_request,
+)
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 
 log = logging.getLogger("custos.client.signed")
 
-HEADER_KEY = "Custos-Key"
-HEADER_TIME = "Custos-Time"
-HEADER_NONCE = "Custos-Nonce"
-HEADER_SIGNATURE = "Custos-Signature"
-NONCE_BYTES = 16
-SCHEME = "custos-request/1"
-
 __all__ = [
     "DOMAIN_READ",
     "DOMAIN_SUBSCRIBE",
+    "HEADER_KEY",
+    "HEADER_NONCE",
+    "HEADER_PURPOSE",
+    "HEADER_SIGNATURE",
+    "HEADER_TIME",
+    "NONCE_BYTES",
     "SignedClient",
     "StreamEvent",
+    "path_with_query",
     "request_digest",
     "sign_request",
 ]
-
-
-def request_digest(method: str, path_qs: str, time_ms: int, nonce: bytes, key: bytes, body: bytes) -> bytes:
-    """The digest a signed request's signature covers (see the module docstring)."""
-    body_hash = hashlib.sha256(body).digest()
-    return hashlib.sha256(encode([SCHEME, method.upper(), path_qs, time_ms, nonce, key, body_hash])).digest()
-
-
-def sign_request(key: SigningKey, chain_id: str, method: str, path_qs: str, *, body: bytes = b"",
-                 domain: str = DOMAIN_READ, time_ms: int | None = None, nonce: bytes | None = None) -> dict[str, str]:
-    """The four headers that make ``METHOD path_qs`` a request signed by ``key``."""
-    t = time.time_ns() // 1_000_000 if time_ms is None else time_ms
-    n = secrets.token_bytes(NONCE_BYTES) if nonce is None else nonce
-    digest = request_digest(method, path_qs, t, n, key.public, body)
-    return {
-        HEADER_KEY: key.public.hex(),
-        HEADER_TIME: str(t),
-        HEADER_NONCE: n.hex(),
-        HEADER_SIGNATURE: key.sign(domain, chain_id, digest).hex(),
-    }
 
 
 def path_with_query(path: str, params: dict[str, Any] | None) -> str:
@@ -110,12 +85,14 @@ class SignedClient:
     """
 
     def __init__(self, urls: list[str] | str, key: SigningKey, *, chain_id: str | None = None,
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, purpose: Purpose | None = None) -> None:
         self.node = NodeClient(urls, timeout_s=timeout_s)
         self.key = key
         self._chain_id = chain_id
+        self.purpose = purpose  # stated with every request (Custos-Purpose)
         self.clock_offset_ms = 0  # learnt from a node's answer when our clock is off
         self._stream_node = 0  # index of the node the event stream follows
+        self._node_ids: dict[str, bytes] = {}
 
     async def __aenter__(self) -> SignedClient:
         return self
@@ -138,28 +115,67 @@ class SignedClient:
     def _now(self) -> int:
         return time.time_ns() // 1_000_000 + self.clock_offset_ms
 
-    async def headers(self, method: str, path_qs: str, *, body: bytes = b"", domain: str = DOMAIN_READ) -> dict:
-        return sign_request(self.key, await self.chain_id(), method, path_qs, body=body, domain=domain,
+    async def node_id(self, url: str) -> bytes:
+        """The public key of the node at ``url`` (its ``node_id``), read once from that node."""
+        node = self._node_ids.get(url)
+        if node is None:
+            status = await self.node.status_at(url)
+            try:
+                node = bytes.fromhex(str(status["node_id"]))
+            except (KeyError, ValueError):
+                raise NodeUnreachable(f"{url} names no node id in /v1/status") from None
+            if self._chain_id is None:
+                self._chain_id = str(status["chain_id"])
+            self._node_ids[url] = node
+        return node
+
+    async def headers(self, url: str, method: str, path_qs: str, *, body: bytes = b"",
+                      domain: str = DOMAIN_READ) -> dict:
+        """The signed-request headers for ``METHOD path_qs`` sent to the node at ``url``."""
+        node = await self.node_id(url)
+        return sign_request(self.key, await self.chain_id(), method, path_qs, node=node, body=body, domain=domain,
+                            purpose=self.purpose.header() if self.purpose is not None else None,
                             time_ms=self._now())
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """A signed GET; raises :class:`ProblemError` when the node refuses it."""
-        path_qs = path_with_query(path, params)
-        try:
-            return await self._get(path_qs)
-        except ProblemError as exc:
-            if not self._learn_clock(exc):
-                raise
-        return await self._get(path_qs)  # once more, signed with the node's time
+        return await self.request("GET", path_with_query(path, params))
 
-    async def _get(self, path_qs: str) -> Any:
-        _, body = await self.node.request("GET", path_qs, headers=await self.headers("GET", path_qs))
-        return body
+    async def request(self, method: str, path_qs: str, *, body: bytes = b"",
+                      content_type: str | None = None) -> Any:
+        """A signed request (failing over between nodes, each signed for its node); once more
+        if the node's clock differs from ours or the node at a URL changed its key."""
+        try:
+            return await self._request(method, path_qs, body, content_type)
+        except ProblemError as exc:
+            if not (self._learn_clock(exc) or self._forget_node(exc)):
+                raise
+        return await self._request(method, path_qs, body, content_type)
+
+    async def _request(self, method: str, path_qs: str, body: bytes, content_type: str | None) -> Any:
+        async def sign(url: str) -> dict:
+            return await self.headers(url, method, path_qs, body=body)
+
+        headers = {"Content-Type": content_type} if content_type else None
+        _, answer = await self.node.request(method, path_qs, data=body or None, headers=headers, sign=sign)
+        return answer
 
     def _learn_clock(self, exc: ProblemError) -> bool:
         if exc.type != PROBLEM_BASE + "stale-request" or "server_time_ms" not in exc.doc:
             return False
         self.clock_offset_ms = int(exc.doc["server_time_ms"]) - time.time_ns() // 1_000_000
+        return True
+
+    def _forget_node(self, exc: ProblemError) -> bool:
+        """The node that answered says our signature is not for it and names another node id
+        than we signed for: the URL now serves another node (a replaced machine); learn again."""
+        named = exc.doc.get("node_id")
+        url = self.node.current_url
+        if exc.type != PROBLEM_BASE + "bad-request-signature" or not isinstance(named, str):
+            return False
+        if url not in self._node_ids or self._node_ids[url].hex() == named:
+            return False
+        del self._node_ids[url]
         return True
 
     # ------------------------------------------------------------------ event stream
@@ -216,13 +232,13 @@ class SignedClient:
         for attempt in range(len(urls)):
             index = (self._stream_node + attempt) % len(urls)
             url = urls[index]
-            headers = await self.headers("GET", path_qs, domain=DOMAIN_SUBSCRIBE)
-            headers["Accept"] = "text/event-stream"
-            if cursor is not None:
-                headers["Last-Event-ID"] = cursor
             try:
+                headers = await self.headers(url, "GET", path_qs, domain=DOMAIN_SUBSCRIBE)
+                headers["Accept"] = "text/event-stream"
+                if cursor is not None:
+                    headers["Last-Event-ID"] = cursor
                 resp = await self.node.session.get(url + path_qs, headers=headers, timeout=timeout)
-            except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientConnectionError, OSError, NodeUnreachable) as exc:
                 errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
                 continue
             self._stream_node = index

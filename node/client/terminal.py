@@ -34,6 +34,7 @@ from ledger.crypto.keys import SigningKey
 from ledger.errors import CustosError
 from ledger.state.records import PENDING
 from ledger.tx.envelope import Transaction
+from node.access.purpose import Purpose
 from node.client.http import NodeUnreachable, ProblemError
 from node.client.queue import DurableQueue, QueueBusy, Sent, Waiting
 from node.client.signed import SignedClient, StreamEvent
@@ -125,7 +126,8 @@ class TerminalClient:
         self._queue_path = queue.path if isinstance(queue, DurableQueue) else Path(queue)
         self.chain_id = chain_id
         self.txs = TxFactory(chain_id)
-        self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s)
+        self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s,
+                                   purpose=Purpose("border-check"))
         self.node = self.signed.node
 
     @classmethod

@@ -23,6 +23,7 @@ from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import DOMAIN_READ, SigningKey
 from ledger.tx.bodies import CROSSING
 from ledger.tx.envelope import decode_tx
+from node.access.purpose import DEFAULT_PURPOSE
 from node.client.cards import enrol_scans, new_pseudonym_key, synthetic_eye, write_card, write_scan
 from node.client.http import NodeClient
 from node.client.signed import sign_request
@@ -127,12 +128,51 @@ class Background:
 # --------------------------------------------------------------------------- signed reads
 
 
+_NODE_IDS: dict[str, bytes] = {}
+_ROLES: dict[tuple[str, bytes], str | None] = {}
+AUTO = "auto"
+
+
+def node_id(url: str) -> bytes:
+    """The public key of the node at ``url`` (a signed request binds it)."""
+    if url not in _NODE_IDS:
+        _NODE_IDS[url] = bytes.fromhex(raw_get(url, "/v1/status", {})[1]["node_id"])
+    return _NODE_IDS[url]
+
+
+def role_purpose(url: str, path: str, key: SigningKey, chain_id: str) -> str | None:
+    """The purpose a client of ``key``'s role states by default for ``path`` (the role asked of
+    the node: whoami): ``audit`` for integrity readers reading blocks or transactions."""
+    memo = (url, key.public)
+    if memo not in _ROLES:
+        doc = raw_get(url, "/v1/access/whoami",
+                      sign_request(key, chain_id, "GET", "/v1/access/whoami", node=node_id(url)))[1]
+        _ROLES[memo] = doc.get("role")
+    role = _ROLES[memo]
+    integrity = role in ("auditor", "enrolment-authority", "council", "node")
+    if integrity and path.startswith(("/v1/blocks", "/v1/txs")):
+        return "audit"
+    return DEFAULT_PURPOSE.get(role or "", "audit" if integrity else "case-work")
+
+
+def signed_headers(url: str, path: str, key: SigningKey, chain_id: str, *, purpose: str | None = AUTO,
+                   domain: str = DOMAIN_READ, time_ms: int | None = None, method: str = "GET",
+                   body: bytes = b"") -> dict:
+    """The headers of a request signed by ``key`` for the node at ``url``; ``purpose`` AUTO
+    states the default purpose of the key's role, None states none."""
+    if purpose == AUTO:
+        purpose = role_purpose(url, path, key, chain_id)
+    return sign_request(key, chain_id, method, path, node=node_id(url), purpose=purpose, domain=domain,
+                        time_ms=time_ms, body=body)
+
+
 def signed_get(url: str, path: str, key: SigningKey | None, chain_id: str, *, domain: str = DOMAIN_READ,
-               headers: dict | None = None, time_ms: int | None = None) -> tuple[int, dict, dict]:
+               headers: dict | None = None, time_ms: int | None = None,
+               purpose: str | None = AUTO) -> tuple[int, dict, dict]:
     """GET ``path`` signed by ``key`` (unsigned if None): (status, JSON document, response headers)."""
     hdrs = dict(headers or {})
     if key is not None:
-        hdrs.update(sign_request(key, chain_id, "GET", path, domain=domain, time_ms=time_ms))
+        hdrs.update(signed_headers(url, path, key, chain_id, purpose=purpose, domain=domain, time_ms=time_ms))
     return raw_get(url, path, hdrs)
 
 

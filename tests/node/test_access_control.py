@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from ledger.crypto.keys import DOMAIN_SUBSCRIBE, SigningKey
-from node.client.signed import sign_request
-from tests.node.clientkit import World, now_ms, raw_get, signed_get
+from node.access.purpose import Purpose
+from tests.node.clientkit import World, now_ms, raw_get, signed_get, signed_headers
 from tests.node.netkit import Net
 
 PROBLEM = "https://custos.dev/problems/"
@@ -179,7 +179,7 @@ def test_rejects_stale_request(world):
 def test_rejects_replayed_request(world):
     g = world.alice.guardians[0]
     path = f"/v1/identities/{world.alice.identity.hex()}"
-    headers = sign_request(g, world.net.chain_id, "GET", path)
+    headers = signed_headers(world.net.url(), path, g, world.net.chain_id)
     assert raw_get(world.net.url(), path, headers)[0] == 200
     status, doc, _ = raw_get(world.net.url(), path, headers)
     assert status == 401 and doc["type"] == PROBLEM + "replayed-request"
@@ -187,14 +187,14 @@ def test_rejects_replayed_request(world):
 
 def test_rejects_signature_moved_to_another_path(world):
     g = world.bob.guardians[0]
-    headers = sign_request(g, world.net.chain_id, "GET", f"/v1/identities/{world.bob.identity.hex()}")
+    headers = signed_headers(world.net.url(), f"/v1/identities/{world.bob.identity.hex()}", g, world.net.chain_id)
     status, doc, _ = raw_get(world.net.url(), f"/v1/identities/{world.alice.identity.hex()}", headers)
     assert status == 401 and doc["type"] == PROBLEM + "bad-request-signature"
 
 
 def test_rejects_read_signature_used_to_subscribe(world):
     g = world.alice.guardians[0]
-    headers = sign_request(g, world.net.chain_id, "GET", "/v1/events")  # DOMAIN_READ
+    headers = signed_headers(world.net.url(), "/v1/events", g, world.net.chain_id)  # DOMAIN_READ
     status, doc, _ = raw_get(world.net.url(), "/v1/events", headers)
     assert status == 401 and doc["type"] == PROBLEM + "bad-request-signature"
 
@@ -202,12 +202,13 @@ def test_rejects_read_signature_used_to_subscribe(world):
 def test_rejects_signature_for_another_chain(world):
     g = world.alice.guardians[0]
     path = f"/v1/identities/{world.alice.identity.hex()}"
-    status, doc, _ = raw_get(world.net.url(), path, sign_request(g, "another-chain", "GET", path))
+    status, doc, _ = raw_get(world.net.url(), path, signed_headers(world.net.url(), path, g, "another-chain",
+                                                                   purpose="guardian-review"))
     assert status == 401 and doc["type"] == PROBLEM + "bad-request-signature"
 
 
 def test_rejects_malformed_signature_headers(world):
-    headers = sign_request(world.authority, world.net.chain_id, "GET", "/v1/alerts")
+    headers = signed_headers(world.net.url(), "/v1/alerts", world.authority, world.net.chain_id)
     headers["Custos-Signature"] = "zz"
     status, doc, _ = raw_get(world.net.url(), "/v1/alerts", headers)
     assert status == 400 and doc["type"] == PROBLEM + "malformed-signed-request"
@@ -232,7 +233,7 @@ def test_client_corrects_its_clock_from_a_stale_answer(world):
     from tests.node.netkit import run
 
     async def go():
-        async with SignedClient(world.net.url(), world.authority) as client:
+        async with SignedClient(world.net.url(), world.authority, purpose=Purpose("case-work")) as client:
             client.clock_offset_ms = -300_000  # five minutes slow
             doc = await client.get(f"/v1/identities/{world.alice.identity.hex()}")
             return doc, client.clock_offset_ms
@@ -248,7 +249,7 @@ def test_signed_query_strings_survive_the_trip(world):
     from tests.node.netkit import run
 
     async def go():
-        async with SignedClient(world.net.url(), world.authority) as client:
+        async with SignedClient(world.net.url(), world.authority, purpose=Purpose("case-work")) as client:
             return await client.get("/v1/alerts", {"post": "Ţ MD/LEU+1 & ?", "since": 0, "limit": 5})
 
     assert run(go())["alerts"] == []

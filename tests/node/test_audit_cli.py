@@ -34,6 +34,7 @@ from ledger.storage.chainstore import TIP, TX_LOCATION, ChainStore
 from ledger.storage.kv import LevelKV
 from ledger.tx.bodies import DENY
 from ledger.tx.envelope import decode_tx, make_tx
+from node.access.purpose import Purpose
 from node.cli import main
 from node.client.http import NodeClient
 from node.client.signed import SignedClient
@@ -135,7 +136,8 @@ def _fill(net: Net, second: SigningKey, auditor: SigningKey,
             for name, tx in steps.items():
                 r = await c.submit(tx.raw, wait=True)
                 assert r["status"] == "committed", (name, r)
-        async with SignedClient(net.url(), authority) as reader:  # the crossing record: a signed read
+        # the crossing record: a signed read
+        async with SignedClient(net.url(), authority, purpose=Purpose("case-work")) as reader:
             statuses = {name: (await reader.get(f"/v1/txs/{steps[name].id.hex()}"))["crossing"]["status"]
                         for name in ("permitted_request", "denied_request", "consented_request")}
             assert statuses == {"permitted_request": "permitted", "denied_request": "denied",

@@ -10,12 +10,15 @@ import time
 import pytest
 
 from ledger.crypto.keys import SigningKey
+from node.access.purpose import Purpose
 from node.api.events import Subscriber
 from node.client.guardian import GuardianClient
 from node.client.http import NodeUnreachable, ProblemError
 from node.client.signed import SignedClient
 from tests.node.clientkit import World, now_ms
 from tests.node.netkit import Net, run
+
+GUARDIAN_REVIEW = Purpose("guardian-review")
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +62,11 @@ def test_each_subscriber_hears_only_what_concerns_it(world, net):
                       net.txs.register_terminal(net.council[:2], other_terminal.public, "MD-OCN")])
 
     async def go():
-        clients = {name: SignedClient(net.url(), key, chain_id=net.chain_id) for name, key in
-                   (("ann", ann.guardians[0]), ("ben", ben.guardians[0]), ("terminal", world.terminal),
-                    ("other", other_terminal), ("authority", world.authority))}
+        clients = {name: SignedClient(net.url(), key, chain_id=net.chain_id, purpose=Purpose(purpose))
+                   for name, key, purpose in
+                   (("ann", ann.guardians[0], "guardian-review"), ("ben", ben.guardians[0], "guardian-review"),
+                    ("terminal", world.terminal, "border-check"), ("other", other_terminal, "border-check"),
+                    ("authority", world.authority, "alert-follow-up"))}
         queues = {name: asyncio.Queue() for name in clients}
 
         async def pump(name):
@@ -102,7 +107,7 @@ def test_reconnect_with_the_last_event_id_replays_what_was_missed(world, net):
     cleo = world.enrol("cleo", guardians=2, approvals=2)
 
     async def go():
-        async with SignedClient(net.url(), cleo.guardians[0], chain_id=net.chain_id) as c:
+        async with SignedClient(net.url(), cleo.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
             first = await collect(c, until=lambda evs: evs[-1].type == "sync")
             cursor = first[-1].id
             tx = await crossing(world, cleo)  # while this guardian is away
@@ -136,7 +141,7 @@ def test_revoking_a_key_ends_its_stream(world, net):
     dora = world.enrol("dora", guardians=1, approvals=1)
 
     async def go():
-        async with SignedClient(net.url(), dora.guardians[0], chain_id=net.chain_id) as c:
+        async with SignedClient(net.url(), dora.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
             got = []
 
             async def follow():
@@ -184,7 +189,7 @@ def test_a_cursor_older_than_the_kept_events_gets_the_current_pending_state(worl
     fin = world.enrol("fin", guardians=1, approvals=1)
 
     async def go():
-        async with SignedClient(net.url(), fin.guardians[0], chain_id=net.chain_id) as c:
+        async with SignedClient(net.url(), fin.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
             old = (await collect(c, until=lambda evs: evs[-1].type == "sync"))[-1].id
             tx = await crossing(world, fin)
             net.kill("val-0", signal.SIGTERM)  # a restart forgets the kept events
@@ -202,7 +207,7 @@ def test_stopping_a_node_ends_open_streams_promptly(world, net):
     gus = world.enrol("gus", guardians=1, approvals=1)
 
     async def go():
-        async with SignedClient(net.url(), gus.guardians[0], chain_id=net.chain_id) as c:
+        async with SignedClient(net.url(), gus.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
             got = []
 
             async def follow():
@@ -227,7 +232,7 @@ def test_reconnecting_often_does_not_exhaust_the_keys_stream_slots(world, net):
 
     async def go():
         for _ in range(12):  # more than the 8 concurrent streams a key may hold
-            async with SignedClient(net.url(), hal.guardians[0], chain_id=net.chain_id) as c:
+            async with SignedClient(net.url(), hal.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
                 await collect(c, until=lambda evs: evs[-1].type == "sync")
             await asyncio.sleep(0.05)
 

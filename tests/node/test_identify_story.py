@@ -15,8 +15,7 @@ from pathlib import Path
 
 from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from node.client.cards import CardKeys, open_card, read_card, synthetic_eye, write_scan
-from node.client.signed import sign_request
-from tests.node.clientkit import PASSPHRASE, World, cli, json_lines
+from tests.node.clientkit import PASSPHRASE, World, cli, json_lines, signed_headers
 from tests.node.netkit import Net
 
 TURN = 6  # the rescans come with the head tilted by 6 angular positions
@@ -25,7 +24,7 @@ TURN = 6  # the rescans come with the head tilted by 6 angular positions
 def _post(url: str, path: str, body: bytes, key, chain_id: str) -> tuple[int, dict]:
     headers = {"Content-Type": "application/json"}
     if key is not None:
-        headers.update(sign_request(key, chain_id, "POST", path, body=body))
+        headers.update(signed_headers(url, path, key, chain_id, method="POST", body=body, purpose="identification"))
     req = urllib.request.Request(url + path, data=body, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(req, timeout=30) as r:

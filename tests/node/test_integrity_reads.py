@@ -19,8 +19,7 @@ import pytest
 from ledger.block import BLOCK, COMMIT, HEADER, header_hash
 from ledger.crypto.keys import SigningKey
 from ledger.merkle import leaf_hash, root_of, verify_inclusion
-from node.client.signed import sign_request
-from tests.node.clientkit import World, now_ms, raw_get, signed_get
+from tests.node.clientkit import World, now_ms, raw_get, signed_get, signed_headers
 from tests.node.netkit import Net
 
 PROBLEM = "https://custos.dev/problems/"
@@ -56,7 +55,7 @@ def get_msgpack(world, path, key=None):
     """GET ``path`` asking for msgpack (signed by ``key`` if given): (status, body)."""
     headers = {"Accept": "application/msgpack"}
     if key is not None:
-        headers.update(sign_request(key, world.net.chain_id, "GET", path))
+        headers.update(signed_headers(world.net.url(), path, key, world.net.chain_id))
     req = urllib.request.Request(world.net.url() + path, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -133,7 +132,7 @@ def test_keys_without_an_integrity_role_get_the_public_block(world):
 
 def test_a_bad_signature_is_refused_not_served_as_anonymous(world):
     path = f"/v1/blocks/{world.crossing_height}"
-    headers = sign_request(world.auditor, "another-chain", "GET", path)
+    headers = signed_headers(world.net.url(), path, world.auditor, "another-chain", purpose="audit")
     status, doc, _ = raw_get(world.net.url(), path, headers)
     assert status == 401 and doc["type"] == PROBLEM + "bad-request-signature"
 
@@ -158,7 +157,7 @@ def test_block_feed_is_for_integrity_readers_only(world):
 
 
 def test_block_feed_signature_covers_the_query(world):
-    headers = sign_request(world.auditor, world.net.chain_id, "GET", "/v1/blocks?from=1&limit=5")
+    headers = signed_headers(world.net.url(), "/v1/blocks?from=1&limit=5", world.auditor, world.net.chain_id)
     status, doc, _ = raw_get(world.net.url(), "/v1/blocks?from=1&limit=50", headers)
     assert status == 401 and doc["type"] == PROBLEM + "bad-request-signature"
 

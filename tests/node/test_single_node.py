@@ -12,6 +12,7 @@ import pytest
 
 from ledger.crypto.keys import SigningKey
 from ledger.merkle import verify_consistency, verify_inclusion
+from node.access.purpose import Purpose
 from node.client.http import NodeClient, ProblemError
 from node.client.signed import SignedClient
 from tests.node.clientkit import full_block
@@ -124,7 +125,8 @@ def test_transaction_status_carries_a_proof_that_verifies(net, story):
     assert "tx" not in doc and "crossing" not in doc  # anonymous: the proof, not the child's record
 
     async def signed():
-        async with SignedClient(net.url(), story["terminal"]) as c:  # the terminal that submitted it
+        # the terminal that submitted it
+        async with SignedClient(net.url(), story["terminal"], purpose=Purpose("border-check")) as c:
             return await c.get(f"/v1/txs/{tx.id.hex()}")
 
     doc = run(signed())
