@@ -2,7 +2,8 @@
 
 A block at height ``h`` carries:
 
-* ``header``: chain id, height, time (integer ms, chosen by the proposer, strictly increasing),
+* ``header``: the protocol version it follows (ledger/protocol.py), chain id, height, time
+  (integer ms, chosen by the proposer, strictly increasing),
   the previous header's hash, the root of this block's transactions, the state root after
   applying them, the hash of their results, the size and root of the global transaction log,
   the hash of the validator set that signs this block and of the one that signs the next, the
@@ -202,6 +203,7 @@ EVIDENCE = Schema(DuplicateVoteEvidence, {"a": VOTE, "b": VOTE})
 
 @dataclass(frozen=True, slots=True)
 class Header:
+    version: int
     chain_id: str
     height: int
     time: int
@@ -226,6 +228,7 @@ class Header:
 HEADER = Schema(
     Header,
     {
+        "version": Int(min=1, max=1000),
         "chain_id": CHAIN_ID,
         "height": Int(min=1),
         "time": Int(),

@@ -97,8 +97,8 @@ def build_block(
     height = tip.height + 1
     if time <= tip.time:
         time = tip.time + 1
-    params = chain.params
     execution = BlockExecution(view.state, chain, height, time)
+    params = execution.chain.params  # as in force at this height
     good_evidence: list[DuplicateVoteEvidence] = []
     for ev in evidence:
         if len(good_evidence) >= 16:
@@ -133,6 +133,7 @@ def build_block(
         log.append(leaf_hash(tx.raw))
     raws = tuple(tx.raw for tx in included)
     header = Header(
+        version=changes.version,
         chain_id=chain.chain_id,
         height=height,
         time=time,
@@ -192,8 +193,12 @@ def execute_block(
     if h.evidence_hash != evidence_hash(block.evidence):
         raise _fail("evidence-hash", "header does not match the carried evidence", height,
                     evidence_hash(block.evidence), h.evidence_hash)
+    execution = BlockExecution(view.state, chain, height, h.time)
+    # Rule: the block follows the protocol version in force at its height.
+    if h.version != execution.version:
+        raise _fail("version", "block follows another protocol version", height, execution.version, h.version)
     # Rule: the transaction list is bounded and matches its root.
-    params = chain.params
+    params = execution.chain.params
     if h.tx_count != len(block.txs):
         raise _fail("tx-count", "header counts a different number of transactions", height, len(block.txs), h.tx_count)
     if len(block.txs) > params.max_block_txs or sum(map(len, block.txs)) > params.max_block_bytes:
@@ -202,7 +207,6 @@ def execute_block(
     if h.tx_root != root:
         raise _fail("tx-root", "transaction root does not match the transactions", height, root, h.tx_root)
     # Re-execute: evidence, expiries, then every transaction.
-    execution = BlockExecution(view.state, chain, height, h.time)
     try:
         execution.begin(block.evidence)
     except RejectedTransaction as exc:

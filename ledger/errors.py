@@ -243,3 +243,9 @@ class Erased(RejectedTransaction):
     """The child's records were erased by order; nothing about the child can be done or read."""
 
     rule = "erased"
+
+
+class KindNotInProtocol(RejectedTransaction):
+    """The transaction kind is not part of the protocol version in force at this height."""
+
+    rule = "kind-not-in-protocol"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ledger.encoding import Bytes, Int, List, Schema, Str
 from ledger.errors import DecodeError
 from ledger.hashing import TAG_GENESIS, tagged_hash
+from ledger.protocol import LATEST, SUPPORTED, encode_version
 from ledger.state.authenticated import Commitment, commit
 from ledger.state.records import (
     CHAIN_INFO,
@@ -29,6 +30,7 @@ from ledger.state.records import (
     Council,
     Params,
     ValidatorRecord,
+    k_protocol,
     k_validator,
     k_valset,
 )
@@ -49,6 +51,7 @@ class Genesis:
     council: Council
     validators: tuple[GenesisValidator, ...]
     params: Params
+    protocol_version: int = LATEST  # the rules block 1 follows (ledger/protocol.py)
 
     @property
     def hash(self) -> bytes:
@@ -66,6 +69,7 @@ class Genesis:
             K_CHAIN: CHAIN_INFO.encode(self.chain_info()),
             K_COUNCIL: COUNCIL.encode(self.council),
             k_valset(1): self.validator_set().encode(),
+            k_protocol(1): encode_version(self.protocol_version),
         }
         for v in self.validators:
             writes[k_validator(v.key)] = VALIDATOR_RECORD.encode(ValidatorRecord(stake=v.stake, jailed=False))
@@ -90,6 +94,7 @@ GENESIS = Schema(
         "council": COUNCIL,
         "validators": List(GENESIS_VALIDATOR, min=1, max=128),
         "params": PARAMS,
+        "protocol_version": Int(min=1, max=1000),
     },
 )
 
@@ -155,6 +160,7 @@ class _GenesisIn(BaseModel):
     council: _CouncilIn
     validators: list[_ValidatorIn] = Field(min_length=1, max_length=128)
     params: _ParamsIn = _ParamsIn()
+    protocol_version: int = Field(default=LATEST, ge=1, le=1000)
 
 
 def genesis_from_dict(doc: dict) -> Genesis:
@@ -176,7 +182,10 @@ def genesis_from_dict(doc: dict) -> Genesis:
         council=Council(threshold=g.council.threshold, members=members),
         validators=validators,
         params=Params(**g.params.model_dump()),
+        protocol_version=g.protocol_version,
     )
+    if genesis.protocol_version not in SUPPORTED:
+        raise DecodeError(f"this software knows protocol versions {SUPPORTED[0]}..{SUPPORTED[-1]}", "protocol_version")
     # the canonical schemas apply their bounds too (params ranges, duplicate validators)
     GENESIS.decode(GENESIS.encode(genesis))
     try:
@@ -203,6 +212,7 @@ def genesis_to_toml(genesis: Genesis) -> str:
         "# Custos genesis. Every node and auditor of this chain must use exactly this file.",
         f'chain_id = "{genesis.chain_id}"',
         f"genesis_time = {genesis.genesis_time}  # ms since the Unix epoch, UTC",
+        f"protocol_version = {genesis.protocol_version}  # the rules block 1 follows",
         "",
         "[council]  # k-of-n keys that govern the chain",
         f"threshold = {genesis.council.threshold}",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger.rules import consent, crossing, erasure, governance, identity
+from ledger.rules import consent, crossing, erasure, evolution, governance, identity
 from ledger.rules.context import Ctx, Outcome
 from ledger.tx import bodies as k
 
@@ -23,6 +23,10 @@ RULES: dict[str, Callable[[Ctx, Any], Outcome]] = {
     k.GOV_REVOKE_KEY: governance.revoke_key,
     k.GOV_ROTATE_KEY: governance.rotate_key,
     k.GOV_ERASE: erasure.erase,
+    k.GOV_SCHEDULE_UPGRADE: evolution.schedule_upgrade,
+    k.GOV_SET_PARAMS: evolution.set_params,
+    k.GOV_SET_COUNCIL: evolution.set_council,
+    k.GOV_ROTATE_VALIDATOR: evolution.rotate_validator,
     k.ENROL: identity.enrol,
     k.UPDATE_GUARDIANS: identity.update_guardians,
     k.REENROL: identity.reenrol,

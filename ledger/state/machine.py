@@ -8,20 +8,22 @@ that contains it).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import msgpack
 
 from ledger.block import DuplicateVoteEvidence
-from ledger.errors import DuplicateTransaction, RejectedTransaction
+from ledger.errors import DuplicateTransaction, KindNotInProtocol, RejectedTransaction
 from ledger.hashing import tagged_hash
+from ledger.params import PARAMS
+from ledger.protocol import KINDS, protocol_at, require_supported
 from ledger.rules import RULES
 from ledger.rules.context import BlockEnv, Ctx, Event, Outcome
 from ledger.rules.crossing import expire_requests
 from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
 from ledger.state.authenticated import commit
-from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, load
+from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, k_params_at, load, store
 from ledger.state.view import Overlay, StateReader, StoredState
 from ledger.tx.envelope import Transaction
 from ledger.validators import ValidatorSet
@@ -60,6 +62,7 @@ class StateChanges:
     results_hash: bytes
     events: list[Event]
     punished: list[bytes]
+    version: int  # the protocol version the block was executed under
     validators: ValidatorSet  # the set that signs this block
     next_validators: ValidatorSet  # the set that signs the next block
 
@@ -75,6 +78,8 @@ class BlockExecution:
     known_slots: dict[bytes, bytes | None] | None = None  # see ledger.state.authenticated.commit
     overlay: Overlay = field(init=False)
     env: BlockEnv = field(init=False)
+    version: int = field(init=False)
+    _kinds: frozenset[str] = field(init=False)
     results: list[TxResult] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     punished: list[bytes] = field(default_factory=list)
@@ -82,6 +87,14 @@ class BlockExecution:
 
     def __post_init__(self) -> None:
         self.overlay = Overlay(self.base)
+        # Begin-block rule: parameters scheduled for this height take effect before anything runs.
+        scheduled = self.overlay.get(k_params_at(self.height))
+        if scheduled is not None:
+            self.chain = replace(self.chain, params=PARAMS.decode(scheduled))
+            store(self.overlay, K_CHAIN, CHAIN_INFO, self.chain)
+        self.version = protocol_at(self.overlay, self.height)
+        require_supported(self.version, self.height)
+        self._kinds = KINDS[self.version]
         self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params)
 
     def begin(self, evidence: tuple[DuplicateVoteEvidence, ...] | list[DuplicateVoteEvidence]) -> None:
@@ -111,6 +124,9 @@ class BlockExecution:
         """Apply one transaction whose signatures were verified; on rejection nothing changes."""
         if tx.id in self._seen:
             raise DuplicateTransaction("the same transaction twice in one block")
+        if tx.kind not in self._kinds:
+            raise KindNotInProtocol(f"{tx.kind} is not part of protocol version {self.version}, in force at "
+                                    f"height {self.height}")
         child = Overlay(self.overlay)
         ctx = Ctx(self.env, child, tx)
         outcome = RULES[tx.kind](ctx, tx.body)
@@ -132,6 +148,7 @@ class BlockExecution:
             results_hash=results_hash(self.results),
             events=self.events,
             punished=self.punished,
+            version=self.version,
             validators=validator_set_at(self.overlay, self.height),
             next_validators=validator_set_at(self.overlay, self.height + 1),
         )

@@ -17,6 +17,8 @@ ordered the same way on every node (deadlines and heights are big-endian). There
 ``val/<key>``          :class:`ValidatorRecord` (bonded stake, jailed)
 ``vset/<height>``      the validator set in force from that height on
 ``ev/<hash>``          nil: evidence already punished
+``proto/<height>``     the protocol version in force from that height on
+``params/<height>``    :class:`ledger.params.Params` in force from that height on (scheduled)
 ``erased/<tag>``       :class:`Erased`: the tombstone of an erased child (tag, never the id)
 =====================  ==========================================================
 
@@ -53,6 +55,8 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ledger.encoding import Bool, Int, List, Optional, Schema, Str, decode, encode
+from ledger.params import DEFAULT_PARAMS as DEFAULT_PARAMS  # re-exported: the chain record holds them
+from ledger.params import PARAMS, Params
 from ledger.tx.bodies import (
     COMPANION,
     COUNTRY,
@@ -84,49 +88,6 @@ def be64(n: int) -> bytes:
 
 
 # --------------------------------------------------------------------------- chain and roles
-
-
-@dataclass(frozen=True, slots=True)
-class Params:
-    """Chain parameters fixed in genesis."""
-
-    validator_delay: int  # a validator-set change made in block h takes effect at h + delay
-    slash_bps: int  # share of stake slashed for equivocation, in basis points
-    evidence_max_age: int  # blocks after which evidence is no longer accepted
-    max_block_txs: int
-    max_block_bytes: int
-    event_future_ms: int  # how far past the block time an event time may lie (clock skew)
-    event_max_age_ms: int  # how old an event may be when it arrives (offline terminals)
-    max_consent_ms: int  # longest travel-consent window
-    retention_days: int  # days after majority after which a child's records are erased (0: never)
-
-
-PARAMS = Schema(
-    Params,
-    {
-        "validator_delay": Int(min=1, max=1000),
-        "slash_bps": Int(max=10_000),
-        "evidence_max_age": Int(min=1, max=10**9),
-        "max_block_txs": Int(min=1, max=20_000),
-        "max_block_bytes": Int(min=1024, max=8 * 1024 * 1024),
-        "event_future_ms": Int(max=86_400_000),
-        "event_max_age_ms": Int(max=365 * 86_400_000),
-        "max_consent_ms": Int(min=1, max=5 * 365 * 86_400_000),
-        "retention_days": Int(max=100 * 366),
-    },
-)
-
-DEFAULT_PARAMS = Params(
-    validator_delay=2,
-    slash_bps=500,
-    evidence_max_age=100_000,
-    max_block_txs=5000,
-    max_block_bytes=4 * 1024 * 1024,
-    event_future_ms=5 * 60_000,
-    event_max_age_ms=7 * 86_400_000,
-    max_consent_ms=366 * 86_400_000,
-    retention_days=5 * 365 + 1,
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +322,8 @@ P_VALIDATOR = b"val/"
 P_VALSET = b"vset/"
 P_EVIDENCE = b"ev/"
 P_ERASED = b"erased/"
+P_PROTOCOL = b"proto/"
+P_PARAMS_AT = b"params/"
 P_CHILD = b"c/"
 P_DERIVED = b"x/"
 P_COMMITMENT = b"x/cm/"
@@ -398,6 +361,14 @@ def k_valset(height: int) -> bytes:
 
 def k_evidence(evidence_hash: bytes) -> bytes:
     return P_EVIDENCE + evidence_hash
+
+
+def k_protocol(height: int) -> bytes:
+    return P_PROTOCOL + be64(height)
+
+
+def k_params_at(height: int) -> bytes:
+    return P_PARAMS_AT + be64(height)
 
 
 def k_erased(tag: bytes) -> bytes:

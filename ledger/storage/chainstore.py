@@ -31,7 +31,7 @@ from ledger.errors import StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.state.machine import chain_info_of
-from ledger.state.records import ChainInfo
+from ledger.state.records import K_CHAIN, ChainInfo
 from ledger.storage.kv import KV, LevelKV, MemoryKV
 
 TIP = Schema(
@@ -278,6 +278,8 @@ class ChainStore:
         batch[_TIP] = TIP.encode(new_tip)
         self.kv.write(batch, sync=self._sync)
         self._tip = new_tip
+        if b"S" + K_CHAIN in batch:  # parameters changed at this height
+            self._chain = chain_info_of(self._state)
 
     # ---- accepted, not yet committed transactions (a durable mempool)
     def accept(self, records: dict[int, bytes]) -> None:

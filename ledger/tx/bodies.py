@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ledger.encoding import Bool, Bytes, Int, List, Optional, Schema, Str
+from ledger.params import PARAMS, Params
 
 KEY = Bytes(32)
 HASH = Bytes(32)
@@ -199,6 +200,42 @@ class RevokeConsent:
     identity: bytes
 
 
+# --------------------------------------------------------------------------- governance that evolves
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleUpgrade:
+    """From ``height`` on, blocks follow protocol ``version`` (its rules and transaction kinds)."""
+
+    height: int
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetParams:
+    """From ``height`` on, the chain runs with ``params`` (all of them, so the change is explicit)."""
+
+    height: int
+    params: Params
+
+
+@dataclass(frozen=True, slots=True)
+class SetCouncil:
+    """The council replaces its members and threshold (signed by a quorum of the current council)."""
+
+    threshold: int
+    members: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RotateValidator:
+    """A validator's stake moves from its consensus key ``old`` to ``new`` when a validator-set
+    change would take effect (``validator_delay`` blocks later)."""
+
+    old: bytes
+    new: bytes
+
+
 # --------------------------------------------------------------------------- erasure
 
 
@@ -226,6 +263,10 @@ GOV_SET_VALIDATOR = "gov.set-validator"
 GOV_REVOKE_KEY = "gov.revoke-key"
 GOV_ROTATE_KEY = "gov.rotate-key"
 GOV_ERASE = "gov.erase"
+GOV_SCHEDULE_UPGRADE = "gov.schedule-upgrade"
+GOV_SET_PARAMS = "gov.set-params"
+GOV_SET_COUNCIL = "gov.set-council"
+GOV_ROTATE_VALIDATOR = "gov.rotate-validator"
 ENROL = "identity.enrol"
 UPDATE_GUARDIANS = "identity.update-guardians"
 REENROL = "identity.reenrol"
@@ -236,7 +277,8 @@ REVOKE_CONSENT = "consent.revoke"
 
 GOVERNANCE_KINDS = frozenset(
     {GOV_REGISTER_AUTHORITY, GOV_REGISTER_POST, GOV_REGISTER_TERMINAL, GOV_REGISTER_AUDITOR,
-     GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY, GOV_ERASE}
+     GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY, GOV_ERASE, GOV_SCHEDULE_UPGRADE, GOV_SET_PARAMS,
+     GOV_SET_COUNCIL, GOV_ROTATE_VALIDATOR}
 )
 
 BODIES: dict[str, Schema] = {
@@ -248,6 +290,11 @@ BODIES: dict[str, Schema] = {
     GOV_REVOKE_KEY: Schema(RevokeKey, {"key": KEY, "reason": Int(max=len(REVOKE_REASONS) - 1)}),
     GOV_ROTATE_KEY: Schema(RotateKey, {"old": KEY, "new": KEY}),
     GOV_ERASE: Schema(EraseIdentity, {"child": HASH, "order": HASH, "basis": Int(max=len(ERASE_BASES) - 1)}),
+    GOV_SCHEDULE_UPGRADE: Schema(ScheduleUpgrade, {"height": Int(min=2), "version": Int(min=1, max=1000)}),
+    GOV_SET_PARAMS: Schema(SetParams, {"height": Int(min=2), "params": PARAMS}),
+    GOV_SET_COUNCIL: Schema(SetCouncil, {"threshold": Int(min=1, max=32),
+                                         "members": List(KEY, min=1, max=32, unique_sorted=True)}),
+    GOV_ROTATE_VALIDATOR: Schema(RotateValidator, {"old": KEY, "new": KEY}),
     ENROL: Schema(
         Enrol,
         {"authority": KEY, "identity": IDENTITY, "commitment": KEY, "majority_day": DAY,

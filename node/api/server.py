@@ -41,6 +41,8 @@ from ledger.errors import (
 )
 from ledger.genesis import GENESIS
 from ledger.merkle import MerkleError
+from ledger.params import PARAMS
+from ledger.protocol import protocol_at
 from ledger.rules.validators import validator_set_at
 from ledger.state.records import P_VALIDATOR, VALIDATOR_RECORD, request_by_id
 from ledger.state.view import scan_prefix
@@ -307,6 +309,8 @@ class Api:
             "validator": self.is_validator(),
             "mempool": len(self.app.mempool),
             "version": version(),
+            "protocol_version": protocol_at(store.state, tip.height + 1),
+            "params": PARAMS.wire(store.chain.params),
             **self.extra_status(),
         }
         return reply(request, body)

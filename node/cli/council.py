@@ -12,6 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ledger.errors import DecodeError
+from ledger.params import PARAMS, Params
 from ledger.privacy.tags import child_tag
 from ledger.tx.bodies import ERASE_BASES, REVOKE_REASONS
 from node.cli.common import EXIT_OK, EXIT_USAGE
@@ -72,6 +74,23 @@ def register(sub) -> None:
                lambda t, ks, a: t.rotate_key(ks, public_key_arg(a.old), public_key_arg(a.new)))
     p.add_argument("--old", required=True)
     p.add_argument("--new", required=True)
+    p = action("schedule-upgrade", "from a future height on, blocks follow a newer protocol version",
+               lambda t, ks, a: t.schedule_upgrade(ks, a.at, a.version))
+    p.add_argument("--at", type=int, required=True, metavar="HEIGHT", help="the first height under the new version")
+    p.add_argument("--version", type=int, required=True)
+    p = action("set-params", "change chain parameters from a future height on", _set_params)
+    p.add_argument("--at", type=int, required=True, metavar="HEIGHT", help="the first height with the new values")
+    p.add_argument("--set", action="append", required=True, metavar="NAME=VALUE",
+                   help="a parameter and its new value (repeat); the others keep their current values")
+    p = action("set-council", "replace the council's members and threshold",
+               lambda t, ks, a: t.set_council(ks, a.threshold, [public_key_arg(m) for m in a.member]))
+    p.add_argument("--member", action="append", required=True, metavar="KEY",
+                   help="a member's public key (hex or key file); repeat for each member of the new council")
+    p.add_argument("--threshold", type=int, required=True, help="signatures governance will need")
+    p = action("rotate-validator", "move a validator's stake to its new consensus key (after the validator delay)",
+               lambda t, ks, a: t.rotate_validator(ks, public_key_arg(a.old), public_key_arg(a.new)))
+    p.add_argument("--old", required=True, help="the validator's current key (hex or key file)")
+    p.add_argument("--new", required=True, help="its new key (hex or key file)")
     p = action("erase", "order a child's personal records erased from every node", _erase)
     p.add_argument("--identity", required=True, help="the child's identity id (32 hex digits) or card file")
     p.add_argument("--order", required=True, metavar="REF",
@@ -98,6 +117,34 @@ def _common(p, out: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print the node's answer as JSON")
     p.add_argument("--passphrase-file", type=Path, help="file with the key files' passphrase")
     add_node_args(p)
+
+
+def _set_params(factory: TxFactory, keys: list, args: argparse.Namespace):
+    """New parameters: the ones in force now, with the named ones changed."""
+    current = run(_chain_params(args))
+    values = PARAMS.wire(current)
+    for item in args.set:
+        name, sep, value = item.partition("=")
+        if not sep or name not in values:
+            raise InputError(f"--set takes NAME=VALUE with NAME one of {', '.join(sorted(values))}")
+        try:
+            values[name] = int(value)
+        except ValueError:
+            raise InputError(f"{name} takes an integer, not {value!r}") from None
+    try:
+        params = PARAMS.check(values, "params")
+    except DecodeError as exc:
+        raise InputError(f"invalid parameters: {exc}") from None
+    return factory.set_params(keys, args.at, params)
+
+
+async def _chain_params(args) -> Params:
+    async with NodeClient(node_urls(args)) as c:
+        status = await c.status()
+    params = status.get("params")
+    if not isinstance(params, dict):
+        raise InputError("the node does not say which parameters are in force")
+    return PARAMS.check(params, "params")
 
 
 def _erase(factory: TxFactory, keys: list, args: argparse.Namespace):

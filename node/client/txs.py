@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from ledger.crypto.keys import SigningKey
 from ledger.errors import InvalidValue
+from ledger.params import Params
 from ledger.tx import bodies as b
 from ledger.tx.envelope import Transaction, make_tx
 
@@ -57,6 +58,18 @@ class TxFactory:
 
     def rotate_key(self, council: Sequence[SigningKey], old: bytes, new: bytes) -> Transaction:
         return self.make(b.GOV_ROTATE_KEY, b.RotateKey(old, new), council)
+
+    def schedule_upgrade(self, council: Sequence[SigningKey], height: int, version: int) -> Transaction:
+        return self.make(b.GOV_SCHEDULE_UPGRADE, b.ScheduleUpgrade(height, version), council)
+
+    def set_params(self, council: Sequence[SigningKey], height: int, params: Params) -> Transaction:
+        return self.make(b.GOV_SET_PARAMS, b.SetParams(height, params), council)
+
+    def set_council(self, council: Sequence[SigningKey], threshold: int, members: Sequence[bytes]) -> Transaction:
+        return self.make(b.GOV_SET_COUNCIL, b.SetCouncil(threshold, tuple(sorted(set(members)))), council)
+
+    def rotate_validator(self, council: Sequence[SigningKey], old: bytes, new: bytes) -> Transaction:
+        return self.make(b.GOV_ROTATE_VALIDATOR, b.RotateValidator(old, new), council)
 
     def erase(self, council: Sequence[SigningKey], child: bytes, order: bytes,
               basis: str = "court-order") -> Transaction:

@@ -29,6 +29,7 @@ from ledger.crypto.keys import SigningKey
 from ledger.errors import RejectedTransaction
 from ledger.genesis import Genesis, GenesisValidator
 from ledger.privacy.tags import child_tag, order_hash
+from ledger.protocol import LATEST
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution
 from ledger.state.records import (
@@ -111,7 +112,7 @@ class Chain:
     """A chain with a council of three (threshold two) and ``validators`` validators."""
 
     def __init__(self, *, validators: int = 1, stake: int = STAKE, params: Params = DEFAULT_PARAMS,
-                 path: str | Path | None = None, chain_id: str = CHAIN_ID) -> None:
+                 path: str | Path | None = None, chain_id: str = CHAIN_ID, protocol_version: int = LATEST) -> None:
         self.chain_id = chain_id
         self.council = keys(3)
         self.validator_keys = {key.public: key for key in keys(validators)}
@@ -122,6 +123,7 @@ class Chain:
             validators=tuple(GenesisValidator(pk, stake, f"validator-{i}")
                              for i, pk in enumerate(sorted(self.validator_keys))),
             params=params,
+            protocol_version=protocol_version,
         )
         self.path = path
         self.store = ChainStore.open(path, self.genesis) if path is not None else ChainStore.memory(self.genesis)
@@ -299,6 +301,18 @@ class Chain:
 
     def rotate(self, old: bytes, new: bytes, **kw) -> Transaction:
         return self.gov(k.GOV_ROTATE_KEY, k.RotateKey(old, new), **kw)
+
+    def schedule_upgrade(self, height: int, version: int, **kw) -> Transaction:
+        return self.gov(k.GOV_SCHEDULE_UPGRADE, k.ScheduleUpgrade(height, version), **kw)
+
+    def set_params(self, height: int, params: Params, **kw) -> Transaction:
+        return self.gov(k.GOV_SET_PARAMS, k.SetParams(height, params), **kw)
+
+    def set_council(self, threshold: int, members: list[SigningKey], **kw) -> Transaction:
+        return self.gov(k.GOV_SET_COUNCIL, k.SetCouncil(threshold, sorted_keys(members)), **kw)
+
+    def rotate_validator(self, old: bytes, new: bytes, **kw) -> Transaction:
+        return self.gov(k.GOV_ROTATE_VALIDATOR, k.RotateValidator(old, new), **kw)
 
     def add_validator(self, stake: int = STAKE) -> SigningKey:
         """Generate a validator key the kit will sign precommits with (bond it separately)."""

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -133,6 +133,13 @@ def _story() -> list[bytes]:
     chain.commit(chain.reenrol(authority, adult, SigningKey.generate()), chain.revoke(auditor.public))
     chain.commit(chain.rotate(terminal.public, SigningKey.generate().public))
     chain.commit(chain.erase(adult))
+    newcomer = SigningKey.generate()
+    chain.commit(chain.set_params(chain.height + 3, replace(chain.genesis.params, retention_days=30)))
+    chain.commit(chain.set_council(2, [*chain.council, newcomer]))
+    chain.commit(chain.rotate_validator(max(chain.validator_keys), chain.add_validator().public))
+    upgrade = Chain(protocol_version=1)
+    upgrade.commit(upgrade.schedule_upgrade(upgrade.height + 3, 2))
+    extra = [raw for h in range(1, upgrade.height + 1) for raw in upgrade.store.block(h).txs]
     cheat = chain.validator_keys[min(chain.validator_keys)]
     evidence = chain.double_vote(cheat, height=2)
     chain.commit(evidence=[evidence])
@@ -140,6 +147,9 @@ def _story() -> list[bytes]:
 
     store = chain.store
     seeds = [value for _, value in store.kv.iterate(b"", b"\xff")]  # every stored record and block
+    for raw in extra:
+        tx = decode_tx(raw)
+        seeds += [raw, encode(BODIES[tx.kind].wire(tx.body))]
     for height in range(1, store.height + 1):
         block = store.block(height)
         seeds.append(HEADER.encode(block.header))

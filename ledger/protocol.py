@@ -1,0 +1,57 @@
+"""Protocol versions: which rules a block at a given height follows.
+
+Every header carries the protocol version in force at its height (``proto/<height>`` records in
+the state, the first written by genesis, later ones by ``gov.schedule-upgrade``). The state
+machine keeps the rules of every version it knows, so an auditor re-executing old blocks applies
+the rules those blocks were made under.
+
+=========  ==================================================================================
+version    what it is
+=========  ==================================================================================
+1          enrolment, crossings, guardians' decisions, consents, council registrations,
+           validator stakes, key revocation and rotation, erasure, upgrade scheduling
+2          adds council membership changes (``gov.set-council``), parameter changes at a future
+           height (``gov.set-params``) and validator key rotation (``gov.rotate-validator``)
+=========  ==================================================================================
+
+A node refuses to build or accept a block under a version it does not know, with a message that
+says to upgrade the software; the council schedules an upgrade only to a version the software of
+its validators knows (the rule refuses others), at least ``validator_delay`` blocks ahead.
+"""
+
+from __future__ import annotations
+
+from ledger.encoding import Int, decode, encode
+from ledger.errors import ChainError
+from ledger.state.records import P_PROTOCOL, k_protocol
+from ledger.state.view import StateReader
+from ledger.tx import bodies as k
+
+LATEST = 2
+SUPPORTED = (1, 2)
+_VERSION = Int(min=1, max=1000)
+
+KINDS: dict[int, frozenset[str]] = {
+    1: frozenset(k.BODIES) - {k.GOV_SET_COUNCIL, k.GOV_SET_PARAMS, k.GOV_ROTATE_VALIDATOR},
+    2: frozenset(k.BODIES),
+}
+
+
+def encode_version(version: int) -> bytes:
+    return encode(version)
+
+
+def protocol_at(state: StateReader, height: int) -> int:
+    """The version in force at ``height``: the latest one scheduled at or before it."""
+    last = None
+    for _key, value in state.scan(P_PROTOCOL, k_protocol(height + 1)):
+        last = value
+    return 1 if last is None else _VERSION.check(decode(last), "protocol version")
+
+
+def require_supported(version: int, height: int) -> None:
+    if version not in SUPPORTED:
+        raise ChainError("protocol-version",
+                         f"protocol version {version} is in force from height {height}, and this software knows "
+                         f"versions {SUPPORTED[0]}..{SUPPORTED[-1]}: upgrade Custos",
+                         height=height, obj="header", expected=SUPPORTED, found=version)
