@@ -26,7 +26,7 @@ def council(net: Net, *args: str, check: bool = True):
 def test_parameter_and_council_changes_commit_apply_and_audit(net: Net, tmp_path):
     start = net.height()
     day_ms = 86_400_000
-    at = start + 6
+    at = start + 15  # well ahead: blocks come every 300 ms while the command runs
     changed = json_lines(council(net, "set-params", "--at", str(at), "--set", f"max_consent_ms={day_ms}",
                                  "--set", "retention_days=400").stdout)[0]
     assert changed["status"] == "committed"
