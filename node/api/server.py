@@ -150,15 +150,16 @@ class Api:
 
     # ---------------------------------------------------------------- transactions
     async def submit(self, request: web.Request) -> web.Response:
-        raw = await read_tx_body(request)
-        submitted = self.app.submit(raw)
-        await self.app.durable()  # "accepted" means on disk: it survives a crash of this node
+        # The query first: a 400 must mean the transaction was not taken.
         wait = request.query.get("wait")
         if wait not in (None, "", "commit"):
             raise BadRequest("wait must be 'commit' or absent")
+        timeout = int_arg(request, "timeout_ms", self.max_wait_ms, lo=1, hi=self.max_wait_ms)
+        raw = await read_tx_body(request)
+        submitted = self.app.submit(raw)
+        await self.app.durable()  # "accepted" means on disk: it survives a crash of this node
         if submitted.status == "committed" or wait != "commit":
             return self._submitted(request, submitted.tx_id, submitted.location)
-        timeout = int_arg(request, "timeout_ms", self.max_wait_ms, lo=1, hi=self.max_wait_ms)
         location = await self.app.wait_commit(submitted.tx_id, timeout / 1000)
         return self._submitted(request, submitted.tx_id, location)
 

@@ -189,6 +189,17 @@ def test_rejects_an_oversized_body(net):
     assert doc["type"].endswith("/too-large")
 
 
+@pytest.mark.parametrize("query", ["wait=later", "wait=commit&timeout_ms=soon", "wait=commit&timeout_ms=0"])
+def test_rejects_a_bad_wait_before_taking_the_transaction(net, story, query):
+    # a 400 must mean "nothing happened": the transaction is neither in the mempool nor committed
+    tx = crossing(net, story)
+    status, _, doc = _post(net, f"/v1/txs?{query}", tx.raw)
+    assert status == 400 and doc["status"] == 400
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(f"{net.url()}/v1/txs/{tx.id.hex()}", timeout=5)
+    assert info.value.code == 404
+
+
 def test_unknown_transaction_and_block_are_404_problems(net):
     for path in ("/v1/txs/" + "ab" * 32, "/v1/blocks/999999"):
         with pytest.raises(urllib.error.HTTPError) as info:
