@@ -93,8 +93,6 @@ class ConsensusSection(_Strict):
     max_clock_drift_ms: int = Field(default=10_000, ge=100)
     #: re-send own messages of the current height this often (liveness under message loss)
     rebroadcast_ms: int = Field(default=1_000, ge=50)
-    #: test-only: sign conflicting votes to exercise evidence handling; never in production
-    byzantine_equivocate: bool = False
 
 
 class MempoolSection(_Strict):

@@ -75,8 +75,7 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
     """Create a new devnet in ``directory`` (which must not hold one already).
 
     ``observers`` adds non-voting nodes (``obs-N``) that follow the chain by block sync;
-    ``node_consensus`` overrides consensus settings per node name (tests use it to make one
-    validator misbehave).
+    ``node_consensus`` overrides consensus settings per node name.
     """
     directory.mkdir(parents=True, exist_ok=True)
     if (directory / DESCRIPTION).exists():

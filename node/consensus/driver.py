@@ -21,7 +21,7 @@ from typing import Protocol
 
 import msgpack
 
-from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote, sign_vote
+from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote
 from ledger.crypto.keys import SigningKey
 from ledger.errors import ChainError, CustosError, DecodeError, RejectedTransaction
 from ledger.rules.validators import validator_set_at
@@ -185,7 +185,7 @@ class ConsensusDriver:
     def _execute(self, outputs: list[Output]) -> None:
         for out in outputs:
             if isinstance(out, Broadcast):
-                self._broadcast(out.message)
+                self.broadcast(out.message)
             elif isinstance(out, ScheduleTimeout):
                 self._schedule(out)
             elif isinstance(out, Decide):
@@ -193,17 +193,10 @@ class ConsensusDriver:
             elif isinstance(out, EvidenceFound):
                 self._evidence(out.evidence)
 
-    def _broadcast(self, message) -> None:
+    def broadcast(self, message: Proposal | Vote) -> None:
+        """The one place this node's consensus messages leave it (a test harness that makes a
+        validator misbehave wraps this: ``tests/node/byzantine_node.py``)."""
         self.network.broadcast(CONSENSUS, encode_message(message))
-        if self.config.byzantine_equivocate and isinstance(message, Vote) and message.validator == self.key.public:
-            self._equivocate(message)
-
-    def _equivocate(self, vote: Vote) -> None:
-        """Test-only misbehaviour: also sign a conflicting vote with the raw key (no signer)."""
-        other = None if vote.block is not None else bytes(32)
-        twin = sign_vote(self.key, self.chain_id, vote.kind, vote.height, vote.round, other)
-        self.network.broadcast(CONSENSUS, encode_message(twin))
-        self.app.metrics.inc("equivocations_sent")
 
     def _schedule(self, out: ScheduleTimeout) -> None:
         loop = asyncio.get_running_loop()

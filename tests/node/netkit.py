@@ -23,11 +23,17 @@ from ledger.tx.envelope import Transaction
 from node import devnet
 from node.client.txs import TxFactory
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 class Net:
-    def __init__(self, directory: Path, validators: int = 1, **create_kwargs: Any) -> None:
+    def __init__(self, directory: Path, validators: int = 1, *, harness: dict[str, str] | None = None,
+                 **create_kwargs: Any) -> None:
+        """``harness`` runs the named nodes through another entry point (a module under tests/,
+        e.g. ``tests.node.byzantine_node``) that changes their behaviour from outside."""
         self.dir = directory
         self.nodes = {n.name: n for n in devnet.create(directory, validators, **create_kwargs)}
+        self.harness = dict(harness or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self.passphrase = (directory / "passphrase").read_bytes().strip()
         doc = json.loads((directory / devnet.DESCRIPTION).read_text())
@@ -41,9 +47,20 @@ class Net:
         for name in names:
             if name in self.procs and self.procs[name].poll() is None:
                 continue
-            self.procs.update(devnet.launch(self.dir, [self.nodes[name]]))
+            if name in self.harness:
+                self.procs[name] = self._launch_in_harness(name, self.harness[name])
+            else:
+                self.procs.update(devnet.launch(self.dir, [self.nodes[name]]))
         if wait:
             devnet.wait_ready([self.nodes[n] for n in names], timeout_s=30)
+
+    def _launch_in_harness(self, name: str, module: str) -> subprocess.Popen:
+        command = devnet.node_command(self.dir, name)
+        command[command.index("node.cli")] = module
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        with open(self.dir / name / "node.log", "ab") as out:
+            return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    cwd=ROOT, env=env)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name)

@@ -1,4 +1,4 @@
-"""A validator that signs conflicting votes (a test-only switch) is caught by its peers, and
+"""A validator that signs conflicting votes (run through a test harness) is caught by its peers, and
 the evidence committed on chain slashes its stake and jails it out of the validator set."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from tests.node.netkit import Net
 
 def test_an_equivocating_validator_ends_up_slashed_and_jailed(tmp_path):
     net = Net(tmp_path / "net", validators=4, heartbeat_ms=300,
-              node_consensus={"val-3": {"byzantine_equivocate": True}})
+              harness={"val-3": "tests.node.byzantine_node"})
     cheat = net.nodes["val-3"].key
     net.start()
     try:
