@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -195,14 +194,14 @@ def genesis_from_dict(doc: dict) -> Genesis:
     return genesis
 
 
-def load_genesis(path: str | Path) -> Genesis:
+def genesis_from_toml(data: bytes, where: str = "genesis") -> Genesis:
+    """Parse a genesis file's bytes (reading the file: :func:`node.genesis_file.load_genesis`)."""
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise DecodeError(f"cannot read genesis file: {exc.strerror}", str(path)) from None
+        doc = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"not UTF-8 text: {exc}", where) from None
     except tomllib.TOMLDecodeError as exc:
-        raise DecodeError(f"not valid TOML: {exc}", str(path)) from None
+        raise DecodeError(f"not valid TOML: {exc}", where) from None
     return genesis_from_dict(doc)
 
 

@@ -28,7 +28,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.privacy.tags import companion_tag
 from ledger.tx.bodies import DAY_MS
@@ -40,6 +39,7 @@ from node.client.queue import DurableQueue
 from node.client.signed import SignedClient, StreamEvent
 from node.client.terminal import TerminalClient, describe
 from node.client.txs import TxFactory
+from node.keyfile import MINIMAL, load_key_file, write_key_file
 
 DEADLINE_MS = 15_000  # the demo child's policy: guardians have 15 s (a real policy: hours)
 STEP_TIMEOUT_S = 30.0

@@ -27,10 +27,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.genesis import Genesis, GenesisValidator, genesis_to_toml
 from ledger.state.records import DEFAULT_PARAMS, Council
+from node.keyfile import MINIMAL, write_key_file
 
 DESCRIPTION = "devnet.json"
 #: stakes of the first validators; unequal on purpose, so voting power is not a head count, yet

@@ -11,14 +11,14 @@ import time
 
 from aiohttp import web
 
-from ledger.crypto.keyfile import load_key_file
-from ledger.genesis import load_genesis
 from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import ChainStore
 from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
 from node.config import NodeConfig, split_hostport
 from node.consensus.driver import ConsensusDriver
+from node.genesis_file import load_genesis
+from node.keyfile import load_key_file
 from node.ops.logs import BlockLog
 from node.ops.metrics import NodeMetrics
 from node.ops.routes import OpsRoutes, metrics_app

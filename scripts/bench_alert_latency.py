@@ -33,11 +33,11 @@ import threading
 import time
 from pathlib import Path
 
-from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from ledger.crypto.keys import SigningKey
 from node import devnet
 from node.client.http import NodeClient
 from node.client.txs import TxFactory
+from node.keyfile import MINIMAL, load_key_file, write_key_file
 
 PASSPHRASE = "bench"
 

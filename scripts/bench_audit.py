@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ledger.audit.auditor import Auditor
 from ledger.audit.replay import ReplayKV, ReplayStore
-from ledger.audit.signatures import available_cores, serial_blocks, start_pool, verified_blocks
-from ledger.audit.source import DataDirSource
+from ledger.audit.signatures import serial_blocks, verified_blocks
 from ledger.block import PRECOMMIT, Commit, sign_vote
 from ledger.chain import build_block, execute_block
 from ledger.crypto.keys import SigningKey, verify_raw
@@ -42,6 +41,8 @@ from ledger.state.records import DEFAULT_PARAMS, Council
 from ledger.storage.chainstore import ChainStore
 from ledger.tx import bodies as b
 from ledger.tx.envelope import make_tx
+from node.audit.datadir import DataDirSource
+from node.audit.pool import available_cores, start_pool
 
 CHAIN_ID = "custos-bench"
 T0 = 1_700_000_000_000
@@ -153,7 +154,7 @@ def audit(chain_dir: Path, jobs: int, profile: Path | None = None) -> dict:
         profiler = cProfile.Profile() if profile else None
         if profiler:
             profiler.enable()
-        report = Auditor(source, jobs=jobs, pool=pool).run()
+        report = Auditor(source, jobs=jobs, pool=pool, clock=time.perf_counter).run()
         if profiler:
             profiler.disable()
             profiler.dump_stats(str(profile))

@@ -29,13 +29,13 @@ import aiohttp
 import msgpack
 
 from ledger.block import BLOCK
-from ledger.crypto.keyfile import load_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.tx.envelope import decode_tx
 from node import devnet
 from node.client.http import NodeClient
 from node.client.signed import path_with_query, sign_request
 from node.client.txs import TxFactory
+from node.keyfile import load_key_file
 
 POST = "LOAD-1"
 

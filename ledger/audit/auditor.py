@@ -21,7 +21,6 @@ expected and found values. A check that cannot be done is listed as such, never 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from ledger.audit.findings import AuditFailure, AuditReport, AuditStop
 from ledger.audit.records import LogHeights, check_block_records, compare_records
 from ledger.audit.replay import ReplayKV, ReplayStore, encoded_locations
-from ledger.audit.signatures import Prepared, Verdict, prepare, serial_blocks, start_pool, verified_blocks
+from ledger.audit.signatures import Prepared, Verdict, prepare, serial_blocks, verified_blocks
 from ledger.audit.source import BlockSource, SourceError, StoreSource
 from ledger.chain import ExecutedBlock, execute_block
 from ledger.errors import ChainError, CustosError, StorageError
@@ -77,11 +76,17 @@ class Auditor:
     def __init__(self, source: BlockSource, *, genesis: Genesis | None = None, jobs: int = 1,
                  pool: ProcessPoolExecutor | None = None, progress: Progress | None = None,
                  replay: ReplayStore | None = None, anchor: CheckpointAnchor | None = None,
-                 replay_kv: KV | None = None) -> None:
+                 replay_kv: KV | None = None, clock: Callable[[], float] | None = None) -> None:
         """``replay`` and ``anchor`` together make an incremental audit (the replay state the
-        checkpoint pinned); otherwise the replay starts from genesis in ``replay_kv``."""
+        checkpoint pinned); otherwise the replay starts from genesis in ``replay_kv``.
+
+        ``jobs`` > 1 verifies signatures ahead of the replay in ``pool`` (``jobs - 1`` worker
+        processes, see :func:`node.audit.pool.start_pool`). ``clock`` (seconds), if given,
+        times the run for the report."""
         if (replay is None) != (anchor is None):
             raise ValueError("an incremental audit needs both the checkpoint and its replay state")
+        if jobs > 1 and pool is None:
+            raise ValueError("a parallel audit needs its worker pool")
         self.source = source
         self.pinned = genesis
         self.jobs = max(1, jobs)
@@ -90,6 +95,7 @@ class Auditor:
         self.replay = replay
         self.anchor = anchor
         self.replay_kv = replay_kv
+        self.clock = clock
         self.store = source.kv if isinstance(source, StoreSource) else None
         self.blocks_executed = 0
 
@@ -97,20 +103,14 @@ class Auditor:
     def run(self) -> AuditReport:
         report = AuditReport(mode="full" if self.anchor is None else "incremental",
                              source=self.source.description, jobs=self.jobs)
-        started = time.perf_counter()
-        own_pool = None
+        started = self.clock() if self.clock is not None else 0.0
         try:
-            if self.jobs > 1 and self.pool is None:
-                # first, before the source starts any thread of its own (see start_pool)
-                self.pool = own_pool = start_pool(self.jobs - 1)
             self._run(report)
         except AuditStop as stop:
             report.failure = stop.failure
         finally:
-            if own_pool is not None:
-                own_pool.shutdown(wait=True, cancel_futures=True)
-                self.pool = None
-            report.seconds = time.perf_counter() - started
+            if self.clock is not None:
+                report.seconds = self.clock() - started
         return report
 
     @property

@@ -23,9 +23,7 @@ receipt for the reader, marked as reported: the inclusion proof does not cover i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from ledger.audit.findings import AuditFailure
@@ -137,18 +135,6 @@ def receipt_from_store(store: ChainStore, tx_id: bytes) -> Receipt:
     )
 
 
-def read_receipt(path: str | Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise ReceiptError(f"cannot read receipt {path}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise ReceiptError(f"receipt {path} is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise ReceiptError(f"{path} is not a receipt (format {FORMAT!r} expected)")
-    return doc
-
-
 class _Bad(Exception):
     pass
 
@@ -249,7 +235,7 @@ class _Fail(Exception):
 
 def verify_receipt(doc: dict[str, Any], *, genesis: Genesis | None = None,
                    validators_hash: bytes | None = None) -> ReceiptVerdict:
-    """Check a receipt document (as read by :func:`read_receipt`) against an optional anchor."""
+    """Check a receipt document (as read by :func:`node.audit.receipts.read_receipt`) against an optional anchor."""
     verdict = ReceiptVerdict()
     try:
         _verify(doc, verdict, genesis, validators_hash)

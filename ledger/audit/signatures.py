@@ -20,10 +20,6 @@ A verdict is a verdict whoever computed it, so the report cannot depend on the s
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -40,13 +36,6 @@ from ledger.hashing import TAG_TX, tagged_hash
 TASK_SIGNATURES = 384
 #: tasks created ahead of the replay, per worker (at most two per worker sit in the pool)
 WINDOW_PER_WORKER = 4
-
-
-def available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 # --------------------------------------------------------------------------- one block, decoded
@@ -142,34 +131,6 @@ def verify_task(chain_id: str, txs: list[bytes],
                 break
     bad_votes = [i for i, (key, message, sig) in enumerate(votes) if not verify_raw(key, message, sig)]
     return bad_txs, bad_votes
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-
-
-def _ready(_: int) -> int:
-    return os.getpid()
-
-
-def start_pool(jobs: int) -> ProcessPoolExecutor:
-    """Worker processes, started now.
-
-    Forking is fastest, and safe while this process runs no other thread: the pool is started
-    before any thread (the HTTP fetcher) exists. Otherwise a fork server starts them.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    ctx: multiprocessing.context.BaseContext
-    if "fork" in methods and threading.active_count() == 1:
-        ctx = multiprocessing.get_context("fork")
-    elif "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([__name__])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
-    list(pool.map(_ready, range(jobs)))
-    return pool
 
 
 # --------------------------------------------------------------------------- parent side

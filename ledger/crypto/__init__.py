@@ -1,4 +1,4 @@
-"""Keys and signatures: Ed25519 signing bound to a chain id and a domain, and key files."""
+"""Keys and signatures: Ed25519 signing bound to a chain id and a domain (key files: node/keyfile.py)."""
 
 from ledger.crypto.keys import (
     PUBLIC_KEY_SIZE,

@@ -36,22 +36,26 @@ from pathlib import Path
 from typing import Any
 
 from ledger.audit.auditor import Auditor
-from ledger.audit.checkpoint import open_checkpoint_replay, read_checkpoint, write_checkpoint
 from ledger.audit.findings import AuditReport
-from ledger.audit.receipt import Receipt, SetChange, read_receipt, verify_receipt
-from ledger.audit.signatures import available_cores
-from ledger.audit.source import DataDirSource, SourceError
-from ledger.audit.text import ProgressBar, receipt_summary, summary
+from ledger.audit.receipt import Receipt, SetChange, verify_receipt
+from ledger.audit.source import SourceError
+from ledger.audit.text import receipt_summary, summary
 from ledger.block import BLOCK, COMMIT, HEADER
 from ledger.crypto.keys import SigningKey
 from ledger.errors import PROBLEM_BASE, CustosError
-from ledger.genesis import Genesis, load_genesis
+from ledger.genesis import Genesis
 from ledger.validators import ValidatorSet
 from node.access.purpose import Purpose
+from node.audit.checkpoints import open_checkpoint_replay, read_checkpoint, write_checkpoint
+from node.audit.datadir import DataDirSource
+from node.audit.pool import available_cores, start_pool
+from node.audit.progress import ProgressBar
+from node.audit.receipts import read_receipt
 from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable, add_passphrase_arg, load_key
 from node.cli.options import add_node_args, node_urls, seconds
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.signed import path_with_query, sign_request
+from node.genesis_file import load_genesis
 
 AUDIT = Purpose("audit")  # what an auditor's signed reads state
 #: below this many signatures to verify, worker processes cost more than they save
@@ -167,6 +171,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     source: Any = None
     auditor = None
     bar = None
+    pool = None
     try:
         source = (DataDirSource(args.data_dir, copy=args.copy) if urls is None else
                   _first_answering(urls, lambda url: HttpSource(url, timeout_s=args.timeout, key=key)))
@@ -175,7 +180,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
                               checkpoint.height if checkpoint else 0)
         if not args.no_progress and not args.json and sys.stderr.isatty():
             bar = ProgressBar(sys.stderr)
-        auditor = Auditor(source, genesis=pinned, jobs=jobs, progress=bar, replay=replay, anchor=anchor)
+        # the workers start before the source starts a thread of its own (see start_pool)
+        pool = start_pool(jobs - 1) if jobs > 1 else None
+        auditor = Auditor(source, genesis=pinned, jobs=jobs, pool=pool, progress=bar, replay=replay, anchor=anchor,
+                          clock=time.perf_counter)
         report = auditor.run()
         if bar is not None:
             bar.close()
@@ -187,6 +195,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 raise InputError(f"cannot write the checkpoint {args.write_checkpoint}: {exc}") from None
             report.checkpoint_out = str(args.write_checkpoint)
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if auditor is not None and auditor.replay is not None:
             auditor.replay.close()
         elif auditor is None and replay is not None:

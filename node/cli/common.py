@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from ledger.crypto.keyfile import load_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.errors import CustosError, KeyFileError
+from node.keyfile import load_key_file
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 

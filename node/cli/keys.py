@@ -6,9 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ledger.crypto.keyfile import INTERACTIVE, MINIMAL, public_key_of, read_key_doc, write_key_file
 from ledger.crypto.keys import SigningKey
 from node.cli.common import add_passphrase_arg, read_passphrase
+from node.keyfile import INTERACTIVE, MINIMAL, public_key_of, read_key_doc, write_key_file
 
 
 def register(sub) -> None:

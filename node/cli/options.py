@@ -27,12 +27,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from ledger.crypto.keyfile import load_key_file, public_key_of
 from ledger.crypto.keys import SigningKey
 from ledger.errors import CustosError
 from ledger.tx.envelope import Transaction, add_signatures, decode_tx
 from node.cli.common import Unreachable, read_passphrase
 from node.client.http import NodeUnreachable
+from node.keyfile import load_key_file, public_key_of
 
 DEFAULT_NODE = "http://127.0.0.1:8700"
 PARTIAL_FORMAT = "custos-partial-tx/1"

@@ -34,7 +34,6 @@ from ledger.block import (
     Block,
     sign_vote,
 )
-from ledger.crypto.keyfile import MINIMAL, load_key_file, seal, unseal
 from ledger.crypto.keys import SigningKey
 from ledger.encoding import Schema, decode, encode
 from ledger.errors import DecodeError, KeyFileError
@@ -47,6 +46,7 @@ from ledger.tx import envelope as envelope_module
 from ledger.tx.bodies import BODIES, POLICY
 from ledger.tx.envelope import SIG, decode_tx
 from ledger.validators import VALIDATOR, ValidatorSet
+from node.keyfile import MINIMAL, load_key_file, seal, unseal
 
 AUNT = b"aunt".ljust(16, b"\x00")
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

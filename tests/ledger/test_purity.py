@@ -23,8 +23,8 @@ FORBIDDEN = {"time", "random", "secrets", "os", "socket", "pathlib", "io", "shut
              "subprocess", "multiprocessing", "threading", "asyncio", "signal", "select", "selectors",
              "datetime", "uuid", "urllib", "http", "ssl", "aiohttp", "plyvel", "sqlite3", "mmap"}
 
-#: calls that read or write files
-FILE_CALLS = {"open", "read_text", "read_bytes", "write_text", "write_bytes"}
+#: calls that read or write files, or draw randomness
+FILE_CALLS = {"open", "read_text", "read_bytes", "write_text", "write_bytes", "urandom", "token_bytes"}
 
 
 def _module_file(name: str) -> Path | None:
@@ -106,6 +106,24 @@ def _violations() -> list[str]:
 
 def test_the_deterministic_core_does_no_io():
     assert _violations() == []
+
+
+#: ledger/ modules that may do I/O: the LevelDB store and atomic file writes; the biometric
+#: gallery of an enrolment authority and the random secret of a new card
+IO_ALLOWED = ("ledger/storage", "ledger/biometrics")
+
+
+def test_the_rest_of_the_ledger_reads_no_clock_and_no_file():
+    # the auditor and the key modules: their files, clocks, processes and randomness live in node/
+    found = []
+    for path in sorted((ROOT / "ledger").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith(IO_ALLOWED):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        found += [f"{relative} imports {name}" for name in sorted(_imports(path, tree))
+                  if name.split(".")[0] in FORBIDDEN]
+    assert found == []
 
 
 def test_the_core_never_imports_the_node():

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import DOMAIN_READ, SigningKey
 from ledger.tx.bodies import CROSSING
 from ledger.tx.envelope import decode_tx
@@ -27,6 +26,7 @@ from node.access.purpose import DEFAULT_PURPOSE
 from node.client.cards import enrol_scans, new_pseudonym_key, synthetic_eye, write_card, write_scan
 from node.client.http import NodeClient
 from node.client.signed import sign_request
+from node.keyfile import MINIMAL, write_key_file
 from tests.node.netkit import Net, run
 
 PASSPHRASE = b"correct horse battery staple"

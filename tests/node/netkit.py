@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ledger.crypto.keyfile import load_key_file
 from ledger.crypto.keys import SigningKey
 from ledger.tx.envelope import Transaction
 from node import devnet
 from node.client.txs import TxFactory
+from node.keyfile import load_key_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -26,9 +26,7 @@ from aiohttp import ClientSession, ClientTimeout, web
 
 from ledger.block import BLOCK, COMMIT
 from ledger.chain import build_block
-from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import SigningKey
-from ledger.genesis import load_genesis
 from ledger.state.records import REQUEST, k_request, k_subject
 from ledger.storage.chainstore import TIP, TX_LOCATION, ChainStore
 from ledger.storage.kv import LevelKV
@@ -38,6 +36,8 @@ from node.access.purpose import Purpose
 from node.cli import main
 from node.client.http import NodeClient
 from node.client.signed import SignedClient
+from node.genesis_file import load_genesis
+from node.keyfile import MINIMAL, write_key_file
 from tests.ledger.audit.chainforge import (
     block_at,
     block_key,

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import SigningKey
 from node import devnet
 from node.cli.options import InputError, parse_duration, parse_time
+from node.keyfile import MINIMAL, write_key_file
 from tests.node.clientkit import PASSPHRASE, cli, cli_env, key_file
 from tests.node.netkit import Net
 

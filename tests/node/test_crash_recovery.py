@@ -9,9 +9,9 @@ import signal
 import time
 
 from ledger.chain import execute_block
-from ledger.genesis import load_genesis
 from ledger.storage.chainstore import ChainStore
 from node.client.http import NodeClient, NodeUnreachable
+from node.genesis_file import load_genesis
 from tests.node.netkit import Net, adult_traveller, run
 
 

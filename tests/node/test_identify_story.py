@@ -13,8 +13,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ledger.crypto.keyfile import MINIMAL, load_key_file, write_key_file
 from node.client.cards import CardKeys, open_card, read_card, synthetic_eye, write_scan
+from node.keyfile import MINIMAL, load_key_file, write_key_file
 from tests.node.clientkit import PASSPHRASE, World, cli, json_lines, signed_headers
 from tests.node.netkit import Net
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 import pytest
 from chainkit import SECOND, Chain, Child, Terminal
 
-from ledger.audit.signatures import start_pool
 from ledger.crypto.keys import SigningKey
 from ledger.storage.kv import MemoryKV
+from node.audit.pool import start_pool
 
 
 def copy_kv(kv) -> MemoryKV:

@@ -10,7 +10,7 @@ import pytest
 from chainkit import Chain
 
 from ledger.audit.auditor import Auditor
-from ledger.audit.source import DataDirSource, StoreSource
+from ledger.audit.source import StoreSource
 from ledger.block import BLOCK, COMMIT, commit_hash
 from ledger.chain import execute_block
 from ledger.crypto.keys import SigningKey
@@ -19,6 +19,7 @@ from ledger.genesis import GENESIS
 from ledger.storage.chainstore import ChainStore
 from ledger.storage.kv import LevelKV
 from ledger.tx.envelope import make_tx
+from node.audit.datadir import DataDirSource
 
 from .chainforge import (
     block_at,

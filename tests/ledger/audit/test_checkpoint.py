@@ -9,16 +9,12 @@ import pytest
 from chainkit import SECOND, Chain
 
 from ledger.audit.auditor import Auditor
-from ledger.audit.checkpoint import (
-    CheckpointError,
-    open_checkpoint_replay,
-    read_checkpoint,
-    write_checkpoint,
-)
+from ledger.audit.checkpoint import CheckpointError
 from ledger.audit.source import StoreSource
 from ledger.chain import Tip
 from ledger.storage.chainstore import TIP
 from ledger.storage.kv import LevelKV
+from node.audit.checkpoints import open_checkpoint_replay, read_checkpoint, write_checkpoint
 
 from .chainforge import block_at, block_key, commit_key
 from .conftest import copy_kv

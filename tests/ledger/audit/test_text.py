@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 
 from ledger.audit.findings import AuditFailure, AuditReport
-from ledger.audit.text import ProgressBar, summary
+from ledger.audit.text import summary
+from node.audit.progress import ProgressBar
 
 
 def test_progress_bar_shows_rate_and_time_left():

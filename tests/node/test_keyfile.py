@@ -8,7 +8,9 @@ import stat
 
 import pytest
 
-from ledger.crypto.keyfile import (
+from ledger.crypto.keys import DOMAIN_TX, SigningKey, verify
+from ledger.errors import KeyFileError
+from node.keyfile import (
     FORMAT,
     MINIMAL,
     load_key_file,
@@ -17,8 +19,6 @@ from ledger.crypto.keyfile import (
     seal,
     write_key_file,
 )
-from ledger.crypto.keys import DOMAIN_TX, SigningKey, verify
-from ledger.errors import KeyFileError
 
 PASSPHRASE = b"correct horse battery staple"
 
