@@ -14,13 +14,13 @@ import re
 import shutil
 from pathlib import Path
 
-from ledger.crypto.keyfile import INTERACTIVE, MINIMAL, public_key_of, write_key_file
 from ledger.crypto.keys import SigningKey
-from ledger.genesis import load_genesis
 from node import ceremony
 from node.cli.common import EXIT_INVALID, EXIT_OK, add_passphrase_arg, read_passphrase
 from node.cli.options import InputError, parse_time, public_key_arg, say
 from node.config import _hostport, load_config
+from node.genesis_file import load_genesis
+from node.keyfile import INTERACTIVE, MINIMAL, public_key_of, write_key_file
 
 
 def _hostport_arg(text: str) -> str:
