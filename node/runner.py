@@ -92,6 +92,7 @@ class Node:
         from node.api.policy import Policy
         from node.api.reads import Reads
         from node.api.replay import ReplayCache
+        from node.web.routes import WebApps
 
         api = self.config.api
         p2p = self.config.p2p
@@ -106,6 +107,7 @@ class Node:
         self.app.on_commit(self.request_index.on_commit)
         self.event_streams = EventStreams(self.app, auth, policy)
         routes = Reads(self.app, auth, policy, self.request_index).routes() + self.event_streams.routes()
+        routes += WebApps().routes()  # the web clients under /app/ (node/web/)
         if self.config.identify is not None:  # an enrolment authority's node (node/api/identify.py)
             from node.api.identify import Identify
 
