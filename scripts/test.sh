@@ -5,6 +5,7 @@
 # this process (node processes the tests start are not measured) and ends with the total; the
 # measurement costs about a third more CPU, so it is off by default.
 source "$(dirname "$0")/_venv.sh"
+source "$(dirname "$0")/_chromium.sh"
 cd "$ROOT"
 if [ "${COVERAGE:-0}" != "1" ]; then
   exec "$VENV/bin/python" -m pytest "$@"

@@ -96,6 +96,9 @@ def register(sub) -> None:
                       help="stop after this long (e.g. 8h; default: until Ctrl-C)")
     run_.add_argument("--retry", type=seconds, default=2.0, metavar="DURATION",
                       help="time between delivery attempts while offline (default 2s)")
+    run_.add_argument("--console", metavar="HOST:PORT",
+                      help="also serve the border officer's web console on this loopback address "
+                           "(it prints the address to open, with its access token)")
     run_.set_defaults(func=cmd_run)
 
 
@@ -305,7 +308,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    out = _printer(args.json)
+    printer = _printer(args.json)
+    consoles: list = []  # the web console, when --console serves one (node/web/console.py)
+
+    def out(kind: str, doc: dict, text: str) -> None:
+        printer(kind, doc, text)
+        for console in consoles:
+            console.publish(kind, doc)
 
     async def deliver_loop(client: TerminalClient, wake: asyncio.Event) -> None:
         while True:
@@ -332,6 +341,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             connected = line.startswith("connected")
             if not args.json:
                 say(f"[{time.strftime('%H:%M:%S')}] stream: {line}")
+            for console in consoles:
+                console.publish("stream", {"detail": line})
             wake.set()  # a node answers again: try the outbox now
 
         async for ev in client.events(on_state=state):
@@ -350,10 +361,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             out("started", counts, f"terminal of post {client.post}: {counts['waiting']} waiting, "
                                    f"{counts['sent']} sent, {counts['refused']} refused")
             wake = asyncio.Event()
+            if args.console:
+                consoles.append(await _start_console(args, client, wake, out))
             tasks = [asyncio.create_task(deliver_loop(client, wake)), asyncio.create_task(follow(client, wake))]
             try:
                 await asyncio.wait(tasks, timeout=args.duration, return_when=asyncio.FIRST_EXCEPTION)
             finally:
+                for console in consoles:
+                    await console.stop()
                 for t in tasks:
                     t.cancel()
                 for t in tasks:
@@ -373,4 +388,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not connected:
         raise Unreachable("no node answered while the terminal ran; requests wait in the outbox")
     return code
+
+
+async def _start_console(args: argparse.Namespace, client: TerminalClient, wake: asyncio.Event, out):
+    """The officer's web console beside the terminal loop: the key stays in this process."""
+    from node.client.cards import CardKeys
+    from node.config import split_hostport
+    from node.web.console import Console
+
+    config = TerminalConfig.load(args.dir)
+    card_keys = CardKeys.from_signing_keys(load_key(path, args) for path in config.card_keys)
+    host, port = split_hostport(args.console)
+    console = Console(client, card_keys, wake)
+    try:
+        url = await console.start(host, port)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"cannot serve the console on {args.console}: {exc}") from None
+    out("console", {"url": url}, f"officer console: open {url}")
+    return console
 

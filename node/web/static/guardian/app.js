@@ -318,11 +318,12 @@ async function decide(requestId, decision) {
     const chainId = await state.node.ensureChain();
     const tx = await makeTx(DECISION, { guardian: state.key.publicKey, request: requestId, identity: doc.identity,
       decision, reason }, [state.key], chainId);
-    const result = await state.node.submit(tx.raw);
-    const status = result.crossing_status || "pending";
+    await state.node.submit(tx.raw);
+    const after = await state.node.get(`/v1/requests/${requestId}`);
+    const status = after.status;
     toast(t(`decide.done-${decision}`, { status: t(`status.${status}`) }));
     if (status !== "pending") closeRequest({ ...doc, status });
-    else addPending({ ...doc, approvals: [...(doc.approvals || []), ...(decision === "approve" ? [hex(state.key.publicKey)] : [])] }, false);
+    else addPending({ ...doc, ...after }, false);
   } catch (err) {
     toast(t("error.refused", { detail: err.message }), "error");
     renderAlerts();
