@@ -52,12 +52,12 @@ def test_officer_records_a_crossing_offline_and_sees_it_delivered(browser, world
         page.set_input_files("#scan", str(child.scans[0]))
         page.fill("#destination", "ro")
         page.click("#cross button[type=submit]")
-        page.wait_for_selector("[data-stage=waiting]", timeout=20_000)
-        page.wait_for_selector("[data-outbox=waiting]", timeout=10_000)
+        page.wait_for_selector("[data-stage=waiting]", timeout=60_000)
+        page.wait_for_selector("[data-outbox=waiting]", timeout=60_000)
         both_widths(page, "officer-offline", "the console with the nodes down")
 
         world.net.start()  # the nodes return: the terminal delivers on its own
-        page.wait_for_selector("[data-stage=pending]", timeout=30_000)
+        page.wait_for_selector("[data-stage=pending]", timeout=60_000)
         rid = page.get_attribute("[data-stage=pending]", "data-request")
         assert proc.expect("delivery", lambda d: d.get("event") == "delivered" and d.get("id") == rid)
         both_widths(page, "officer-pending", "the console with a pending crossing")
@@ -69,8 +69,8 @@ def test_officer_records_a_crossing_offline_and_sees_it_delivered(browser, world
                 return await c.submit(decision.raw, wait=True)
 
         assert off_loop(run, approve())["status"] == "committed"
-        page.wait_for_selector("[data-stage=permitted]", timeout=20_000)
-        page.wait_for_selector("#outbox-summary >> text=0 waiting for a node")
+        page.wait_for_selector("[data-stage=permitted]", timeout=60_000)
+        page.wait_for_selector("#outbox-summary >> text=0 waiting for a node", timeout=60_000)
         both_widths(page, "officer-permitted", "the console with a permitted crossing")
         assert errors == [], errors
         ctx.close()
