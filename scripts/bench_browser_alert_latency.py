@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.bench_alert_latency import summary  # noqa: E402
-from tests.node.clientkit import PASSPHRASE, World, now_ms  # noqa: E402
-from tests.node.netkit import Net, run  # noqa: E402
-from tests.web.browserkit import chromium_path  # noqa: E402
+from scripts.bench_alert_latency import summary
+from tests.node.clientkit import PASSPHRASE, World, now_ms
+from tests.node.netkit import Net, run
+from tests.web.browserkit import chromium_path
 
 
 def main() -> int:
@@ -70,7 +70,7 @@ def main() -> int:
                     async with NodeClient(net.urls) as c:
                         return await c.submit(raw, wait=True)
 
-                for i in range(args.requests):
+                for _ in range(args.requests):
                     tx = net.txs.crossing(world.terminal, child.biometric, child.identity, post=world.post,
                                           direction="exit", event_time=now_ms(), destination="RO")
                     pool.submit(run, submit(tx.raw)).result()

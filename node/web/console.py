@@ -187,7 +187,7 @@ class Console:
             while True:
                 try:
                     event = await asyncio.wait_for(q.get(), 15)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     await resp.write(b": keepalive\n\n")
                     continue
                 if event is None:
@@ -205,7 +205,9 @@ def _frame(event: dict) -> bytes:
 
 
 def _json(doc: dict, status: int = 200) -> web.Response:
-    return secure(web.json_response(doc, status=status))
+    resp = web.json_response(doc, status=status)
+    resp.headers.update(SECURITY_HEADERS)
+    return resp
 
 
 _ERRORS: dict[int, type[web.HTTPException]] = {400: web.HTTPBadRequest, 401: web.HTTPUnauthorized,

@@ -103,7 +103,7 @@ class WebApps:
         ]
 
     async def redirect_index(self, request: web.Request) -> web.StreamResponse:
-        return secure(web.HTTPFound("/app/"))
+        return secure(web.Response(status=302, headers={"Location": "/app/"}))
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         return self.serve(request, "index.html")
@@ -111,7 +111,7 @@ class WebApps:
     async def static(self, request: web.Request) -> web.StreamResponse:
         path = request.match_info["path"]
         if path in APPS:
-            raise secure(web.HTTPFound(f"/app/{path}/"))
+            return secure(web.Response(status=302, headers={"Location": f"/app/{path}/"}))
         if path.endswith("/"):
             path += "index.html"
         return self.serve(request, path)

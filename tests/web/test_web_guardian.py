@@ -136,8 +136,8 @@ def test_guardians_approve_and_deny_in_the_browser(browser, world, tmp_path) -> 
     page2.wait_for_selector("#confirm[open]")
     page2.select_option("#reason", "safety-concern")
     page2.click("#confirm-ok")
-    page2.wait_for_selector(f"#outcomes >> text=denied", timeout=20_000)
-    page1.wait_for_selector(f"#outcomes >> text=denied", timeout=20_000)  # the first guardian hears it too
+    page2.wait_for_selector("#outcomes >> text=denied", timeout=20_000)
+    page1.wait_for_selector("#outcomes >> text=denied", timeout=20_000)  # the first guardian hears it too
 
     # the chain shows the outcome
     status, doc, _ = signed_get(url, f"/v1/requests/{rid}", world.authority, world.net.chain_id)
@@ -148,7 +148,7 @@ def test_guardians_approve_and_deny_in_the_browser(browser, world, tmp_path) -> 
     page1.click("[data-tab=children]")
     page1.fill(f"#label-{identity.hex()}", "Ana")
     page1.press(f"#label-{identity.hex()}", "Tab")
-    page1.click(f"#wards >> text=Crossing history")
+    page1.click("#wards >> text=Crossing history")
     page1.wait_for_selector("#history-rows >> text=denied")
     both_widths(page1, "guardian-children", "the children screen")
     assert errors1 == [] and errors2 == [], errors1 + errors2

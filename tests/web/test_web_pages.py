@@ -24,12 +24,13 @@ VECTOR_CHECK = """async (v) => {
     const signers = await Promise.all(c.signers.map(key));
     const made = await tx.makeTx(c.kind, c.fields, signers, v.txs.chain_id, BigInt(c.nonce));
     const again = await tx.decodeTx(made.raw);
-    out.txs.push({id: hex(made.id), raw: hex(made.raw), sign_bytes: hex(crypto_.signBytes("tx", v.txs.chain_id, made.id)),
-                  reparsed: hex(again.id)});
+    const signBytes = crypto_.signBytes("tx", v.txs.chain_id, made.id);
+    out.txs.push({id: hex(made.id), raw: hex(made.raw), sign_bytes: hex(signBytes), reparsed: hex(again.id)});
   }
   for (const c of v.reqs.requests) {
     const k = await key(c.key_seed);
-    const digest = await signed.requestDigest(c.method, c.path_qs, c.time_ms, unhex(c.nonce), k.publicKey, unhex(c.body));
+    const digest = await signed.requestDigest(c.method, c.path_qs, c.time_ms, unhex(c.nonce), k.publicKey,
+                                              unhex(c.body));
     const headers = await signed.signRequest(k, v.reqs.chain_id, c.method, c.path_qs,
       {body: unhex(c.body), domain: c.domain, timeMs: c.time_ms, nonce: unhex(c.nonce)});
     out.reqs.push({digest: hex(digest), headers});
@@ -45,7 +46,8 @@ VECTOR_CHECK = """async (v) => {
   // a key file sealed here opens in Python (checked by the caller)
   const seed = unhex(v.keys.key_files[0].seed);
   const k = await crypto_.keyFromSeed(seed);
-  out.sealed = await keyfile.seal(seed, k.publicKey, v.keys.key_files[0].passphrase, {label: "sealed in the browser", cost: {ops: 1, mem: 8192}});
+  out.sealed = await keyfile.seal(seed, k.publicKey, v.keys.key_files[0].passphrase,
+                                  {label: "sealed in the browser", cost: {ops: 1, mem: 8192}});
   return out;
 }"""
 
@@ -65,14 +67,14 @@ def test_browser_signs_the_shared_vectors(browser, static_server) -> None:
     errors = watch_errors(page)
     page.goto(static_server.url + "/app/")
     out = page.evaluate(VECTOR_CHECK, v)
-    for case, got in zip(v["txs"]["transactions"], out["txs"]):
+    for case, got in zip(v["txs"]["transactions"], out["txs"], strict=True):
         assert got == {"id": case["id"], "raw": case["raw"], "sign_bytes": case["sign_bytes"],
                        "reparsed": case["id"]}, case["name"]
-    for case, got in zip(v["reqs"]["requests"], out["reqs"]):
+    for case, got in zip(v["reqs"]["requests"], out["reqs"], strict=True):
         assert got == {"digest": case["digest"], "headers": case["headers"]}, case["name"]
-    for case, got in zip(v["keys"]["key_files"], out["keys"]):
+    for case, got in zip(v["keys"]["key_files"], out["keys"], strict=True):
         assert got == {"public": case["public"], "extractable": False}
-    for case, got in zip(v["tags"]["tags"], out["tags"]):
+    for case, got in zip(v["tags"]["tags"], out["tags"], strict=True):
         assert got == {"normalised": case["normalised"], "tag": case["tag"]}, case["document"]
     first = v["keys"]["key_files"][0]
     assert unseal(out["sealed"], first["passphrase"].encode()).seed.hex() == first["seed"]
