@@ -352,6 +352,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                         if status in FINAL:
                             out("closed", {"id": sent.request_id.hex(), "status": status},
                                 f"{sent.request_id.hex()}: {status.upper()}")
+                        elif status == "pending":  # it may have become pending while the stream was down
+                            doc = await client.status_or_none(sent.request_id)
+                            if doc is not None:
+                                out("pending", {**doc, "replayed": True}, f"{doc['id'][:16]}: {describe(doc)}")
             elif ev.type in ("pending", "decision", "closed"):
                 out(ev.type, ev.data, f"{ev.data.get('id', '')[:16]}: {describe(ev.data)}")
 

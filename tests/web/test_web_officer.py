@@ -29,7 +29,7 @@ def world(tmp_path_factory):
 def test_officer_records_a_crossing_offline_and_sees_it_delivered(browser, world, tmp_path) -> None:
     child = off_loop(lambda: world.enrol("ana", guardians=1, approvals=1))
     terminal_dir = world.init_terminal(tmp_path / "terminal")
-    proc = Background("terminal", "run", "--dir", str(terminal_dir), "--json", "--retry", "0.5",
+    proc = Background("terminal", "run", "--dir", str(terminal_dir), "--json", "--retry", "0.5s",
                       "--console", "127.0.0.1:0")
     try:
         url = proc.expect("the console address", lambda d: d.get("event") == "console")["url"]
