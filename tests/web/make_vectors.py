@@ -1,4 +1,6 @@
-"""Write the sign-bytes test vectors the Python client and the browser client both check.
+"""Write the sign-bytes test vectors the Python client and the browser client both check
+(transactions, key files, companion tags; signed reads have theirs in signed_read.json, written
+with the scheme in node/access/signature.py).
 
     .venv/bin/python -m tests.web.make_vectors     # rewrites tests/vectors/*.json
 
@@ -15,10 +17,9 @@ import json
 from pathlib import Path
 
 from ledger.crypto.keyfile import MINIMAL, seal
-from ledger.crypto.keys import DOMAIN_READ, DOMAIN_SUBSCRIBE, DOMAIN_TX, SigningKey, sign_bytes
+from ledger.crypto.keys import DOMAIN_TX, SigningKey, sign_bytes
 from ledger.privacy.tags import companion_tag, normalise_document
 from ledger.tx import bodies as b
-from node.client.signed import request_digest, sign_request
 from node.client.txs import TxFactory
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -72,26 +73,6 @@ def transactions() -> dict:
             "transactions": out}
 
 
-def signed_requests() -> dict:
-    k = key(3)
-    cases = [
-        ("a guardian's pending list", "GET", f"/v1/guardians/{k.public.hex()}/pending", b"", DOMAIN_READ),
-        ("alerts with filters", "GET", "/v1/alerts?post=MD-LEU&since=1767225600000&limit=50", b"", DOMAIN_READ),
-        ("the event stream", "GET", "/v1/events?heartbeat_ms=15000", b"", DOMAIN_SUBSCRIBE),
-        ("a body", "POST", "/v1/identify", b'{"scan": "00ff"}', DOMAIN_READ),
-    ]
-    out = []
-    for i, (name, method, path_qs, body, domain) in enumerate(cases):
-        time_ms = 1_767_225_600_000 + i
-        nonce = hashlib.sha256(b"nonce %d" % i).digest()[:16]
-        digest = request_digest(method, path_qs, time_ms, nonce, k.public, body)
-        headers = sign_request(k, CHAIN_ID, method, path_qs, body=body, domain=domain, time_ms=time_ms, nonce=nonce)
-        out.append({"name": name, "method": method, "path_qs": path_qs, "body": body.hex(), "domain": domain,
-                    "time_ms": time_ms, "nonce": nonce.hex(), "key_seed": seed(3).hex(), "digest": digest.hex(),
-                    "sign_bytes": sign_bytes(domain, CHAIN_ID, digest).hex(), "headers": headers})
-    return {"chain_id": CHAIN_ID, "requests": out}
-
-
 def key_files() -> dict:
     """Key files as the CLI writes them (cheapest cost, so the browser test stays quick)."""
     out = []
@@ -111,7 +92,6 @@ def companion_tags() -> dict:
 
 FILES = {
     "transactions.json": transactions,
-    "signed_requests.json": signed_requests,
     "key_files.json": key_files,
     "companion_tags.json": companion_tags,
 }

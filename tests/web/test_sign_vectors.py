@@ -14,7 +14,6 @@ from ledger.errors import KeyFileError
 from ledger.privacy.tags import companion_tag, normalise_document
 from ledger.tx import bodies as b
 from ledger.tx.envelope import decode_tx
-from node.client.signed import request_digest, sign_request
 from node.client.txs import TxFactory
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -47,19 +46,6 @@ def test_transaction_vector(case: dict) -> None:
 def test_vector_keys() -> None:
     for k in TXS["keys"]:
         assert SigningKey(bytes.fromhex(k["seed"])).public.hex() == k["public"]
-
-
-@pytest.mark.parametrize("case", load("signed_requests.json")["requests"], ids=lambda c: c["name"])
-def test_signed_request_vector(case: dict) -> None:
-    chain_id = load("signed_requests.json")["chain_id"]
-    key = SigningKey(bytes.fromhex(case["key_seed"]))
-    body, nonce = bytes.fromhex(case["body"]), bytes.fromhex(case["nonce"])
-    digest = request_digest(case["method"], case["path_qs"], case["time_ms"], nonce, key.public, body)
-    assert digest.hex() == case["digest"]
-    assert sign_bytes(case["domain"], chain_id, digest).hex() == case["sign_bytes"]
-    headers = sign_request(key, chain_id, case["method"], case["path_qs"], body=body, domain=case["domain"],
-                           time_ms=case["time_ms"], nonce=nonce)
-    assert headers == case["headers"]
 
 
 @pytest.mark.parametrize("case", load("key_files.json")["key_files"], ids=lambda c: c["public"][:8])

@@ -18,7 +18,7 @@ VECTOR_CHECK = """async (v) => {
   const tx = await import("/app/lib/tx.js");
   const signed = await import("/app/lib/signed.js");
   const keyfile = await import("/app/lib/keyfile.js");
-  const out = {txs: [], reqs: [], keys: [], tags: []};
+  const out = {txs: [], reads: [], keys: [], tags: []};
   const key = async (seed) => crypto_.keyFromSeed(unhex(seed));
   for (const c of v.txs.transactions) {
     const signers = await Promise.all(c.signers.map(key));
@@ -27,13 +27,15 @@ VECTOR_CHECK = """async (v) => {
     const signBytes = crypto_.signBytes("tx", v.txs.chain_id, made.id);
     out.txs.push({id: hex(made.id), raw: hex(made.raw), sign_bytes: hex(signBytes), reparsed: hex(again.id)});
   }
-  for (const c of v.reqs.requests) {
-    const k = await key(c.key_seed);
-    const digest = await signed.requestDigest(c.method, c.path_qs, c.time_ms, unhex(c.nonce), k.publicKey,
-                                              unhex(c.body));
-    const headers = await signed.signRequest(k, v.reqs.chain_id, c.method, c.path_qs,
-      {body: unhex(c.body), domain: c.domain, timeMs: c.time_ms, nonce: unhex(c.nonce)});
-    out.reqs.push({digest: hex(digest), headers});
+  const reader = await key(v.reads.key.seed_hex);
+  for (const c of v.reads.cases) {
+    const [path, query] = signed.splitTarget(c.target);
+    const pre = await signed.digestPreimage(unhex(v.reads.node.public_hex), c.method, path, query, c.time_ms,
+                                            unhex(c.nonce_hex), reader.publicKey, unhex(c.body_hex), c.purpose);
+    const headers = await signed.signRequest(reader, v.reads.chain_id, c.method, c.target,
+      {node: unhex(v.reads.node.public_hex), body: unhex(c.body_hex), purpose: c.purpose, domain: c.domain,
+       timeMs: c.time_ms, nonce: unhex(c.nonce_hex)});
+    out.reads.push({preimage_hex: hex(pre), headers});
   }
   for (const c of v.keys.key_files) {
     const opened = await keyfile.unseal(c.file, c.passphrase);
@@ -54,7 +56,7 @@ VECTOR_CHECK = """async (v) => {
 
 def _vectors() -> dict:
     return {name: json.loads((VECTORS / f"{file}.json").read_text())
-            for name, file in (("txs", "transactions"), ("reqs", "signed_requests"), ("keys", "key_files"),
+            for name, file in (("txs", "transactions"), ("reads", "signed_read"), ("keys", "key_files"),
                                ("tags", "companion_tags"))}
 
 
@@ -70,8 +72,9 @@ def test_browser_signs_the_shared_vectors(browser, static_server) -> None:
     for case, got in zip(v["txs"]["transactions"], out["txs"], strict=True):
         assert got == {"id": case["id"], "raw": case["raw"], "sign_bytes": case["sign_bytes"],
                        "reparsed": case["id"]}, case["name"]
-    for case, got in zip(v["reqs"]["requests"], out["reqs"], strict=True):
-        assert got == {"digest": case["digest"], "headers": case["headers"]}, case["name"]
+    for case, got in zip(v["reads"]["cases"], out["reads"], strict=True):
+        assert got == {"preimage_hex": case["expected"]["preimage_hex"], "headers": case["expected"]["headers"]}, \
+            case["name"]
     for case, got in zip(v["keys"]["key_files"], out["keys"], strict=True):
         assert got == {"public": case["public"], "extractable": False}
     for case, got in zip(v["tags"]["tags"], out["tags"], strict=True):

@@ -41,7 +41,7 @@ async function onImport(e) {
 }
 
 async function start(record) {
-  state.node = new Node({ publicKey: record.publicKey, privateKey: record.privateKey });
+  state.node = new Node({ publicKey: record.publicKey, privateKey: record.privateKey }, { purpose: "alert-follow-up" });
   show("dashboard");
   try {
     const who = await state.node.get("/v1/access/whoami");
@@ -112,10 +112,9 @@ async function onRecord(e) {
   const id = $("#r-identity").value.trim().toLowerCase();
   const purpose = $("#r-purpose").value;
   if (!purpose) return toast(t("authority.purpose-needed"), "error");
-  const headers = { "Custos-Purpose": purpose };
   try {
-    const ident = await state.node.get(`/v1/identities/${id}`, null, headers);
-    const hist = await state.node.get(`/v1/identities/${id}/requests`, { limit: 50 }, headers);
+    const ident = await state.node.get(`/v1/identities/${id}`, null, { purpose });
+    const hist = await state.node.get(`/v1/identities/${id}/requests`, { limit: 50 }, { purpose });
     $("#record").hidden = false;
     $("#record-title").textContent = t("authority.record-of", { id });
     const rows = [

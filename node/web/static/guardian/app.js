@@ -71,7 +71,7 @@ function tab(name) {
 function start(record) {
   state.record = record;
   state.key = { publicKey: record.publicKey, privateKey: record.privateKey };
-  state.node = new Node(state.key);
+  state.node = new Node(state.key, { purpose: "guardian-review" });
   $("#tabs").hidden = false;
   renderKey();
   tab("alerts");

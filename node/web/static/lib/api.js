@@ -1,7 +1,7 @@
 // Talking to a node from the page: status, signed reads, transaction submission, and the signed
 // event stream read with fetch (EventSource cannot send the signature headers).
 
-import { hex } from "./bytes.js";
+import { hex, unhex } from "./bytes.js";
 import { DOMAIN_READ, DOMAIN_SUBSCRIBE } from "./crypto.js";
 import { pathWithQuery, signRequest } from "./signed.js";
 
@@ -24,16 +24,20 @@ async function parse(resp) {
 
 export class Node {
   // `base` is "" for the node that served the page (same origin: the strict CSP allows no other).
-  constructor(key = null, base = "") {
+  // `purpose` is what every read states unless a call says otherwise (node/access/purpose.py).
+  constructor(key = null, { base = "", purpose = "" } = {}) {
     this.key = key;
     this.base = base;
+    this.purpose = purpose;
     this.chainId = null;
+    this.nodeId = null;
     this.clockOffset = 0;
   }
 
   async status() {
     const doc = await parse(await fetch(this.base + "/v1/status", { cache: "no-store" }));
     this.chainId = doc.chain_id;
+    this.nodeId = unhex(doc.node_id, 32); // reads are signed for this node only
     return doc;
   }
 
@@ -44,15 +48,17 @@ export class Node {
 
   now() { return Date.now() + this.clockOffset; }
 
-  async headers(method, pathQs, domain, body) {
-    return signRequest(this.key, await this.ensureChain(), method, pathQs, { domain, timeMs: this.now(), body });
+  async headers(method, pathQs, domain, { body, purpose } = {}) {
+    const chainId = await this.ensureChain();
+    return signRequest(this.key, chainId, method, pathQs, { node: this.nodeId, domain, timeMs: this.now(), body,
+      purpose: purpose ?? this.purpose });
   }
 
   // A signed GET; a stale-request answer teaches the node's clock and the read is signed again.
-  async get(path, params, extraHeaders = {}) {
+  async get(path, params, { purpose } = {}) {
     const pathQs = pathWithQuery(path, params);
     for (let attempt = 0; ; attempt++) {
-      const headers = { ...(await this.headers("GET", pathQs, DOMAIN_READ)), ...extraHeaders };
+      const headers = await this.headers("GET", pathQs, DOMAIN_READ, { purpose });
       try {
         return await parse(await fetch(this.base + pathQs, { headers, cache: "no-store" }));
       } catch (err) {
@@ -92,6 +98,7 @@ export class Node {
       while (!stopped) {
         try {
           const pathQs = pathWithQuery("/v1/events", { heartbeat_ms: heartbeatMs });
+          await this.status(); // the node's id again: after a restart it may be another node's address
           const headers = { ...(await this.headers("GET", pathQs, DOMAIN_SUBSCRIBE)), Accept: "text/event-stream" };
           if (cursor) headers["Last-Event-ID"] = cursor;
           controller = new AbortController();

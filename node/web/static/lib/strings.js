@@ -216,7 +216,7 @@ const en = {
   "purpose.alert-follow-up": "Following up an alert",
   "purpose.enrolment": "Enrolment or guardianship change",
   "purpose.court-order": "Court order",
-  "purpose.child-protection-case": "Child-protection case",
+  "purpose.case-work": "Child-protection case",
 };
 
 
@@ -434,7 +434,7 @@ const ro = {
   "purpose.alert-follow-up": "Urmărirea unei alerte",
   "purpose.enrolment": "Înscriere sau schimbarea tutelei",
   "purpose.court-order": "Hotărâre judecătorească",
-  "purpose.child-protection-case": "Caz de protecție a copilului",
+  "purpose.case-work": "Caz de protecție a copilului",
 };
 
 
