@@ -16,11 +16,11 @@ import hashlib
 import json
 from pathlib import Path
 
-from ledger.crypto.keyfile import MINIMAL, seal
 from ledger.crypto.keys import DOMAIN_TX, SigningKey, sign_bytes
 from ledger.privacy.tags import companion_tag, normalise_document
 from ledger.tx import bodies as b
 from node.client.txs import TxFactory
+from node.keyfile import MINIMAL, seal
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 CHAIN_ID = "custos-vectors-1"

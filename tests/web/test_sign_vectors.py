@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from ledger.crypto.keyfile import unseal
 from ledger.crypto.keys import DOMAIN_TX, SigningKey, sign_bytes
 from ledger.errors import KeyFileError
 from ledger.privacy.tags import companion_tag, normalise_document
 from ledger.tx import bodies as b
 from ledger.tx.envelope import decode_tx
 from node.client.txs import TxFactory
+from node.keyfile import unseal
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 

@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
-from ledger.crypto.keyfile import MINIMAL, write_key_file
 from ledger.crypto.keys import SigningKey
 from node.client.cards import enrol_scans, synthetic_eye
 from node.client.http import NodeClient
+from node.keyfile import MINIMAL, write_key_file
 from tests.node.clientkit import World, now_ms, signed_get
 from tests.node.netkit import Net, run
 from tests.web.browserkit import both_widths, new_context, off_loop, screenshot, watch_errors
@@ -105,7 +105,7 @@ def test_guardians_approve_and_deny_in_the_browser(browser, world, tmp_path) -> 
         page1.click("#backup")
     backup = tmp_path / "backup.key"
     dl.value.save_as(backup)
-    from ledger.crypto.keyfile import load_key_file
+    from node.keyfile import load_key_file
     assert load_key_file(backup, PASS.encode()).public == key1
 
     second = SigningKey.generate()

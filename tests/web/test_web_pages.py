@@ -61,7 +61,7 @@ def _vectors() -> dict:
 
 
 def test_browser_signs_the_shared_vectors(browser, static_server) -> None:
-    from ledger.crypto.keyfile import unseal
+    from node.keyfile import unseal
 
     v = _vectors()
     ctx = new_context(browser, axe=False)

@@ -1,4 +1,4 @@
-// custos-key/1 key files (ledger/crypto/keyfile.py) in the browser: an Ed25519 seed sealed with
+// custos-key/1 key files (node/keyfile.py) in the browser: an Ed25519 seed sealed with
 // Argon2id (libsodium crypto_pwhash: t = ops, m = mem / 1024 KiB, one lane) and XSalsa20-Poly1305
 // (libsodium secretbox: nonce || tag || ciphertext). A file written here opens with the CLI and
 // the reverse; WebCrypto has neither primitive, so the vendored noble code does them.
