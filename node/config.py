@@ -39,7 +39,8 @@ class NodeSection(_Strict):
     data_dir: Path
     genesis: Path
     key_file: Path
-    #: file holding the key file's passphrase; if absent, $CUSTOS_PASSPHRASE is used
+    #: file holding the key file's passphrase; if absent, $CUSTOS_PASSPHRASE_FILE names one, else
+    #: $CUSTOS_PASSPHRASE holds it
     passphrase_file: Path | None = None
     #: a validator signs votes if its key is in the validator set; an observer never signs
     role: str = Field(default="validator", pattern="^(validator|observer)$")
@@ -138,9 +139,16 @@ class NodeConfig(_Strict):
                 return self.node.passphrase_file.read_bytes().rstrip(b"\r\n")
             except OSError as exc:
                 raise ConfigError(f"cannot read passphrase file {self.node.passphrase_file}: {exc.strerror}") from None
+        path = os.environ.get("CUSTOS_PASSPHRASE_FILE")  # a container secret, a systemd credential
+        if path:
+            try:
+                return Path(path).read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise ConfigError(f"cannot read $CUSTOS_PASSPHRASE_FILE {path}: {exc.strerror}") from None
         env = os.environ.get("CUSTOS_PASSPHRASE")
         if env is None:
-            raise ConfigError("no passphrase: set node.passphrase_file or $CUSTOS_PASSPHRASE")
+            raise ConfigError("no passphrase: set node.passphrase_file, $CUSTOS_PASSPHRASE_FILE or "
+                              "$CUSTOS_PASSPHRASE")
         return env.encode()
 
 
