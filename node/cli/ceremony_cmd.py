@@ -157,7 +157,8 @@ def cmd_assemble(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _replace_list(text: str, name: str, items: list[str]) -> str:
+def replace_toml_list(text: str, name: str, items: list[str]) -> str:
+    """``text`` (a node config) with its ``name = [...]`` list replaced by ``items``."""
     body = "[]" if not items else "[\n" + "".join(f"  {i},\n" for i in items) + "]"
     new, count = re.subn(rf"(?ms)^{name} = \[.*?\]$", f"{name} = {body}", text, count=1)
     if count != 1:
@@ -188,8 +189,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     text = config_path.read_text()
     others = [j for j in joins if j.key != own.key]
     dial = [j for j in others if j.role == "validator"] if own.role == "observer" else others
-    text = _replace_list(text, "peers", [f'{{ address = "{j.p2p}", key = "{j.key.hex()}" }}' for j in dial])
-    text = _replace_list(text, "allow", [f'"{j.key.hex()}"' for j in others if j.role == "observer"])
+    text = replace_toml_list(text, "peers", [f'{{ address = "{j.p2p}", key = "{j.key.hex()}" }}' for j in dial])
+    text = replace_toml_list(text, "allow", [f'"{j.key.hex()}"' for j in others if j.role == "observer"])
     shutil.copyfile(source / "genesis.toml", directory / "genesis.toml")
     config_path.write_text(text)
     load_config(config_path)  # what was written must load
