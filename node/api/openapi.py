@@ -190,6 +190,14 @@ def openapi_document() -> dict:
         "/v1/terminals/{key}/requests": _signed_read(
             "the requests a terminal submitted", [_path_param("key", HEX32, "terminal key"), _limit(100), _BEFORE],
             _json("requests"), not_found=False),
+        "/v1/identify": {"post": {
+            "summary": "1:N identification of a scan among an enrolment authority's children (only on a node "
+                       "configured with the authority's gallery; elsewhere 404)",
+            "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True},
+            "security": [{"signedRequest": []}],
+            "responses": {"200": _json("the identity the scan unlocks, or null"), "400": _BAD, "401": _UNSIGNED,
+                          "403": _FORBIDDEN, "404": _problem("this node serves no identification"),
+                          "413": _problem("body too large")}}},
         "/v1/events": {"get": {
             "summary": "a signed server-sent event stream of the caller's crossings (guardians, terminals)",
             "parameters": [_query("heartbeat_ms", {"type": "integer", "minimum": 200, "maximum": 60000},

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from node.api.events import EventStreams
+from node.api.identify import Identify
 from node.api.openapi import openapi_document
 from node.api.reads import Reads
 from node.api.server import Api
@@ -130,7 +131,7 @@ def test_openapi_describes_every_route_the_node_serves(net):
     doc = json.loads(body)
     assert status == 200 and doc["openapi"].startswith("3.1") and doc == json.loads(json.dumps(openapi_document()))
     routes = (Api.__new__(Api).routes() + Reads.__new__(Reads).routes() + EventStreams.__new__(EventStreams).routes()
-              + OpsRoutes.__new__(OpsRoutes).routes())
+              + OpsRoutes.__new__(OpsRoutes).routes() + Identify.__new__(Identify).routes())
     served = {(r.method.lower(), r.path) for r in routes}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert served == described
