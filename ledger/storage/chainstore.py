@@ -239,8 +239,14 @@ class ChainStore:
         return () if raw is None else decode_slots(raw)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
+        """Where a committed transaction is. A block being written by another thread is not
+        committed yet for this store's readers until its tip is: its index records may be on
+        disk before the tip moves, and a proof up to the old tip cannot cover them."""
         raw = self.kv.get(b"X" + tx_id)
-        return None if raw is None else TX_LOCATION.decode(raw)
+        if raw is None:
+            return None
+        location = TX_LOCATION.decode(raw)
+        return location if location.height <= self.tip.height else None
 
     def log(self) -> MerkleLog:
         return MerkleLog(self.get_log_node, self.tip.log_size)

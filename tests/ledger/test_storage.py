@@ -183,3 +183,17 @@ def test_a_block_commit_that_fails_half_way_leaves_the_previous_tip(tmp_path, ba
         assert chain.store.tip == tip and everything(chain.store) == before
     chain.commit(chain.register_post("MD-99"))
     assert chain.height == tip.height + 1
+
+
+def test_a_transaction_is_not_committed_for_readers_before_the_tip_that_holds_it(disk_chain: Chain):
+    """The writer thread writes a block's batch, then moves the cached tip: a reader in between
+    must not see a location that no proof up to its tip can cover."""
+    authority, terminal = disk_chain.open_border()
+    adult = disk_chain.enrol_child(authority, minor=False)
+    store = disk_chain.store
+    before = store.tip
+    crossing = disk_chain.crossing(terminal, adult)
+    disk_chain.commit(crossing)
+    assert store.tx_location(crossing.id) is not None
+    store._tip = before  # the instant between the batch and the tip's update
+    assert store.tx_location(crossing.id) is None
