@@ -10,7 +10,11 @@
   which feeds an engine through it and replays it at start-up.
 * :mod:`node.consensus.config`, :mod:`node.consensus.outputs`, :mod:`node.consensus.future`,
   :mod:`node.consensus.errors`: the engine's settings, outputs, next-height buffer and errors.
+* :mod:`node.consensus.replica`: everything one validator decides around the engine (commit
+  ordering, height pacing, block sync, gossip and evidence), fed ``(now, event)`` and returning
+  effects; no I/O. :mod:`node.consensus.driver` is its asyncio shell in a node.
 * :mod:`node.consensus.simulator` (with :mod:`~node.consensus.simscenario` and
-  :mod:`~node.consensus.simnet`): a seeded simulator running real engines under delay, loss,
-  duplication, partitions, crash-restarts and an equivocating validator.
+  :mod:`~node.consensus.simnet`): a seeded simulator running the same replicas under delay,
+  loss, duplication, partitions, crash-restarts, slow disks, CPU starvation, a laggard catching
+  up and an equivocating validator.
 """

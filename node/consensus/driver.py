@@ -1,21 +1,17 @@
-"""The adapter between the pure consensus engine and the running node.
+"""The asyncio shell around the consensus replica: bytes in, bytes out, timers, the disk.
 
-It owns the engine (fed through its write-ahead log), turns the engine's outputs into network
-messages, timers and commits, checks every signature before a message reaches the engine,
-gossips transactions and evidence, runs block sync, and keeps an idle chain from making empty
-blocks faster than the heartbeat.
-
-Heights start like this: after a commit, the next height begins once the mempool holds a
-transaction (and ``block_interval_ms`` has passed, to batch more), once the heartbeat is due,
-or at once when a peer's message for that height arrives, whichever comes first.
+Every decision is :class:`~node.consensus.replica.Replica`'s (the simulator runs the same
+class). This module only carries things across the boundary: it decodes what peers send and
+checks signatures before the replica sees a message, feeds each event with the wall clock's
+time, and carries out the effects the replica returns (encode and send, start a timer, write
+a decided block in the writer thread and report back). It also adapts the node to the
+replica's :class:`~node.consensus.replica.Ledger` and the engine's application interface.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -32,26 +28,38 @@ from node.config import ConsensusSection
 from node.consensus.config import TimeoutConfig
 from node.consensus.engine import Engine
 from node.consensus.messages import Proposal, decode_message, encode_message
-from node.consensus.outputs import Broadcast, Decide, EvidenceFound, Output, ScheduleTimeout
+from node.consensus.outputs import Decide
 from node.consensus.privval import FilePrivValidator
 from node.consensus.recorder import RecordedEngine
+from node.consensus.replica import (
+    MAX_TX_BATCH,
+    Broadcast,
+    Effect,
+    Event,
+    EvidenceReceived,
+    Halt,
+    PeerConnected,
+    Received,
+    Relay,
+    Replica,
+    ReplicaConfig,
+    Send,
+    SetTimer,
+    Start,
+    StoreBlock,
+    Stored,
+    StoreFailed,
+    SyncOutcome,
+    SyncReceived,
+    TimerFired,
+    TxAdmitted,
+    TxBatch,
+)
 from node.consensus.wal import ConsensusWal
 from node.p2p.frames import BLOCK_SYNC, CONSENSUS, EVIDENCE, TRANSACTIONS
-from node.sync import (
-    MAX_BLOCKS_PER_RESPONSE,
-    MAX_RESPONSE_BYTES,
-    Blocks,
-    Get,
-    Item,
-    Status,
-    decode_sync,
-    encode_sync,
-)
+from node.sync import MAX_RESPONSE_BYTES, Item, Status, decode_sync, encode_sync
 
 log = logging.getLogger("custos.consensus")
-
-MAX_TX_BATCH = 1000
-SYNC_REQUEST_TIMEOUT_S = 5.0
 
 
 class Network(Protocol):
@@ -93,16 +101,77 @@ class _Application:
         return block.hash
 
 
+class NodeLedger:
+    """The node's state as the replica sees it (:class:`~node.consensus.replica.Ledger`)."""
+
+    def __init__(self, app: NodeApp) -> None:
+        self.app = app
+        self.chain_id = app.chain_id
+
+    def height(self) -> int:
+        return self.app.store.height
+
+    def tip_time_ms(self) -> int:
+        return self.app.store.tip.time
+
+    def validators(self, height: int) -> ValidatorSet:
+        return validator_set_at(self.app.store.state, height)
+
+    def pending_txs(self) -> int:
+        return len(self.app.mempool)
+
+    def blocks_from(self, start: int, limit: int) -> list[Item]:
+        store = self.app.store
+        items: list[Item] = []
+        size = 0
+        for height in range(start, min(start + limit, store.height + 1)):
+            raw, commit = store.block_bytes(height), store.commit(height)
+            if raw is None or commit is None:
+                break
+            size += len(raw)
+            if items and size > MAX_RESPONSE_BYTES - 64 * 1024:
+                break
+            items.append(Item(raw, COMMIT.encode(commit)))
+        return items
+
+    def apply_synced(self, item: Item) -> SyncOutcome:
+        store = self.app.store
+        try:
+            block = Block.decode(item.block)
+            if block.height <= store.height:
+                return SyncOutcome.KNOWN
+            if block.height != store.height + 1 or item.commit is None:
+                return SyncOutcome.GAP
+            commit = COMMIT.decode(item.commit)
+            commit.check(self.chain_id, self.validators(block.height), height=block.height, block=block.hash)
+            self.app.validate(block, check_clock=False)
+        except (DecodeError, ChainError) as exc:
+            log.warning("a synced block does not verify: %s", exc)
+            return SyncOutcome.REFUSED
+        self.app.commit(block.hash, commit, block)
+        return SyncOutcome.APPLIED
+
+    def knows_evidence(self, evidence: DuplicateVoteEvidence) -> bool:
+        return evidence.hash in self.app.evidence_pool
+
+    def add_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        self.app.add_evidence(evidence)
+
+    def verify_vote(self, vote: Vote) -> bool:
+        return vote.verify(self.chain_id)
+
+    def count(self, metric: str) -> None:
+        self.app.metrics.inc(metric)
+
+
 class ConsensusDriver:
     def __init__(self, app: NodeApp, key: SigningKey, config: ConsensusSection, directory: Path,
-                 network: Network, *, observer: bool = False,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 network: Network, *, observer: bool = False) -> None:
         self.app = app
         self.key = key
         self.config = config
         self.network = network
         self.observer = observer
-        self.clock = clock
         self.chain_id = app.chain_id
         directory.mkdir(parents=True, exist_ok=True)
         self._privval = None
@@ -117,21 +186,17 @@ class ConsensusDriver:
             prevote_ms=config.timeout_prevote_ms, prevote_delta_ms=config.timeout_prevote_delta_ms,
             precommit_ms=config.timeout_precommit_ms, precommit_delta_ms=config.timeout_precommit_delta_ms,
         )
-        self.engine = RecordedEngine(Engine(_Application(self), self._privval, timeouts=timeouts), self.wal)
+        engine = RecordedEngine(Engine(_Application(self), self._privval, timeouts=timeouts), self.wal)
+        self.replica = Replica(engine, NodeLedger(app), ReplicaConfig(
+            heartbeat_ms=config.heartbeat_ms, block_interval_ms=config.block_interval_ms,
+            rebroadcast_ms=config.rebroadcast_ms))
+        self.engine = engine
         self._timers: set[asyncio.TimerHandle] = set()
-        self._tasks: list[asyncio.Task] = []
-        self._running = False  # the engine is inside a height (not waiting for the next one)
-        self._start_next = asyncio.Event()
-        self._progress = (0, 0, 0.0)  # (height, round, when it last changed)
-        self._height_since = (0, 0.0)  # (height, when this node reached it)
-        self._peer_heights: dict[bytes, int] = {}
-        self._sync_pending: tuple[bytes, float] | None = None
-        self._tx_batch: list[bytes] = []
-        self._tx_flush_scheduled = False
         self._storing: asyncio.Task | None = None  # the decided block on its way to disk
+        self._stopped = False
         #: fails if the node can no longer work (it cannot store blocks); the node then stops
         self.fatal: asyncio.Future | None = None
-        app.on_new_tx(self._gossip_tx)
+        app.on_new_tx(lambda tx: self.feed(TxAdmitted(tx.raw)))
 
     # ------------------------------------------------------------------ lifecycle
     def validators(self, height: int) -> ValidatorSet:
@@ -139,134 +204,92 @@ class ConsensusDriver:
 
     async def start(self) -> None:
         self.fatal = asyncio.get_running_loop().create_future()
-        height = self.app.store.height + 1
-        # raises WalError if the log is ahead of the store: refuse to run rather than forget a lock
-        outputs = self.engine.recover(height, self.validators(height))
-        self._running = True
-        self._execute(outputs)
-        self._tasks = [
-            asyncio.create_task(self._height_loop(), name="consensus-heights"),
-            asyncio.create_task(self._tick_loop(), name="consensus-ticks"),
-        ]
+        self.feed(Start())  # raises WalError if the log is ahead of the store
 
     async def stop(self) -> None:
         if self._storing is not None:
             await asyncio.wait([self._storing], timeout=10)  # let a decided block reach the disk
+        self._stopped = True
         for t in self._timers:
             t.cancel()
         self._timers.clear()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):
-                pass
         self.wal.close()
 
     @property
     def tasks(self) -> list[asyncio.Task]:
-        """The driver's background tasks (the node watches them for failures)."""
-        return list(self._tasks)
+        """The driver's background tasks (the node watches them for failures): none; a failure
+        to store a block ends :attr:`fatal`."""
+        return []
 
     @property
     def height(self) -> int:
-        return self.engine.engine.height
+        return self.replica.height
 
     def status(self) -> dict:
-        e = self.engine.engine
-        return {
-            "consensus": {"height": e.height, "round": e.round, "step": e.step.name.lower(),
-                          "running": self._running},
-            "peers": len(self.network.connected_peers()),
-        }
+        return {"consensus": self.replica.status(), "peers": len(self.network.connected_peers())}
 
-    # ------------------------------------------------------------------ engine outputs
-    def _execute(self, outputs: list[Output]) -> None:
-        for out in outputs:
-            if isinstance(out, Broadcast):
-                self.broadcast(out.message)
-            elif isinstance(out, ScheduleTimeout):
-                self._schedule(out)
-            elif isinstance(out, Decide):
-                self._decided(out)
-            elif isinstance(out, EvidenceFound):
-                self._evidence(out.evidence)
+    # ------------------------------------------------------------------ events in, effects out
+    def feed(self, event: Event) -> None:
+        """Hand one event to the replica, with the wall clock's time, and carry out its effects."""
+        if self._stopped:
+            return
+        self._perform(self.replica.handle(self.app.clock_ms(), event))
+
+    def _perform(self, effects: list[Effect]) -> None:
+        for e in effects:
+            if isinstance(e, Broadcast):
+                m = e.message
+                if isinstance(m, (Proposal, Vote)):
+                    self.broadcast(m)
+                elif isinstance(m, Status):
+                    self.network.broadcast(BLOCK_SYNC, encode_sync(m))
+                elif isinstance(m, TxBatch):
+                    self.network.broadcast(TRANSACTIONS, msgpack.packb(list(m.raws), use_bin_type=True))
+            elif isinstance(e, SetTimer):
+                self._set_timer(e)
+            elif isinstance(e, Send):
+                self.network.send(e.peer, BLOCK_SYNC, encode_sync(e.message))
+            elif isinstance(e, Relay):
+                self.network.gossip(EVIDENCE, encode_message(e.evidence))
+            elif isinstance(e, StoreBlock):
+                self._store(e.decision)
+            elif isinstance(e, Halt):
+                log.critical("%s", e.reason)
+                if self.fatal is not None and not self.fatal.done():
+                    self.fatal.set_exception(RuntimeError(e.reason))
 
     def broadcast(self, message: Proposal | Vote) -> None:
         """The one place this node's consensus messages leave it (a test harness that makes a
         validator misbehave wraps this: ``tests/node/byzantine_node.py``)."""
         self.network.broadcast(CONSENSUS, encode_message(message))
 
-    def _schedule(self, out: ScheduleTimeout) -> None:
-        loop = asyncio.get_running_loop()
+    def _set_timer(self, e: SetTimer) -> None:
         handle: asyncio.TimerHandle
 
         def fire() -> None:
             self._timers.discard(handle)
-            if out.height == self.height and self._running:
-                self._execute(self.engine.on_timeout(out.timeout))
+            try:
+                self.feed(TimerFired(e.timer))
+            except CustosError as exc:
+                log.warning("consensus timer %s failed: %s", type(e.timer).__name__, exc)
 
-        handle = loop.call_later(out.delay_ms / 1000, fire)
+        handle = asyncio.get_running_loop().call_later(e.delay_ms / 1000, fire)
         self._timers.add(handle)
 
-    def _decided(self, d: Decide) -> None:
-        if d.height != self.app.store.height + 1 or self._storing is not None:
-            return  # block sync got there first
-        if d.round > 0:
-            self.app.metrics.inc("heights_decided_after_round_0")
-        self._storing = asyncio.get_running_loop().create_task(self._store(d), name=f"store-{d.height}")
+    def _store(self, d: Decide) -> None:
+        """Store the decided block (executed already when it was validated) in the writer thread."""
 
-    async def _store(self, d: Decide) -> None:
-        """Store the decided block (executed already when it was validated), then move on."""
-        try:
-            await self.app.commit_async(d.value_id, d.commit, d.value)
-        except Exception as exc:  # a validator that cannot store its chain must not go on voting
-            log.critical("cannot store block %d: %s", d.height, exc)
-            if self.fatal is not None and not self.fatal.done():
-                self.fatal.set_exception(exc)
-            return
-        finally:
+        async def store() -> None:
+            try:
+                await self.app.commit_async(d.value_id, d.commit, d.value)
+            except Exception as exc:  # a validator that cannot store its chain must not go on voting
+                self._storing = None
+                self.feed(StoreFailed(d.height, str(exc)))
+                return
             self._storing = None
-        self._after_commit()
+            self.feed(Stored(d.height))
 
-    def _after_commit(self) -> None:
-        for t in self._timers:
-            t.cancel()
-        self._timers.clear()
-        self._running = False
-        self._start_next.set()
-        self._announce_height()
-
-    # ------------------------------------------------------------------ heights
-    async def _height_loop(self) -> None:
-        """Start each next height when there is work, the heartbeat is due, or a peer moved on."""
-        cfg = self.config
-        while True:
-            await self._start_next.wait()
-            self._start_next.clear()
-            while not self._running:
-                store = self.app.store
-                idle_for = max(0, (self.app.clock_ms() - store.tip.time))
-                if len(self.app.mempool):
-                    await asyncio.sleep(cfg.block_interval_ms / 1000)
-                    self._begin_height()
-                    break
-                wait = max(0.0, (cfg.heartbeat_ms - idle_for) / 1000)
-                if wait == 0:
-                    self._begin_height()
-                    break
-                try:
-                    await asyncio.wait_for(self.app.new_txs.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
-
-    def _begin_height(self) -> None:
-        if self._running:
-            return
-        height = self.app.store.height + 1
-        self._running = True
-        self._execute(self.engine.start_height(height, self.validators(height)))
+        self._storing = asyncio.get_running_loop().create_task(store(), name=f"store-{d.height}")
 
     # ------------------------------------------------------------------ inbound
     def on_message(self, peer: bytes, channel: int, payload: bytes) -> None:
@@ -276,9 +299,9 @@ class ConsensusDriver:
             elif channel == TRANSACTIONS:
                 self._on_transactions(payload)
             elif channel == EVIDENCE:
-                self._on_evidence(payload)
+                self._on_evidence(peer, payload)
             elif channel == BLOCK_SYNC:
-                self._on_sync(peer, payload)
+                self.feed(SyncReceived(peer, decode_sync(payload)))
         except (DecodeError, RejectedTransaction) as exc:
             self.app.metrics.inc("peer_messages_refused")
             log.debug("refused a message from %s on channel %d: %s", peer.hex()[:12], channel, exc)
@@ -286,166 +309,29 @@ class ConsensusDriver:
     def _on_consensus(self, peer: bytes, payload: bytes) -> None:
         msg = decode_message(payload)
         if isinstance(msg, DuplicateVoteEvidence):
-            self._evidence(msg)
+            self.feed(EvidenceReceived(peer, msg))
             return
         if not msg.verify(self.chain_id):
             self.app.metrics.inc("bad_signatures")
             log.info("dropping a %s with a bad signature from peer %s", type(msg).__name__, peer.hex()[:12])
             return
-        height = msg.height
-        if self._storing is not None:
-            pass  # the engine buffers the next height's messages until it starts
-        elif height == self.app.store.height + 1 and not self._running:
-            self._begin_height()  # a peer has started it: join at once
-        elif height > self.app.store.height + 1:
-            self._peer_heights[peer] = max(self._peer_heights.get(peer, 0), height - 1)
-            self._maybe_sync()
-        if isinstance(msg, Proposal):
-            self._execute(self.engine.on_proposal(msg))
-        else:
-            self._execute(self.engine.on_vote(msg))
+        self.feed(Received(peer, msg))
 
     def _on_transactions(self, payload: bytes) -> None:
+        added = False
         for raw in decode_tx_batch(payload, max_items=MAX_TX_BATCH):
             try:
-                self.app.submit(raw, from_peer=True)
+                added |= self.app.submit(raw, from_peer=True).status == "accepted"
             except RejectedTransaction:
                 pass  # e.g. committed meanwhile, or already refused here; never relayed further
+        if added:
+            self.feed(TxAdmitted(None))
 
-    def _gossip_tx(self, tx) -> None:
-        self._tx_batch.append(tx.raw)
-        if not self._tx_flush_scheduled:
-            self._tx_flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_txs)
-
-    def _flush_txs(self) -> None:
-        self._tx_flush_scheduled = False
-        batch, self._tx_batch = self._tx_batch, []
-        # straight to every peer (validators keep a full mesh): relaying by gossip would make each
-        # node receive, decrypt and hash every batch once per neighbour
-        for i in range(0, len(batch), MAX_TX_BATCH):
-            self.network.broadcast(TRANSACTIONS, msgpack.packb(batch[i:i + MAX_TX_BATCH], use_bin_type=True))
-
-    def _on_evidence(self, payload: bytes) -> None:
+    def _on_evidence(self, peer: bytes, payload: bytes) -> None:
         msg = decode_message(payload)
         if isinstance(msg, DuplicateVoteEvidence):
-            self._evidence(msg)
+            self.feed(EvidenceReceived(peer, msg))
 
-    def _evidence(self, ev: DuplicateVoteEvidence) -> None:
-        """Keep evidence for the next proposals and pass it on (gossip sends it once per peer)."""
-        if ev.hash in self.app.evidence_pool:
-            return
-        if not (ev.a.conflicts_with(ev.b) and ev.a.verify(self.chain_id) and ev.b.verify(self.chain_id)):
-            self.app.metrics.inc("bad_evidence")
-            return
-        log.warning("validator %s signed conflicting %ss at height %d round %d", ev.a.validator.hex()[:12],
-                    ev.a.kind, ev.a.height, ev.a.round)
-        self.app.add_evidence(ev)
-        self.app.metrics.inc("evidence_seen")
-        self.network.gossip(EVIDENCE, encode_message(ev))
-
-    # ------------------------------------------------------------------ block sync
     def greet(self, peer: bytes) -> None:
         """A peer just connected: tell it our height."""
-        self.network.send(peer, BLOCK_SYNC, encode_sync(Status(self.app.store.height)))
-
-    def _announce_height(self) -> None:
-        self.network.broadcast(BLOCK_SYNC, encode_sync(Status(self.app.store.height)))
-
-    def _on_sync(self, peer: bytes, payload: bytes) -> None:
-        msg = decode_sync(payload)
-        if isinstance(msg, Status):
-            self._peer_heights[peer] = msg.height
-            self._maybe_sync()
-        elif isinstance(msg, Get):
-            self._serve_blocks(peer, msg)
-        elif isinstance(msg, Blocks):
-            self._apply_blocks(peer, msg)
-
-    def _serve_blocks(self, peer: bytes, req: Get) -> None:
-        store = self.app.store
-        items: list[Item] = []
-        size = 0
-        for height in range(req.start, min(req.start + req.limit, store.height + 1)):
-            raw, commit = store.block_bytes(height), store.commit(height)
-            if raw is None or commit is None:
-                break
-            size += len(raw)
-            if items and size > MAX_RESPONSE_BYTES - 64 * 1024:
-                break
-            items.append(Item(raw, COMMIT.encode(commit)))
-        self.network.send(peer, BLOCK_SYNC, encode_sync(Blocks(tuple(items))))
-
-    def _maybe_sync(self) -> None:
-        if self._storing is not None:
-            return
-        ours = self.app.store.height
-        ahead = [(h, p) for p, h in self._peer_heights.items() if h > ours]
-        if not ahead:
-            return
-        now = self.clock()
-        if self._sync_pending is not None and now - self._sync_pending[1] < SYNC_REQUEST_TIMEOUT_S:
-            return
-        # A peer one block ahead may just be faster; sync once this node has spent a while at
-        # its height. Rounds going by do not count as progress: the others may have decided
-        # this height with precommits that never reached us, and they have moved on.
-        best_height, best_peer = max(ahead)
-        stalled = now - self._height_since[1] > 2 * self.config.rebroadcast_ms / 1000
-        if best_height == ours + 1 and self._running and not stalled:
-            return
-        self._sync_pending = (best_peer, now)
-        self.network.send(best_peer, BLOCK_SYNC, encode_sync(Get(ours + 1, MAX_BLOCKS_PER_RESPONSE)))
-
-    def _apply_blocks(self, peer: bytes, msg: Blocks) -> None:
-        self._sync_pending = None
-        if self._storing is not None:
-            return  # our own decision is being stored; ask again later if still behind
-        applied = 0
-        for item in msg.items:
-            store = self.app.store
-            try:
-                block = Block.decode(item.block)
-                if block.height <= store.height:
-                    continue
-                if block.height != store.height + 1 or item.commit is None:
-                    break
-                commit = COMMIT.decode(item.commit)
-                commit.check(self.chain_id, self.validators(block.height), height=block.height, block=block.hash)
-                self.app.validate(block, check_clock=False)
-            except (DecodeError, ChainError) as exc:
-                log.warning("peer %s sent a block that does not verify: %s", peer.hex()[:12], exc)
-                self.app.metrics.inc("sync_blocks_refused")
-                self._peer_heights.pop(peer, None)
-                break
-            self.app.commit(block.hash, commit, block)
-            self.app.metrics.inc("blocks_synced")
-            applied += 1
-        if applied:
-            log.info("block sync: applied %d blocks from %s, now at height %d", applied, peer.hex()[:12],
-                     self.app.store.height)
-            self._after_commit()
-            self._maybe_sync()
-
-    # ------------------------------------------------------------------ periodic work
-    async def _tick_loop(self) -> None:
-        interval = self.config.rebroadcast_ms / 1000
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                self._tick()
-            except CustosError as exc:
-                log.warning("consensus tick failed: %s", exc)
-
-    def _tick(self) -> None:
-        e = self.engine.engine
-        now = self.clock()
-        position = (e.height, e.round)
-        if e.height != self._height_since[0]:
-            self._height_since = (e.height, now)
-        if position != self._progress[:2]:
-            self._progress = (e.height, e.round, now)
-        elif self._running and now - self._progress[2] >= self.config.rebroadcast_ms / 1000:
-            # no progress for a while: our messages (or the proposal) may have been lost
-            self._execute(self.engine.rebroadcast())
-        self._announce_height()
-        self._maybe_sync()
+        self.feed(PeerConnected(peer))

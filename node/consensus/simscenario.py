@@ -2,8 +2,9 @@
 
 :meth:`Scenario.from_seed` draws, from its own random stream, the validators and their
 (unequal) stakes, whether one of them is Byzantine (always below a third of the stake), and the
-faults before ``heal_at``: loss, duplication and delay of messages, partitions, and
-crash-restarts of honest validators.
+faults before ``heal_at``: loss, duplication and delay of messages, partitions, crash-restarts
+of honest validators, a slow disk, CPU starvation (stalls), and a laggard that is down while the
+others move on.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ class Crash:
 
 
 @dataclass(frozen=True)
+class Stall:
+    """From ``start`` to ``end`` (ms) ``node`` gets no CPU: everything that reaches it waits."""
+
+    node: int
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
 class Scenario:
     seed: int
     stakes: tuple[int, ...]
@@ -39,6 +49,10 @@ class Scenario:
     heights: int
     after_heal: int
     liveness_ms: int
+    slow_disk: float = 0.0  # before heal_at, the share of blocks whose write takes long
+    slow_disk_ms: int = 0
+    stalls: tuple[Stall, ...] = ()
+    laggard: Crash | None = None  # down while the others decide; catches up by sync
 
     @classmethod
     def from_seed(cls, seed: int, *, heights: int = 4, after_heal: int = 2,
@@ -77,13 +91,30 @@ class Scenario:
             for _ in range(rng.randint(0, 2)):
                 at = rng.randint(0, heal_at)
                 crashes.append(Crash(rng.choice(honest), at, rng.randint(at + 1, heal_at + 1)))
-        return cls(seed, tuple(stakes), byzantine, faults, tuple(crashes),
-                   rng.choice((0.0, 0.1, 0.3)), heights, after_heal, liveness_ms)
+        bad_rate = rng.choice((0.0, 0.1, 0.3))
+        slow_disk, slow_disk_ms, stalls, laggard = 0.0, 0, [], None
+        if heal_at:
+            slow_disk, slow_disk_ms = rng.choice((0.0, 0.0, 0.2, 0.5)), rng.randint(200, 2000)
+            for _ in range(rng.choice((0, 0, 1, 2))):
+                start = rng.randint(0, heal_at)
+                stalls.append(Stall(rng.randrange(n), start, start + rng.randint(100, 3000)))
+            total = sum(stakes)
+            # a laggard whose absence leaves the other honest validators more than 2/3 of the stake
+            able = [i for i in honest if i not in {c.node for c in crashes}
+                    and 3 * (total - stakes[i] - (stakes[byzantine] if byzantine is not None else 0)) > 2 * total]
+            if able and rng.random() < 0.3:
+                at = rng.randint(0, heal_at // 2)
+                laggard = Crash(rng.choice(able), at, heal_at + rng.randint(2000, 6000))
+        return cls(seed, tuple(stakes), byzantine, faults, tuple(crashes), bad_rate, heights, after_heal,
+                   liveness_ms, slow_disk, slow_disk_ms, tuple(stalls), laggard)
 
     @property
     def heal_at(self) -> int:
         """When the last fault ends (the Byzantine validator stays Byzantine)."""
-        return max([self.faults.heal_at] + [c.restart_at for c in self.crashes])
+        ends = [self.faults.heal_at, *(c.restart_at for c in self.crashes), *(s.end for s in self.stalls)]
+        if self.laggard is not None:
+            ends.append(self.laggard.restart_at)
+        return max(ends)
 
     def describe(self) -> str:
         f = self.faults
@@ -91,7 +122,10 @@ class Scenario:
                  f"byzantine {self.byzantine}" if self.byzantine is not None else "no byzantine",
                  f"heal at {self.heal_at} ms", f"drop {f.drop}", f"dup {f.duplicate}",
                  f"slow {f.slow}", f"{len(f.partitions)} partition(s)",
-                 f"{len(self.crashes)} crash(es)", f"bad proposals {self.bad_proposal_rate}"]
+                 f"{len(self.crashes)} crash(es)", f"bad proposals {self.bad_proposal_rate}",
+                 f"slow disk {self.slow_disk}", f"{len(self.stalls)} stall(s)",
+                 f"laggard {self.laggard.node} down {self.laggard.at}-{self.laggard.restart_at} ms"
+                 if self.laggard is not None else "no laggard"]
         return ", ".join(parts)
 
 

@@ -1,18 +1,24 @@
 """A seeded, deterministic simulator of a validator network running the real consensus code.
 
-Each simulated validator runs the real :class:`~node.consensus.engine.Engine` behind the real
-write-ahead log (:mod:`node.consensus.recorder`, in-memory storage) and the real double-sign
-guard (:class:`~node.consensus.privval.MemoryPrivValidator`), with real Ed25519 keys and
-signatures. Signatures are not verified on delivery: the simulated network cannot forge an
-honest validator's messages, and what the engine does with a message does not depend on it.
-Block sync does verify them (``Commit.check``), as a real node must.
+Each simulated validator runs :class:`~node.consensus.replica.Replica`, the very class a node
+runs (engine, commit ordering, height pacing, block sync, gossip and evidence decisions), behind
+the real write-ahead log (:mod:`node.consensus.recorder`, in-memory storage) and the real
+double-sign guard (:class:`~node.consensus.privval.MemoryPrivValidator`), with real Ed25519 keys
+and signatures. Only the shell differs: the node's carries bytes over sockets and writes to
+disk (:mod:`node.consensus.driver`), this one carries the same messages through a simulated
+network, disk and CPU. Signatures of consensus messages are not verified on delivery (the node's
+shell does that): the simulated network cannot forge an honest validator's messages. Evidence
+and block sync are verified inside the replica's ledger, as in a node.
 
 One seed fixes the scenario: the number of validators and their (unequal) stakes, whether one
 of them is Byzantine, and the faults before ``heal_at``: message loss, duplication and delay,
 partitions that heal, crash-restarts of honest validators that lose the unsynced tail of their
-log. The Byzantine validator (less than a third of the stake) runs an engine but equivocates:
-it sends different proposals and conflicting votes to different peers, before and after
-``heal_at``. Some proposals are malformed and rejected by ``validate``, so nil votes happen.
+log, a slow disk (a decided block takes long to store, and a crash meanwhile loses it), CPU
+starvation (a node stalls and handles everything that reached it late, at once), and a laggard
+that is down while the others decide many heights and must catch up by block sync while they
+move on. The Byzantine validator (less than a third of the stake) runs a replica but
+equivocates: it sends different proposals and conflicting votes to different peers, before and
+after ``heal_at``. Some proposals are malformed and rejected by ``validate``, so nil votes happen.
 
 Checked properties:
 
@@ -32,49 +38,132 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import random
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.block import Commit, Vote, sign_vote
+from ledger.block import COMMIT, Commit, DuplicateVoteEvidence, Vote, sign_vote
 from ledger.crypto.keys import SigningKey
-from ledger.errors import ChainError
+from ledger.errors import ChainError, DecodeError
 from ledger.validators import Validator, ValidatorSet
 from node.consensus.config import TimeoutConfig
 from node.consensus.engine import Engine
 from node.consensus.messages import Proposal, Timeout, sign_proposal
-from node.consensus.outputs import Broadcast, Decide, EvidenceFound, ScheduleTimeout
+from node.consensus.outputs import Decide
 from node.consensus.privval import MemoryPrivValidator
 from node.consensus.recorder import RecordedEngine
+from node.consensus.replica import (
+    Broadcast,
+    Effect,
+    Event,
+    EvidenceReceived,
+    Halt,
+    Received,
+    Relay,
+    Replica,
+    ReplicaConfig,
+    Send,
+    SetTimer,
+    Start,
+    StoreBlock,
+    Stored,
+    SyncOutcome,
+    SyncReceived,
+    TimerFired,
+)
 from node.consensus.simnet import EventQueue, Network
 from node.consensus.simscenario import CHAIN_ID, Scenario, ToyApp, UnguardedSigner, value_id
 from node.consensus.wal import ConsensusWal, MemoryStorage
+from node.sync import Blocks, Get, Item, Status
 
 SIM_TIMEOUTS = TimeoutConfig(propose_ms=300, propose_delta_ms=100, prevote_ms=150,
                              prevote_delta_ms=75, precommit_ms=150, precommit_delta_ms=75)
-REBROADCAST_MS = 500
-COMMIT_DELAY_MS = 50  # like CometBFT's timeout_commit: a pause before the next height
-SYNC_RETRY_MS = 300
-SYNC_BATCH = 8
+#: a pause before the next height (like CometBFT's timeout_commit), rebroadcast when stuck
+SIM_CONFIG = ReplicaConfig(heartbeat_ms=5_000, block_interval_ms=50, rebroadcast_ms=500)
+#: a healthy disk stores a block in this many ms
+DISK_MS = (1, 10)
 
 
 # --------------------------------------------------------------------------- nodes
 
 
-@dataclass(frozen=True, slots=True)
-class SyncRequest:
-    height: int
+class SimLedger:
+    """A node's chain as the replica sees it (:class:`~node.consensus.replica.Ledger`): the toy
+    application's values with their certificates, always a transaction waiting."""
 
+    def __init__(self, node: Node) -> None:
+        self.node = node
 
-@dataclass(frozen=True, slots=True)
-class SyncResponse:
-    blocks: tuple[tuple[int, bytes, Commit], ...]
+    def height(self) -> int:
+        return self.node.stored_height
+
+    def tip_time_ms(self) -> int:
+        return self.node.tip_time
+
+    def validators(self, height: int) -> ValidatorSet:
+        return self.node.sim.validators
+
+    def pending_txs(self) -> int:
+        return 1  # the chain is under load: every height has work
+
+    def blocks_from(self, start: int, limit: int) -> list[Item]:
+        out = []
+        for h in range(start, start + limit):
+            if h not in self.node.blocks:
+                break
+            value, commit = self.node.blocks[h]
+            out.append(Item(value, COMMIT.encode(commit)))
+        return out
+
+    def apply_synced(self, item: Item) -> SyncOutcome:
+        node = self.node
+        try:
+            commit = COMMIT.decode(item.commit) if item.commit is not None else None
+        except DecodeError:
+            return SyncOutcome.REFUSED
+        if commit is None:
+            return SyncOutcome.GAP
+        h = commit.height
+        if h <= node.stored_height:
+            return SyncOutcome.KNOWN
+        if h != node.stored_height + 1:
+            return SyncOutcome.GAP
+        vid = node.app.validate(h, commit.round, item.block)
+        if vid is None:
+            node.sim.trace(f"{node.name} sync: invalid value at height {h}")
+            return SyncOutcome.REFUSED
+        try:
+            commit.check(CHAIN_ID, node.sim.validators, height=h, block=vid)
+        except ChainError as exc:
+            node.sim.trace(f"{node.name} sync: rejected commit: {exc}")
+            return SyncOutcome.REFUSED
+        node.sim.stats.synced += 1
+        if node.sim.laggard == node.index and node.sim.queue.now >= node.sim.scenario.heal_at:
+            node.sim.stats.laggard_synced += 1
+        node.sim.on_decide(node, h, commit.round, item.block, vid, commit, True)
+        node.keep(h, item.block, commit)
+        return SyncOutcome.APPLIED
+
+    def knows_evidence(self, evidence: DuplicateVoteEvidence) -> bool:
+        return evidence.hash in self.node.evidence
+
+    def add_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        self.node.evidence.add(evidence.hash)
+        self.node.sim.on_evidence(self.node, evidence)
+
+    def verify_vote(self, vote: Vote) -> bool:
+        return vote.verify(CHAIN_ID)
+
+    def count(self, metric: str) -> None:
+        pass
 
 
 class Node:
-    """One validator: engine, log, signer, block store, and a minimal block sync."""
+    """One validator: the replica the node runs, its log and signer, a block store, and the
+    simulated disk and CPU around it."""
 
     def __init__(self, sim: Simulation, index: int, key: SigningKey) -> None:
         self.sim = sim
@@ -83,153 +172,132 @@ class Node:
         self.key = key
         self.app = ToyApp(self.name, random.Random(f"{sim.scenario.seed}/{index}"),
                           sim.scenario.bad_proposal_rate)
+        self.ledger = SimLedger(self)
         self.blocks: dict[int, tuple[bytes, Commit]] = {}
-        self.epoch = 0  # bumped on crash: timers of a previous life are ignored
+        self.tip_time = 0
+        self.evidence: set[bytes] = set()
+        self.epoch = 0  # bumped on crash: timers and disk writes of a previous life are ignored
         self.crashed = False
-        self.last_sync_request = -10**9
         self.signer = self.make_signer()
         self.storage = MemoryStorage()
-        self.engine: Any = None
+        self.replica: Replica | None = None
 
     @property
     def honest(self) -> bool:
         return True
 
+    @property
+    def stored_height(self) -> int:
+        return max(self.blocks, default=0)
+
     def make_signer(self) -> Any:
         return MemoryPrivValidator(self.key, CHAIN_ID)
 
+    def keep(self, height: int, value: bytes, commit: Commit) -> None:
+        self.blocks[height] = (value, commit)
+        self.tip_time = self.sim.queue.now
+
     def boot(self) -> None:
-        """Start, or restart after a crash: recover the engine from the log."""
+        """Start, or restart after a crash: the replica recovers its engine from the log."""
         wal = ConsensusWal(self.storage)
         if wal.recovery.problem:
             self.sim.stats.wal_repairs += 1
             self.sim.trace(f"{self.name} log repaired: {wal.recovery.problem}")
-        engine = Engine(self.app, self.signer, timeouts=SIM_TIMEOUTS)
-        self.engine = RecordedEngine(engine, wal)
-        self.handle(self.engine.recover(self.next_height, self.sim.validators))
-        self.schedule_rebroadcast()
+        engine = RecordedEngine(Engine(self.app, self.signer, timeouts=SIM_TIMEOUTS), wal)
+        self.replica = Replica(engine, self.ledger, SIM_CONFIG)
+        self.feed(Start())
 
-    @property
-    def next_height(self) -> int:
-        """The first height this node has no block for."""
-        return max(self.blocks, default=0) + 1
+    # ---------------------------------------------------------------- events in
 
-    def schedule_rebroadcast(self) -> None:
-        jitter = self.sim.rng.randint(0, REBROADCAST_MS // 5)
-        self.sim.queue.after(REBROADCAST_MS + jitter, self.on_rebroadcast, self.epoch)
+    def _starved(self, action: Any, *args: Any) -> bool:
+        """CPU starvation: while this node is stalled, whatever reaches it waits for the stall's end."""
+        end = self.sim.stall_end(self.index)
+        if end is None:
+            return False
+        self.sim.stats.stalled_events += 1
+        self.sim.queue.at(end, action, *args)
+        return True
 
-    def on_rebroadcast(self, epoch: int) -> None:
-        if epoch != self.epoch or self.crashed:
-            return
-        self.handle(self.engine.rebroadcast())
-        self.schedule_rebroadcast()
-
-    def on_timer(self, epoch: int, t: Timeout) -> None:
-        if epoch == self.epoch and not self.crashed:
-            self.handle(self.engine.on_timeout(t))
+    def feed(self, event: Event) -> None:
+        assert self.replica is not None
+        self.perform(self.replica.handle(self.sim.queue.now, event))
 
     def receive(self, src: int, msg: Any) -> None:
-        if self.crashed:
+        if self.crashed or self._starved(self.receive, src, msg):
             return
+        peer = self.sim.keys[src].public
         if isinstance(msg, (Proposal, Vote)):
-            if msg.height > self.next_height:
-                self.request_sync(src)
-            if isinstance(msg, Proposal):
-                self.handle(self.engine.on_proposal(msg))
-            else:
-                self.handle(self.engine.on_vote(msg))
-        elif isinstance(msg, SyncRequest):
-            self.serve_sync(src, msg)
-        elif isinstance(msg, SyncResponse):
-            self.apply_sync(src, msg)
+            self.feed(Received(peer, msg))
+        elif isinstance(msg, DuplicateVoteEvidence):
+            self.feed(EvidenceReceived(peer, msg))
+        elif isinstance(msg, (Status, Get, Blocks)):
+            self.feed(SyncReceived(peer, msg))
 
-    # ---------------------------------------------------------------- outputs
+    def on_timer(self, epoch: int, timer: Any) -> None:
+        if epoch != self.epoch or self.crashed or self._starved(self.on_timer, epoch, timer):
+            return
+        self.feed(TimerFired(timer))
 
-    def handle(self, outputs: list) -> None:
+    def on_stored(self, epoch: int, d: Decide) -> None:
+        if epoch != self.epoch or self.crashed or self._starved(self.on_stored, epoch, d):
+            return  # a crash before the write finished: the block never reached the disk
+        if d.height == self.stored_height + 1:
+            self.keep(d.height, d.value, d.commit)
+        self.feed(Stored(d.height))
+
+    # ---------------------------------------------------------------- effects out
+
+    def perform(self, effects: list[Effect]) -> None:
         if self.sim.verbose:
-            self.trace_outputs(outputs)
-        for o in outputs:
-            if isinstance(o, Broadcast):
-                self.broadcast(o.message)
-            elif isinstance(o, ScheduleTimeout):
-                self.sim.queue.after(o.delay_ms, self.on_timer, self.epoch, o.timeout)
-            elif isinstance(o, Decide):
-                self.commit(o.height, o.value, o.value_id, o.commit, o.round, synced=False)
-            elif isinstance(o, EvidenceFound):
-                self.sim.on_evidence(self, o.evidence)
+            self.trace_effects(effects)
+        for e in effects:
+            if isinstance(e, Broadcast):
+                if isinstance(e.message, (Proposal, Vote)):
+                    self.broadcast(e.message)
+                else:
+                    self.send_all(e.message)
+            elif isinstance(e, SetTimer):
+                self.sim.queue.after(e.delay_ms, self.on_timer, self.epoch, e.timer)
+            elif isinstance(e, Send):
+                self.sim.network.send(self.index, self.sim.node_of[e.peer], e.message)
+            elif isinstance(e, Relay):
+                self.send_all(e.evidence)
+            elif isinstance(e, StoreBlock):
+                d = e.decision
+                self.sim.on_decide(self, d.height, d.round, d.value, d.value_id, d.commit, False)
+                self.sim.queue.after(self.sim.disk_latency(), self.on_stored, self.epoch, d)
+            elif isinstance(e, Halt):
+                self.sim.failures.append(f"{self.name} halted: {e.reason}")
 
-    def trace_outputs(self, outputs: list) -> None:
-        e = self.engine.engine
-        for o in outputs:
-            if isinstance(o, Broadcast) and o.message in e.own_messages():
-                m = o.message
+    def trace_effects(self, effects: list[Effect]) -> None:
+        assert self.replica is not None
+        own = self.replica.engine.engine.own_messages()
+        for e in effects:
+            if isinstance(e, Broadcast) and isinstance(e.message, (Proposal, Vote)) and e.message in own:
+                m = e.message
                 if isinstance(m, Proposal):
                     what = f"proposes {m.value!r} (pol {m.pol_round})"
                 else:
                     what = f"{m.kind}s {m.block.hex()[:10] if m.block else 'nil'}"
                 self.sim.trace(f"{self.name} h={m.height} r={m.round} {what}")
-            elif isinstance(o, ScheduleTimeout):
-                self.sim.trace(f"{self.name} h={o.height} r={o.round} waits {o.delay_ms} ms "
-                               f"({o.step})")
+            elif isinstance(e, SetTimer) and isinstance(e.timer, Timeout):
+                t = e.timer
+                self.sim.trace(f"{self.name} h={t.height} r={t.round} waits {e.delay_ms} ms ({t.step})")
+            elif isinstance(e, Send) and isinstance(e.message, Get):
+                self.sim.trace(f"{self.name} asks {self.sim.nodes[self.sim.node_of[e.peer]].name} for blocks "
+                               f"from {e.message.start}")
 
-    def broadcast(self, msg: Any) -> None:
+    def send_all(self, msg: Any) -> None:
         for j in range(len(self.sim.nodes)):
             if j != self.index:
                 self.sim.network.send(self.index, j, msg)
 
-    def commit(self, height: int, value: bytes, vid: bytes, commit: Commit, round_: int, *,
-               synced: bool) -> None:
-        self.sim.on_decide(self, height, round_, value, vid, commit, synced)
-        if height in self.blocks:
-            return  # block sync got there first; the engine's decision was checked above
-        self.blocks[height] = (value, commit)
-        delay = 0 if synced else COMMIT_DELAY_MS
-        self.sim.queue.after(delay, self.start_next, self.epoch, height + 1)
-
-    def start_next(self, epoch: int, height: int) -> None:
-        if (epoch == self.epoch and not self.crashed and height == self.next_height
-                and self.engine.engine.height < height):
-            self.handle(self.engine.start_height(height, self.sim.validators))
-
-    # ---------------------------------------------------------------- block sync
-
-    def request_sync(self, peer: int, *, again: bool = False) -> None:
-        now = self.sim.queue.now
-        if again or now - self.last_sync_request >= SYNC_RETRY_MS:
-            self.last_sync_request = now
-            self.sim.network.send(self.index, peer, SyncRequest(self.next_height))
-
-    def serve_sync(self, peer: int, req: SyncRequest) -> None:
-        out = []
-        for h in range(req.height, req.height + SYNC_BATCH):
-            if h not in self.blocks:
-                break
-            value, commit = self.blocks[h]
-            out.append((h, value, commit))
-        if out:
-            self.sim.network.send(self.index, peer, SyncResponse(tuple(out)))
-
-    def apply_sync(self, peer: int, resp: SyncResponse) -> None:
-        for h, value, commit in resp.blocks:
-            if h != self.next_height:
-                continue
-            vid = self.app.validate(h, commit.round, value)
-            if vid is None:
-                self.sim.trace(f"{self.name} sync: invalid value at height {h}")
-                return
-            try:
-                commit.check(CHAIN_ID, self.sim.validators, height=h, block=vid)
-            except ChainError as exc:
-                self.sim.trace(f"{self.name} sync: rejected commit: {exc}")
-                return
-            self.sim.stats.synced += 1
-            self.commit(h, value, vid, commit, commit.round, synced=True)
-        if len(resp.blocks) == SYNC_BATCH:
-            self.request_sync(peer, again=True)  # the peer may have more
+    def broadcast(self, msg: Proposal | Vote) -> None:
+        self.send_all(msg)
 
 
 class ByzantineNode(Node):
-    """Runs an engine, but equivocates: each peer may get a different proposal or vote."""
+    """Runs a replica, but equivocates: each peer may get a different proposal or vote."""
 
     @property
     def honest(self) -> bool:
@@ -238,7 +306,7 @@ class ByzantineNode(Node):
     def make_signer(self) -> Any:
         return UnguardedSigner(self.key)
 
-    def broadcast(self, msg: Any) -> None:
+    def broadcast(self, msg: Proposal | Vote) -> None:
         rng = self.sim.rng
         peers = [j for j in range(len(self.sim.nodes)) if j != self.index]
         if isinstance(msg, Proposal) and msg.proposer == self.key.public:
@@ -285,6 +353,9 @@ class SimStats:
     partitioned: int = 0
     recovery_ms: int = 0  # from the end of the faults to the end of the run
     events: int = 0
+    stalled_events: int = 0  # events a starved node handled late
+    slow_stores: int = 0  # decided blocks that took long to reach the disk
+    laggard_synced: int = 0  # blocks a laggard caught up on by sync after it came back
 
 
 @dataclass
@@ -304,7 +375,9 @@ class SimResult:
                 f"{s.decisions} decisions ({s.synced} by sync), max round {s.max_round}, "
                 f"{s.evidence} evidence, {s.equivocations} equivocations, {s.crashes} crashes, "
                 f"{s.wal_repairs} log repairs, {s.refused_signatures} refused signatures, "
-                f"{s.dropped}/{s.sent} messages dropped, {s.events} events")
+                f"{s.dropped}/{s.sent} messages dropped, {s.stalled_events} stalled events, "
+                f"{s.slow_stores} slow stores, {s.laggard_synced} blocks caught up by a laggard, "
+                f"{s.events} events")
 
 
 class Simulation:
@@ -325,6 +398,7 @@ class Simulation:
         self.node_of = {k.public: i for i, k in enumerate(self.keys)}
         self.network = Network(self.queue, self.rng, scenario.faults, self._deliver)
         self.heights_at_heal: dict[int, int] | None = None
+        self.laggard = scenario.laggard.node if scenario.laggard is not None else None
         self.nodes: list[Node] = []
         for i, key in enumerate(self.keys):
             cls = ByzantineNode if i == scenario.byzantine else Node
@@ -332,7 +406,7 @@ class Simulation:
         self.trace(f"scenario {scenario.seed}: {scenario.describe()}")
         for node in self.nodes:
             node.boot()
-        for c in scenario.crashes:
+        for c in (*scenario.crashes, *([scenario.laggard] if scenario.laggard is not None else [])):
             self.queue.at(c.at, self._crash, c.node)
             self.queue.at(c.restart_at, self._restart, c.node)
 
@@ -347,6 +421,22 @@ class Simulation:
     def _deliver(self, src: int, dst: int, msg: Any) -> None:
         self.nodes[dst].receive(src, msg)
 
+    def stall_end(self, node: int) -> int | None:
+        """If ``node`` is starved of CPU now, when it runs again."""
+        now = self.queue.now
+        for s in self.scenario.stalls:
+            if s.node == node and s.start <= now < s.end:
+                return s.end
+        return None
+
+    def disk_latency(self) -> int:
+        """How long the next block takes to reach the disk."""
+        sc = self.scenario
+        if self.queue.now < sc.faults.heal_at and self.rng.random() < sc.slow_disk:
+            self.stats.slow_stores += 1
+            return self.rng.randint(100, sc.slow_disk_ms)
+        return self.rng.randint(*DISK_MS)
+
     def _crash(self, i: int) -> None:
         node = self.nodes[i]
         if node.crashed:
@@ -354,10 +444,11 @@ class Simulation:
         node.crashed = True
         node.epoch += 1
         self.stats.crashes += 1
-        self.stats.refused_signatures += node.engine.engine.refused_signatures
+        assert node.replica is not None
+        self.stats.refused_signatures += node.replica.engine.engine.refused_signatures
         unsynced = len(node.storage.data) - node.storage.durable
         node.storage.power_cut(self.rng.randint(0, unsynced))
-        self.trace(f"{node.name} crashes at height {node.next_height} (log loses "
+        self.trace(f"{node.name} crashes at height {node.stored_height + 1} (log loses "
                    f"{unsynced - (len(node.storage.data) - node.storage.durable)} of "
                    f"{unsynced} unsynced bytes)")
 
@@ -368,7 +459,8 @@ class Simulation:
         node.crashed = False
         node.epoch += 1
         node.boot()
-        e = node.engine.engine
+        assert node.replica is not None
+        e = node.replica.engine.engine
         self.trace(f"{node.name} restarts: height {e.height} round {e.round} "
                    f"step {e.step.name.lower()} locked {e.locked_round}")
 
@@ -428,8 +520,8 @@ class Simulation:
                 break
             self.stats.events += 1
         st, net = self.stats, self.network.stats
-        st.refused_signatures += sum(n.engine.engine.refused_signatures for n in self.honest
-                                     if not n.crashed)
+        st.refused_signatures += sum(n.replica.engine.engine.refused_signatures for n in self.honest
+                                     if not n.crashed and n.replica is not None)
         st.partitions = len(sc.faults.partitions)
         st.sent, st.dropped, st.duplicated = net.sent, net.dropped, net.duplicated
         st.partitioned = net.partitioned
@@ -466,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="heights each must decide after the faults end (default 2)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print a trace of the run")
     args = ap.parse_args(argv)
+    # the replica's warnings (evidence, refused sync blocks) are the simulation's daily bread
+    logging.getLogger("custos.consensus").setLevel(logging.ERROR)
     if args.seed is not None:
         res = run_seed(args.seed, heights=args.heights, after_heal=args.after_heal,
                        verbose=args.verbose)

@@ -1,8 +1,9 @@
-"""The consensus engine under simulated faults, over many seeds.
+"""The replica a node runs, under simulated faults, over many seeds.
 
 Each seed is one scenario (see :mod:`node.consensus.simulator`): validators with unequal
 stakes, often one Byzantine equivocator, message loss, duplication, delay and reordering,
-partitions that heal, crash-restarts that lose the unsynced tail of the log. Safety must hold
+partitions that heal, crash-restarts that lose the unsynced tail of the log, slow disks, CPU
+starvation, and a laggard catching up by block sync while the others move on. Safety must hold
 for every seed; liveness must return once the faults end. Set the number of seeds with
 ``pytest tests/node/consensus --sim-seeds N`` or ``CUSTOS_SIM_SEEDS=N``; replay a failure with
 ``python -m node.consensus.simulator --seed S --verbose``.
@@ -10,7 +11,16 @@ for every seed; liveness must return once the faults end. Set the number of seed
 
 from __future__ import annotations
 
+from node.consensus import driver, simulator
+from node.consensus.replica import Replica
 from node.consensus.simulator import SimStats, main, run_seed
+
+
+def test_the_simulator_runs_the_replica_the_node_runs():
+    # one class: what the seeds check is the code a node executes, not a copy of it
+    assert simulator.Replica is driver.Replica is Replica
+    sim = simulator.Simulation(simulator.Scenario.from_seed(1))
+    assert all(type(node.replica) is Replica for node in sim.nodes)
 
 
 def test_safety_and_liveness(sim_seeds: range):
@@ -34,6 +44,9 @@ def test_the_scenarios_exercise_every_fault():
     assert total.crashes > 0 and total.wal_repairs > 0  # restarts over torn logs
     assert total.evidence > 0 and total.equivocations > 0  # the Byzantine validator
     assert total.synced > 0  # block sync
+    assert total.laggard_synced > 20  # a laggard caught up over more than one batch of blocks
+    assert total.stalled_events > 0  # CPU starvation
+    assert total.slow_stores > 0  # a slow disk
     assert total.max_round > 0  # rounds that failed
     assert total.decisions > 40 * 4 * 4
 

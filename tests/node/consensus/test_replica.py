@@ -1,0 +1,186 @@
+"""The replica's decisions, fed events by hand: no sockets, no clock, no disk.
+
+One validator holding all the stake decides each height alone, so every test sees the whole
+path from an event to the effects a node carries out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from ledger.block import PREVOTE, DuplicateVoteEvidence, sign_vote
+from ledger.crypto.keys import SigningKey
+from ledger.validators import Validator, ValidatorSet
+from node.consensus.engine import Engine
+from node.consensus.messages import sign_proposal
+from node.consensus.privval import MemoryPrivValidator
+from node.consensus.recorder import RecordedEngine
+from node.consensus.replica import (
+    Broadcast,
+    EvidenceReceived,
+    Pace,
+    Received,
+    Relay,
+    Replica,
+    ReplicaConfig,
+    Send,
+    SetTimer,
+    Start,
+    StoreBlock,
+    Stored,
+    SyncOutcome,
+    SyncReceived,
+    Tick,
+    TimerFired,
+    TxAdmitted,
+)
+from node.consensus.simscenario import CHAIN_ID, ToyApp
+from node.consensus.wal import ConsensusWal, MemoryStorage
+from node.sync import Blocks, Get, Item, Status
+
+KEY = SigningKey(hashlib.sha256(b"replica-test").digest())
+OTHER = SigningKey(hashlib.sha256(b"replica-test-other").digest())
+PEER = b"\x07" * 32
+CONFIG = ReplicaConfig(heartbeat_ms=5_000, block_interval_ms=200, rebroadcast_ms=1_000)
+
+
+class FakeLedger:
+    def __init__(self) -> None:
+        self.stored: dict[int, bytes] = {}
+        self.tip_time = 0
+        self.pending = 1
+        self.evidence: list[DuplicateVoteEvidence] = []
+        self.counts: dict[str, int] = {}
+        self.validator_set = ValidatorSet([Validator(KEY.public, 10), Validator(OTHER.public, 1)])
+
+    def height(self) -> int:
+        return max(self.stored, default=0)
+
+    def tip_time_ms(self) -> int:
+        return self.tip_time
+
+    def validators(self, height: int) -> ValidatorSet:
+        return self.validator_set
+
+    def pending_txs(self) -> int:
+        return self.pending
+
+    def blocks_from(self, start: int, limit: int) -> list[Item]:
+        return [Item(self.stored[h], None) for h in range(start, start + limit) if h in self.stored]
+
+    def apply_synced(self, item: Item) -> SyncOutcome:
+        return SyncOutcome.REFUSED
+
+    def knows_evidence(self, evidence: DuplicateVoteEvidence) -> bool:
+        return evidence in self.evidence
+
+    def add_evidence(self, evidence: DuplicateVoteEvidence) -> None:
+        self.evidence.append(evidence)
+
+    def verify_vote(self, vote) -> bool:
+        return vote.verify(CHAIN_ID)
+
+    def count(self, metric: str) -> None:
+        self.counts[metric] = self.counts.get(metric, 0) + 1
+
+
+def replica(ledger: FakeLedger) -> Replica:
+    engine = Engine(ToyApp("me", random.Random(0), 0.0), MemoryPrivValidator(KEY, CHAIN_ID))
+    return Replica(RecordedEngine(engine, ConsensusWal(MemoryStorage())), ledger, CONFIG)
+
+
+def of(effects, kind):
+    return [e for e in effects if isinstance(e, kind)]
+
+
+def store(r: Replica, ledger: FakeLedger, effects, now: int):
+    """Carry out the StoreBlock among ``effects`` as the node would, and report it stored."""
+    (s,) = of(effects, StoreBlock)
+    ledger.stored[s.decision.height] = s.decision.value
+    ledger.tip_time = now
+    return r.handle(now, Stored(s.decision.height))
+
+
+def test_a_decided_height_is_stored_before_the_next_one_begins():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    effects = r.handle(0, Start())
+    assert [s.decision.height for s in of(effects, StoreBlock)] == [1]
+    assert of(effects, Broadcast)  # its proposal and votes
+    # transactions arrive while block 1 is on its way to disk: height 2 must wait for it
+    assert not of(r.handle(10, TxAdmitted(None)), StoreBlock)
+    after = store(r, ledger, effects, now=20)
+    assert Broadcast(Status(1)) in after
+    (pace,) = [e for e in of(after, SetTimer) if isinstance(e.timer, Pace)]
+    assert pace.delay_ms == CONFIG.block_interval_ms  # a transaction waits: batch a little more
+    assert [s.decision.height for s in of(r.handle(220, TimerFired(pace.timer)), StoreBlock)] == [2]
+
+
+def test_an_idle_chain_makes_a_block_only_when_the_heartbeat_is_due():
+    ledger = FakeLedger()
+    ledger.pending = 0
+    r = replica(ledger)
+    after = store(r, ledger, r.handle(0, Start()), now=1_000)
+    (pace,) = [e for e in of(after, SetTimer) if isinstance(e.timer, Pace)]
+    assert pace.delay_ms == CONFIG.heartbeat_ms
+    # a client's transaction brings the next height forward
+    ledger.pending = 1
+    sooner = [e for e in of(r.handle(2_000, TxAdmitted(b"tx")), SetTimer) if isinstance(e.timer, Pace)]
+    assert [e.delay_ms for e in sooner] == [CONFIG.block_interval_ms]
+    assert [s.decision.height for s in of(r.handle(2_200, TimerFired(sooner[0].timer)), StoreBlock)] == [2]
+    assert not r.handle(6_000, TimerFired(pace.timer))  # superseded: the height is not started twice
+
+
+def test_a_node_behind_asks_the_highest_peer_and_waits_before_asking_again():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    asked = of(r.handle(100, SyncReceived(PEER, Status(9))), Send)
+    assert asked == [Send(PEER, Get(2, 20))]
+    assert not of(r.handle(200, SyncReceived(PEER, Status(10))), Send)  # a request is out
+    assert of(r.handle(6_000, SyncReceived(PEER, Status(10))), Send) == [Send(PEER, Get(2, 20))]
+
+
+def test_rejects_a_peer_whose_blocks_do_not_verify():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    r.handle(100, SyncReceived(PEER, Status(9)))
+    r.handle(150, SyncReceived(PEER, Blocks((Item(b"forged", b"x"),))))
+    assert ledger.counts["sync_blocks_refused"] == 1
+    assert not of(r.handle(6_000, TimerFired(Tick())), Send)  # that peer is not asked again
+
+
+def test_evidence_is_kept_and_relayed_once():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    a = sign_vote(OTHER, CHAIN_ID, PREVOTE, 1, 0, b"\x01" * 32)
+    b = sign_vote(OTHER, CHAIN_ID, PREVOTE, 1, 0, b"\x02" * 32)
+    ev = DuplicateVoteEvidence(a, b)
+    assert of(r.handle(0, EvidenceReceived(PEER, ev)), Relay) == [Relay(ev)]
+    assert not r.handle(1, EvidenceReceived(PEER, ev))
+    assert ledger.evidence == [ev]
+
+
+def test_rejects_evidence_with_a_forged_signature():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    a = sign_vote(OTHER, CHAIN_ID, PREVOTE, 1, 0, b"\x01" * 32)
+    forged = sign_vote(KEY, CHAIN_ID, PREVOTE, 1, 0, b"\x02" * 32)
+    forged = type(forged)(**{**{f: getattr(forged, f) for f in forged.__dataclass_fields__},
+                             "validator": OTHER.public})
+    assert not r.handle(0, EvidenceReceived(PEER, DuplicateVoteEvidence(a, forged)))
+    assert ledger.evidence == [] and ledger.counts["bad_evidence"] == 1
+
+
+def test_a_proposal_for_the_next_height_starts_it_at_once():
+    ledger = FakeLedger()
+    ledger.pending = 0
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    assert not r.running
+    # a message for height 2 from a peer: the replica joins before any timer fires
+    p = sign_proposal(OTHER, CHAIN_ID, 2, 1, -1, b"\x05" * 32, b"2|other|1")
+    r.handle(20, Received(PEER, p))
+    assert r.running and r.height == 2
