@@ -1,22 +1,27 @@
-"""A compact sparse Merkle tree: an authenticated map from 32-byte key hashes to value hashes.
+"""A compact sparse Merkle tree of radix 16: an authenticated map from 32-byte key hashes to
+value hashes.
 
 Why this tree (see docs/adr/0002-authenticated-state.md): its root is a function of the set of
 entries alone (no insertion order, no rebalancing, unlike an IAVL tree), so every node computes
 the same root and a second implementation needs only the three hash rules below; it proves
 absence as easily as presence; and a subtree per child lets the state forget a child's records
-while keeping one hash where they were.
+while keeping one hash where they were. Radix 16 (as in Ethereum's Patricia trie and Diem's
+Jellyfish tree) keeps a path to about log16(n) nodes: a block's updates rehash a quarter of the
+nodes a binary tree would, which is what a Python state machine pays for.
 
-The hash of a subtree is
+A key's path is its 64 nibbles, high nibble of each byte first. The hash of a subtree is
 
 * ``EMPTY`` (32 zero bytes) when it holds no entry,
 * ``leaf_hash(k, v) = SHA-256(0x00 || k || v)`` when it holds exactly one entry (at whatever
   depth: a lone entry is never pushed below the point where its path parts from the others),
-* ``node_hash(l, r) = SHA-256(0x01 || l || r)`` otherwise, ``l`` and ``r`` the subtrees of the
-  keys whose next bit is 0 and 1.
+* ``node_hash(c0..c15) = SHA-256(0x01 || c0 || ... || c15)`` otherwise, ``ci`` the subtree of the
+  keys whose next nibble is ``i``.
 
-Nodes are stored by position (a namespace, the depth and the path prefix), so an update reads
-and writes only the paths it changes. Functions here are pure: they read through a ``get``
-callable and return the writes to make; the caller puts them in the block's batch.
+Nodes are stored by position: the tree's namespace followed by the path, one byte per nibble, so
+an update reads and writes only the paths it changes. A stored node begins with its hash:
+``00 || hash || key || value`` for a lone entry, ``01 || hash || c0 .. c15`` for an inner node.
+Functions here are pure: they read through a ``get`` callable and return the writes to make; the
+caller puts them in the block's batch.
 """
 
 from __future__ import annotations
@@ -28,8 +33,11 @@ from dataclasses import dataclass
 from ledger.errors import DecodeError
 
 EMPTY = bytes(32)
-KEY_BITS = 256
+RADIX = 16
+MAX_DEPTH = 64  # nibbles in a 32-byte key
 _LEAF, _NODE = b"\x00", b"\x01"
+_EMPTY_CHILDREN = EMPTY * RADIX
+_NIBBLE_BYTES = [bytes((i,)) for i in range(RADIX)]
 _sha256 = hashlib.sha256
 
 Get = Callable[[bytes], bytes | None]
@@ -39,61 +47,62 @@ def leaf_hash(key: bytes, value: bytes) -> bytes:
     return _sha256(_LEAF + key + value).digest()
 
 
-def node_hash(left: bytes, right: bytes) -> bytes:
-    return _sha256(_NODE + left + right).digest()
+def node_hash(children: bytes) -> bytes:
+    """The hash of an inner node from its 16 children's hashes, concatenated (512 bytes)."""
+    return _sha256(_NODE + children).digest()
 
 
-def position(namespace: bytes, depth: int, prefix: int) -> bytes:
-    """The storage key of the node at ``depth`` whose path is the ``depth`` bits of ``prefix``."""
-    n = (depth + 7) >> 3
-    return namespace + bytes((depth,)) + (prefix << ((n << 3) - depth)).to_bytes(n, "big")
+def nibble(key: bytes, depth: int) -> int:
+    b = key[depth >> 1]
+    return b & 0x0F if depth & 1 else b >> 4
 
 
-# A stored node: b"\x00" + key + value for a lone entry, b"\x01" + hash for an inner node.
-def _leaf_record(key: bytes, value: bytes) -> bytes:
-    return _LEAF + key + value
-
-
-def _node_record(h: bytes) -> bytes:
-    return _NODE + h
+def position(namespace: bytes, key: bytes, depth: int) -> bytes:
+    """The storage key of the node ``depth`` nibbles down ``key``'s path."""
+    return namespace + bytes(nibble(key, d) for d in range(depth))
 
 
 def _hash_of(record: bytes) -> bytes:
-    return leaf_hash(record[1:33], record[33:65]) if record[:1] == _LEAF else record[1:33]
+    return record[1:33]
+
+
+def _leaf_record(key: bytes, value: bytes) -> bytes:
+    return _LEAF + leaf_hash(key, value) + key + value
+
+
+def _node_record(children: bytes) -> bytes:
+    return _NODE + node_hash(children) + children
 
 
 @dataclass(frozen=True, slots=True)
 class Proof:
-    """The siblings on a key's path, root first, and what the path ends in.
+    """The path from the root to where a key's path ends, and what it ends in.
 
-    ``leaf`` is None when the path ends in an empty subtree, else the (key, value hash) of the
-    lone entry there: the key itself (membership) or another key sharing the path so far
-    (absence).
+    ``siblings[d]`` are the 15 other children's hashes of the inner node ``d`` nibbles down (in
+    nibble order, the key's own child left out). ``leaf`` is None when the path ends in an empty
+    subtree, else the (key, value hash) of the lone entry there: the key itself (membership) or
+    another key sharing the path so far (absence).
     """
 
-    siblings: tuple[bytes, ...]
+    siblings: tuple[tuple[bytes, ...], ...]
     leaf: tuple[bytes, bytes] | None
 
     def to_wire(self) -> list:
-        return [list(self.siblings), None if self.leaf is None else list(self.leaf)]
+        return [[b"".join(level) for level in self.siblings], None if self.leaf is None else list(self.leaf)]
 
     @classmethod
     def from_wire(cls, obj: object) -> Proof:
         if not (isinstance(obj, list) and len(obj) == 2 and isinstance(obj[0], list)):
-            raise DecodeError("a state proof is [siblings, leaf]")
-        siblings, leaf = obj
-        if len(siblings) > KEY_BITS or not all(type(s) is bytes and len(s) == 32 for s in siblings):
-            raise DecodeError("a state proof's siblings are at most 256 hashes of 32 bytes")
-        if leaf is not None:
-            if not (isinstance(leaf, list) and len(leaf) == 2
-                    and all(type(x) is bytes and len(x) == 32 for x in leaf)):
-                raise DecodeError("a state proof's leaf is [key hash, value hash]")
-            return cls(tuple(siblings), (leaf[0], leaf[1]))
-        return cls(tuple(siblings), None)
-
-
-def _bit(key: bytes, depth: int) -> int:
-    return (key[depth >> 3] >> (7 - (depth & 7))) & 1
+            raise DecodeError("a state proof is [levels, leaf]")
+        levels, leaf = obj
+        if len(levels) > MAX_DEPTH or not all(type(x) is bytes and len(x) == 32 * (RADIX - 1) for x in levels):
+            raise DecodeError(f"a state proof has at most {MAX_DEPTH} levels of {RADIX - 1} hashes of 32 bytes")
+        siblings = tuple(tuple(level[i:i + 32] for i in range(0, len(level), 32)) for level in levels)
+        if leaf is None:
+            return cls(siblings, None)
+        if not (isinstance(leaf, list) and len(leaf) == 2 and all(type(x) is bytes and len(x) == 32 for x in leaf)):
+            raise DecodeError("a state proof's leaf is [key hash, value hash]")
+        return cls(siblings, (leaf[0], leaf[1]))
 
 
 def verify(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
@@ -101,13 +110,14 @@ def verify(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
     if len(key) != 32 or (value is not None and len(value) != 32):
         return False
     depth = len(proof.siblings)
+    if depth > MAX_DEPTH or any(len(level) != RADIX - 1 for level in proof.siblings):
+        return False
     if proof.leaf is None:
         if value is not None:
             return False
+        if depth == 0:
+            return root == EMPTY
         current = EMPTY
-        # an empty position next to a lone entry would have been merged away: the sibling of
-        # the empty end must be a subtree of two or more entries, which a verifier cannot see,
-        # but a wrong shape changes the root, so the recomputation below rejects it
     else:
         k, v = proof.leaf
         if k == key:
@@ -115,22 +125,20 @@ def verify(root: bytes, key: bytes, value: bytes | None, proof: Proof) -> bool:
                 return False
         elif value is not None:
             return False
-        for d in range(depth):  # the lone entry lies on the key's path
-            if _bit(k, d) != _bit(key, d):
-                return False
+        if any(nibble(k, d) != nibble(key, d) for d in range(depth)):
+            return False  # the lone entry must lie on the key's path
         current = leaf_hash(k, v)
-        if depth and proof.siblings[-1] == EMPTY:
-            return False  # a lone entry beside an empty subtree sits one level up
+        if depth and all(h == EMPTY for h in proof.siblings[-1]):
+            return False  # a lone entry beside empty subtrees sits one level up
     for d in range(depth - 1, -1, -1):
-        sibling = proof.siblings[d]
-        current = node_hash(sibling, current) if _bit(key, d) else node_hash(current, sibling)
-    if depth == 0 and proof.leaf is None:
-        return root == EMPTY
+        level = proof.siblings[d]
+        n = nibble(key, d)
+        current = node_hash(b"".join(level[:n]) + current + b"".join(level[n:]))
     return current == root
 
 
 class Tree:
-    """One tree, rooted at position (``namespace``, depth 0), read through ``get``."""
+    """One tree, rooted at position ``namespace`` (depth 0), read through ``get``."""
 
     __slots__ = ("get", "namespace")
 
@@ -139,35 +147,34 @@ class Tree:
         self.get = get
 
     def root(self) -> bytes:
-        record = self.get(position(self.namespace, 0, 0))
+        record = self.get(self.namespace)
         return EMPTY if record is None else _hash_of(record)
 
     def lookup(self, key: bytes) -> bytes | None:
         """The value hash stored for ``key``, or None."""
-        depth, prefix = 0, 0
+        pos, depth = self.namespace, 0
         while True:
-            record = self.get(position(self.namespace, depth, prefix))
+            record = self.get(pos)
             if record is None:
                 return None
             if record[:1] == _LEAF:
-                return record[33:65] if record[1:33] == key else None
-            prefix = (prefix << 1) | _bit(key, depth)
+                return record[65:97] if record[33:65] == key else None
+            pos += _NIBBLE_BYTES[nibble(key, depth)]
             depth += 1
 
     def prove(self, key: bytes) -> Proof:
-        siblings: list[bytes] = []
-        depth, prefix = 0, 0
-        ns = self.namespace
+        siblings: list[tuple[bytes, ...]] = []
+        pos, depth = self.namespace, 0
         while True:
-            record = self.get(position(ns, depth, prefix))
+            record = self.get(pos)
             if record is None:
                 return Proof(tuple(siblings), None)
             if record[:1] == _LEAF:
-                return Proof(tuple(siblings), (record[1:33], record[33:65]))
-            b = _bit(key, depth)
-            other = self.get(position(ns, depth + 1, (prefix << 1) | (1 - b)))
-            siblings.append(EMPTY if other is None else _hash_of(other))
-            prefix = (prefix << 1) | b
+                return Proof(tuple(siblings), (record[33:65], record[65:97]))
+            n = nibble(key, depth)
+            children = record[33:]
+            siblings.append(tuple(children[i * 32:i * 32 + 32] for i in range(RADIX) if i != n))
+            pos += _NIBBLE_BYTES[n]
             depth += 1
 
     def update(self, changes: dict[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes | None]]:
@@ -179,105 +186,105 @@ class Tree:
         writes: dict[bytes, bytes | None] = {}
         if not changes:
             return self.root(), writes
-        items = sorted(changes.items())
-        record = _Updater(self.namespace, self.get, writes).subtree(0, 0, self.get(position(self.namespace, 0, 0)),
-                                                                    items)
+        ns = self.namespace
+        record = _Updater(self.get, writes).subtree(0, ns, self.get(ns), list(changes.items()))
         return (EMPTY if record is None else _hash_of(record)), writes
 
     def entries(self) -> list[tuple[bytes, bytes]]:
         """Every (key, value hash), in key order (for tests and snapshots of small trees)."""
         out: list[tuple[bytes, bytes]] = []
-        stack = [(0, 0)]
+        stack = [self.namespace]
         while stack:
-            depth, prefix = stack.pop()
-            record = self.get(position(self.namespace, depth, prefix))
+            pos = stack.pop()
+            record = self.get(pos)
             if record is None:
                 continue
             if record[:1] == _LEAF:
-                out.append((record[1:33], record[33:65]))
+                out.append((record[33:65], record[65:97]))
             else:
-                stack.append((depth + 1, (prefix << 1) | 1))
-                stack.append((depth + 1, prefix << 1))
+                stack.extend(pos + _NIBBLE_BYTES[i] for i in range(RADIX - 1, -1, -1))
         return out
 
 
+def _groups(items: list[tuple[bytes, bytes | None]], depth: int) -> dict[int, list[tuple[bytes, bytes | None]]]:
+    out: dict[int, list[tuple[bytes, bytes | None]]] = {}
+    i, high = depth >> 1, not depth & 1
+    for item in items:
+        b = item[0][i]
+        out.setdefault(b >> 4 if high else b & 0x0F, []).append(item)
+    return out
+
+
 class _Updater:
-    __slots__ = ("get", "ns", "writes")
+    __slots__ = ("get", "writes")
 
-    def __init__(self, ns: bytes, get: Get, writes: dict[bytes, bytes | None]) -> None:
-        self.ns, self.get, self.writes = ns, get, writes
+    def __init__(self, get: Get, writes: dict[bytes, bytes | None]) -> None:
+        self.get, self.writes = get, writes
 
-    def subtree(self, depth: int, prefix: int, record: bytes | None,
+    def subtree(self, depth: int, pos: bytes, record: bytes | None,
                 items: list[tuple[bytes, bytes | None]]) -> bytes | None:
-        """The new record at (depth, prefix) after ``items`` (sorted, all on this path);
+        """The new record at ``pos`` (``depth`` nibbles down) after ``items`` (all on this path);
         writes every changed node below and at this position."""
-        pos = position(self.ns, depth, prefix)
         if record is not None and record[:1] == _NODE:
-            new = self._inner(depth, prefix, items)
+            new = self._inner(depth, pos, record, items)
         else:
             entries: dict[bytes, bytes] = {}
             if record is not None:
-                entries[record[1:33]] = record[33:65]
+                entries[record[33:65]] = record[65:97]
             for k, v in items:
                 if v is None:
                     entries.pop(k, None)
                 else:
                     entries[k] = v
-            new = self._build(depth, prefix, sorted(entries.items()))
+            new = self._build(depth, pos, list(entries.items()))
         if new != record:
             self.writes[pos] = new
         return new
 
-    def _inner(self, depth: int, prefix: int, items: list[tuple[bytes, bytes | None]]) -> bytes | None:
-        byte, shift = depth >> 3, 7 - (depth & 7)
-        split = 0
-        while split < len(items) and not (items[split][0][byte] >> shift) & 1:
-            split += 1
-        lp, rp = prefix << 1, (prefix << 1) | 1
-        left_pos, right_pos = position(self.ns, depth + 1, lp), position(self.ns, depth + 1, rp)
-        left, right = self.get(left_pos), self.get(right_pos)
-        if split:
-            left = self.subtree(depth + 1, lp, left, items[:split])
-        if split < len(items):
-            right = self.subtree(depth + 1, rp, right, items[split:])
-        return self._join(depth, left_pos, right_pos, left, right)
+    def _inner(self, depth: int, pos: bytes, record: bytes,
+               items: list[tuple[bytes, bytes | None]]) -> bytes | None:
+        children = bytearray(record[33:])
+        get = self.get
+        shrunk = False  # did a child become empty or a lone entry? then this node may have to go
+        for n, group in _groups(items, depth).items():
+            child_pos = pos + _NIBBLE_BYTES[n]
+            child = self.subtree(depth + 1, child_pos, get(child_pos), group)
+            if child is None:
+                children[n * 32:n * 32 + 32] = EMPTY
+                shrunk = True
+            else:
+                children[n * 32:n * 32 + 32] = child[1:33]
+                shrunk = shrunk or child[:1] == _LEAF
+        if shrunk:
+            view = memoryview(children)
+            occupied = []
+            for i in range(RADIX):
+                if view[i * 32:i * 32 + 32] != EMPTY:
+                    occupied.append(i)
+                    if len(occupied) > 1:
+                        break
+            if not occupied:
+                return None
+            if len(occupied) == 1:
+                only_pos = pos + _NIBBLE_BYTES[occupied[0]]
+                only = self.writes[only_pos] if only_pos in self.writes else get(only_pos)
+                if only is not None and only[:1] == _LEAF:  # a lone entry beside empty subtrees moves up
+                    self.writes[only_pos] = None
+                    return only
+        return _node_record(bytes(children))
 
-    def _join(self, depth: int, left_pos: bytes, right_pos: bytes, left: bytes | None,
-              right: bytes | None) -> bytes | None:
-        if left is None and right is None:
-            return None
-        # a lone entry beside an empty subtree moves up to this position
-        if right is None and left is not None and left[:1] == _LEAF:
-            self.writes[left_pos] = None
-            return left
-        if left is None and right is not None and right[:1] == _LEAF:
-            self.writes[right_pos] = None
-            return right
-        lh = EMPTY if left is None else _hash_of(left)
-        rh = EMPTY if right is None else _hash_of(right)
-        return _node_record(node_hash(lh, rh))
-
-    def _build(self, depth: int, prefix: int, entries: list[tuple[bytes, bytes]]) -> bytes | None:
-        """The record for ``entries`` at (depth, prefix), where nothing was stored below."""
+    def _build(self, depth: int, pos: bytes, entries: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The record for ``entries`` at ``pos``, where nothing was stored below."""
         if not entries:
             return None
         if len(entries) == 1:
             k, v = entries[0]
             return _leaf_record(k, v)
-        byte, shift = depth >> 3, 7 - (depth & 7)
-        split = 0
-        while split < len(entries) and not (entries[split][0][byte] >> shift) & 1:
-            split += 1
-        lp, rp = prefix << 1, (prefix << 1) | 1
-        left = self._build(depth + 1, lp, entries[:split])
-        right = self._build(depth + 1, rp, entries[split:])
-        left_pos, right_pos = position(self.ns, depth + 1, lp), position(self.ns, depth + 1, rp)
-        if left is not None and right is not None:
-            self.writes[left_pos], self.writes[right_pos] = left, right
-            return _node_record(node_hash(_hash_of(left), _hash_of(right)))
-        only = left if left is not None else right
-        assert only is not None
-        if only[:1] == _LEAF:
-            return only  # all entries share the next bit: the lone one stays up here
-        self.writes[left_pos if left is not None else right_pos] = only
-        return _node_record(node_hash(_hash_of(left) if left else EMPTY, _hash_of(right) if right else EMPTY))
+        children = bytearray(_EMPTY_CHILDREN)
+        for n, group in _groups(entries, depth).items():  # type: ignore[arg-type]
+            child_pos = pos + _NIBBLE_BYTES[n]
+            child = self._build(depth + 1, child_pos, group)  # type: ignore[arg-type]
+            assert child is not None
+            self.writes[child_pos] = child
+            children[n * 32:n * 32 + 32] = child[1:33]
+        return _node_record(bytes(children))

@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.state.smt import EMPTY, Proof, Tree, leaf_hash, node_hash, verify
+from ledger.state.smt import EMPTY, RADIX, Proof, Tree, leaf_hash, nibble, node_hash, verify
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "state_smt.json"
 
@@ -19,16 +19,14 @@ def h(n: int) -> bytes:
 
 
 def reference_root(entries: dict[bytes, bytes], depth: int = 0) -> bytes:
-    """The root straight from the definition: EMPTY, a lone leaf, or a node over the two halves."""
+    """The root straight from the definition: EMPTY, a lone leaf, or a node over the 16 parts."""
     if not entries:
         return EMPTY
     if len(entries) == 1:
         (k, v), = entries.items()
         return leaf_hash(k, v)
-    bit = lambda k: (k[depth // 8] >> (7 - depth % 8)) & 1  # noqa: E731
-    left = {k: v for k, v in entries.items() if not bit(k)}
-    right = {k: v for k, v in entries.items() if bit(k)}
-    return node_hash(reference_root(left, depth + 1), reference_root(right, depth + 1))
+    parts = [{k: v for k, v in entries.items() if nibble(k, depth) == n} for n in range(RADIX)]
+    return node_hash(b"".join(reference_root(part, depth + 1) for part in parts))
 
 
 class Store:
@@ -52,17 +50,15 @@ batches = st.lists(st.dictionaries(keys, st.one_of(st.none(), values), max_size=
 
 
 def reachable(store: Store, ns: bytes = b"t") -> int:
-    from ledger.state.smt import position
-
-    count, stack = 0, [(0, 0)]
+    count, stack = 0, [ns]
     while stack:
-        depth, prefix = stack.pop()
-        record = store.kv.get(position(ns, depth, prefix))
+        pos = stack.pop()
+        record = store.kv.get(pos)
         if record is None:
             continue
         count += 1
         if record[:1] == b"\x01":
-            stack += [(depth + 1, prefix << 1), (depth + 1, (prefix << 1) | 1)]
+            stack += [pos + bytes((n,)) for n in range(RADIX)]
     return count
 
 
@@ -115,14 +111,17 @@ def test_rejects_mutated_proofs():
     proof = store.tree().prove(key)
     assert verify(root, key, model[key], proof)
     for i in range(len(proof.siblings)):  # a flipped byte in any sibling
-        sib = bytearray(proof.siblings[i])
-        sib[5] ^= 1
-        bad = Proof((*proof.siblings[:i], bytes(sib), *proof.siblings[i + 1:]), proof.leaf)
-        assert not verify(root, key, model[key], bad)
+        for j in (0, RADIX - 2):
+            sib = bytearray(proof.siblings[i][j])
+            sib[5] ^= 1
+            level = (*proof.siblings[i][:j], bytes(sib), *proof.siblings[i][j + 1:])
+            bad = Proof((*proof.siblings[:i], level, *proof.siblings[i + 1:]), proof.leaf)
+            assert not verify(root, key, model[key], bad)
     assert not verify(root, h(8), model[key], proof)  # a wrong key
     assert not verify(root, key, h(5), proof)  # a wrong value
     assert not verify(root, key, model[key], Proof(proof.siblings[:-1], proof.leaf))  # a truncated path
-    assert not verify(root, key, model[key], Proof((*proof.siblings, EMPTY), proof.leaf))  # a longer one
+    assert not verify(root, key, model[key], Proof((*proof.siblings, (EMPTY,) * (RADIX - 1)), proof.leaf))  # longer
+    assert Proof.from_wire(proof.to_wire()) == proof
     other_root, _ = Store().tree().update({**model, h(3): h(4)})
     assert not verify(other_root, key, model[key], proof)  # another height's root
 
@@ -163,10 +162,11 @@ def make_vectors() -> dict:  # pragma: no cover - regenerates the vector file
             out.append({"set": {k.hex(): None if v is None else v.hex() for k, v in sorted(batch.items())},
                         "root": root.hex()})
         cases.append({"name": name, "steps": out})
-    return {"description": "Compact sparse Merkle tree (ledger/state/smt.py): leaf = SHA-256(00||key||value), "
-                           "node = SHA-256(01||left||right), empty = 32 zero bytes, a lone entry stays where its "
-                           "path parts from the others. Apply each step's set (null deletes) in order; the root "
-                           "after each step must match.",
+    return {"description": "Compact sparse Merkle tree of radix 16 (ledger/state/smt.py): a key's path is its "
+                           "nibbles, high nibble first; leaf = SHA-256(00||key||value), node = SHA-256(01||c0||"
+                           "...||c15), empty = 32 zero bytes, a lone entry stays where its path parts from the "
+                           "others. Apply each step's set (null deletes) in order; the root after each step must "
+                           "match.",
             "cases": cases}
 
 
