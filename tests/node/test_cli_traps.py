@@ -13,16 +13,17 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from ledger.crypto.keys import SigningKey
 from node import devnet
+from node.cli import main
 from node.cli.options import InputError, parse_duration, parse_time
 from node.keyfile import MINIMAL, write_key_file
-from tests.node.clientkit import PASSPHRASE, cli, cli_env, key_file
+from tests.node.clientkit import PASSPHRASE, key_file
 from tests.node.netkit import Net
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,12 +37,35 @@ def closed_url() -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=60,
-                          env=env or cli_env(), cwd=cwd, stdin=subprocess.DEVNULL)
+@pytest.fixture(autouse=True)
+def _in_process(monkeypatch, capsys):
+    """Most commands here run in this process (fast), output captured per call."""
+    monkeypatch.setenv("CUSTOS_PASSPHRASE", PASSPHRASE.decode())
+    monkeypatch.delenv("CUSTOS_NODES", raising=False)
+    global _capsys
+    _capsys = capsys
 
 
-def one_line_error(proc: subprocess.CompletedProcess, code: int = 2) -> str:
+def cli(*args: str, check: bool = False) -> Ran:
+    _capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out = _capsys.readouterr()
+    if check and code != 0:
+        raise AssertionError(f"custos {' '.join(args)} exited {code}:\n{out.out}\n{out.err}")
+    return Ran(code, out.out, out.err)
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def one_line_error(proc: Ran, code: int = 2) -> str:
     assert proc.returncode == code, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -106,8 +130,9 @@ def test_rejects_a_bad_date_in_one_line(tmp_path):
     (("devnet", "up", "--validators", "x"), "invalid int value"),
     (("council", "frobnicate"), "invalid choice"),
 ])
-def test_rejects_bad_paths_and_usage_in_one_line_with_exit_2(args, says, tmp_path):
-    proc = run_cli(*args, cwd=tmp_path)
+def test_rejects_bad_paths_and_usage_in_one_line_with_exit_2(args, says, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = cli(*args)
     assert says in one_line_error(proc)
 
 
@@ -150,7 +175,7 @@ def test_devnet_option_does_not_replace_the_users_passphrase(tmp_path):
     assert proc.returncode == 3, proc.stderr
 
 
-def test_audit_takes_devnet_and_custos_nodes_like_every_command(tmp_path):
+def test_audit_takes_devnet_and_custos_nodes_like_every_command(tmp_path, monkeypatch):
     net = Net(tmp_path / "net", validators=1, heartbeat_ms=200)
     net.start()
     try:
@@ -158,8 +183,8 @@ def test_audit_takes_devnet_and_custos_nodes_like_every_command(tmp_path):
         reader = ("--key", str(net.dir / "council" / "member-0.key"), "--passphrase-file", str(net.dir / "passphrase"))
         proc = cli("audit", "verify", "--devnet", str(net.dir), *reader)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        env = {**cli_env(), "CUSTOS_NODES": f"{closed_url()},{net.url('val-0')}"}  # the first is down: fail over
-        proc = run_cli("audit", "verify", *reader, env=env)
+        monkeypatch.setenv("CUSTOS_NODES", f"{closed_url()},{net.url('val-0')}")  # the first is down: fail over
+        proc = cli("audit", "verify", *reader)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     finally:
         net.stop()
