@@ -9,9 +9,21 @@ A block at height ``h`` carries:
   the hash of the validator set that signs this block and of the one that signs the next, the
   proposer, the hash of the commit certificate of block ``h-1`` carried here, and the hash of the
   evidence carried here;
-* ``txs``: transaction envelopes, as bytes;
+* ``txs``: transaction envelopes, as bytes, or the stubs of erased ones (see below);
 * ``last_commit``: more than 2/3 of the stake's precommits for block ``h-1`` (absent at h=1);
 * ``evidence``: proofs that a validator signed two different votes for one height/round/step.
+
+**Erased transactions.** When a child's records are erased by order, every node replaces each of
+the child's committed transactions in its stored blocks by a 65-byte *stub*::
+
+    0x00 || leaf_hash(envelope) || tx_id
+
+An envelope is a canonical msgpack map, so its first byte is never 0x00: a stub cannot be
+mistaken for a transaction. The stub keeps the RFC 6962 leaf hash of the bytes it replaces, so
+the block's ``tx_root``, the global log and every inclusion and consistency proof still verify
+(:func:`tx_leaf`), and the transaction id, so the transaction index still says where it was
+and what it did. What a stub cannot do is execute: :func:`ledger.chain.execute_block` refuses a
+block holding stubs with :class:`ledger.errors.ErasedTransactions`.
 """
 
 from __future__ import annotations
@@ -292,9 +304,46 @@ BLOCK = Schema(
 )
 
 
+# --------------------------------------------------------------------------- erased transactions
+
+STUB_MARK = 0x00
+STUB_SIZE = 1 + 32 + 32
+
+
+def make_stub(envelope: bytes, tx_id: bytes) -> bytes:
+    """The stub that replaces an erased transaction's envelope in a stored block."""
+    if not envelope or envelope[0] == STUB_MARK:
+        raise ValueError("only a transaction envelope can be erased into a stub")
+    if len(tx_id) != 32:
+        raise ValueError("a transaction id is 32 bytes")
+    return bytes([STUB_MARK]) + leaf_hash(envelope) + tx_id
+
+
+def is_stub(entry: bytes) -> bool:
+    """True if this block entry is the stub of an erased transaction."""
+    return len(entry) == STUB_SIZE and entry[0] == STUB_MARK
+
+
+def stub_parts(entry: bytes) -> tuple[bytes, bytes]:
+    """(leaf hash of the erased envelope, its transaction id) of a stub."""
+    if not is_stub(entry):
+        raise ValueError("not the stub of an erased transaction")
+    return entry[1:33], entry[33:]
+
+
+def tx_leaf(entry: bytes) -> bytes:
+    """The RFC 6962 leaf hash of a block entry: of the envelope, or the one its stub kept."""
+    return entry[1:33] if is_stub(entry) else leaf_hash(entry)
+
+
+def erased_positions(txs: tuple[bytes, ...] | list[bytes]) -> list[int]:
+    """Positions of the stubs among a block's entries."""
+    return [i for i, entry in enumerate(txs) if is_stub(entry)]
+
+
 def tx_root(txs: tuple[bytes, ...] | list[bytes]) -> bytes:
-    """RFC 6962 root over the block's transaction envelopes."""
-    return root_of([leaf_hash(t) for t in txs])
+    """RFC 6962 root over the block's transaction envelopes (a stub stands for its envelope)."""
+    return root_of([tx_leaf(t) for t in txs])
 
 
 def commit_hash(commit: Commit | None) -> bytes:

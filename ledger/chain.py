@@ -18,10 +18,19 @@ from ledger.block import (
     DuplicateVoteEvidence,
     Header,
     commit_hash,
+    erased_positions,
     evidence_hash,
+    tx_leaf,
     tx_root,
 )
-from ledger.errors import ChainError, DecodeError, DuplicateTransaction, InvalidBlock, RejectedTransaction
+from ledger.errors import (
+    ChainError,
+    DecodeError,
+    DuplicateTransaction,
+    ErasedTransactions,
+    InvalidBlock,
+    RejectedTransaction,
+)
 from ledger.merkle import MerkleLog, leaf_hash
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution, StateChanges
@@ -206,6 +215,10 @@ def execute_block(
     root = tx_root(block.txs)
     if h.tx_root != root:
         raise _fail("tx-root", "transaction root does not match the transactions", height, root, h.tx_root)
+    # Rule: only whole transactions execute; a stored block's stubs of erased ones cannot.
+    erased = erased_positions(block.txs)
+    if erased:
+        raise ErasedTransactions(height, erased)
     # Re-execute: evidence, expiries, then every transaction.
     try:
         execution.begin(block.evidence)
@@ -234,7 +247,7 @@ def execute_block(
     # Rule: every root in the header is what re-execution gives.
     log = MerkleLog(view.get_log_node, tip.log_size)
     for raw in block.txs:
-        log.append(leaf_hash(raw))
+        log.append(tx_leaf(raw))
     checks = (
         ("log-size", tip.log_size + len(block.txs), h.log_size),
         ("log-root", log.root(), h.log_root),

@@ -77,6 +77,27 @@ class InvalidBlock(ChainError):
     code = "invalid-block"
 
 
+class ErasedTransactions(InvalidBlock):
+    """A block whose stored copy holds stubs of erased transactions (see :mod:`ledger.block`).
+
+    Its header, transaction root, certificates and log entries verify, but its transactions
+    cannot be re-executed: the erased ones are gone. ``positions`` are the stubs' places in the
+    block.
+    """
+
+    code = "erased-transactions"
+    CHECK = "tx-erased"
+
+    def __init__(self, height: int, positions: list[int]) -> None:
+        self.positions = list(positions)
+        where = ", ".join(map(str, self.positions))
+        super().__init__(
+            self.CHECK,
+            f"the transactions at positions {where} were erased by order and only their stubs are kept; "
+            "the block cannot be re-executed without the erased children's recorded state",
+            height=height, obj="block", found=f"{len(self.positions)} stub(s)")
+
+
 class StorageError(CustosError):
     code = "storage"
 

@@ -8,16 +8,20 @@ wait for their commit; subscribers hear about crossings as blocks commit them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from ledger.block import Block, Commit, DuplicateVoteEvidence
 from ledger.chain import ExecutedBlock, build_block, execute_block
-from ledger.errors import ChainError, DecodeError, MalformedTransaction, RejectedTransaction
+from ledger.errors import ChainError, DecodeError, Erased, MalformedTransaction, RejectedTransaction
+from ledger.privacy.subjects import subject_of
 from ledger.storage.chainstore import ChainStore, TxLocation
 from ledger.tx.envelope import Transaction, decode_tx
 from node.mempool import Mempool
@@ -286,6 +290,46 @@ class NodeApp:
         for future in self._waiters.pop(tx_id, []):
             if not future.done():
                 future.set_exception(exc)
+
+    # ------------------------------------------------------------------ erasure (node/erasure.py)
+    def forget_child(self, identity: bytes) -> int:
+        """Drop every pending transaction about an erased child (those a peer gossiped were never
+        checked against the state, so the commit's re-check may have kept them); returns how many."""
+        gone = [tx for tx in self.mempool.reap() if subject_of(tx) == identity]
+        for tx in gone:
+            self.mempool.remove(tx.id)
+            self._fail_waiters(tx.id, Erased("the child's records were erased by order"))
+        self._settle(tx.id for tx in gone)
+        self._executed.clear()  # executed proposals may hold them too
+        return len(gone)
+
+    async def in_writer(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` on the writer thread, in order with block commits and acceptance
+        records, while the event loop goes on."""
+        return await asyncio.wrap_future(self._writer.submit(fn, *args))
+
+    @contextlib.asynccontextmanager
+    async def writer_paused(self) -> AsyncIterator[None]:
+        """Hold the writer thread idle (after the writes queued before) for the body of the
+        ``async with``: with the event loop busy in it, nothing else touches the store."""
+        loop = asyncio.get_running_loop()
+        parked: asyncio.Future = loop.create_future()
+        release = threading.Event()
+
+        def parked_now() -> None:
+            if not parked.done():
+                parked.set_result(None)
+
+        def park() -> None:
+            loop.call_soon_threadsafe(parked_now)
+            release.wait()
+
+        self._writer.submit(park)
+        try:
+            await parked
+            yield
+        finally:
+            release.set()
 
     def close(self) -> None:
         """Finish pending acceptance writes (the store closes after this)."""

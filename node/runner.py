@@ -17,6 +17,7 @@ from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
 from node.config import NodeConfig, split_hostport
 from node.consensus.driver import ConsensusDriver
+from node.erasure import Purger
 from node.genesis_file import load_genesis
 from node.keyfile import load_key_file
 from node.ops.logs import BlockLog
@@ -51,8 +52,10 @@ class Node:
             observer=config.node.role == "observer",
         )
         self.app.on_commit(self._after_commit)
+        self.purger = Purger(self.app)
+        self.purger.forget_decided_inputs = self.driver.forget_decided_inputs
         self.api = Api(self.app, node_id=self.key.public.hex(), validator=self._is_validator,
-                       max_wait_ms=config.api.max_wait_ms, extra_status=self.driver.status)
+                       max_wait_ms=config.api.max_wait_ms, extra_status=self._status)
         self.metrics = NodeMetrics(self.app, peers=lambda: len(self.network.connected_peers()),
                                    consensus=self.driver.status, network=self.network.metrics)
         self.metrics.attach()
@@ -61,6 +64,9 @@ class Node:
         self._metrics_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
         self._runner: web.AppRunner | None = None
+
+    def _status(self) -> dict:
+        return {**self.driver.status(), **self.purger.status()}
 
     def _is_validator(self) -> bool:
         return self.config.node.role == "validator" and self.key.public in self._next_validators()
@@ -112,19 +118,23 @@ class Node:
             from node.api.identify import Identify
 
             authority = load_key_file(self.config.identify.key_file, self.config.passphrase())
-            routes += Identify(auth, policy, self.config.identify.gallery, authority).routes()
+            identify = Identify(auth, policy, self.config.identify.gallery, authority)
+            self.purger.also_forget.append(identify.forget)
+            routes += identify.routes()
         return routes
 
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
         web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes,
                                extra_routes=self.extra_routes() + self.ops.routes())
+        self.purger.resume()  # an erasure a crash interrupted, before the node serves or votes
         await self.network.start()
         await self.driver.start()
         self._runner = runner = await serve(web_app, host, port)
         actual = runner.addresses[0][1] if port == 0 else port
         self._tasks.extend(self.driver.tasks)
         self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
+        self._tasks.append(asyncio.create_task(self.purger.run(), name="erasure-purge"))
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(self.metrics.sample_rounds(), name="round-sampler"))
         if self.config.metrics.listen is not None:
@@ -168,6 +178,7 @@ class Node:
             await stop(self._metrics_runner)
         await self.driver.stop()
         await self.network.stop()
+        await self.purger.close()
         self.app.close()
         if getattr(self, "request_index", None) is not None:
             self.request_index.close()

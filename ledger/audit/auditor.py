@@ -40,7 +40,7 @@ from ledger.storage.kv import KV
 BLOCK_CHECKS = (
     "block-encoding", "chain-id", "height", "prev-hash", "time", "validators-hash", "proposer",
     "last-commit", "last-commit-hash", "evidence-hash", "tx-count", "block-size", "tx-root", "evidence",
-    "tx-encoding", "tx-signature", "tx-duplicate", "tx-rule", "log-size", "log-root", "state-root",
+    "tx-erased", "tx-encoding", "tx-signature", "tx-duplicate", "tx-rule", "log-size", "log-root", "state-root",
     "results-hash", "next-validators-hash",
 )
 COMMIT_CHECKS = ("commit-encoding", "commit-height", "commit-block", "commit-order", "commit-signer",

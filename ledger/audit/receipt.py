@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ledger.audit.findings import AuditFailure
-from ledger.block import COMMIT, HEADER, Commit, Header, header_hash
+from ledger.block import COMMIT, HEADER, Commit, Header, header_hash, is_stub
 from ledger.encoding import decode
 from ledger.errors import ChainError, CustosError
 from ledger.genesis import Genesis
@@ -120,6 +120,9 @@ def receipt_from_store(store: ChainStore, tx_id: bytes) -> Receipt:
     block, header_block, commit = store.block(loc.height), store.block(tip.height), store.commit(tip.height)
     if block is None or header_block is None or commit is None:
         raise ReceiptError("the store lacks the blocks a receipt needs")
+    if is_stub(block.txs[loc.index]):
+        raise ReceiptError(f"transaction {tx_id.hex()} was erased by order: its bytes are gone, so no receipt "
+                           "can carry it (its inclusion proof still verifies: GET /v1/txs/ID)")
     changes = []
     for c in set_change_heights(store.state, tip.height):
         before, before_commit = store.block(c - 1), store.commit(c - 1)

@@ -44,7 +44,7 @@ from ledger.tx.bodies import ANY, CrossingRequest, GrantConsent, RevokeConsent
 def grant(ctx: Ctx, body: GrantConsent) -> Outcome:
     identity = load(ctx.state, k_identity(body.identity), IDENTITY_RECORD)
     if identity is None:
-        raise NotFound(f"identity {body.identity.hex()} is not enrolled")
+        raise NotFound("this identity is not enrolled")
     # Rule: enough of the child's guardians sign, and only guardians.
     signers = require_quorum(ctx.tx, identity.guardians, identity.policy.approvals,
                              "child's guardians", error=MissingSignature)

@@ -133,7 +133,7 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
 def _identity(ctx: Ctx, identity: bytes) -> Identity:
     record = load(ctx.state, k_identity(identity), IDENTITY_RECORD)
     if record is None:
-        raise NotFound(f"identity {identity.hex()} is not enrolled")
+        raise NotFound("this identity is not enrolled")
     return record
 
 

@@ -64,7 +64,7 @@ def enrol(ctx: Ctx, body: Enrol) -> Outcome:
     # the commitment key co-signs: the authority really derived it from a scan
     require_signers(ctx.tx, body.authority, body.commitment)
     if ctx.state.get(k_identity(body.identity)) is not None:
-        raise AlreadyExists(f"identity {body.identity.hex()} is enrolled already")
+        raise AlreadyExists("this identity is enrolled already")
     # Rule: an erased identity id is never enrolled again (its tombstone stays).
     tag = child_tag(body.identity)
     if ctx.state.get(k_erased(tag)) is not None:
@@ -103,7 +103,7 @@ def _add_commitment(ctx: Ctx, identity: bytes, commitment: bytes) -> None:
 def _existing(ctx: Ctx, identity: bytes) -> Identity:
     record = load(ctx.state, k_identity(identity), IDENTITY_RECORD)
     if record is None:
-        raise NotFound(f"identity {identity.hex()} is not enrolled")
+        raise NotFound("this identity is not enrolled")
     return record
 
 

@@ -13,9 +13,17 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
     b"R" + height           the children's slots that block changed: (child tag, value or nil)
     b"L" + level + index    a complete subtree of the global RFC 6962 log
     b"P" + sequence         a transaction the node accepted and has not committed yet
+    b"I" + identity + height + position
+                            a committed transaction about that child (node stores only): what an
+                            erasure replaces by stubs, found without reading the chain
+    b"E" + child tag        a child erased by a committed block whose transactions are still
+                            whole in the stored blocks (the value is the identity)
+    b"E"                    a purge ran: the store's files still need compacting and reopening
 
 A block and every change it causes go to LevelDB in ONE synchronous write batch, tip record
-included: after a crash the store holds block h or block h+1 completely, never a mix.
+included: after a crash the store holds block h or block h+1 completely, never a mix. The block
+that erases a child records the pending purge (``E``) in that same batch, so a crash before the
+purge leaves it to be resumed at the next start (see :mod:`ledger.storage.erasure`).
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode, enc
 from ledger.errors import StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
+from ledger.privacy.subjects import subject_of
+from ledger.privacy.tags import child_tag
+from ledger.rules.erasure import EVENT_ERASED
 from ledger.state.machine import chain_info_of
 from ledger.state.records import K_CHAIN, ChainInfo
 from ledger.storage.kv import KV, LevelKV, MemoryKV
@@ -62,10 +73,28 @@ TX_LOCATION = Schema(
 )
 
 _GENESIS, _TIP = b"G", b"T"
+_SUBJECT, _ERASURE = b"I", b"E"
+COMPACTION_DUE = _ERASURE
 
 
 def _h(height: int) -> bytes:
     return height.to_bytes(8, "big")
+
+
+def subject_key(identity: bytes, height: int = -1, position: int = 0) -> bytes:
+    """The key of a child's transaction in the subject index (the child's prefix without height)."""
+    key = _SUBJECT + identity
+    return key if height < 0 else key + _h(height) + position.to_bytes(4, "big")
+
+
+def split_subject_key(key: bytes) -> tuple[bytes, int, int]:
+    """(identity, height, position) of a subject index key."""
+    return key[1:17], int.from_bytes(key[17:25], "big"), int.from_bytes(key[25:29], "big")
+
+
+def erasure_key(tag: bytes) -> bytes:
+    """The key of a pending purge, under the erased child's tag."""
+    return _ERASURE + tag
 
 
 def log_key(level: int, index: int) -> bytes:
@@ -275,6 +304,7 @@ class ChainStore:
             batch[b"X" + tx.id] = location
         batch[b"N" + block.hash] = _h(h.height)
         if self._keep_blocks:
+            self._erasure_records(executed, batch)
             if commit is None or commit.height != h.height or commit.block != block.hash:
                 raise StorageError("the commit certificate is not for this block")
             batch[b"B" + _h(h.height)] = block.encode()
@@ -286,6 +316,46 @@ class ChainStore:
         self._tip = new_tip
         if b"S" + K_CHAIN in batch:  # parameters changed at this height
             self._chain = chain_info_of(self._state)
+
+    @staticmethod
+    def _erasure_records(executed: ExecutedBlock, batch: dict[bytes, bytes | None]) -> None:
+        """What a later erasure needs: where each child's transactions are, and the children
+        this block erased, whose transactions are still to be purged from the blocks."""
+        height = executed.height
+        for position, tx in enumerate(executed.txs):
+            subject = subject_of(tx)
+            if subject is not None:
+                batch[subject_key(subject, height, position)] = b""
+        for event in executed.changes.events:
+            if event.kind == EVENT_ERASED:
+                batch[erasure_key(child_tag(event.identity))] = event.identity
+
+    # ---- erasure (ledger/storage/erasure.py does the purge)
+    def pending_erasures(self) -> list[tuple[bytes, bytes]]:
+        """(tag, identity) of each erased child whose transactions are still in the blocks."""
+        return [(key[1:], identity) for key, identity in self.kv.iterate(_ERASURE + b"\x00", b"F")]
+
+    @property
+    def compaction_due(self) -> bool:
+        """A purge ran and the store's files may still hold what it deleted."""
+        return self.kv.get(COMPACTION_DUE) is not None
+
+    def compaction_done(self) -> None:
+        self.kv.write({COMPACTION_DUE: None}, sync=True)
+
+    def compact_files(self) -> None:
+        """Rewrite the store's files without deleted records (LevelDB only)."""
+        compact = getattr(self.kv, "compact", None)
+        if compact is not None:
+            compact()
+
+    def reopen_files(self) -> None:
+        """Close and reopen the store's files, dropping what only the old ones held (LevelDB only).
+
+        The caller guarantees nothing else uses the store meanwhile."""
+        reopen = getattr(self.kv, "reopen", None)
+        if reopen is not None:
+            reopen()
 
     # ---- accepted, not yet committed transactions (a durable mempool)
     def accept(self, records: dict[int, bytes]) -> None:

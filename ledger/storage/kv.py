@@ -56,17 +56,33 @@ class MemoryKV:
 
 
 class LevelKV:
-    """LevelDB through plyvel. Every batch written with ``sync=True`` is fsynced before return."""
+    """LevelDB through plyvel. Every batch written with ``sync=True`` is fsynced before return.
+
+    Keys start with a byte between 0x01 and 0x7e (every store here uses ASCII prefixes), which
+    :meth:`compact` relies on.
+    """
+
+    #: LevelDB's own diagnostic logs in the database directory; compactions write keys into them
+    INFO_LOGS = ("LOG", "LOG.old")
+    #: records below and above every key, rewritten before a compaction (see :meth:`compact`)
+    SENTINELS = (b"\x00", b"\x7f")
 
     def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self._create = create
+        if create:
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(f"cannot open LevelDB at {self.path}: {exc}") from None
+        self._db = self._open()
+
+    def _open(self):
         import plyvel
 
-        self.path = Path(path)
         try:
-            if create:
-                self.path.mkdir(parents=True, exist_ok=True)
-            self._db = plyvel.DB(
-                str(self.path), create_if_missing=create, paranoid_checks=True,
+            return plyvel.DB(
+                str(self.path), create_if_missing=self._create, paranoid_checks=True,
                 # most lookups on a busy node are for keys that do not exist (is this
                 # transaction new?): bloom filters answer those without touching the tables
                 bloom_filter_bits=10,
@@ -94,6 +110,67 @@ class LevelKV:
                     batch.delete(k)
                 else:
                     batch.put(k, v)
+
+    def compact(self) -> None:
+        """Rewrite the tables so that deleted and overwritten keys and values leave the files.
+
+        LevelDB's manual compaction moves the data of every level into the deepest level that
+        holds any, dropping what a newer entry hides, but never rewrites the tables already at
+        that level. Those came out of compactions (nothing hidden in them), or, in a database
+        of at most three levels, straight from a flush of the memory table, which keeps every
+        version of a key (a child's record and the deletion of it, say). Both sentinels are
+        rewritten first, so the flush spans every key: compacted into the deepest level, it
+        takes every table there along. A second pass does that for a shallow database.
+
+        The bounds are explicit: plyvel passes absent bounds as empty keys, and LevelDB then
+        compacts the empty range only (it flushes the memory table and nothing else).
+
+        LevelDB also remembers, per level, the largest key its last compaction there read (the
+        "compaction pointer", kept in the MANIFEST); a pass over the whole range leaves it at the
+        upper sentinel, never at a deleted key.
+        """
+        for _ in range(2):
+            for sentinel in self.SENTINELS:
+                self._db.put(sentinel, b"")
+            self._db.compact_range(start=b"", stop=b"\xff" * 8)
+            if self._deepest_level() > 2:  # no flushed table can be at the bottom
+                return
+
+    def _deepest_level(self) -> int:
+        for level in range(6, -1, -1):
+            if int(self._db.get_property(f"leveldb.num-files-at-level{level}".encode()) or 0):
+                return level
+        return 0
+
+    def files_holding(self, needles: list[bytes]) -> list[str]:
+        """Names of the database's files holding any of ``needles``: what to check after
+        :meth:`compact` and :meth:`reopen`."""
+        found = []
+        for path in sorted(self.path.iterdir()):
+            try:
+                data = path.read_bytes()
+            except (FileNotFoundError, IsADirectoryError):
+                continue  # LevelDB removed it meanwhile
+            if any(needle in data for needle in needles):
+                found.append(path.name)
+        return found
+
+    def reopen(self) -> None:
+        """Close and reopen the database; the caller guarantees nobody uses it meanwhile.
+
+        LevelDB's MANIFEST lists the first and last key of every table it ever made until the
+        database is opened again, which writes a new one describing the live tables only. The
+        diagnostic logs, which name keys of manual compactions, are removed while it is closed.
+        """
+        self._db.close()
+        for name in self.INFO_LOGS:
+            try:
+                (self.path / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StorageError(f"cannot remove {self.path / name}: {exc}") from None
+        self._db = self._open()
 
     def close(self) -> None:
         if not self._db.closed:

@@ -22,7 +22,8 @@ events, so the client reconciles through signed reads.
 Each subscriber has a bounded queue; one that falls behind is sent a final ``dropped`` event
 and disconnected (it reconnects with its cursor). Comments (``: keepalive``) keep idle
 connections alive. A revoked key's streams end with ``revoked``; a node shutting down ends
-every stream with ``closing``.
+every stream with ``closing``. When a child is erased, the child's events leave the kept events
+and every subscriber's queue as the erasing block commits (:meth:`EventStreams.purge`).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class Subscriber:
         self.kind = kind
         self.key = key
         self.after = after
-        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queue: asyncio.Queue[Notice | bytes] = asyncio.Queue()
         self.limit = limit
         self.finished: str | None = None
         self.done = asyncio.Event()
@@ -133,13 +134,26 @@ class Subscriber:
             return self.key == notice.terminal
         return notice.is_alert
 
-    def offer(self, data: bytes) -> None:
+    def offer(self, item: Notice | bytes) -> None:
         if self.finished is not None:
             return
         if self.queue.qsize() >= self.limit:
             self.finish("dropped", "the subscriber fell behind; reconnect with Last-Event-ID")
             return
-        self.queue.put_nowait(data)
+        self.queue.put_nowait(item)
+
+    def forget(self, identity: bytes) -> int:
+        """Take the events about an erased child out of the queue; returns how many."""
+        kept, dropped = [], 0
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, Notice) and item.identity == identity:
+                dropped += 1
+            else:
+                kept.append(item)
+        for item in kept:
+            self.queue.put_nowait(item)
+        return dropped
 
     def finish(self, kind: str, detail: str) -> None:
         """End the stream with a final event (the queue is cleared first)."""
@@ -245,9 +259,27 @@ class EventStreams:
             targets.update(self._authorities)
         for sub in targets:
             if sub.wants(notice):
-                sub.offer(notice.wire)
+                _ = notice.wire  # built now, from the request record as the block left it
+                sub.offer(notice)
                 if sub.finished == "dropped":
                     self.app.metrics.inc("event_subscribers_dropped")
+
+    def purge(self, identity: bytes) -> int:
+        """Forget every event about an erased child: kept for reconnecting watchers, or waiting
+        in a subscriber's queue. Returns how many were dropped."""
+        dropped = 0
+        ring: deque[tuple[int, list[Notice]]] = deque()
+        for height, notices in self._ring:
+            kept = [n for n in notices if n.identity != identity]
+            dropped += len(notices) - len(kept)
+            if kept:
+                ring.append((height, kept))
+        self._ring = ring
+        self._ring_size -= dropped
+        for group in self._by_key.values():
+            for sub in group:
+                dropped += sub.forget(identity)
+        return dropped
 
     def _end_revoked(self, executed: ExecutedBlock) -> None:
         for tx in executed.txs:
@@ -264,14 +296,8 @@ class EventStreams:
         """Court orders and erasures: forget the erased children's events, and end the streams
         of guardians left with no ward (they may watch nothing any more)."""
         erased = {ev.identity for ev in executed.changes.events if ev.kind == EVENT_ERASED}
-        if erased:
-            kept: deque[tuple[int, list[Notice]]] = deque()
-            for height, notices in self._ring:
-                notices = [n for n in notices if n.identity not in erased]
-                if notices:
-                    kept.append((height, notices))
-            self._ring = kept
-            self._ring_size = sum(len(n) for _, n in kept)
+        for identity in erased:
+            self.purge(identity)
         if not erased and not any(tx.kind == UPDATE_GUARDIANS for tx in executed.txs):
             return
         for group in list(self._by_key.values()):
@@ -384,7 +410,8 @@ class EventStreams:
     async def _pump(self, sub: Subscriber, response: web.StreamResponse, heartbeat: float) -> None:
         while True:
             try:
-                data = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                item = await asyncio.wait_for(sub.queue.get(), heartbeat)
+                data = item if isinstance(item, bytes) else item.wire
             except TimeoutError:
                 data = b": keepalive\n\n"
             try:

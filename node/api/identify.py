@@ -62,6 +62,17 @@ class Identify:
             self._loaded = stamp
         return self._gallery
 
+    def forget(self, identity: bytes) -> bool:
+        """Remove an erased child from the gallery, rewriting the file (atomically); True if the
+        child was in it. Called by node/erasure.py off the event loop."""
+        gallery = self._current()
+        if identity not in gallery.gallery:
+            return False
+        gallery.gallery.remove(identity)
+        gallery.gallery.save(self.path, gallery.key)
+        self._gallery = None  # re-read on the next query
+        return True
+
     @guarded
     async def identify(self, request: web.Request) -> web.Response:
         body = await request.content.read(MAX_BODY + 1)

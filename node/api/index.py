@@ -17,7 +17,8 @@ names a child once its records are erased; an erasure also drops the child's lis
 
 Each block's entries and the new cursor are written in one batch, so after a crash the index
 holds block h completely or not at all; at start it catches up from the chain store (and
-rebuilds itself from genesis if it was written in an older layout).
+rebuilds itself from genesis if it was written in an older layout). The stubs that replace an
+erased child's transactions in the stored blocks (ledger/block.py) are never indexed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from ledger.block import is_stub
 from ledger.chain import ExecutedBlock
 from ledger.errors import DecodeError
 from ledger.privacy.tags import child_tag
@@ -85,12 +87,16 @@ class RequestIndex:
             block = self.store.block(height)
             if block is None:
                 break
-            txs = []
+            txs: list[Transaction | None] = []
             for raw in block.txs:
+                if is_stub(raw):
+                    txs.append(None)  # erased by order: nothing of it is indexed
+                    continue
                 try:
                     txs.append(decode_tx(raw))
                 except DecodeError:  # a committed block decodes; never on a sound store
                     log.error("block %d holds a transaction that does not decode", height)
+                    txs.append(None)
             self._write(height, txs)
         return tip - start + 1
 
@@ -101,12 +107,15 @@ class RequestIndex:
         erased = [child_tag(ev.identity) for ev in executed.changes.events if ev.kind == EVENT_ERASED]
         self._write(executed.height, executed.txs, erased)
 
-    def _write(self, height: int, txs: list[Transaction], erased: Sequence[bytes] = ()) -> None:
-        """Index one block; ``erased`` are the tags of children erased by it (by order or by
-        retention: a block's begin rules erase too, which its transactions do not show)."""
+    def _write(self, height: int, txs: Sequence[Transaction | None], erased: Sequence[bytes] = ()) -> None:
+        """Index one block (None for an erased transaction's stub); ``erased`` are the tags of
+        children erased by it (by order or by retention: a block's begin rules erase too, which
+        its transactions do not show)."""
         batch: dict[bytes, bytes | None] = {_CURSOR: _be(height)}
         gone = list(erased)
         for position, tx in enumerate(txs):
+            if tx is None:
+                continue
             if tx.kind == CROSSING:
                 tag = child_tag(tx.body.identity)
                 where = _be(height) + _be(position, 4)

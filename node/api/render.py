@@ -2,15 +2,16 @@
 
 Blocks and transactions come in two views: ``full`` (the transactions' bytes, for integrity
 readers) and ``public`` (ids, leaf hashes, headers, commits and proofs: enough to check every
-hash, root and certificate, nothing of a child's records).
+hash, root and certificate, nothing of a child's records). Transactions erased by order are
+stubs in both (ledger/block.py); ``erased`` lists their positions in a block, and a
+transaction's own document says ``"erased": true`` and carries its proof without its bytes.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ledger.block import COMMIT, EVIDENCE, HEADER, Block, Commit
-from ledger.merkle import leaf_hash
+from ledger.block import COMMIT, EVIDENCE, HEADER, Block, Commit, erased_positions, is_stub, stub_parts, tx_leaf
 from ledger.state.records import REQUEST, Request, ValidatorRecord
 from ledger.storage.chainstore import ChainStore, TxLocation
 from ledger.tx.envelope import decode_tx
@@ -29,6 +30,7 @@ def block_doc(block: Block, commit: Commit | None) -> dict[str, Any]:
         "hash": block.hash,
         "header": header_doc(block),
         "txs": list(block.txs),
+        "erased": erased_positions(block.txs),
         "last_commit": None if block.last_commit is None else COMMIT.wire(block.last_commit),
         "evidence": [EVIDENCE.wire(e) for e in block.evidence],
         "commit": None if commit is None else COMMIT.wire(commit),
@@ -36,8 +38,9 @@ def block_doc(block: Block, commit: Commit | None) -> dict[str, Any]:
 
 
 def tx_digests(block: Block) -> tuple[list[bytes], list[bytes]]:
-    """The ids and RFC 6962 leaf hashes of a block's transactions, in block order."""
-    return [decode_tx(raw).id for raw in block.txs], [leaf_hash(raw) for raw in block.txs]
+    """The ids and RFC 6962 leaf hashes of a block's transactions (or their stubs), in block order."""
+    ids = [stub_parts(raw)[1] if is_stub(raw) else decode_tx(raw).id for raw in block.txs]
+    return ids, [tx_leaf(raw) for raw in block.txs]
 
 
 def public_block_doc(block: Block, commit: Commit | None, tx_ids: list[bytes],
@@ -52,6 +55,7 @@ def public_block_doc(block: Block, commit: Commit | None, tx_ids: list[bytes],
         "tx_count": len(tx_ids),
         "tx_ids": tx_ids,
         "leaf_hashes": leaf_hashes,
+        "erased": erased_positions(block.txs),
         "last_commit": None if block.last_commit is None else COMMIT.wire(block.last_commit),
         "evidence": [EVIDENCE.wire(e) for e in block.evidence],
         "commit": None if commit is None else COMMIT.wire(commit),
@@ -67,6 +71,7 @@ def public_block_msgpack(block: Block, commit: Commit | None, tx_ids: list[bytes
         "header": HEADER.encode(block.header),
         "tx_ids": tx_ids,
         "leaf_hashes": leaf_hashes,
+        "erased": erased_positions(block.txs),
         "last_commit": None if block.last_commit is None else COMMIT.encode(block.last_commit),
         "evidence": [EVIDENCE.encode(e) for e in block.evidence],
         "commit": None if commit is None else COMMIT.encode(commit),
@@ -90,7 +95,8 @@ def tx_doc(store: ChainStore, tx_id: bytes, loc: TxLocation, raw: bytes, *, incl
     the global log up to the latest committed header (with that header's commit).
 
     The transaction's bytes only with ``include_tx``, the crossing record only if given: the
-    caller decides who may read them (see :mod:`node.api.server`)."""
+    caller decides who may read them (see :mod:`node.api.server`). The bytes of a transaction
+    erased by order are gone (``raw`` is its stub): the document says so and keeps its proof."""
     tip = store.tip
     tip_block = store.block(tip.height)
     doc: dict[str, Any] = {
@@ -101,7 +107,9 @@ def tx_doc(store: ChainStore, tx_id: bytes, loc: TxLocation, raw: bytes, *, incl
         "index": loc.index,
         "result": {"status": loc.status, "ref": loc.ref},
     }
-    if include_tx:
+    if is_stub(raw):
+        doc["erased"] = True
+    elif include_tx:
         doc["tx"] = raw
     if crossing is not None:
         doc["crossing"] = REQUEST.wire(crossing)
@@ -109,7 +117,7 @@ def tx_doc(store: ChainStore, tx_id: bytes, loc: TxLocation, raw: bytes, *, incl
     doc["proof"] = {
         "log_index": loc.log_index,
         "log_size": tip.log_size,
-        "leaf_hash": leaf_hash(raw),
+        "leaf_hash": tx_leaf(raw),
         "path": log.inclusion_proof(loc.log_index, tip.log_size),
         "header": header_doc(tip_block) if tip_block is not None else None,
         "commit": _commit_wire(store.commit(tip.height)),

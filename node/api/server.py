@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import msgpack
 from aiohttp import web
 
-from ledger.block import BLOCK, COMMIT, Block
+from ledger.block import BLOCK, COMMIT, Block, is_stub
 from ledger.errors import (
     ChainError,
     CustosError,
@@ -108,8 +108,15 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPException:
         raise
     except Exception:  # a bug: the client still gets a problem document, the log gets the traceback
-        log.exception("unexpected error serving %s %s", request.method, request.path)
+        # the route's pattern, not the path: a path may name a child (/v1/identities/{id})
+        log.exception("unexpected error serving %s %s", request.method, route_of(request))
         return problem(500, "internal", "internal error", "the node failed to serve this request")
+
+
+def route_of(request: web.Request) -> str:
+    """The pattern of the route a request matched (``/v1/identities/{id}``), never its path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "(no route)"
 
 
 class Api:
@@ -208,7 +215,8 @@ class Api:
             record = request_by_id(store.state, tx_id)
             if record is not None and self.policy.may_read_request(caller, record):
                 crossing = record
-            include_tx = self.policy.may_read_tx(caller, decode_tx(raw), crossing is not None)
+            # a stub of a transaction erased by order has no bytes to show
+            include_tx = not is_stub(raw) and self.policy.may_read_tx(caller, decode_tx(raw), crossing is not None)
             if include_tx or crossing is not None:
                 self.policy.require_tx_purpose(caller)
         return reply(request, render.tx_doc(store, tx_id, location, raw, include_tx=include_tx, crossing=crossing))

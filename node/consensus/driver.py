@@ -19,7 +19,7 @@ import msgpack
 
 from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote
 from ledger.crypto.keys import SigningKey
-from ledger.errors import ChainError, CustosError, DecodeError, RejectedTransaction
+from ledger.errors import ChainError, CustosError, DecodeError, ErasedTransactions, RejectedTransaction
 from ledger.rules.validators import validator_set_at
 from ledger.tx.envelope import decode_tx_batch
 from ledger.validators import ValidatorSet
@@ -107,6 +107,8 @@ class NodeLedger:
     def __init__(self, app: NodeApp) -> None:
         self.app = app
         self.chain_id = app.chain_id
+        #: block sync cannot go on: the next block holds stubs of erased transactions
+        self.sync_blocked: ErasedTransactions | None = None
 
     def height(self) -> int:
         return self.app.store.height
@@ -145,10 +147,18 @@ class NodeLedger:
             commit = COMMIT.decode(item.commit)
             commit.check(self.chain_id, self.validators(block.height), height=block.height, block=block.hash)
             self.app.validate(block, check_clock=False)
+        except ErasedTransactions as exc:
+            if self.sync_blocked is None or self.sync_blocked.height != exc.height:
+                log.error("block sync stops at height %d: transactions %s of that block were erased by order, "
+                          "and this node cannot execute it without them (it needs the erased children's "
+                          "recorded state)", exc.height, ", ".join(map(str, exc.positions)))
+            self.sync_blocked = exc
+            return SyncOutcome.ERASED
         except (DecodeError, ChainError) as exc:
             log.warning("a synced block does not verify: %s", exc)
             return SyncOutcome.REFUSED
         self.app.commit(block.hash, commit, block)
+        self.sync_blocked = None
         return SyncOutcome.APPLIED
 
     def knows_evidence(self, evidence: DuplicateVoteEvidence) -> bool:
@@ -187,7 +197,8 @@ class ConsensusDriver:
             precommit_ms=config.timeout_precommit_ms, precommit_delta_ms=config.timeout_precommit_delta_ms,
         )
         engine = RecordedEngine(Engine(_Application(self), self._privval, timeouts=timeouts), self.wal)
-        self.replica = Replica(engine, NodeLedger(app), ReplicaConfig(
+        self.ledger = NodeLedger(app)
+        self.replica = Replica(engine, self.ledger, ReplicaConfig(
             heartbeat_ms=config.heartbeat_ms, block_interval_ms=config.block_interval_ms,
             rebroadcast_ms=config.rebroadcast_ms))
         self.engine = engine
@@ -215,6 +226,14 @@ class ConsensusDriver:
         self._timers.clear()
         self.wal.close()
 
+    def forget_decided_inputs(self) -> bool:
+        """Cut the write-ahead log to its start record if its height is stored already (its
+        proposals and votes are needed no more); True if it was cut."""
+        if self.wal.height is not None and self.wal.height <= self.app.store.height:
+            self.wal.drop_inputs()
+            return True
+        return False
+
     @property
     def tasks(self) -> list[asyncio.Task]:
         """The driver's background tasks (the node watches them for failures): none; a failure
@@ -226,7 +245,10 @@ class ConsensusDriver:
         return self.replica.height
 
     def status(self) -> dict:
-        return {"consensus": self.replica.status(), "peers": len(self.network.connected_peers())}
+        blocked = self.ledger.sync_blocked
+        return {"consensus": self.replica.status(), "peers": len(self.network.connected_peers()),
+                "sync": None if blocked is None else {"blocked_at": blocked.height,
+                                                      "erased_positions": blocked.positions}}
 
     # ------------------------------------------------------------------ events in, effects out
     def feed(self, event: Event) -> None:

@@ -43,6 +43,8 @@ log = logging.getLogger("custos.consensus")
 
 MAX_TX_BATCH = 1000
 SYNC_REQUEST_TIMEOUT_MS = 5_000
+#: how long block sync waits before asking again for a block it cannot execute (erased transactions)
+SYNC_ERASED_RETRY_MS = 30_000
 
 
 # --------------------------------------------------------------------------- what it asks of the node
@@ -53,6 +55,7 @@ class SyncOutcome(Enum):
     KNOWN = "known"  # at or below this node's height already
     GAP = "gap"  # not the next block, or without its certificate: stop here
     REFUSED = "refused"  # it does not verify: the peer is not to be asked again
+    ERASED = "erased"  # it holds stubs of erased transactions this node cannot execute: wait
 
 
 class Ledger(Protocol):
@@ -260,6 +263,7 @@ class Replica:
         self.halted: str | None = None
         self._peer_heights: dict[bytes, int] = {}
         self._sync_pending: tuple[bytes, int] | None = None  # (peer, when asked)
+        self._sync_erased: tuple[int, int] | None = None  # (height it stopped at, when)
         self._progress = (0, 0, 0)  # (height, round, when it last changed)
         self._height_since = (0, 0)  # (height, when this node reached it)
         self._pace_at: int | None = None
@@ -463,6 +467,9 @@ class Replica:
         now = self._now
         if self._sync_pending is not None and now - self._sync_pending[1] < SYNC_REQUEST_TIMEOUT_MS:
             return
+        erased = self._sync_erased
+        if erased is not None and erased[0] == ours + 1 and now - erased[1] < SYNC_ERASED_RETRY_MS:
+            return
         # A peer one block ahead may just be faster; sync once this node has spent a while at
         # its height. Rounds going by do not count as progress: the others may have decided
         # this height with precommits that never reached us, and they have moved on.
@@ -488,6 +495,10 @@ class Replica:
                 log.warning("peer %s sent a block that does not verify", peer.hex()[:12])
                 self.ledger.count("sync_blocks_refused")
                 self._peer_heights.pop(peer, None)
+                break
+            if outcome is SyncOutcome.ERASED:  # the peer is honest: it purged an erased child
+                self.ledger.count("sync_blocks_erased")
+                self._sync_erased = (self.ledger.height() + 1, self._now)
                 break
             self.ledger.count("blocks_synced")
             applied += 1

@@ -30,6 +30,11 @@ Where fsync is needed, and why:
   nothing that was announced, and peers re-send (``rebroadcast``).
 * :meth:`ConsensusWal.begin_height` rewrites the log atomically and durably. Call it only after
   the decided block is durable in the block store.
+
+Once its height is stored, the log's inputs are needed no more (a restart starts the next
+height afresh); :meth:`ConsensusWal.drop_inputs` then cuts it to its start record, so proposals
+of a decided height (whole transactions, of a child erased since, say) do not stay on disk until
+the next height starts.
 """
 
 from __future__ import annotations
@@ -273,6 +278,9 @@ class ConsensusWal:
         if self.recovery.dropped_bytes:
             storage.truncate(self.recovery.valid_bytes)
         self.height = self.recovery.height
+        self._start: StartHeight | None = None
+        if self.recovery.records and isinstance(self.recovery.records[0], StartHeight):
+            self._start = self.recovery.records[0]
 
     @classmethod
     def open(cls, path: str | os.PathLike) -> ConsensusWal:
@@ -286,9 +294,16 @@ class ConsensusWal:
         buffer, :meth:`~node.consensus.engine.Engine.pending_for`); they are replayed right
         after the start record, as the engine processes them.
         """
-        data = frame(StartHeight(height, validators)) + b"".join(frame(m) for m in carried)
+        start = StartHeight(height, validators)
+        data = frame(start) + b"".join(frame(m) for m in carried)
         self.storage.rewrite(data)
-        self.height = height
+        self.height, self._start = height, start
+
+    def drop_inputs(self) -> None:
+        """Replace the log, durably, by its start record alone: for a height that is stored
+        already, whose inputs no restart needs. Appends go on after it as before."""
+        if self._start is not None:
+            self.storage.rewrite(frame(self._start))
 
     def append(self, record: Proposal | Vote | Timeout) -> None:
         """Append one input (not yet durable: see :meth:`sync`)."""

@@ -20,6 +20,7 @@ no trace in the state.
 from __future__ import annotations
 
 import itertools
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -411,6 +412,25 @@ class Chain:
         child = self.new_child(**kw)
         self.commit(self.enrol(authority, child))
         return child
+
+    def child_with_history(self, authority: SigningKey, terminal: Terminal, *,
+                           companion: bytes = b"\x42" * 16) -> tuple[Child, list[Transaction]]:
+        """A child with a random identity id (finding it in a file means something), enrolled,
+        with a consent, a crossing it covered (both naming ``companion``), and a crossing one
+        guardian approved and the other denied. Returns the child and every transaction about
+        it, in chain order."""
+        child = replace(self.new_child(), identity=os.urandom(16))
+        enrol = self.enrol(authority, child)
+        self.commit(enrol)
+        consent = self.grant_consent(child, companion=companion)
+        self.commit(consent)
+        covered = self.crossing(terminal, child, companion=companion)
+        self.commit(covered)
+        pending = self.crossing(terminal, child, direction=k.ENTRY)
+        self.commit(pending)
+        approve, deny = self.approve(child.guardians[0], pending, child), self.deny(child.guardians[1], pending, child)
+        self.commit(approve, deny)
+        return child, [enrol, consent, covered, pending, approve, deny]
 
     def pending_crossing(self, terminal: Terminal, child: Child, **kw) -> Transaction:
         """A minor's crossing committed and left pending for the guardians."""

@@ -152,6 +152,19 @@ def test_rejects_a_peer_whose_blocks_do_not_verify():
     assert not of(r.handle(6_000, TimerFired(Tick())), Send)  # that peer is not asked again
 
 
+def test_a_block_holding_erased_transactions_stops_sync_and_is_asked_for_again_much_later():
+    ledger = FakeLedger()
+    ledger.apply_synced = lambda item: SyncOutcome.ERASED  # type: ignore[method-assign]
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    r.handle(100, SyncReceived(PEER, Status(9)))
+    r.handle(150, SyncReceived(PEER, Blocks((Item(b"stubbed", b"x"),))))
+    assert ledger.counts["sync_blocks_erased"] == 1 and ledger.height() == 1
+    assert "sync_blocks_refused" not in ledger.counts  # the peer is not blamed
+    assert not of(r.handle(10_000, SyncReceived(PEER, Status(10))), Send)
+    assert of(r.handle(30_200, SyncReceived(PEER, Status(10))), Send) == [Send(PEER, Get(2, 20))]
+
+
 def test_evidence_is_kept_and_relayed_once():
     ledger = FakeLedger()
     r = replica(ledger)

@@ -278,3 +278,18 @@ def test_file_backed_restart(tmp_path, net):
     assert (again.engine.round, again.engine.locked_round) == (1, 0)
     assert isinstance(again.engine.proposal(0), Proposal)
     assert again.engine.precommits(0).votes[net.signer.public].kind == PRECOMMIT
+
+
+def test_dropping_the_inputs_of_a_decided_height_keeps_only_its_start_record(tmp_path, net):
+    records = some_records(net)
+    raw = write_log(tmp_path / "wal", net, records)
+    proposal_bytes = records[0].value
+    assert proposal_bytes in raw
+    wal = ConsensusWal.open(tmp_path / "wal")
+    wal.drop_inputs()
+    assert proposal_bytes not in (tmp_path / "wal").read_bytes()
+    wal.append(records[1])  # the log goes on after it
+    wal.sync()
+    wal.storage.close()
+    rec = ConsensusWal.open(tmp_path / "wal").recovery
+    assert rec.problem is None and rec.records == (StartHeight(1, net.validators), records[1])
