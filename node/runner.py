@@ -113,6 +113,7 @@ class Node:
         self.app.on_commit(self.request_index.on_commit)
         self.event_streams = EventStreams(self.app, auth, policy)
         routes = Reads(self.app, auth, policy, self.request_index).routes() + self.event_streams.routes()
+        routes += self.proof_routes(auth, policy)
         routes += WebApps().routes()  # the web clients under /app/ (node/web/)
         if self.config.identify is not None:  # an enrolment authority's node (node/api/identify.py)
             from node.api.identify import Identify
@@ -122,6 +123,14 @@ class Node:
             self.purger.also_forget.append(identify.forget)
             routes += identify.routes()
         return routes
+
+    def proof_routes(self, auth, policy) -> list:
+        """State proofs at the newest heights, and the headers light clients follow."""
+        from node.api.proofs import Proofs, Snapshots
+
+        self.snapshots = Snapshots(self.app)
+        self.app.on_commit(self.snapshots.take)
+        return Proofs(self.app, auth, policy, self.snapshots).routes()
 
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
@@ -184,6 +193,8 @@ class Node:
             self.request_index.close()
         if getattr(self, "replay", None) is not None:
             self.replay.close()
+        if getattr(self, "snapshots", None) is not None:
+            self.snapshots.close()
         self.store.close()
 
 

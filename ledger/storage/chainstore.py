@@ -43,7 +43,7 @@ from ledger.privacy.tags import child_tag
 from ledger.rules.erasure import EVENT_ERASED
 from ledger.state.machine import chain_info_of
 from ledger.state.records import K_CHAIN, ChainInfo
-from ledger.storage.kv import KV, LevelKV, MemoryKV
+from ledger.storage.kv import KV, LevelKV, MemoryKV, Snapshot
 
 TIP = Schema(
     Tip,
@@ -119,6 +119,30 @@ class StateOnKV:
 
     def tree_node(self, position: bytes) -> bytes | None:
         return self._kv.get(b"M" + position)
+
+
+class StateSnapshot:
+    """The state records and tree nodes as they were at ``height`` (a store snapshot), for
+    serving proofs while later blocks are written."""
+
+    __slots__ = ("_snap", "height")
+
+    def __init__(self, snap: Snapshot, height: int) -> None:
+        self._snap, self.height = snap, height
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._snap.get(b"S" + key)
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self._snap.iterator(start=b"S" + start, stop=b"S" + stop) as it:
+            for k, v in it:
+                yield k[1:], v
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        return self._snap.get(b"M" + position)
+
+    def close(self) -> None:
+        self._snap.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +290,13 @@ class ChainStore:
         child's records needs to follow the state root)."""
         raw = self.kv.get(b"R" + _h(height))
         return () if raw is None else decode_slots(raw)
+
+    def snapshot(self) -> StateSnapshot:
+        """The state at the tip, frozen (LevelDB and in-memory stores can take one)."""
+        take = getattr(self.kv, "snapshot", None)
+        if take is None:
+            raise StorageError("this store cannot take snapshots")
+        return StateSnapshot(take(), self.tip.height)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         """Where a committed transaction is. A block being written by another thread is not

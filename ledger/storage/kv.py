@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ledger.errors import StorageError
 
@@ -22,6 +23,35 @@ class KV(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class Snapshot(Protocol):
+    """A read-only view of a store as it was when the snapshot was taken."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def iterator(self, *, start: bytes, stop: bytes) -> Any:
+        """A context manager iterating the entries with start <= key < stop, in key order."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class _MemorySnapshot:
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[bytes, bytes]) -> None:
+        self._data = data
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    @contextlib.contextmanager
+    def iterator(self, *, start: bytes, stop: bytes) -> Iterator[Iterator[tuple[bytes, bytes]]]:
+        yield iter(sorted((k, v) for k, v in self._data.items() if start <= k < stop))
+
+    def close(self) -> None:
+        self._data = {}
 
 
 class MemoryKV:
@@ -50,6 +80,10 @@ class MemoryKV:
                 if k not in self._data:
                     bisect.insort(self._keys, k)
                 self._data[k] = v
+
+    def snapshot(self) -> Snapshot:
+        """A copy (in-memory stores are for tests and small replays)."""
+        return _MemorySnapshot(dict(self._data))
 
     def close(self) -> None:
         pass
@@ -171,6 +205,11 @@ class LevelKV:
             except OSError as exc:
                 raise StorageError(f"cannot remove {self.path / name}: {exc}") from None
         self._db = self._open()
+
+    def snapshot(self) -> Snapshot:
+        """A LevelDB snapshot: reads see the store as it is now, whatever is written later.
+        It pins the files it needs until closed."""
+        return self._db.snapshot()
 
     def close(self) -> None:
         if not self._db.closed:

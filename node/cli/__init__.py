@@ -13,6 +13,7 @@ import sys
 
 from ledger.errors import CustosError
 from node.cli import common, keys, node_cmd
+from node.client.light import Unproven
 from node.version import version
 
 EXIT_BUG = 4
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except common.Unreachable as exc:
         print(f"custos: cannot reach node: {exc}", file=sys.stderr)
         return common.EXIT_UNREACHABLE
-    except common.InvalidChain as exc:
+    except (common.InvalidChain, Unproven) as exc:
         print(f"custos: {exc}", file=sys.stderr)
         return common.EXIT_INVALID
     except CustosError as exc:

@@ -38,6 +38,7 @@ from node.cli.options import (
     run,
     say,
     seconds,
+    warn,
     write_partial,
 )
 from node.client.guardian import GuardianClient, describe_request
@@ -126,7 +127,7 @@ def _common(p) -> None:
 
 
 def _client(args) -> GuardianClient:
-    return GuardianClient(node_urls(args), load_key(args.key, args))
+    return GuardianClient(node_urls(args), load_key(args.key, args), warn=warn)
 
 
 def _now() -> int:

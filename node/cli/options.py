@@ -285,6 +285,12 @@ def emit_json(doc: Any) -> None:
     sys.stdout.flush()
 
 
+def warn(line: str) -> None:
+    """A warning for the person at the terminal (stderr: JSON output stays clean)."""
+    sys.stderr.write(f"warning: {line}\n")
+    sys.stderr.flush()
+
+
 def say(line: str = "") -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

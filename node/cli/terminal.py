@@ -33,6 +33,7 @@ from node.cli.options import (
     run,
     say,
     seconds,
+    warn,
 )
 from node.client.http import NodeUnreachable, ProblemError
 from node.client.signed import SignedClient
@@ -57,6 +58,9 @@ def register(sub) -> None:
     init.add_argument("--key", type=Path, required=True, help="the terminal's key file")
     init.add_argument("--post", required=True, help="the border post this terminal belongs to")
     init.add_argument("--chain-id", help="the chain id (default: asked from the first node that answers)")
+    init.add_argument("--genesis-hash", metavar="HEX",
+                      help="the network's genesis hash: every answer is proven from it (default: the first "
+                           "node's, printed to compare)")
     init.add_argument("--passphrase-file", type=Path, help="file with the key file's passphrase")
     init.add_argument("--card-key", type=Path, action="append", default=[],
                       help="a card-opening key file (repeat during a key rotation)")
@@ -117,7 +121,7 @@ def _common(p) -> None:
 def _client(args) -> TerminalClient:
     config = TerminalConfig.load(args.dir)
     key = load_key(config.key_file, args)
-    return TerminalClient.from_config(config, key, urls=chosen_node_urls(args))
+    return TerminalClient.from_config(config, key, urls=chosen_node_urls(args), warn=warn)
 
 
 # --------------------------------------------------------------------------- init
@@ -129,9 +133,17 @@ def cmd_init(args: argparse.Namespace) -> int:
     chain_id = args.chain_id
     whoami = None
 
+    genesis_hash = hash_arg(args.genesis_hash, "genesis hash") if args.genesis_hash else None
+
     async def ask() -> tuple[str, dict | None]:
+        nonlocal genesis_hash
         async with SignedClient(urls, key, chain_id=chain_id) as client:
             cid = await client.chain_id()
+            if genesis_hash is None:
+                _, g = await client.node.request("GET", "/v1/genesis")
+                genesis_hash = bytes.fromhex(g["hash"])
+                say(f"pinned genesis {genesis_hash.hex()} of chain {cid}: compare it with your network's "
+                    "published genesis hash (or pass --genesis-hash)")
             try:
                 return cid, await client.get("/v1/access/whoami")
             except ProblemError:
@@ -148,7 +160,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"{' of post ' + str(whoami.get('post')) if whoami.get('post') else ''}, not as a terminal of "
             f"{args.post}; requests will be refused until the council registers it")
     config = TerminalConfig(args.dir, chain_id, args.post, args.key.resolve(), tuple(urls),
-                            tuple(p.resolve() for p in args.card_key))
+                            tuple(p.resolve() for p in args.card_key), genesis_hash)
     config.save()
     say(f"terminal {key.public.hex()[:16]} of post {args.post} on chain {chain_id}; directory {args.dir}")
     return EXIT_OK

@@ -12,20 +12,26 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from ledger.crypto.keys import SigningKey
+from ledger.genesis import Genesis
 from ledger.tx.bodies import ANY, APPROVE, DENY
 from ledger.tx.envelope import Transaction
 from node.access.purpose import Purpose
+from node.client.http import ProblemError
+from node.client.light import LightClient
+from node.client.proven import pending_for, request_status
 from node.client.signed import SignedClient, StreamEvent
 from node.client.txs import TxFactory
 
 
 class GuardianClient:
     def __init__(self, urls: list[str] | str, key: SigningKey, *, chain_id: str | None = None,
-                 timeout_s: float = 10.0, purpose: Purpose | None = None) -> None:
+                 timeout_s: float = 10.0, purpose: Purpose | None = None, genesis: Genesis | None = None,
+                 genesis_hash: bytes | None = None, warn: Callable[[str], None] | None = None) -> None:
         self.key = key
         self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s,
                                    purpose=purpose or Purpose("guardian-review"))
         self.node = self.signed.node
+        self.light = LightClient(self.signed, genesis=genesis, genesis_hash=genesis_hash, warn=warn)
 
     async def __aenter__(self) -> GuardianClient:
         return self
@@ -44,10 +50,15 @@ class GuardianClient:
         return await self.signed.get("/v1/access/whoami")
 
     async def request(self, request_id: bytes) -> dict:
-        return await self.signed.get(f"/v1/requests/{request_id.hex()}")
+        """The request's record proven at a certified header (node.client.light)."""
+        doc = await request_status(self.light, request_id)
+        if doc is None:
+            raise ProblemError(404, {"title": "no such crossing request", "detail": request_id.hex()})
+        return doc
 
     async def pending(self) -> list[dict]:
-        return (await self.signed.get(f"/v1/guardians/{self.key.public.hex()}/pending"))["pending"]
+        """Requests waiting for this guardian, each proven, cross-checked between the nodes."""
+        return await pending_for(self.light, self.key.public)
 
     async def identity(self, identity: bytes) -> dict:
         return await self.signed.get(f"/v1/identities/{identity.hex()}")

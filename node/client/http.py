@@ -70,6 +70,15 @@ class NodeClient:
     def current_url(self) -> str:
         return self.urls[self._current]
 
+    @property
+    def current_index(self) -> int:
+        return self._current
+
+    def use(self, index: int) -> None:
+        """Ask node ``index`` first from now on (a light client moving past a node that could
+        not prove its answer)."""
+        self._current = index % len(self.urls)
+
     async def request(self, method: str, path: str, *, data: bytes | None = None, json_body: Any = None,
                       params: dict | None = None, headers: dict | None = None, accept_msgpack: bool = False,
                       timeout_s: float | None = None,

@@ -36,6 +36,8 @@ from ledger.state.records import PENDING
 from ledger.tx.envelope import Transaction
 from node.access.purpose import Purpose
 from node.client.http import NodeUnreachable, ProblemError
+from node.client.light import LightClient
+from node.client.proven import request_status
 from node.client.queue import DurableQueue, QueueBusy, Sent, Waiting
 from node.client.signed import SignedClient, StreamEvent
 from node.client.txs import TxFactory
@@ -45,6 +47,7 @@ log = logging.getLogger("custos.terminal")
 CONFIG_FORMAT = "custos-terminal/1"
 CONFIG_FILE = "terminal.json"
 QUEUE_DIR = "queue"
+TRUST_FILE = "trust.json"
 FINAL = ("permitted", "denied", "expired")
 #: rules whose rejection is temporary: the request stays in the outbox
 TRANSIENT_RULES = frozenset({"mempool-full"})
@@ -63,6 +66,7 @@ class TerminalConfig:
     key_file: Path
     nodes: tuple[str, ...]
     card_keys: tuple[Path, ...] = ()
+    genesis_hash: bytes | None = None  # the pinned genesis every answer is proven from
 
     @classmethod
     def load(cls, directory: Path) -> TerminalConfig:
@@ -81,16 +85,19 @@ class TerminalConfig:
             if not key_file.is_absolute():
                 key_file = Path(directory) / key_file
             card_keys = tuple(Path(directory) / Path(p) for p in doc.get("card_keys", []))
+            pinned = doc.get("genesis_hash")
             return cls(Path(directory), str(doc["chain_id"]), str(doc["post"]), key_file,
-                       tuple(str(u) for u in doc["nodes"]), card_keys)
-        except (KeyError, TypeError) as exc:
+                       tuple(str(u) for u in doc["nodes"]), card_keys,
+                       bytes.fromhex(pinned) if pinned else None)
+        except (KeyError, TypeError, ValueError) as exc:
             raise TerminalError(f"{path} lacks a field: {exc}") from None
 
     def save(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         doc = {"format": CONFIG_FORMAT, "chain_id": self.chain_id, "post": self.post,
                "key_file": str(self.key_file), "nodes": list(self.nodes),
-               "card_keys": [str(p) for p in self.card_keys]}
+               "card_keys": [str(p) for p in self.card_keys],
+               "genesis_hash": self.genesis_hash.hex() if self.genesis_hash else None}
         tmp = self.directory / (CONFIG_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(self.directory / CONFIG_FILE)
@@ -98,6 +105,11 @@ class TerminalConfig:
     @property
     def queue_dir(self) -> Path:
         return self.directory / QUEUE_DIR
+
+    @property
+    def trust_file(self) -> Path:
+        """The last header this terminal's light client trusts (node.client.light)."""
+        return self.directory / TRUST_FILE
 
 
 @dataclass
@@ -118,7 +130,8 @@ class TerminalClient:
     """One terminal: its key, its post, its outbox and the nodes it may talk to."""
 
     def __init__(self, *, key: SigningKey, chain_id: str, post: str, queue: DurableQueue | Path, urls: list[str],
-                 timeout_s: float = 10.0) -> None:
+                 timeout_s: float = 10.0, genesis_hash: bytes | None = None, trust_file: Path | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         """``queue``: an open outbox, or its directory (opened when first needed)."""
         self.key = key
         self.post = post
@@ -129,12 +142,14 @@ class TerminalClient:
         self.signed = SignedClient(urls, key, chain_id=chain_id, timeout_s=timeout_s,
                                    purpose=Purpose("border-check"))
         self.node = self.signed.node
+        self.light = LightClient(self.signed, genesis_hash=genesis_hash, trust_file=trust_file, warn=warn)
 
     @classmethod
     def from_config(cls, config: TerminalConfig, key: SigningKey, *, urls: list[str] | None = None,
-                    timeout_s: float = 10.0) -> TerminalClient:
+                    timeout_s: float = 10.0, warn: Callable[[str], None] | None = None) -> TerminalClient:
         return cls(key=key, chain_id=config.chain_id, post=config.post, queue=config.queue_dir,
-                   urls=list(urls or config.nodes), timeout_s=timeout_s)
+                   urls=list(urls or config.nodes), timeout_s=timeout_s, genesis_hash=config.genesis_hash,
+                   trust_file=config.trust_file, warn=warn)
 
     async def __aenter__(self) -> TerminalClient:
         return self
@@ -272,16 +287,17 @@ class TerminalClient:
 
     # ------------------------------------------------------------------ decisions
     async def status(self, request_id: bytes) -> dict:
-        """The request as the chain holds it (a signed read: only the submitting terminal may)."""
-        return await self.signed.get(f"/v1/requests/{request_id.hex()}")
+        """The request as the chain holds it, proven at a certified header (a signed read: only
+        the submitting terminal may); raises :class:`ProblemError` 404 if no node holds it."""
+        doc = await self.status_or_none(request_id)
+        if doc is None:
+            raise ProblemError(404, {"title": "no such crossing request", "detail": request_id.hex()})
+        return doc
 
     async def status_or_none(self, request_id: bytes) -> dict | None:
-        try:
-            return await self.status(request_id)
-        except ProblemError as exc:
-            if exc.status == 404:
-                return None  # not committed (yet)
-            raise
+        """The proven request, or None if no node holds it (not committed yet). Raises
+        :class:`node.client.light.Unproven` if nodes answer but none proves its answer."""
+        return await request_status(self.light, request_id)
 
     async def wait_decision(self, request_id: bytes, *, timeout_s: float,
                             on_update: Callable[[str, dict], None] | None = None,
@@ -307,7 +323,15 @@ class TerminalClient:
                     doc = await self.status_or_none(request_id)
                     if doc is not None and (last is None or doc["status"] != last.get("status")):
                         note("status", doc)
-                elif ev.data.get("id") == hexid and ev.type in ("pending", "decision", "closed"):
+                elif ev.data.get("id") == hexid and ev.type == "closed":
+                    # a final status is acted on only once proven (the event is the node's word)
+                    for _ in range(3):
+                        doc = await self.status_or_none(request_id)
+                        if doc is not None and doc["status"] in FINAL:
+                            note("closed", doc)
+                            break
+                        await asyncio.sleep(0.2)
+                elif ev.data.get("id") == hexid and ev.type in ("pending", "decision"):
                     note(ev.type, ev.data)
                 if last is not None and last.get("status") in FINAL:
                     return
