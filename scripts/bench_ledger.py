@@ -8,6 +8,10 @@ minors, pending). Measures, in the same run:
 * raw Ed25519 verifications per second (the floor every node pays: two signatures a crossing);
 * the proposer's path: ``build_block`` + ``commit_block`` (signatures checked at admission);
 * a validator's path: ``execute_block`` with signature checks + ``commit_block``;
+* the authenticated state map's share of it: the time spent in
+  ``ledger.state.authenticated.commit`` (tree updates) per crossing, and the validator path's
+  rate on a second store whose tree update is skipped (a benchmark-only stand-in that returns
+  the header's root), blocks alternating between the two so both see the same load;
 * bytes on disk per crossing after compaction (block, log nodes, tx index, state).
 
 Writes JSON to stdout or ``--out``. Example::
@@ -30,6 +34,8 @@ from ledger.block import PRECOMMIT, Commit, sign_vote
 from ledger.chain import build_block, execute_block
 from ledger.crypto.keys import SigningKey, verify_raw
 from ledger.genesis import Genesis, GenesisValidator
+from ledger.state import machine
+from ledger.state.authenticated import Commitment
 from ledger.state.records import DEFAULT_PARAMS, Council
 from ledger.storage.chainstore import ChainStore
 from node.client.txs import TxFactory
@@ -91,7 +97,21 @@ def main() -> None:
     try:
         proposer = ChainStore.open(work / "proposer", genesis)
         follower = ChainStore.open(work / "follower", genesis)
+        bare = ChainStore.open(work / "follower-without-tree", genesis)
         last = None
+        real_commit = machine.commit
+        in_tree = [0.0]
+        expected_root = [b""]
+
+        def timed_commit(get, writes, known_slots=None):
+            t0 = time.perf_counter()
+            try:
+                return real_commit(get, writes, known_slots)
+            finally:
+                in_tree[0] += time.perf_counter() - t0
+
+        def skipped_commit(get, writes, known_slots=None):
+            return Commitment(expected_root[0], {}, ())
 
         def commit_both(executed, store_b_block, time_ms):
             nonlocal last
@@ -105,9 +125,10 @@ def main() -> None:
         assert not rejected, rejected[:1]
         c = commit_both(ex, None, 0)
         follower.commit_block(execute_block(follower, ex.block), c)
+        bare.commit_block(execute_block(bare, ex.block), c)
         size_before = du(work / "proposer")
 
-        build_s = validate_s = 0.0
+        build_s = validate_s = bare_s = 0.0
         for b, txs in enumerate(blocks_txs):
             t = time.perf_counter()
             ex, rejected = build_block(proposer, txs, time=T0 + 1000 * (b + 2), proposer=validator.public,
@@ -116,14 +137,24 @@ def main() -> None:
             build_s += time.perf_counter() - t
             if rejected:
                 raise SystemExit(f"unexpected rejection: {rejected[0][1].diagnostics()}")
-            t = time.perf_counter()
-            follower.commit_block(execute_block(follower, ex.block), c)
-            validate_s += time.perf_counter() - t
+            runs = [(follower, timed_commit), (bare, skipped_commit)]
+            expected_root[0] = ex.block.header.state_root
+            for store, commit_fn in runs if b % 2 else reversed(runs):
+                machine.commit = commit_fn  # type: ignore[assignment]
+                t = time.perf_counter()
+                store.commit_block(execute_block(store, ex.block), c)
+                spent = time.perf_counter() - t
+                machine.commit = real_commit
+                if store is follower:
+                    validate_s += spent
+                else:
+                    bare_s += spent
         total = args.blocks * args.block_txs
         for store in (proposer, follower):
             store.kv._db.compact_range()
         proposer.close()
         follower.close()
+        bare.close()
         size_after = du(work / "proposer")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -137,6 +168,9 @@ def main() -> None:
         "proposer_build_and_commit_tx_per_s": round(total / build_s),
         "validator_execute_and_commit_tx_per_s": round(total / validate_s),
         "validator_vs_raw_verify_ratio": round((total / validate_s) / raw_verify_per_s, 3),
+        "state_map_us_per_crossing": round(in_tree[0] / total * 1e6, 1),
+        "validator_without_state_map_tx_per_s": round(total / bare_s),
+        "validator_rate_lost_to_state_map": round(1 - bare_s / validate_s, 3),
         "signatures_per_crossing": 2,
         "bytes_on_disk_per_crossing": round((size_after - size_before) / total, 1),
     }

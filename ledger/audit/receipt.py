@@ -9,16 +9,23 @@ inclusion path up to a header, that header with its commit certificate, and the 
     certificate: precommits of more than 2/3 of the set's stake, signatures verified
     the set's hash                                        == the header's validators_hash
 
-That proves the transaction is in the chain *signed by that validator set*. What makes the set
-the right one is the trust anchor, named in every verdict:
+and binds the transaction to its block: the header at the receipt's height (with its own
+certificate and set) holds the transaction at the receipt's position under its transaction root
+(an RFC 6962 path), and its log size and count place that position at the log index. For a
+crossing, the receipt also carries the request's record proven at a later certified header
+(``outcome``: :mod:`ledger.state.proof`), so the outcome it prints is proven, not reported.
+
+That proves the transaction is in the chain *signed by those validator sets*. What makes the sets
+the right ones is the trust anchor, named in every verdict:
 
 * ``--genesis FILE``: the set is the genesis set, or reached from it through the receipt's
   set changes (each a header committed by the set trusted so far, naming the next set's hash);
 * ``--validators-hash HEX``: the set's hash is one the verifier trusts (from an audit);
-* neither: the receipt is consistent, but anchored in nothing; the verdict says so.
+* neither: the receipt is consistent, but anchored in nothing; the verdict says so and
+  ``custos audit verify-receipt`` exits 2 (pin an anchor).
 
-The result the node reported for the transaction (permitted, pending...) travels with the
-receipt for the reader, marked as reported: the inclusion proof does not cover it.
+The result the node reported for the transaction travels with the receipt, marked as reported;
+a crossing's proven outcome is in ``outcome``.
 """
 
 from __future__ import annotations
@@ -31,15 +38,17 @@ from ledger.block import COMMIT, HEADER, Commit, Header, header_hash, is_stub
 from ledger.encoding import decode
 from ledger.errors import ChainError, CustosError
 from ledger.genesis import Genesis
-from ledger.merkle import leaf_hash, verify_inclusion
+from ledger.merkle import inclusion_proof_of, leaf_hash, verify_inclusion
 from ledger.rules.validators import validator_set_at
-from ledger.state.records import k_valset
+from ledger.state.proof import RecordProof, prove_record
+from ledger.state.records import REQUEST, k_request, k_valset
 from ledger.state.view import StateReader
 from ledger.storage.chainstore import ChainStore
+from ledger.tx.bodies import CROSSING
 from ledger.tx.envelope import decode_tx
 from ledger.validators import ValidatorSet
 
-FORMAT = "custos-receipt/1"
+FORMAT = "custos-receipt/2"
 
 
 class ReceiptError(CustosError):
@@ -58,6 +67,32 @@ class SetChange:
 
 
 @dataclass(frozen=True)
+class Certified:
+    """A header, the certificate that decided it, and the set that signed it."""
+
+    header: Header
+    commit: Commit
+    validators: ValidatorSet
+
+    def to_json(self) -> dict[str, str]:
+        return {"header": HEADER.encode(self.header).hex(), "commit": COMMIT.encode(self.commit).hex(),
+                "validators": self.validators.encode().hex()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Certified:
+        return cls(HEADER.decode(_hex(doc["header"])), COMMIT.decode(_hex(doc["commit"])),
+                   ValidatorSet.from_wire(decode(_hex(doc["validators"]))))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A crossing request's record, proven at a certified header at or after its block."""
+
+    at: Certified
+    proof: RecordProof
+
+
+@dataclass(frozen=True)
 class Receipt:
     chain_id: str
     genesis_hash: bytes
@@ -71,8 +106,11 @@ class Receipt:
     header: Header
     commit: Commit
     validators: ValidatorSet
+    block: Certified | None = None  # the header at ``height``
+    tx_path: tuple[bytes, ...] = ()  # the transaction at ``index`` under the block's transaction root
     set_changes: tuple[SetChange, ...] = ()
     reported_result: dict[str, Any] | None = None
+    outcome: Outcome | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,9 +131,13 @@ class Receipt:
                  "validators": c.validators.encode().hex()}
                 for c in self.set_changes
             ],
+            "block": None if self.block is None else {**self.block.to_json(),
+                                                           "tx_path": [p.hex() for p in self.tx_path]},
             "reported_result": self.reported_result,
+            "outcome": None if self.outcome is None else {**self.outcome.at.to_json(),
+                                                           "proof": self.outcome.proof.encode().hex()},
             "note": "header, commit and validators are canonical msgpack (hex); reported_result is what the "
-                    "node said and is not covered by the proof",
+                    "node said and is not covered by the proof; outcome is a proven state record",
         }
 
 
@@ -124,6 +166,17 @@ def receipt_from_store(store: ChainStore, tx_id: bytes) -> Receipt:
         raise ReceiptError(f"transaction {tx_id.hex()} was erased by order: its bytes are gone, so no receipt "
                            "can carry it (its inclusion proof still verifies: GET /v1/txs/ID)")
     changes = []
+    block_commit = store.commit(loc.height)
+    if block_commit is None:
+        raise ReceiptError(f"the store lacks the certificate of block {loc.height}")
+    certified_block = Certified(block.header, block_commit, validator_set_at(store.state, loc.height))
+    tx_path = tuple(inclusion_proof_of([leaf_hash(t) for t in block.txs], loc.index))
+    tip_validators = validator_set_at(store.state, tip.height)
+    outcome = None
+    key = request_key(block.txs[loc.index], tx_id)
+    if key is not None:
+        record = prove_record(store.state.get, store.state.tree_node, key)
+        outcome = Outcome(Certified(header_block.header, commit, tip_validators), record)
     for c in set_change_heights(store.state, tip.height):
         before, before_commit = store.block(c - 1), store.commit(c - 1)
         if before is None or before_commit is None:
@@ -133,9 +186,19 @@ def receipt_from_store(store: ChainStore, tx_id: bytes) -> Receipt:
         chain_id=store.chain.chain_id, genesis_hash=store.genesis.hash, tx=block.txs[loc.index], tx_id=tx_id,
         height=loc.height, index=loc.index, log_index=loc.log_index, log_size=tip.log_size,
         path=tuple(store.log().inclusion_proof(loc.log_index, tip.log_size)),
-        header=header_block.header, commit=commit, validators=validator_set_at(store.state, tip.height),
+        header=header_block.header, commit=commit, validators=tip_validators,
+        block=certified_block, tx_path=tx_path,
         set_changes=tuple(changes), reported_result={"status": loc.status, "ref": loc.ref.hex() if loc.ref else None},
+        outcome=outcome,
     )
+
+
+def request_key(raw: bytes, tx_id: bytes) -> bytes | None:
+    """The state key of the crossing request a transaction made, if it is a crossing."""
+    tx = decode_tx(raw)
+    if tx.kind != CROSSING:
+        return None
+    return k_request(tx.body.identity, tx_id)
 
 
 class _Bad(Exception):
@@ -171,6 +234,13 @@ def receipt_from_json(doc: dict[str, Any]) -> Receipt:
         if not isinstance(chain_id, str):
             raise _Bad("chain_id must be text")
         reported = doc.get("reported_result")
+        block_doc = doc.get("block")
+        if not isinstance(block_doc, dict):
+            raise _Bad("the receipt does not carry its block's header (a receipt of format 1? issue it again)")
+        out_doc = doc.get("outcome")
+        outcome = None
+        if isinstance(out_doc, dict):
+            outcome = Outcome(Certified.from_json(out_doc), RecordProof.decode(_hex(out_doc["proof"])))
         return Receipt(
             chain_id=chain_id,
             genesis_hash=_hex(doc["genesis_hash"], 32),
@@ -184,8 +254,11 @@ def receipt_from_json(doc: dict[str, Any]) -> Receipt:
             header=HEADER.decode(_hex(doc["header"])),
             commit=COMMIT.decode(_hex(doc["commit"])),
             validators=ValidatorSet.from_wire(decode(_hex(doc["validators"]))),
+            block=Certified.from_json(block_doc),
+            tx_path=tuple(_hex(p, 32) for p in block_doc["tx_path"]),
             set_changes=changes,
             reported_result=reported if isinstance(reported, dict) else None,
+            outcome=outcome,
         )
     except (_Bad, CustosError, KeyError, TypeError) as exc:
         detail = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
@@ -201,6 +274,7 @@ class ReceiptVerdict:
     receipt: Receipt | None = None
     power: int = 0
     total_power: int = 0
+    outcome: dict[str, Any] | None = None  # a crossing's proven record: status, height
 
     @property
     def ok(self) -> bool:
@@ -227,6 +301,8 @@ class ReceiptVerdict:
                 "committed_power": self.power, "total_power": self.total_power,
                 "set_changes": len(r.set_changes),
                 "reported_result": r.reported_result,
+                "index": r.index,
+                "proven_outcome": self.outcome,
             })
         return doc
 
@@ -302,6 +378,50 @@ def _verify(doc: dict[str, Any], v: ReceiptVerdict, genesis: Genesis | None, val
     _check_commit(r.commit, r.chain_id, r.validators, h, "commit", did, fail)
     v.power = sum(r.validators.power_of(s.validator) for s in r.commit.signatures)
     v.total_power = r.validators.total_power
+    # The block: the transaction at ``index`` of the certified header at ``height``.
+    block = r.block
+    assert block is not None  # receipt_from_json requires it
+    b = block.header
+    did("block-height")
+    if b.height != r.height or b.chain_id != r.chain_id or b.height > h.height:
+        raise fail("block-height", "the block header is not at the receipt's height", height=r.height,
+                   obj="block header", expected=r.height, found=b.height)
+    did("block-position")
+    if not (r.index < b.tx_count and verify_inclusion(leaf_hash(r.tx), r.index, b.tx_count, list(r.tx_path),
+                                                      b.tx_root)):
+        raise fail("block-position", f"the transaction is not at position {r.index} of block {r.height}",
+                   height=r.height, obj="block header", expected=b.tx_root)
+    did("block-log-index")
+    if b.log_size - b.tx_count + r.index != r.log_index:
+        raise fail("block-log-index", "the block's place in the log does not put the transaction at its log index",
+                   height=r.height, obj="block header", expected=b.log_size - b.tx_count + r.index, found=r.log_index)
+    if block.validators.hash != b.validators_hash:
+        raise fail("validators-hash", "the block's validator set is not the one its header names", height=b.height,
+                   obj="block validator set", expected=b.validators_hash, found=block.validators.hash)
+    _check_commit(block.commit, r.chain_id, block.validators, b, "block commit", did, fail)
+    certified = [(b, block.validators), (h, r.validators)]
+    # The outcome of a crossing: its record, proven at a certified header after the block.
+    wanted = request_key(r.tx, r.tx_id)
+    if wanted is not None:
+        did("outcome")
+        out = r.outcome
+        if out is None:
+            raise fail("outcome", "a crossing's receipt carries its proven outcome", height=r.height, obj="outcome")
+        oh = out.at.header
+        if oh.chain_id != r.chain_id or oh.height < r.height or out.at.validators.hash != oh.validators_hash:
+            raise fail("outcome", "the outcome is not proven at a header of this chain at or after the block",
+                       height=oh.height, obj="outcome")
+        _check_commit(out.at.commit, r.chain_id, out.at.validators, oh, "outcome commit", did, fail)
+        if out.proof.key != wanted or out.proof.value is None:
+            raise fail("outcome", "the outcome proof is not of this crossing's request record", height=oh.height,
+                       obj="outcome")
+        try:
+            out.proof.check(oh.state_root)
+        except CustosError as exc:
+            raise fail("outcome", str(exc), height=oh.height, obj="outcome") from None
+        record = REQUEST.decode(out.proof.value)
+        v.outcome = {"status": record.status, "height": oh.height, "closed_height": record.closed_height}
+        certified.append((oh, out.at.validators))
     # The anchor.
     if genesis is not None:
         v.anchor = "genesis"
@@ -310,6 +430,7 @@ def _verify(doc: dict[str, Any], v: ReceiptVerdict, genesis: Genesis | None, val
             raise fail("anchor-genesis", "the receipt is of another chain than the given genesis", height=0,
                        obj="genesis", expected=genesis.hash, found=r.genesis_hash)
         trusted = genesis.validator_set()
+        sets = [(1, trusted)]  # (first height, set in force from there)
         last = 0
         for change in r.set_changes:
             ch = change.header
@@ -326,19 +447,24 @@ def _verify(doc: dict[str, Any], v: ReceiptVerdict, genesis: Genesis | None, val
                 raise fail("set-change", "the header does not name this next validator set", height=ch.height,
                            obj=where, expected=ch.next_validators_hash, found=change.validators.hash)
             trusted, last = change.validators, ch.height
+            sets.append((ch.height + 1, trusted))
         did("anchor-validators")
-        if trusted.hash != r.validators.hash:
-            raise fail("anchor-validators", "the genesis set (after the receipt's set changes) is not the set "
-                                            "that signed the header", height=h.height, obj="validator set",
-                       expected=trusted.hash, found=r.validators.hash)
+        for header, signed_by in certified:
+            expected = [vs for start, vs in sets if start <= header.height][-1]
+            if expected.hash != signed_by.hash:
+                raise fail("anchor-validators", "the genesis set (after the receipt's set changes) is not the set "
+                                                f"that signed header {header.height}", height=header.height,
+                           obj="validator set", expected=expected.hash, found=signed_by.hash)
         v.anchor_detail = (f"genesis {genesis.hash.hex()} of chain {genesis.chain_id}"
                            f"{f', through {len(r.set_changes)} validator-set change(s)' if r.set_changes else ''}")
     elif validators_hash is not None:
         v.anchor = "validators-hash"
         did("anchor-validators")
-        if r.validators.hash != validators_hash:
-            raise fail("anchor-validators", "the set that signed the header is not the trusted one",
-                       height=h.height, obj="validator set", expected=validators_hash, found=r.validators.hash)
+        for header, signed_by in certified:
+            if signed_by.hash != validators_hash:
+                raise fail("anchor-validators", f"the set that signed header {header.height} is not the trusted one"
+                           " (a receipt spanning a validator-set change is anchored with --genesis)",
+                           height=header.height, obj="validator set", expected=validators_hash, found=signed_by.hash)
         v.anchor_detail = f"validator-set hash {validators_hash.hex()} given by the verifier"
     else:
         v.anchor_detail = (f"none: the receipt is consistent, but the validator set {r.validators.hash.hex()} came "

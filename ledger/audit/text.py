@@ -67,7 +67,12 @@ def receipt_summary(verdict: ReceiptVerdict) -> str:
         if verdict.total_power:
             lines.append(f"  committed by : {verdict.power} of {verdict.total_power} stake "
                          f"(more than 2/3 needed), validator set {r.validators.hash.hex()}")
-        if r.reported_result is not None:
+        if verdict.outcome is not None:
+            o = verdict.outcome
+            lines.append(f"  outcome      : {o['status']} (proven at height {o['height']}"
+                         + (f"; final since height {o['closed_height']})" if o.get("closed_height") else
+                            "; not final at that height)"))
+        elif r.reported_result is not None:
             lines.append(f"  result       : {r.reported_result.get('status')} (as reported by the node; "
                          "not covered by the proof)")
     lines.append(f"  trust anchor : {verdict.anchor_detail or verdict.anchor}")

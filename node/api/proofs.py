@@ -10,7 +10,8 @@ route                                        what it proves (who may read it)
                                              a child's records: as the signed reads
                                              (:mod:`node.api.policy`), with a stated purpose
 ``GET /v1/requests/{id}/proof``              a crossing request's record (its guardians,
-                                             enrolment authorities, the submitting terminal)
+                                             enrolment authorities, the submitting terminal;
+                                             integrity readers, for receipts)
 ``GET /v1/identities/{id}/proof``            the identity record (guardians, policy) and each
                                              usable consent (its guardians, authorities)
 ``GET /v1/guardians/{key}/pending/proof``    each pending request the guardian may decide on
@@ -193,9 +194,14 @@ class Proofs:
         record = None if identity is None else load(snap, k_request(identity, rid), REQUEST)
         if identity is None or record is None:
             return problem(404, "unknown-request", f"no such crossing request at height {snap.height}", rid.hex())
-        if not self.policy.may_read_request(caller, record):
+        # integrity readers read every transaction's bytes, decisions included: a request's record
+        # tells them nothing they could not compute, and receipts carry its proven outcome
+        if self.policy.may_read_request(caller, record):
+            self.policy.require_purpose(caller)
+        elif caller.reads_integrity:
+            self.policy.require_integrity_purpose(caller)
+        else:
             raise forbidden(f"{caller.describe()} may not read this request")
-        self.policy.require_purpose(caller)
         return self._answer(request, snap, [self._prove(snap, k_request(identity, rid))], single=True)
 
     @guarded

@@ -37,13 +37,15 @@ from typing import Any
 
 from ledger.audit.auditor import Auditor
 from ledger.audit.findings import AuditReport
-from ledger.audit.receipt import Receipt, SetChange, verify_receipt
+from ledger.audit.receipt import Certified, Outcome, Receipt, SetChange, request_key, verify_receipt
 from ledger.audit.source import SourceError
 from ledger.audit.text import receipt_summary, summary
 from ledger.block import BLOCK, COMMIT, HEADER
 from ledger.crypto.keys import SigningKey
 from ledger.errors import PROBLEM_BASE, CustosError
 from ledger.genesis import Genesis
+from ledger.merkle import inclusion_proof_of, leaf_hash
+from ledger.state.proof import RecordProof
 from ledger.validators import ValidatorSet
 from node.access.purpose import Purpose
 from node.audit.checkpoints import open_checkpoint_replay, read_checkpoint, write_checkpoint
@@ -51,7 +53,7 @@ from node.audit.datadir import DataDirSource
 from node.audit.pool import available_cores, start_pool
 from node.audit.progress import ProgressBar
 from node.audit.receipts import read_receipt
-from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable, add_passphrase_arg, load_key
+from node.cli.common import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Unreachable, add_passphrase_arg, load_key
 from node.cli.options import add_node_args, node_urls, seconds
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.signed import path_with_query, sign_request
@@ -528,7 +530,11 @@ async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0,
         except (KeyError, TypeError, CustosError) as exc:
             raise InputError(f"the node's proof document is malformed: {exc}") from None
         validators = await _validators(c, header.height)
-        changes = await _set_changes(c, reads, header.height)
+        height, index = int(doc.get("height", 0)), int(doc.get("index", 0))
+        block, tx_path = await _block_of(c, reads, height, index)
+        outcome = await _outcome(c, reads, raw, tx_id)
+        top = max(header.height, outcome.at.header.height if outcome is not None else 0)
+        changes = await _set_changes(c, reads, top)
         reported = doc.get("result")
         result = reported if isinstance(reported, dict) else {}
         ref = result.get("ref")
@@ -538,17 +544,51 @@ async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0,
             genesis_hash=g_hash if isinstance(g_hash, bytes) else bytes(32),
             tx=raw,
             tx_id=tx_id,
-            height=int(doc.get("height", 0)),
-            index=int(doc.get("index", 0)),
+            height=height,
+            index=index,
             log_index=int(proof.get("log_index", 0)),
             log_size=int(proof.get("log_size", 0)),
             path=tuple(p for p in proof.get("path", []) if isinstance(p, bytes)),
             header=header,
             commit=commit,
             validators=validators,
+            block=block,
+            tx_path=tx_path,
             set_changes=tuple(changes),
             reported_result={"status": result.get("status"), "ref": ref.hex() if isinstance(ref, bytes) else None},
+            outcome=outcome,
         )
+
+
+async def _block_of(c: NodeClient, reads: SignedReads, height: int, index: int) -> tuple[Certified, tuple[bytes, ...]]:
+    """The certified header of the transaction's block and its path under the transaction root."""
+    _, doc = await reads.get(f"/v1/blocks/{height}", accept_msgpack=True)
+    try:
+        if "block" in doc:
+            block = BLOCK.decode(doc["block"])
+            header, leaves = block.header, [leaf_hash(t) for t in block.txs]
+        else:
+            header, leaves = HEADER.decode(doc["header"]), list(doc["leaf_hashes"])
+        commit = COMMIT.decode(doc["commit"])
+        path = tuple(inclusion_proof_of(leaves, index))
+    except (KeyError, TypeError, ValueError, CustosError) as exc:
+        raise InputError(f"the node's block {height} is malformed: {exc}") from None
+    return Certified(header, commit, await _validators(c, height)), path
+
+
+async def _outcome(c: NodeClient, reads: SignedReads, raw: bytes, tx_id: bytes) -> Outcome | None:
+    """A crossing's request record proven at the node's newest height (None for other kinds)."""
+    if request_key(raw, tx_id) is None:
+        return None
+    try:
+        _, doc = await reads.get(f"/v1/requests/{tx_id.hex()}/proof", accept_msgpack=True)
+        header, commit = HEADER.decode(doc["header"]), COMMIT.decode(doc["commit"])
+        proof = RecordProof.decode(doc["proof"])
+    except ProblemError as exc:
+        raise InputError(f"the node did not prove the crossing's outcome: {exc.diagnostics()}") from None
+    except (KeyError, TypeError, CustosError) as exc:
+        raise InputError(f"the node's outcome proof is malformed: {exc}") from None
+    return Outcome(Certified(header, commit, await _validators(c, header.height)), proof)
 
 
 async def _validators(c: NodeClient, height: int) -> ValidatorSet:
@@ -608,6 +648,11 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     doc = read_receipt(args.receipt)
     verdict = verify_receipt(doc, genesis=genesis, validators_hash=vh)
     _print_verdict(verdict, args.json)
+    if verdict.ok and not verdict.anchored:
+        sys.stderr.write("custos: the receipt is consistent but anchored in nothing: its validator set came with it. "
+                         "Pin a trust anchor: --genesis FILE (the network's genesis) or --validators-hash HEX "
+                         "(a set hash from your own audit)\n")
+        return EXIT_USAGE
     return EXIT_OK if verdict.ok else EXIT_INVALID
 
 

@@ -657,8 +657,10 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
 
     code, doc = audit(capsys, "verify-receipt", str(receipt), "--genesis", str(story.genesis))
     assert code == 0 and doc["trust_anchor"]["kind"] == "genesis"
-    code, doc = audit(capsys, "verify-receipt", str(receipt))
-    assert code == 0 and doc["anchored"] is False  # consistent, but anchored in nothing
+    code = main(["audit", "verify-receipt", str(receipt), "--json"])
+    captured = capsys.readouterr()
+    assert code == 2 and json.loads(captured.out)["anchored"] is False  # consistent, anchored in nothing
+    assert "--genesis FILE" in captured.err
     code, doc = audit(capsys, "verify-receipt", str(receipt), "--validators-hash", "00" * 32)
     assert code == 1 and doc["failure"]["check"] == "anchor-validators"
 
@@ -668,6 +670,8 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
         "tx-id": lambda d: d.__setitem__("tx_id", "11" * 32),
         "commit-signature": lambda d: d.__setitem__("commit", flip_inside(
             bytes.fromhex(d["commit"]), COMMIT.decode(bytes.fromhex(d["commit"])).signatures[0].signature).hex()),
+        "block-height": lambda d: d.__setitem__("height", d["height"] - 1),
+        "block-position": lambda d: d.__setitem__("index", d["index"] + 1),
     }
     for check, tamper in cases.items():
         doc = json.loads(json.dumps(original))
@@ -676,6 +680,17 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
         code, verdict = audit(capsys, "verify-receipt", str(receipt), "--genesis", str(story.genesis))
         assert code == 1, check
         assert verdict["failure"]["check"] == check
+
+
+def test_a_crossing_receipt_proves_its_final_outcome(story, tmp_path, capsys):
+    receipt = tmp_path / "crossing-receipt.json"
+    tx = story.ids["denied_request"].hex()
+    code = main(["audit", "prove", tx, "--node", story.net.url(), "--out", str(receipt),
+                 "--genesis", str(story.genesis), "--json", *story.key_args()])
+    verdict = json.loads(capsys.readouterr().out)
+    assert code == 0 and verdict["ok"], verdict
+    assert verdict["proven_outcome"]["status"] == "denied"
+    assert verdict["proven_outcome"]["height"] >= verdict["height"]
 
 
 def test_the_installed_command_reports_through_its_exit_code(story):

@@ -10,7 +10,11 @@ from chainkit import Chain
 
 from ledger.audit.receipt import SetChange, receipt_from_store, verify_receipt
 from ledger.block import COMMIT, HEADER
+from ledger.crypto.keys import SigningKey
+from ledger.state.proof import RecordProof
+from ledger.state.records import REQUEST
 from ledger.tx.envelope import decode_tx
+from ledger.validators import Validator, ValidatorSet
 
 from .chainforge import sign_commit
 
@@ -69,7 +73,20 @@ TAMPERS = {
     "commit-signer": ("commit-signer", lambda d: d.__setitem__("commit", _flip_hex(d["commit"], -3))),
     "receipt-encoding": ("receipt-encoding", lambda d: d.__setitem__("header", d["header"][:-2])),
     "height": ("height", lambda d: d.__setitem__("height", 10_000)),
+    # "block 5, position 1" for the transaction at block 6, position 0
+    "height-within-chain": ("block-height", lambda d: d.__setitem__("height", d["height"] - 1)),
+    "position": ("block-position", lambda d: d.__setitem__("index", d["index"] + 1)),
+    "block-path": ("block-position", lambda d: d["block"].__setitem__("tx_path", ["00" * 32])),
+    "block-header": ("block-height", lambda d: d.__setitem__("block", {**d["block"], "header": d["header"]})),
+    "outcome-missing": ("outcome", lambda d: d.__setitem__("outcome", None)),
+    "outcome-status": ("outcome", lambda d: d["outcome"].__setitem__("proof", _edit_status(d["outcome"]["proof"]))),
 }
+
+
+def _edit_status(proof_hex: str) -> str:
+    proof = RecordProof.decode(bytes.fromhex(proof_hex))
+    record = replace(REQUEST.decode(proof.value), status="denied")
+    return replace(proof, value=REQUEST.encode(record)).encode().hex()
 
 
 @pytest.mark.parametrize("name", sorted(TAMPERS))
@@ -112,3 +129,29 @@ def test_receipt_round_trips_through_its_json_form(single):
     assert bytes.fromhex(doc["commit"]) == COMMIT.encode(receipt.commit)
     assert doc["header_hash"] == receipt.header.hash.hex()
     assert verify_receipt(doc, genesis=c.genesis).to_json()["header"]["height"] == c.height
+
+
+def test_a_crossing_receipt_carries_its_proven_outcome(single):
+    c, request = single
+    doc = doc_of(receipt_from_store(c.store, request.id))
+    verdict = verify_receipt(doc, genesis=c.genesis)
+    assert verdict.ok, verdict.failure
+    assert doc["reported_result"]["status"] == "pending"  # what the block's result said
+    assert verdict.outcome is not None and verdict.outcome["status"] == "permitted"  # proven later
+    assert verdict.outcome["height"] == c.height > doc["height"]
+
+
+def test_rejects_a_receipt_signed_by_a_made_up_validator_set(single):
+    """A forger re-signs the header with keys of its own: consistent on its face, refused by
+    every anchor."""
+    c, request = single
+    receipt = receipt_from_store(c.store, request.id)
+    forger = SigningKey.generate()
+    fake = ValidatorSet([Validator(forger.public, 1)])
+    header = replace(receipt.header, validators_hash=fake.hash)
+    forged = replace(receipt, header=header, validators=fake,
+                     commit=sign_commit([forger], c.chain_id, header.height, header.hash))
+    assert check_of(verify_receipt(doc_of(forged), genesis=c.genesis)) == "anchor-validators"
+    assert check_of(verify_receipt(doc_of(forged), validators_hash=receipt.validators.hash)) == "anchor-validators"
+    unanchored = verify_receipt(doc_of(forged))
+    assert unanchored.ok and not unanchored.anchored  # the command exits 2 for this: no anchor
