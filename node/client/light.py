@@ -49,6 +49,17 @@ PAGE = 500
 class _Failed(Exception):
     """One node did not prove its answer (the message says which and why)."""
 
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def give_up(failures: list[_Failed], what: str) -> Exception:
+    """No node proved ``what``: unreachable if none answered at all, else :class:`Unproven`."""
+    if failures and all(f.unreachable for f in failures):
+        return NodeUnreachable("; ".join(str(f) for f in failures))
+    return Unproven(f"no node could prove {what}: " + "; ".join(str(f) for f in failures))
+
 
 class Unproven(CustosError):
     """No node could prove the answer (each answered without a valid proof, or not at all)."""
@@ -200,23 +211,24 @@ class LightClient:
         statuses, ...), raising :class:`LightError`. Returns None if every node that answered
         said 404 (nothing to prove); raises :class:`Unproven` if no node proved its answer.
         """
-        failures: list[str] = []
+        failures: list[_Failed] = []
         not_found = 0
         start = self.node.current_index
         for attempt in range(len(self.node.urls)):
             try:
                 proven = await self.prove_at(start + attempt, path, params, check=check, signed=signed)
             except _Failed as exc:
-                failures.append(str(exc))
+                failures.append(exc)
                 continue
             if proven is None:
                 not_found += 1
-                failures.append(f"{self.node.urls[(start + attempt) % len(self.node.urls)]}: not found")
                 continue
             return proven
-        if not_found and not_found == len(failures):
+        if not_found and not failures:
             return None
-        raise Unproven("no node could prove the answer: " + "; ".join(failures))
+        if not_found:
+            failures.append(_Failed(f"{not_found} node(s): not found"))
+        raise give_up(failures, "the answer")
 
     async def prove_at(self, index: int, path: str, params: dict[str, Any] | None = None, *,
                        check: Callable[[Proven], object] | None = None, signed: bool = True) -> Proven | None:
@@ -233,7 +245,7 @@ class LightClient:
                 raise  # the request itself is refused: another node would refuse it too
             raise _Failed(f"{url}: {exc.diagnostics()}") from None
         except NodeUnreachable as exc:
-            raise _Failed(f"{url}: unreachable ({exc})") from None
+            raise _Failed(f"{url}: unreachable ({exc})", unreachable=True) from None
         try:
             proven = await self._verify(body, url)
             if check is not None:

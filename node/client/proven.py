@@ -18,7 +18,7 @@ from typing import Any
 
 from ledger.light import LightError
 from ledger.state.records import PENDING, REQUEST, Request, k_request
-from node.client.light import LightClient, Proven, Unproven, _Failed
+from node.client.light import LightClient, Proven, _Failed, give_up
 
 MAX_PENDING = 100  # the node's page of pending requests (node.api.reads.MAX_LIST)
 
@@ -77,12 +77,12 @@ async def pending_for(light: LightClient, guardian: bytes) -> list[dict[str, Any
     """The guardian's pending requests, soonest deadline first, proven and cross-checked."""
     path = f"/v1/guardians/{guardian.hex()}/pending/proof"
     answers: list[tuple[Proven, dict[bytes, Request]]] = []
-    failures: list[str] = []
+    failures: list[_Failed] = []
     for index in range(len(light.node.urls)):
         try:
             proven = await light.prove_at(index, path, check=lambda p: _pending_items(p, guardian))
         except _Failed as exc:
-            failures.append(str(exc))
+            failures.append(exc)
             continue
         if proven is not None:
             answers.append((proven, _pending_items(proven, guardian)))
@@ -94,11 +94,11 @@ async def pending_for(light: LightClient, guardian: bytes) -> list[dict[str, Any
             rid, by = hidden[0]
             light.refute(f"{proven.node} hid pending request {rid.hex()} (proven pending by {by}) from its "
                          f"answer at height {proven.height}")
-            failures.append(f"{proven.node} hid pending request {rid.hex()[:16]}")
+            failures.append(_Failed(f"{proven.node} hid pending request {rid.hex()[:16]}"))
             continue
         honest.append((proven, items))
     if not honest:
-        raise Unproven("no node could prove the pending list: " + "; ".join(failures))
+        raise give_up(failures, "the pending list")
     proven, items = max(honest, key=lambda a: a[0].height)
     ordered = sorted(items.items(), key=lambda item: (item[1].deadline, item[0]))
     return [request_doc(rid, req, proven) for rid, req in ordered]
