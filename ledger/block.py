@@ -14,16 +14,19 @@ A block at height ``h`` carries:
 * ``evidence``: proofs that a validator signed two different votes for one height/round/step.
 
 **Erased transactions.** When a child's records are erased by order, every node replaces each of
-the child's committed transactions in its stored blocks by a 65-byte *stub*::
+the child's committed transactions in its stored blocks by a 97-byte *stub*::
 
-    0x00 || leaf_hash(envelope) || tx_id
+    0x00 || leaf_hash(envelope) || tx_id || result_row
 
 An envelope is a canonical msgpack map, so its first byte is never 0x00: a stub cannot be
 mistaken for a transaction. The stub keeps the RFC 6962 leaf hash of the bytes it replaces, so
 the block's ``tx_root``, the global log and every inclusion and consistency proof still verify
-(:func:`tx_leaf`), and the transaction id, so the transaction index still says where it was
-and what it did. What a stub cannot do is execute: :func:`ledger.chain.execute_block` refuses a
-block holding stubs with :class:`ledger.errors.ErasedTransactions`.
+(:func:`tx_leaf`); the transaction id, so the transaction index still says where it was and what
+it did; and the hash of its result row (:func:`ledger.state.machine.result_row`), so the header's
+results hash still verifies. What a stub cannot do is execute: :func:`ledger.chain.execute_block`
+re-executes a block with stubs only when given the block's recorded slot changes, which stand in
+for the erased children's records (docs/adr/0002-authenticated-state.md), and otherwise refuses
+it with :class:`ledger.errors.ErasedTransactions`.
 """
 
 from __future__ import annotations
@@ -307,16 +310,17 @@ BLOCK = Schema(
 # --------------------------------------------------------------------------- erased transactions
 
 STUB_MARK = 0x00
-STUB_SIZE = 1 + 32 + 32
+STUB_SIZE = 1 + 32 + 32 + 32
 
 
-def make_stub(envelope: bytes, tx_id: bytes) -> bytes:
-    """The stub that replaces an erased transaction's envelope in a stored block."""
+def make_stub(envelope: bytes, tx_id: bytes, row: bytes) -> bytes:
+    """The stub that replaces an erased transaction's envelope in a stored block; ``row`` is the
+    hash of its result row."""
     if not envelope or envelope[0] == STUB_MARK:
         raise ValueError("only a transaction envelope can be erased into a stub")
-    if len(tx_id) != 32:
-        raise ValueError("a transaction id is 32 bytes")
-    return bytes([STUB_MARK]) + leaf_hash(envelope) + tx_id
+    if len(tx_id) != 32 or len(row) != 32:
+        raise ValueError("a transaction id and a result row hash are 32 bytes")
+    return bytes([STUB_MARK]) + leaf_hash(envelope) + tx_id + row
 
 
 def is_stub(entry: bytes) -> bool:
@@ -324,11 +328,11 @@ def is_stub(entry: bytes) -> bool:
     return len(entry) == STUB_SIZE and entry[0] == STUB_MARK
 
 
-def stub_parts(entry: bytes) -> tuple[bytes, bytes]:
-    """(leaf hash of the erased envelope, its transaction id) of a stub."""
+def stub_parts(entry: bytes) -> tuple[bytes, bytes, bytes]:
+    """(leaf hash of the erased envelope, its transaction id, its result row hash) of a stub."""
     if not is_stub(entry):
         raise ValueError("not the stub of an erased transaction")
-    return entry[1:33], entry[33:]
+    return entry[1:33], entry[33:65], entry[65:]
 
 
 def tx_leaf(entry: bytes) -> bytes:

@@ -8,7 +8,7 @@ the certificate of the *previous* block, carried inside, is checked here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -20,6 +20,8 @@ from ledger.block import (
     commit_hash,
     erased_positions,
     evidence_hash,
+    is_stub,
+    stub_parts,
     tx_leaf,
     tx_root,
 )
@@ -34,7 +36,7 @@ from ledger.errors import (
 from ledger.merkle import MerkleLog, leaf_hash
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution, StateChanges
-from ledger.state.records import ChainInfo
+from ledger.state.records import ChainInfo, k_child_tag, k_erased
 from ledger.state.view import StateReader, StoredState
 from ledger.tx.envelope import Transaction, decode_tx
 
@@ -73,14 +75,27 @@ class ExecutedBlock:
     """A block together with everything committing it will write."""
 
     block: Block
-    txs: list[Transaction]
+    txs: list[Transaction]  # the executed transactions (an erased one's stub is not among them)
     changes: StateChanges
     log_nodes: dict[tuple[int, int], bytes]
     first_log_index: int
+    positions: tuple[int, ...] | None = None  # each executed transaction's place; None: 0, 1, ...
+    erased: tuple[tuple[int, bytes, bytes], ...] = ()  # (place, transaction id, result row) of each stub
 
     @property
     def hash(self) -> bytes:
         return self.block.hash
+
+    def position_of(self, i: int) -> int:
+        """The place in the block of the ``i``-th executed transaction."""
+        return i if self.positions is None else self.positions[i]
+
+    def entries(self) -> list[Transaction | None]:
+        """Every place of the block: its transaction, or None for an erased one's stub."""
+        out: list[Transaction | None] = [None] * len(self.block.txs)
+        for i, tx in enumerate(self.txs):
+            out[self.position_of(i)] = tx
+        return out
 
     @property
     def height(self) -> int:
@@ -169,8 +184,14 @@ def execute_block(
     *,
     verified: Callable[[Transaction], bool] | None = None,
     verify_signatures: bool = True,
+    slots: Mapping[bytes, bytes | None] | None = None,
 ) -> ExecutedBlock:
     """Check every field of ``block`` against the parent tip and re-execute it.
+
+    ``slots`` are the block's recorded slot changes (child tag -> value; ``ChainStore.slots``),
+    for re-executing committed history that may hold erased transactions: the stubs are skipped
+    and the slots of children this executor has no records of are taken from ``slots``; the
+    certified state root checks them. Validating a new proposal passes none.
 
     ``verified(tx)`` may say a transaction's signatures were already checked (the mempool did);
     ``verify_signatures=False`` skips signature checks entirely (an auditor that verified them
@@ -202,7 +223,8 @@ def execute_block(
     if h.evidence_hash != evidence_hash(block.evidence):
         raise _fail("evidence-hash", "header does not match the carried evidence", height,
                     evidence_hash(block.evidence), h.evidence_hash)
-    execution = BlockExecution(view.state, chain, height, h.time)
+    execution = BlockExecution(view.state, chain, height, h.time,
+                               known_slots=None if slots is None else _unknown_slots(view.state, slots))
     # Rule: the block follows the protocol version in force at its height.
     if h.version != execution.version:
         raise _fail("version", "block follows another protocol version", height, execution.version, h.version)
@@ -215,18 +237,24 @@ def execute_block(
     root = tx_root(block.txs)
     if h.tx_root != root:
         raise _fail("tx-root", "transaction root does not match the transactions", height, root, h.tx_root)
-    # Rule: only whole transactions execute; a stored block's stubs of erased ones cannot.
+    # Rule: only whole transactions execute; a stored block's stubs of erased ones stand for
+    # theirs only where the block's recorded slot changes stand for the erased children's records.
     erased = erased_positions(block.txs)
-    if erased:
+    if erased and slots is None:
         raise ErasedTransactions(height, erased)
     # Re-execute: evidence, expiries, then every transaction.
     try:
         execution.begin(block.evidence)
     except RejectedTransaction as exc:
         raise _fail("evidence", exc.diagnostics(), height, obj="evidence") from None
-    txs = []
+    txs, positions, stubs = [], [], []
     for i, raw in enumerate(block.txs):
         where = f"transaction {i}"
+        if is_stub(raw):
+            _, stub_id, row = stub_parts(raw)
+            execution.skip_erased(row)
+            stubs.append((i, stub_id, row))
+            continue
         try:
             tx = decode_tx(raw)
         except DecodeError as exc:
@@ -243,6 +271,7 @@ def execute_block(
         except RejectedTransaction as exc:
             raise _fail("tx-rule", exc.diagnostics(), height, obj=f"{where} ({tx.kind} {tx.id.hex()[:16]})") from None
         txs.append(tx)
+        positions.append(i)
     changes = execution.finish()
     # Rule: every root in the header is what re-execution gives.
     log = MerkleLog(view.get_log_node, tip.log_size)
@@ -258,7 +287,15 @@ def execute_block(
     for check, expected, found in checks:
         if expected != found:
             raise _fail(check, "header disagrees with re-execution", height, expected, found)
-    return ExecutedBlock(block, txs, changes, log.take_pending(), tip.log_size)
+    return ExecutedBlock(block, txs, changes, log.take_pending(), tip.log_size,
+                         tuple(positions) if stubs else None, tuple(stubs))
+
+
+def _unknown_slots(state: StoredState, slots: Mapping[bytes, bytes | None]) -> dict[bytes, bytes | None]:
+    """The recorded slot changes of children this executor holds no records of: children erased
+    before it got them. Every other slot it computes itself."""
+    return {tag: value for tag, value in slots.items()
+            if state.get(k_child_tag(tag)) is None and state.get(k_erased(tag)) is None}
 
 
 def check_last_commit(state: StateReader, chain_id: str, block: Block, tip: Tip, *,

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from ledger.audit.findings import AuditFailure, AuditReport, AuditStop
+from ledger.audit.findings import AuditFailure, AuditReport, AuditStop, Erasure
 from ledger.audit.records import LogHeights, check_block_records, compare_records
 from ledger.audit.replay import ReplayKV, ReplayStore, encoded_locations
 from ledger.audit.signatures import Prepared, Verdict, prepare, serial_blocks, verified_blocks
@@ -34,7 +34,10 @@ from ledger.chain import ExecutedBlock, execute_block
 from ledger.errors import ChainError, CustosError, StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import MerkleError, verify_consistency
+from ledger.privacy.tags import child_tag
+from ledger.rules.erasure import EVENT_ERASED, NO_ORDER, RETENTION_BASIS
 from ledger.storage.kv import KV
+from ledger.tx.bodies import ERASE_BASES, GOV_ERASE
 
 #: the checks of ``execute_block`` and ``Commit.check``, in the order they run
 BLOCK_CHECKS = (
@@ -111,7 +114,24 @@ class Auditor:
         finally:
             if self.clock is not None:
                 report.seconds = self.clock() - started
+            self._erasure_limits(report)
         return report
+
+    @staticmethod
+    def _erasure_limits(report: AuditReport) -> None:
+        """Say what erasures made impossible to check (their orders are listed in the report)."""
+        c = report.counts
+        if c.erased_txs:
+            blocks = report.erased_blocks
+            shown = ", ".join(map(str, blocks[:10])) + (" ..." if len(blocks) > 10 else "")
+            report.skipped("erased-transactions",
+                           f"{c.erased_txs} transaction(s) of children erased by order (blocks {shown}) were not "
+                           "re-executed and their signatures not checked: only stubs remain (leaf hash, id, result "
+                           "row), which the transaction roots, the log and the results hashes still cover")
+        if c.followed_slots:
+            report.skipped("erased-children-state",
+                           f"{c.followed_slots} change(s) of erased children's state were taken from the recorded "
+                           "slot changes: the certified state roots check them, re-execution cannot")
 
     @property
     def _replaying(self) -> ReplayStore:
@@ -257,7 +277,8 @@ class Auditor:
         else:
             verify, verified = False, None
         try:
-            executed = execute_block(replay, block, verified=verified, verify_signatures=verify)
+            slots = self.source.slots(h)
+            executed = execute_block(replay, block, verified=verified, verify_signatures=verify, slots=slots)
         except ChainError as exc:
             raise AuditStop(AuditFailure.from_error(exc, height=h)) from None
         except CustosError as exc:
@@ -278,6 +299,7 @@ class Auditor:
         replay.record(executed, locations)
         self.blocks_executed += 1
         self._count(report, executed, p)
+        self._erasures(report, executed, slots)
         report.checked_height = h
         self._record_tip(report)
         return executed
@@ -296,6 +318,21 @@ class Auditor:
             c.carried_commits += 1
             c.commit_signatures += len(last.signatures)
         c.evidence += len(executed.block.evidence)
+
+    def _erasures(self, report: AuditReport, executed: ExecutedBlock, slots: dict[bytes, bytes | None]) -> None:
+        """What erasure left unchecked in this block, and the erasures it ordered."""
+        if executed.erased:
+            report.counts.erased_txs += len(executed.erased)
+            report.erased_blocks.append(executed.height)
+        for tx in executed.txs:
+            if tx.kind == GOV_ERASE:
+                body = tx.body
+                report.erasures.append(Erasure(executed.height, body.child, body.order, ERASE_BASES[body.basis]))
+        for event in executed.changes.events:
+            if event.kind == EVENT_ERASED:  # retention ended (this audit still held the records)
+                report.erasures.append(Erasure(executed.height, child_tag(event.identity), NO_ORDER,
+                                               ERASE_BASES[RETENTION_BASIS]))
+        report.counts.followed_slots += len(executed.changes.followed_slots)
 
     def _record_tip(self, report: AuditReport) -> None:
         tip = self._replaying.tip

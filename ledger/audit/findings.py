@@ -131,9 +131,25 @@ class Counts:
     commit_signatures: int = 0
     evidence: int = 0
     store_entries: int = 0  # store records compared with the replay (data directories)
+    erased_txs: int = 0  # stubs of erased transactions: counted in roots, not re-executed
+    followed_slots: int = 0  # erased children's state changes taken from the recorded slots
 
     def to_json(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """An erasure the audited chain carries out: at which height, whose records (the child's
+    tag), on which order (a salted hash; zero for the end of retention), on what basis."""
+
+    height: int
+    child: bytes
+    order: bytes
+    basis: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"height": self.height, "child": self.child.hex(), "order": self.order.hex(), "basis": self.basis}
 
 
 @dataclass
@@ -158,6 +174,8 @@ class AuditReport:
     counts: Counts = field(default_factory=Counts)
     checks: list[str] = field(default_factory=list)
     not_checked: list[NotChecked] = field(default_factory=list)
+    erasures: list[Erasure] = field(default_factory=list)
+    erased_blocks: list[int] = field(default_factory=list)
     failure: AuditFailure | None = None
     seconds: float = 0.0
 
@@ -196,6 +214,7 @@ class AuditReport:
             "counts": self.counts.to_json(),
             "checks": list(self.checks),
             "not_checked": [n.to_json() for n in self.not_checked],
+            "erasures": [e.to_json() for e in self.erasures],
             "checkpoint_in": self.checkpoint_in,
             "failure": None if self.failure is None else self.failure.to_json(),
         }

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import msgpack
 
-from ledger.block import BLOCK, COMMIT, PRECOMMIT, Block, Commit, vote_digest
+from ledger.block import BLOCK, COMMIT, PRECOMMIT, Block, Commit, is_stub, vote_digest
 from ledger.crypto.keys import DOMAIN_TX, DOMAIN_VOTE, sign_bytes, verify_raw
 from ledger.errors import CustosError
 from ledger.hashing import TAG_TX, tagged_hash
@@ -250,6 +250,8 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
         groups = []
         if p.block is not None:
             for i, raw in enumerate(p.block.txs):
+                if is_stub(raw):
+                    continue  # an erased transaction: nothing left to verify
                 task = state.filling
                 task.txs.append(raw)
                 task.tx_from.append((slot, i))

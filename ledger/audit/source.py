@@ -20,7 +20,7 @@ from typing import Protocol
 
 from ledger.errors import CustosError
 from ledger.merkle import MerkleLog
-from ledger.storage.chainstore import TIP
+from ledger.storage.chainstore import TIP, decode_slots
 from ledger.storage.kv import KV
 
 _GENESIS, _TIP = b"G", b"T"
@@ -59,6 +59,12 @@ class BlockSource(Protocol):
 
     def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """An RFC 6962 consistency proof between two sizes of the source's log."""
+        ...
+
+    def slots(self, height: int) -> dict[bytes, bytes | None]:
+        """The children's slots block ``height`` changed, as the source recorded them (child tag
+        -> value); what stands in for the records of children erased before the audit. Called
+        after :meth:`blocks` yielded that height."""
         ...
 
     def close(self) -> None: ...
@@ -115,6 +121,9 @@ class StoreSource:
         for height in range(start, stop + 1):
             yield height, self.kv.get(b"B" + _h(height)), self.kv.get(b"C" + _h(height))
 
+    def slots(self, height: int) -> dict[bytes, bytes | None]:
+        return read_slots(self.kv.get(b"R" + _h(height)), height)
+
     def highest_block(self) -> int:
         for key, _ in self.kv.iterate(b"B", b"C", reverse=True):
             if len(key) == 9:
@@ -135,3 +144,13 @@ class StoreSource:
 
     def close(self) -> None:
         self.kv.close()
+
+
+def read_slots(raw: bytes | None, height: int) -> dict[bytes, bytes | None]:
+    """A block's recorded slot changes, as a source gave them (absent: none changed)."""
+    if raw is None:
+        return {}
+    try:
+        return dict(decode_slots(raw))
+    except CustosError as exc:
+        raise SourceError(f"the recorded slot changes of block {height} do not decode: {exc}") from None

@@ -30,6 +30,11 @@ def summary(report: AuditReport) -> str:
                  f"({c.commits:,} certificates + {c.carried_commits:,} carried in blocks)")
     if c.store_entries:
         lines.append(f"  store        : {c.store_entries:,} index, log and state records compared with re-execution")
+    for e in report.erasures:
+        order = "end of the retention period" if e.order == bytes(32) else f"order {e.order.hex()[:16]}..."
+        lines.append(f"  erasure      : height {e.height:,}, child {e.child.hex()[:16]}..., {order}, basis {e.basis}")
+    if c.erased_txs:
+        lines.append(f"  erased       : {c.erased_txs:,} transaction(s) kept as stubs (see 'not checked')")
     rate = c.txs / report.seconds if report.seconds > 0 else 0.0
     lines.append(f"  time         : {report.seconds:.2f} s ({rate:,.0f} tx/s) with {report.jobs} process(es)")
     reasons: dict[str, list[str]] = {}

@@ -50,6 +50,9 @@ class BlockEnv:
     height: int
     time: int
     params: Params
+    # Re-executing a committed block whose certified root covers what this executor lacks: the
+    # records of children erased before it got them (see ledger.state.authenticated).
+    certified: bool = False
 
 
 @dataclass(slots=True)

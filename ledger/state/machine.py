@@ -29,6 +29,7 @@ from ledger.tx.envelope import Transaction
 from ledger.validators import ValidatorSet
 
 TAG_RESULTS = b"custos/results"
+TAG_RESULT_ROW = b"custos/result"
 
 
 def chain_info_of(state: StateReader) -> ChainInfo:
@@ -44,10 +45,15 @@ class TxResult:
     outcome: Outcome
 
 
-def results_hash(results: list[TxResult]) -> bytes:
+def result_row(tx_id: bytes, status: str, ref: bytes | None) -> bytes:
+    """The hash of one transaction's result; an erased transaction's stub keeps it."""
     # ids and refs are bytes, statuses short text: canonical as packed
-    rows = [(r.tx_id, r.outcome.status, r.outcome.ref) for r in results]
-    return tagged_hash(TAG_RESULTS, msgpack.packb(rows, use_bin_type=True))
+    return tagged_hash(TAG_RESULT_ROW, msgpack.packb([tx_id, status, ref], use_bin_type=True))
+
+
+def results_hash(rows: list[bytes]) -> bytes:
+    """The header's results hash: over the result rows of every position of the block."""
+    return tagged_hash(TAG_RESULTS, b"".join(rows))
 
 
 @dataclass
@@ -58,6 +64,7 @@ class StateChanges:
     state_root: bytes
     tree_writes: dict[bytes, bytes | None]  # the authenticated state's tree nodes
     slots: tuple[tuple[bytes, bytes | None], ...]  # children's slots this block changed
+    followed_slots: tuple[bytes, ...]  # of those, the ones taken from the recorded changes
     results: list[TxResult]
     results_hash: bytes
     events: list[Event]
@@ -81,6 +88,7 @@ class BlockExecution:
     version: int = field(init=False)
     _kinds: frozenset[str] = field(init=False)
     results: list[TxResult] = field(default_factory=list)
+    rows: list[bytes] = field(default_factory=list)  # result rows of every position, stubs included
     events: list[Event] = field(default_factory=list)
     punished: list[bytes] = field(default_factory=list)
     _seen: set[bytes] = field(default_factory=set)
@@ -95,7 +103,8 @@ class BlockExecution:
         self.version = protocol_at(self.overlay, self.height)
         require_supported(self.version, self.height)
         self._kinds = KINDS[self.version]
-        self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params)
+        self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params,
+                            certified=self.known_slots is not None)
 
     def begin(self, evidence: tuple[DuplicateVoteEvidence, ...] | list[DuplicateVoteEvidence]) -> None:
         """Begin-block rules: punish equivocation, expire overdue requests, then erase the
@@ -133,8 +142,13 @@ class BlockExecution:
         child.merge_into(self.overlay)
         self._seen.add(tx.id)
         self.results.append(TxResult(tx.id, outcome))
+        self.rows.append(result_row(tx.id, outcome.status, outcome.ref))
         self.events.extend(ctx.events)
         return outcome
+
+    def skip_erased(self, row: bytes) -> None:
+        """An erased transaction's place in the block: its result row counts, nothing executes."""
+        self.rows.append(row)
 
     def finish(self) -> StateChanges:
         writes = self.overlay.sorted_writes()
@@ -144,8 +158,9 @@ class BlockExecution:
             state_root=committed.root,
             tree_writes=committed.node_writes,
             slots=committed.slots,
+            followed_slots=tuple(sorted(self.known_slots or ())),
             results=self.results,
-            results_hash=results_hash(self.results),
+            results_hash=results_hash(self.rows),
             events=self.events,
             punished=self.punished,
             version=self.version,

@@ -162,15 +162,30 @@ def decode_slots(raw: bytes) -> tuple[tuple[bytes, bytes | None], ...]:
     return tuple((slot.child, slot.value) for slot in SLOTS.check(decode(raw), "slots"))
 
 
-def expected_location(executed: ExecutedBlock, position: int) -> TxLocation:
-    """Where the index says the block's ``position``-th transaction is, and its result."""
-    outcome = executed.changes.results[position].outcome
+ERASED_STATUS = "erased"
+
+
+def expected_location(executed: ExecutedBlock, i: int) -> TxLocation:
+    """Where the index says the block's ``i``-th executed transaction is, and its result."""
+    outcome = executed.changes.results[i].outcome
+    position = executed.position_of(i)
     return TxLocation(executed.height, position, executed.first_log_index + position, outcome.status, outcome.ref)
 
 
 def encoded_locations(executed: ExecutedBlock) -> list[bytes]:
-    """The transaction-index records of a block, as the store holds them."""
+    """The transaction-index records of a block's executed transactions, as the store holds them."""
     return [TX_LOCATION.encode(expected_location(executed, i)) for i in range(len(executed.txs))]
+
+
+def erased_locations(executed: ExecutedBlock) -> dict[bytes, bytes]:
+    """Index records for the stubs of a re-executed block: where each erased transaction was. What
+    it did is known only to the nodes that held it before the erasure: the record's status is
+    ``erased`` and its ``ref`` the result row hash the stub kept, against which a node's own record
+    can be checked (:func:`ledger.state.machine.result_row`)."""
+    h = executed.height
+    return {tx_id: TX_LOCATION.encode(TxLocation(h, position, executed.first_log_index + position, ERASED_STATUS,
+                                                 row))
+            for position, tx_id, row in executed.erased}
 
 
 class ChainStore:
@@ -285,6 +300,10 @@ class ChainStore:
         raw = self.kv.get(b"N" + block_hash)
         return None if raw is None else int.from_bytes(raw, "big")
 
+    def slots_bytes(self, height: int) -> bytes | None:
+        """The slot changes of block ``height`` as stored (None: it changed none)."""
+        return self.kv.get(b"R" + _h(height))
+
     def slots(self, height: int) -> tuple[tuple[bytes, bytes | None], ...]:
         """The children's slots block ``height`` changed (what a verifier lacking an erased
         child's records needs to follow the state root)."""
@@ -333,6 +352,8 @@ class ChainStore:
             batch[log_key(level, index)] = node
         for tx, location in zip(executed.txs, locations or encoded_locations(executed), strict=True):
             batch[b"X" + tx.id] = location
+        for tx_id, location in erased_locations(executed).items():
+            batch[b"X" + tx_id] = location
         batch[b"N" + block.hash] = _h(h.height)
         if self._keep_blocks:
             self._erasure_records(executed, batch)
@@ -353,10 +374,10 @@ class ChainStore:
         """What a later erasure needs: where each child's transactions are, and the children
         this block erased, whose transactions are still to be purged from the blocks."""
         height = executed.height
-        for position, tx in enumerate(executed.txs):
+        for i, tx in enumerate(executed.txs):
             subject = subject_of(tx)
             if subject is not None:
-                batch[subject_key(subject, height, position)] = b""
+                batch[subject_key(subject, height, executed.position_of(i))] = b""
         for event in executed.changes.events:
             if event.kind == EVENT_ERASED:
                 batch[erasure_key(child_tag(event.identity))] = event.identity

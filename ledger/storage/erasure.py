@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from ledger.block import Block, is_stub, make_stub, tx_root
 from ledger.errors import CustosError, StorageError
 from ledger.privacy.subjects import subject_of
+from ledger.state.machine import result_row
 from ledger.state.view import prefix_end
 from ledger.storage.chainstore import COMPACTION_DUE, ChainStore, erasure_key, split_subject_key, subject_key
 from ledger.tx.envelope import Transaction, decode_tx
@@ -77,7 +78,10 @@ def plan_purge(store: ChainStore, tag: bytes, identity: bytes) -> Purge:
             if subject_of(tx) != identity:
                 raise StorageError(f"the subject index names transaction {position} of block {height}, "
                                    "which is about someone else")
-            txs[position] = make_stub(entry, tx.id)
+            location = store.tx_location(tx.id)
+            if location is None:
+                raise StorageError(f"transaction {position} of block {height} has no index record to keep its result")
+            txs[position] = make_stub(entry, tx.id, result_row(tx.id, location.status, location.ref))
             purge.stubbed.append((height, position, tx))
         if txs == list(block.txs):
             continue

@@ -105,7 +105,7 @@ class RequestIndex:
             self.catch_up()  # a gap (missed listener call): fill it from the store
             return
         erased = [child_tag(ev.identity) for ev in executed.changes.events if ev.kind == EVENT_ERASED]
-        self._write(executed.height, executed.txs, erased)
+        self._write(executed.height, executed.entries(), erased)
 
     def _write(self, height: int, txs: Sequence[Transaction | None], erased: Sequence[bytes] = ()) -> None:
         """Index one block (None for an erased transaction's stub); ``erased`` are the tags of

@@ -298,7 +298,8 @@ class Api:
         items = []
         for height in range(start, min(start + limit, store.height + 1)):
             commit = store.commit(height)
-            items.append({"block": store.block_bytes(height), "commit": COMMIT.encode(commit) if commit else None})
+            items.append({"block": store.block_bytes(height), "commit": COMMIT.encode(commit) if commit else None,
+                          "slots": store.slots_bytes(height)})
         return web.Response(body=msgpack.packb({"tip": store.height, "blocks": items}, use_bin_type=True),
                             content_type="application/msgpack")
 

@@ -38,7 +38,7 @@ from typing import Any
 from ledger.audit.auditor import Auditor
 from ledger.audit.findings import AuditReport
 from ledger.audit.receipt import Certified, Outcome, Receipt, SetChange, request_key, verify_receipt
-from ledger.audit.source import SourceError
+from ledger.audit.source import SourceError, read_slots
 from ledger.audit.text import receipt_summary, summary
 from ledger.block import BLOCK, COMMIT, HEADER
 from ledger.crypto.keys import SigningKey
@@ -331,6 +331,7 @@ class HttpSource:
         if type(height) is not int or height < 0:
             raise Unreachable(f"{self.url} answered /v1/status without a height")
         self._height = height
+        self._slots: dict[int, bytes | None] = {}  # filled by the page fetcher, taken by the audit
         chain_id = self._status.get("chain_id")
         self._chain_id = chain_id if isinstance(chain_id, str) else None
 
@@ -368,6 +369,9 @@ class HttpSource:
                 pass
         return claims
 
+    def slots(self, height: int) -> dict[bytes, bytes | None]:
+        return read_slots(self._slots.pop(height, None), height)
+
     def blocks(self, start: int, stop: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         if start > stop:
             return
@@ -394,6 +398,8 @@ class HttpSource:
                         items = []
                     got = [(_bytes_or_none(i.get("block")), _bytes_or_none(i.get("commit"))) if isinstance(i, dict)
                            else (None, None) for i in items[:limit]]
+                    for n, i in enumerate(items[:limit]):
+                        self._slots[first + n] = _bytes_or_none(i.get("slots")) if isinstance(i, dict) else None
                     put(("page", got))
                     if not got:
                         return  # the node has nothing more: the auditor reports what is missing

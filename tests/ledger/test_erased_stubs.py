@@ -20,19 +20,21 @@ from ledger.errors import ErasedTransactions, InvalidBlock
 from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.storage.chainstore import ChainStore
 
+ROW = b"\x42" * 32  # a result row's hash (its value does not matter to roots and proofs)
+
 
 def stubbed(block: Block, positions: list[int], ids: list[bytes]) -> Block:
     txs = list(block.txs)
     for position, tx_id in zip(positions, ids, strict=True):
-        txs[position] = make_stub(txs[position], tx_id)
+        txs[position] = make_stub(txs[position], tx_id, ROW)
     return Block.decode(Block(block.header, tuple(txs), block.last_commit, block.evidence).encode())
 
 
 def test_a_stub_keeps_the_leaf_hash_and_id_of_what_it_replaces(chain: Chain, authority):
     tx = chain.enrol(authority, chain.new_child())
-    stub = make_stub(tx.raw, tx.id)
+    stub = make_stub(tx.raw, tx.id, ROW)
     assert len(stub) == STUB_SIZE and is_stub(stub) and not is_stub(tx.raw)
-    assert stub_parts(stub) == (leaf_hash(tx.raw), tx.id)
+    assert stub_parts(stub) == (leaf_hash(tx.raw), tx.id, ROW)
     assert tx_leaf(stub) == tx_leaf(tx.raw) == leaf_hash(tx.raw)
     assert tx.raw[0] != 0  # an envelope is a msgpack map: it never starts with the stub mark
 
