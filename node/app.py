@@ -215,8 +215,10 @@ class NodeApp:
         self._executed[executed.hash] = executed
         return executed
 
-    def validate(self, block: Block, *, check_clock: bool = True) -> ExecutedBlock:
-        """Execute a proposed block; raises :class:`ChainError` if it is invalid."""
+    def validate(self, block: Block, *, check_clock: bool = True,
+                 slots: dict[bytes, bytes | None] | None = None) -> ExecutedBlock:
+        """Execute a proposed block; raises :class:`ChainError` if it is invalid. ``slots``: the
+        recorded slot changes of a decided block fetched by block sync (ledger.chain.execute_block)."""
         cached = self._executed.get(block.hash)
         if cached is not None:
             return cached
@@ -225,7 +227,7 @@ class NodeApp:
             if drift > self.max_clock_drift_ms:
                 raise ChainError("time", f"block time is {drift} ms ahead of this node's clock",
                                  height=block.height)
-        executed = execute_block(self.store, block, verified=self._admitted)
+        executed = execute_block(self.store, block, verified=self._admitted, slots=slots)
         self._executed[block.hash] = executed
         return executed
 

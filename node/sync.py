@@ -2,10 +2,12 @@
 
 Every node tells its peers its height now and then (``status``). A node that sees a peer ahead
 of it asks that peer for the next blocks (``get``) and receives them with the commit
-certificate that decided each (``blocks``). Nothing a peer sends is trusted: each block is
-applied only if its certificate carries precommits of more than 2/3 of the stake of the
-validator set in force at its height (as this node's own state computes it), and if its full
-re-execution checks out.
+certificate that decided each and its recorded slot changes (``blocks``). Nothing a peer sends
+is trusted: each block is applied only if its certificate carries precommits of more than 2/3 of
+the stake of the validator set in force at its height (as this node's own state computes it), and
+if its full re-execution checks out. A block whose erased transactions are stubs re-executes with
+the slot changes standing in for the erased children's records; its certified state root checks
+them (docs/adr/0002-authenticated-state.md).
 
 Messages are canonical msgpack maps on the block-sync channel; every field is bounded.
 """
@@ -38,6 +40,7 @@ class Get:
 class Item:
     block: bytes
     commit: bytes | None
+    slots: bytes | None = None  # the block's recorded slot changes (ChainStore.slots_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +48,8 @@ class Blocks:
     items: tuple[Item, ...]
 
 
-ITEM = Schema(Item, {"block": Bytes(max=MAX_RESPONSE_BYTES), "commit": Optional(Bytes(max=64 * 1024))})
+ITEM = Schema(Item, {"block": Bytes(max=MAX_RESPONSE_BYTES), "commit": Optional(Bytes(max=64 * 1024)),
+                     "slots": Optional(Bytes(max=2 * 1024 * 1024))})
 SCHEMAS: dict[str, Schema] = {
     STATUS: Schema(Status, {"height": Int()}),
     GET: Schema(Get, {"start": Int(min=1), "limit": Int(min=1, max=MAX_BLOCKS_PER_RESPONSE)}),

@@ -21,6 +21,7 @@ from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote
 from ledger.crypto.keys import SigningKey
 from ledger.errors import ChainError, CustosError, DecodeError, ErasedTransactions, RejectedTransaction
 from ledger.rules.validators import validator_set_at
+from ledger.storage.chainstore import decode_slots
 from ledger.tx.envelope import decode_tx_batch
 from ledger.validators import ValidatorSet
 from node.app import NodeApp
@@ -133,7 +134,7 @@ class NodeLedger:
             size += len(raw)
             if items and size > MAX_RESPONSE_BYTES - 64 * 1024:
                 break
-            items.append(Item(raw, COMMIT.encode(commit)))
+            items.append(Item(raw, COMMIT.encode(commit), store.slots_bytes(height)))
         return items
 
     def apply_synced(self, item: Item) -> SyncOutcome:
@@ -146,7 +147,8 @@ class NodeLedger:
                 return SyncOutcome.GAP
             commit = COMMIT.decode(item.commit)
             commit.check(self.chain_id, self.validators(block.height), height=block.height, block=block.hash)
-            self.app.validate(block, check_clock=False)
+            slots = dict(decode_slots(item.slots)) if item.slots is not None else {}
+            self.app.validate(block, check_clock=False, slots=slots)
         except ErasedTransactions as exc:
             if self.sync_blocked is None or self.sync_blocked.height != exc.height:
                 log.error("block sync stops at height %d: transactions %s of that block were erased by order, "
