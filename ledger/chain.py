@@ -36,7 +36,7 @@ from ledger.errors import (
 from ledger.merkle import MerkleLog, leaf_hash
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution, StateChanges
-from ledger.state.records import ChainInfo, k_child_tag, k_erased
+from ledger.state.records import ChainInfo
 from ledger.state.view import StateReader, StoredState
 from ledger.tx.envelope import Transaction, decode_tx
 
@@ -223,8 +223,7 @@ def execute_block(
     if h.evidence_hash != evidence_hash(block.evidence):
         raise _fail("evidence-hash", "header does not match the carried evidence", height,
                     evidence_hash(block.evidence), h.evidence_hash)
-    execution = BlockExecution(view.state, chain, height, h.time,
-                               known_slots=None if slots is None else _unknown_slots(view.state, slots))
+    execution = BlockExecution(view.state, chain, height, h.time, recorded_slots=slots)
     # Rule: the block follows the protocol version in force at its height.
     if h.version != execution.version:
         raise _fail("version", "block follows another protocol version", height, execution.version, h.version)
@@ -289,13 +288,6 @@ def execute_block(
             raise _fail(check, "header disagrees with re-execution", height, expected, found)
     return ExecutedBlock(block, txs, changes, log.take_pending(), tip.log_size,
                          tuple(positions) if stubs else None, tuple(stubs))
-
-
-def _unknown_slots(state: StoredState, slots: Mapping[bytes, bytes | None]) -> dict[bytes, bytes | None]:
-    """The recorded slot changes of children this executor holds no records of: children erased
-    before it got them. Every other slot it computes itself."""
-    return {tag: value for tag, value in slots.items()
-            if state.get(k_child_tag(tag)) is None and state.get(k_erased(tag)) is None}
 
 
 def check_last_commit(state: StateReader, chain_id: str, block: Block, tip: Tip, *,

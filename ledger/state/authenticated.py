@@ -61,11 +61,11 @@ class Commitment:
 
 
 def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
-           known_slots: dict[bytes, bytes | None] | None = None) -> Commitment:
+           followed: dict[bytes, bytes | None] | None = None) -> Commitment:
     """The new state root after ``writes`` (state key -> value, None deletes), reading the
     current trees through ``get``.
 
-    ``known_slots`` overrides what the writes say for some children's slots: an executor that
+    ``followed`` overrides what the writes say for some children's slots: an executor that
     does not hold an erased child's records takes the slot's value from the block's recorded
     deltas instead (the certified root then checks it).
     """
@@ -90,8 +90,8 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
         node_writes.update(nodes)
         slots[child_tag(identity)] = None if root == smt.EMPTY else root
     slots.update(tombstones)  # an erased child's slot holds its tombstone
-    if known_slots:
-        slots.update(known_slots)
+    if followed:
+        slots.update(followed)
     global_changes.update(slots)
     root, nodes = global_tree(get).update(global_changes)
     node_writes.update(nodes)

@@ -8,6 +8,7 @@ that contains it).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 import msgpack
@@ -23,7 +24,7 @@ from ledger.rules.crossing import expire_requests
 from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
 from ledger.state.authenticated import commit
-from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, k_params_at, load, store
+from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, k_child_tag, k_erased, k_params_at, load, store
 from ledger.state.view import Overlay, StateReader, StoredState
 from ledger.tx.envelope import Transaction
 from ledger.validators import ValidatorSet
@@ -82,7 +83,8 @@ class BlockExecution:
     chain: ChainInfo
     height: int
     time: int
-    known_slots: dict[bytes, bytes | None] | None = None  # see ledger.state.authenticated.commit
+    # the block's recorded slot changes, when re-executing committed history (ledger.chain.execute_block)
+    recorded_slots: Mapping[bytes, bytes | None] | None = None
     overlay: Overlay = field(init=False)
     env: BlockEnv = field(init=False)
     version: int = field(init=False)
@@ -104,7 +106,7 @@ class BlockExecution:
         require_supported(self.version, self.height)
         self._kinds = KINDS[self.version]
         self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params,
-                            certified=self.known_slots is not None)
+                            certified=self.recorded_slots is not None)
 
     def begin(self, evidence: tuple[DuplicateVoteEvidence, ...] | list[DuplicateVoteEvidence]) -> None:
         """Begin-block rules: punish equivocation, expire overdue requests, then erase the
@@ -150,15 +152,23 @@ class BlockExecution:
         """An erased transaction's place in the block: its result row counts, nothing executes."""
         self.rows.append(row)
 
+    def _followed_slots(self) -> dict[bytes, bytes | None]:
+        """The recorded slot changes of children this executor holds no records of, even after
+        the block: children erased before it got them. Every other slot it computes itself."""
+        state = self.overlay
+        return {tag: value for tag, value in (self.recorded_slots or {}).items()
+                if state.get(k_child_tag(tag)) is None and state.get(k_erased(tag)) is None}
+
     def finish(self) -> StateChanges:
         writes = self.overlay.sorted_writes()
-        committed = commit(self.base.tree_node, writes, self.known_slots)
+        followed = self._followed_slots()
+        committed = commit(self.base.tree_node, writes, followed)
         return StateChanges(
             writes=writes,
             state_root=committed.root,
             tree_writes=committed.node_writes,
             slots=committed.slots,
-            followed_slots=tuple(sorted(self.known_slots or ())),
+            followed_slots=tuple(sorted(followed)),
             results=self.results,
             results_hash=results_hash(self.rows),
             events=self.events,

@@ -115,3 +115,15 @@ def test_recorded_slots_never_override_a_child_this_executor_holds(erased):
     assert err.value.check == "state-root"
     checked = execute_block(chain.store, executed.block, slots=lying)  # ...and the true block passes
     assert checked.changes.state_root == executed.changes.state_root
+
+
+def test_a_child_enrolled_in_the_replayed_block_is_computed_not_followed(erased):
+    chain, _, _, _ = erased
+    authority, _ = chain.open_border()
+    newborn = chain.new_child()
+    enrolment = chain.enrol(authority, newborn)
+    executed, _ = chain.propose([enrolment])
+    lying = {child_tag(newborn.identity): b"\x55" * 32}
+    checked = execute_block(chain.store, executed.block, slots=lying)
+    assert checked.changes.followed_slots == ()
+    assert checked.changes.state_root == executed.changes.state_root
