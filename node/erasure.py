@@ -81,6 +81,11 @@ class Purger:
         #: other holders of children's data on this node (the identification gallery), each told
         #: the erased identity off the event loop
         self.also_forget: list[Callable[[bytes], object]] = []
+        #: holders of store snapshots (the proof routes): a snapshot taken before the purge pins
+        #: the erased bytes through compaction, so they release them before it and take fresh ones
+        #: once the store is reopened (called on the event loop)
+        self.release_snapshots: list[Callable[[], object]] = []
+        self.retake_snapshots: list[Callable[[], object]] = []
         self.purged = 0
         self.last: PurgeStats | None = None
         self._queue: list[tuple[bytes, bytes]] = []
@@ -154,6 +159,8 @@ class Purger:
             needles += _needles(purge)
         loop = asyncio.get_running_loop()
         for attempt in range(1, MAX_COMPACTIONS + 1):
+            for release in self.release_snapshots:
+                release()
             started = time.perf_counter()
             await loop.run_in_executor(self._compactor, self._compact)
             compact_ms = _ms(started)
@@ -162,6 +169,8 @@ class Purger:
                 self._reopen()
                 if self.forget_decided_inputs is not None:
                     self.forget_decided_inputs()
+                for retake in self.retake_snapshots:
+                    retake()
                 reopen_ms = _ms(started)
             for s in stats:
                 s.compact_ms += compact_ms

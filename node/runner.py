@@ -130,6 +130,8 @@ class Node:
 
         self.snapshots = Snapshots(self.app)
         self.app.on_commit(self.snapshots.take)
+        self.purger.release_snapshots.append(self.snapshots.release)
+        self.purger.retake_snapshots.append(self.snapshots.take)
         return Proofs(self.app, auth, policy, self.snapshots).routes()
 
     async def start(self) -> str:

@@ -99,7 +99,13 @@ class Snapshots:
             _, old = self._held.popitem(last=False)
             old.close()
 
+    def release(self) -> None:
+        """Let go of every snapshot (an erasure's purge must not find the erased bytes pinned)."""
+        self.close()
+
     def at(self, height: int | None) -> StateSnapshot:
+        if not self._held:
+            self.take()  # released for a purge: the tip as it is now
         if height is None:
             return next(reversed(self._held.values()))
         snap = self._held.get(height)

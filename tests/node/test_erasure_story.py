@@ -105,6 +105,10 @@ def test_a_council_erasure_leaves_nothing_of_the_child_on_any_node(tmp_path):
         net.wait_height(erase_height + 2, *VALIDATORS)  # later heights replace the consensus log
         running = {name: files_holding(net.dir / name, needles) for name in VALIDATORS}
         assert running == {name: [] for name in VALIDATORS}
+        # the proof routes gave up their snapshots for the purge (they would have pinned the
+        # erased bytes through compaction) and serve from fresh ones
+        proven = net.get("val-0", f"/v1/state/proof?key={b'council'.hex()}")
+        assert proven["height"] >= erase_height
 
         # headers, roots and the log still verify: an erased crossing's inclusion proof
         status, doc, _ = signed_get(net.url("val-2"), f"/v1/txs/{first.id.hex()}", net.council[0], net.chain_id)
