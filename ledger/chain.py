@@ -185,6 +185,7 @@ def execute_block(
     verified: Callable[[Transaction], bool] | None = None,
     verify_signatures: bool = True,
     slots: Mapping[bytes, bytes | None] | None = None,
+    known: Callable[[bytes], Transaction | None] | None = None,
 ) -> ExecutedBlock:
     """Check every field of ``block`` against the parent tip and re-execute it.
 
@@ -194,6 +195,8 @@ def execute_block(
     certified state root checks them. Validating a new proposal passes none.
 
     ``verified(tx)`` may say a transaction's signatures were already checked (the mempool did);
+    ``known(raw)`` may hand over the transaction with exactly these bytes, decoded and with its
+    signatures checked (the mempool admitted it), so it is neither decoded nor verified again;
     ``verify_signatures=False`` skips signature checks entirely (an auditor that verified them
     in parallel beforehand).
     """
@@ -254,15 +257,17 @@ def execute_block(
             execution.skip_erased(row)
             stubs.append((i, stub_id, row))
             continue
-        try:
-            tx = decode_tx(raw)
-        except DecodeError as exc:
-            raise _fail("tx-encoding", str(exc), height, obj=where) from None
-        if verify_signatures and not (verified is not None and verified(tx)):
-            bad = tx.bad_signatures(chain.chain_id)
-            if bad:
-                raise _fail("tx-signature", f"signature of {bad[0].hex()[:16]} does not verify", height,
-                            obj=f"{where} ({tx.id.hex()[:16]})")
+        tx = known(raw) if known is not None else None
+        if tx is None:
+            try:
+                tx = decode_tx(raw)
+            except DecodeError as exc:
+                raise _fail("tx-encoding", str(exc), height, obj=where) from None
+            if verify_signatures and not (verified is not None and verified(tx)):
+                bad = tx.bad_signatures(chain.chain_id)
+                if bad:
+                    raise _fail("tx-signature", f"signature of {bad[0].hex()[:16]} does not verify", height,
+                                obj=f"{where} ({tx.id.hex()[:16]})")
         if view.has_tx(tx.id):
             raise _fail("tx-duplicate", "transaction was committed before", height, obj=where, found=tx.id)
         try:

@@ -211,7 +211,7 @@ class NodeApp:
                 self.mempool.remove(tx.id)
                 self._fail_waiters(tx.id, exc)
             self._settle(tx.id for tx, _ in rejected)
-            self.mempool.update(())
+            self.mempool.update((), ())  # only what the dropped ones wrote may have changed
         self._executed[executed.hash] = executed
         return executed
 
@@ -227,13 +227,9 @@ class NodeApp:
             if drift > self.max_clock_drift_ms:
                 raise ChainError("time", f"block time is {drift} ms ahead of this node's clock",
                                  height=block.height)
-        executed = execute_block(self.store, block, verified=self._admitted, slots=slots)
+        executed = execute_block(self.store, block, known=self.mempool.admitted, slots=slots)
         self._executed[block.hash] = executed
         return executed
-
-    def _admitted(self, tx: Transaction) -> bool:
-        """The mempool checked these exact bytes' signatures when it admitted them."""
-        return self.mempool.is_verified(tx.raw, tx.id)
 
     def commit(self, block_hash: bytes, commit: Commit, block: Block | bytes | None = None) -> ExecutedBlock:
         """Store a decided block with its certificate; wake waiters; publish events.
@@ -267,7 +263,7 @@ class NodeApp:
         self.metrics.inc("blocks_committed")
         self.metrics.inc("txs_committed", len(executed.txs))
         ids = [tx.id for tx in executed.txs]
-        dropped = self.mempool.update(ids)
+        dropped = self.mempool.update(ids, [key for key, _ in executed.changes.writes])
         for ev in executed.block.evidence:
             self.evidence_pool.pop(ev.hash, None)
         for tx_id in ids:

@@ -44,6 +44,28 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def node_cpu_ms(directory: Path) -> dict[str, int]:
+    """CPU time (user + system, ms) each running node of the devnet in ``directory`` has used,
+    read from /proc (Linux): found by the config file on its command line."""
+    out: dict[str, int] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    configs = {str((directory / n.name / "node.toml").resolve()): n.name for n in devnet.load(directory)}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if b"--config" not in argv:
+            continue
+        config = argv[argv.index(b"--config") + 1].decode(errors="replace")
+        name = configs.get(str(Path(config).resolve()))
+        if name is not None:
+            fields = stat.rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) * 1000 // tick  # utime, stime
+    return out
+
+
 def council_keys(directory: Path) -> list[SigningKey]:
     doc = json.loads((directory / devnet.DESCRIPTION).read_text())
     passphrase = (directory / "passphrase").read_bytes().strip()
@@ -117,6 +139,7 @@ async def run(args) -> dict:
 
     total = int(args.rate * args.duration)
     t0 = now_ms() + 3000 + total // 200  # leave time to sign the schedule
+    cpu_before: dict[str, int] = {}
     schedule = []
     for i in range(total):
         ident, bio = people[i % len(people)]
@@ -167,6 +190,7 @@ async def run(args) -> dict:
 
         i = 0
         node = 0
+        cpu_before = node_cpu_ms(args.dir)
         while i < total:
             wait = (schedule[i][0] - now_ms()) / 1000
             if wait > 0:
@@ -190,7 +214,9 @@ async def run(args) -> dict:
     while len(committed) < len(sent) - rejected and time.monotonic() < drain_deadline:
         await asyncio.sleep(0.1)
     stop.set()
+    cpu_after = node_cpu_ms(args.dir)
     await watcher
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before if name in cpu_after}
     latencies = sorted(committed[raw] - sent[raw] for raw in committed)
     # sustained rate: everything committed, over the time from the first due send to the last commit
     span_s = max(1e-3, (max(committed.values(), default=t0) - t0) / 1000)
@@ -217,6 +243,10 @@ async def run(args) -> dict:
         "latency_ms": {"p50": pct(0.50), "p90": pct(0.90), "p99": pct(0.99),
                        "max": latencies[-1] if latencies else None},
         "generator_send_lag_ms": {"p50": lag(0.50), "p99": lag(0.99), "max": max(lags, default=None)},
+        # from the first send to the last commit seen (or the drain deadline), per node
+        "node_cpu_ms": cpu,
+        "node_cpu_ms_per_crossing": {name: round(ms / max(1, len(committed)), 3) for name, ms in cpu.items()},
+        "load_average": os.getloadavg(),
     }
 
 
