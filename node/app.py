@@ -25,6 +25,7 @@ from ledger.privacy.subjects import subject_of
 from ledger.storage.chainstore import ChainStore, TxLocation
 from ledger.tx.envelope import Transaction, decode_tx
 from node.mempool import Mempool
+from node.sigcheck import SigChecker
 
 log = logging.getLogger("custos.app")
 
@@ -74,6 +75,7 @@ class NodeApp:
         self._flush_future: asyncio.Future | None = None
         self._last_write: asyncio.Future | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-accept")
+        self._sigcheck = SigChecker()
         self._restore_accepted()
 
     def _restore_accepted(self) -> None:
@@ -227,7 +229,9 @@ class NodeApp:
             if drift > self.max_clock_drift_ms:
                 raise ChainError("time", f"block time is {drift} ms ahead of this node's clock",
                                  height=block.height)
-        executed = execute_block(self.store, block, known=self.mempool.admitted, slots=slots)
+        # signatures the mempool did not check are checked on worker threads as execution goes
+        known = self._sigcheck.ahead(self.store.chain.chain_id, block.txs, already=self.mempool.admitted)
+        executed = execute_block(self.store, block, known=known, slots=slots)
         self._executed[block.hash] = executed
         return executed
 
@@ -332,6 +336,7 @@ class NodeApp:
     def close(self) -> None:
         """Finish pending acceptance writes (the store closes after this)."""
         self._writer.shutdown(wait=True)
+        self._sigcheck.close()
 
     def add_evidence(self, evidence: DuplicateVoteEvidence) -> None:
         if len(self.evidence_pool) < 1000:
