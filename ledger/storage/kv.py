@@ -149,26 +149,34 @@ class LevelKV:
         """Rewrite the tables so that deleted and overwritten keys and values leave the files.
 
         LevelDB's manual compaction moves the data of every level into the deepest level that
-        holds any, dropping what a newer entry hides, but never rewrites the tables already at
-        that level. Those came out of compactions (nothing hidden in them), or, in a database
-        of at most three levels, straight from a flush of the memory table, which keeps every
-        version of a key (a child's record and the deletion of it, say). Both sentinels are
-        rewritten first, so the flush spans every key: compacted into the deepest level, it
-        takes every table there along. A second pass does that for a shallow database.
+        holds any, dropping what a newer entry hides, but never rewrites a table at that level
+        that no table above overlaps. Such a table came out of a compaction (nothing hidden in
+        it), or, in a database of at most three levels, straight from a flush of the memory
+        table, which keeps every version of a key (a child's record and its deletion, say).
+        So the memory table is flushed first and the tables that exist then are noted; both
+        sentinels are rewritten before each pass, so the next flush spans every key and,
+        compacted into the deepest level, takes every table there along. A pass that leaves a
+        noted table in a shallow database is followed by another (one pass is the rule).
 
         The bounds are explicit: plyvel passes absent bounds as empty keys, and LevelDB then
-        compacts the empty range only (it flushes the memory table and nothing else).
+        compacts the empty range only (it flushes the memory table and nothing else), which is
+        how the flush is done.
 
         LevelDB also remembers, per level, the largest key its last compaction there read (the
         "compaction pointer", kept in the MANIFEST); a pass over the whole range leaves it at the
         upper sentinel, never at a deleted key.
         """
+        self._db.compact_range(start=b"\x00\x00", stop=b"\x00\x00")  # flush the memory table only
+        noted = self._tables()
         for _ in range(2):
             for sentinel in self.SENTINELS:
                 self._db.put(sentinel, b"")
             self._db.compact_range(start=b"", stop=b"\xff" * 8)
-            if self._deepest_level() > 2:  # no flushed table can be at the bottom
+            if not noted & self._tables() or self._deepest_level() > 2:
                 return
+
+    def _tables(self) -> set[str]:
+        return {p.name for p in self.path.iterdir() if p.suffix in (".ldb", ".sst")}
 
     def _deepest_level(self) -> int:
         for level in range(6, -1, -1):

@@ -136,6 +136,20 @@ def test_compacting_and_reopening_leaves_no_deleted_key_or_value_in_leveldbs_fil
     kv.close()
 
 
+def test_a_record_and_its_deletion_flushed_together_into_a_fresh_database_leave_no_trace(tmp_path):
+    # a young database: the flush of its memory table lands at the deepest level, record and
+    # deletion side by side in one table, which a manual compaction alone would never rewrite
+    secret = os.urandom(16)
+    kv = LevelKV(tmp_path / "db")
+    kv.write({b"S" + secret: b"v" + secret, b"T": b"tip"})
+    kv.write({b"S" + secret: None})
+    kv.compact()
+    kv.reopen()
+    assert files_holding(tmp_path / "db", {"secret": secret}) == []
+    assert kv.get(b"T") == b"tip"
+    kv.close()
+
+
 def test_after_the_purge_no_file_of_the_store_holds_the_childs_data(tmp_path):
     chain = Chain(path=tmp_path / "chain")
     authority, terminal = chain.open_border()
