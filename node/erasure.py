@@ -115,6 +115,7 @@ class Purger:
             purge = self._purge_files(tag, identity)
             self._count(purge, 0, 0.0)
         if store.compaction_due:
+            self._release_snapshots()
             self._compact()
             self._reopen()
             store.compaction_done()
@@ -159,8 +160,7 @@ class Purger:
             needles += _needles(purge)
         loop = asyncio.get_running_loop()
         for attempt in range(1, MAX_COMPACTIONS + 1):
-            for release in self.release_snapshots:
-                release()
+            self._release_snapshots()
             started = time.perf_counter()
             await loop.run_in_executor(self._compactor, self._compact)
             compact_ms = _ms(started)
@@ -169,8 +169,6 @@ class Purger:
                 self._reopen()
                 if self.forget_decided_inputs is not None:
                     self.forget_decided_inputs()
-                for retake in self.retake_snapshots:
-                    retake()
                 reopen_ms = _ms(started)
             for s in stats:
                 s.compact_ms += compact_ms
@@ -209,9 +207,17 @@ class Purger:
         """Step 3."""
         self.app.store.compact_files()
 
+    def _release_snapshots(self) -> None:
+        for release in self.release_snapshots:
+            release()
+
     def _reopen(self) -> None:
-        """Step 4 (nothing else may use the store meanwhile)."""
+        """Step 4 (nothing else may use the store meanwhile). Snapshots die with the old handle,
+        also one a proof request took since the release: all go first, fresh ones come after."""
+        self._release_snapshots()
         self.app.store.reopen_files()
+        for retake in self.retake_snapshots:
+            retake()
 
     def _residue(self, needles: list[bytes]) -> list[str]:
         check = getattr(self.app.store.kv, "files_holding", None)

@@ -24,6 +24,7 @@ from node.api.events import GUARDIAN, TERMINAL, EventStreams, Subscriber
 from node.api.identify import Identify
 from node.api.index import RequestIndex
 from node.api.policy import Policy
+from node.api.proofs import Snapshots
 from node.app import NodeApp
 from node.client.cards import enrol_scans, new_pseudonym_key, synthetic_eye
 from node.client.gallery_file import GalleryFile
@@ -54,6 +55,10 @@ class Node:
         self.index.catch_up()
         self.app.on_commit(self.index.on_commit)
         self.events = EventStreams(self.app, None, Policy(self.app))  # type: ignore[arg-type]
+        self.snapshots = Snapshots(self.app)  # proofs at recent heights: held from the start
+        self.app.on_commit(self.snapshots.take)
+        self.purger.release_snapshots.append(self.snapshots.release)
+        self.purger.retake_snapshots.append(self.snapshots.take)
         self.wal_cuts = 0
 
         def cut() -> bool:
@@ -74,6 +79,7 @@ class Node:
             await asyncio.sleep(0.02)
 
     def close(self) -> None:
+        self.snapshots.close()
         self.app.close()
         self.index.close()
         self.chain.store.close()
