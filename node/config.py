@@ -58,6 +58,13 @@ class ApiSection(_Strict):
     replay_per_key: int = Field(default=10_000, ge=10, le=10_000_000)
     #: /readyz answers 503 once the last block's time is older than this (catching up, or no commits)
     ready_max_block_age_ms: int = Field(default=30_000, ge=100, le=86_400_000)
+    #: API connections open at once (lowered to fit the open-file limit: node/edge/fdbudget.py)
+    max_connections: int = Field(default=1024, ge=16, le=65_536)
+    #: a connection must start its next request within idle_timeout_ms, send that request's
+    #: headers within header_timeout_ms of its first byte, and its body within body_timeout_ms
+    idle_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
+    header_timeout_ms: int = Field(default=5_000, ge=100, le=600_000)
+    body_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
 
 
 class Peer(_Strict):

@@ -95,6 +95,13 @@ class _Entry:
         return self.footprint is not None
 
 
+def check_signatures(tx: Transaction, chain_id: str) -> None:
+    """Raise :class:`BadSignature` unless every signature of ``tx`` verifies for ``chain_id``."""
+    bad = tx.bad_signatures(chain_id)
+    if bad:
+        raise BadSignature(f"signature of {bad[0].hex()[:16]} does not verify for chain {chain_id!r}")
+
+
 class Mempool:
     def __init__(self, view: ChainView, clock_ms: Callable[[], int], *, max_txs: int = 100_000,
                  max_bytes: int = 256 * 1024 * 1024) -> None:
@@ -153,20 +160,19 @@ class Mempool:
         return out
 
     # ---- admission
-    def add(self, tx: Transaction, *, check_rules: bool = True) -> bool:
+    def add(self, tx: Transaction, *, check_rules: bool = True, signatures_checked: bool = False) -> bool:
         """Admit ``tx``; False if it is already here. Raises RejectedTransaction otherwise.
 
-        ``check_rules=False`` (a peer's gossip) skips the check against the state."""
+        ``check_rules=False`` (a peer's gossip) skips the check against the state;
+        ``signatures_checked`` says the caller ran :func:`check_signatures` on these bytes."""
         if tx.id in self._entries:
             return False
         if len(self._entries) >= self.max_txs or self._bytes + len(tx.raw) > self.max_bytes:
             raise MempoolFull(f"the mempool holds {len(self._entries)} transactions; try again shortly")
         if self._view.has_tx(tx.id):
             raise DuplicateTransaction("the transaction is committed already")
-        bad = tx.bad_signatures(self._view.chain.chain_id)
-        if bad:
-            raise BadSignature(f"signature of {bad[0].hex()[:16]} does not verify for chain "
-                               f"{self._view.chain.chain_id!r}")
+        if not signatures_checked:
+            check_signatures(tx, self._view.chain.chain_id)
         footprint = self._apply_checked(tx) if check_rules else None
         self._entries[tx.id] = _Entry(tx, self._clock(), footprint)
         self._by_raw[tx.raw] = tx

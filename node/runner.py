@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import time
+from dataclasses import replace
 
 from aiohttp import web
 
@@ -15,14 +16,18 @@ from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import ChainStore
 from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
-from node.config import NodeConfig, split_hostport
+from node.config import ConfigError, NodeConfig, split_hostport
 from node.consensus.driver import ConsensusDriver
+from node.edge.connections import ConnectionGuard, ConnectionLimits
+from node.edge.fdbudget import FdPlan, plan, raise_soft_limit
+from node.edge.heap import return_large_buffers
 from node.erasure import Purger
 from node.genesis_file import load_genesis
 from node.keyfile import load_key_file
 from node.ops.logs import BlockLog
 from node.ops.metrics import NodeMetrics
 from node.ops.routes import OpsRoutes, metrics_app
+from node.p2p.limits import Limits
 from node.p2p.network import PeerNetwork
 from node.version import version
 
@@ -36,7 +41,8 @@ class Node:
         self.config = config
         self.key = load_key_file(config.node.key_file, config.passphrase())
         genesis = load_genesis(config.node.genesis)
-        self.store = ChainStore.open(config.node.data_dir / "chain", genesis)
+        self.fds = plan_descriptors(config)
+        self.store = ChainStore.open(config.node.data_dir / "chain", genesis, max_open_files=self.fds.store_files)
         self.app = NodeApp(
             self.store,
             max_mempool_txs=config.mempool.max_txs,
@@ -46,6 +52,7 @@ class Node:
         self.network = PeerNetwork.from_config(
             config.p2p, self.key, self.store.chain.chain_id, genesis.hash,
             on_message=self._on_peer_message, allowed=self._admits, on_peer=self._on_peer,
+            limits=peer_limits(self.fds),
         )
         self.driver = ConsensusDriver(
             self.app, self.key, config.consensus, config.node.data_dir / "consensus", self.network,
@@ -136,12 +143,15 @@ class Node:
 
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
-        web_app = make_web_app(self.api, max_body_bytes=self.config.api.max_batch_bytes,
+        api = self.config.api
+        web_app = make_web_app(self.api, max_body_bytes=api.max_body_bytes, max_batch_bytes=api.max_batch_bytes,
+                               body_timeout_s=api.body_timeout_ms / 1000,
                                extra_routes=self.extra_routes() + self.ops.routes())
         self.purger.resume()  # an erasure a crash interrupted, before the node serves or votes
         await self.network.start()
         await self.driver.start()
-        self._runner = runner = await serve(web_app, host, port)
+        guard = api_guard(self.config, self.fds, self.app.metrics.counters)
+        self._runner = runner = await serve(web_app, host, port, guard)
         actual = runner.addresses[0][1] if port == 0 else port
         self._tasks.extend(self.driver.tasks)
         self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
@@ -200,6 +210,33 @@ class Node:
         self.store.close()
 
 
+def plan_descriptors(config: NodeConfig) -> FdPlan:
+    """Share the open-file limit so callers never take the store's or the consensus log's files."""
+    limit = raise_soft_limit()
+    try:
+        fds = plan(limit, api_wanted=config.api.max_connections, p2p_wanted=Limits().max_connections)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    log.info("%s", fds.describe())
+    return fds
+
+
+def peer_limits(fds: FdPlan) -> Limits:
+    """The transport's bounds, within the peers' share of the open-file limit."""
+    defaults = Limits()
+    handshakes = min(defaults.max_handshakes, max(4, fds.p2p_connections // 8))
+    return replace(defaults, max_connections=max(4, fds.p2p_connections - handshakes), max_handshakes=handshakes,
+                   max_handshakes_per_ip=min(defaults.max_handshakes_per_ip, handshakes))
+
+
+def api_guard(config: NodeConfig, fds: FdPlan, counters) -> ConnectionGuard:
+    """The API's connection bounds (:mod:`node.edge.connections`); counts go to the node's metrics."""
+    api = config.api
+    limits = ConnectionLimits(max_connections=fds.api_connections, idle_timeout_s=api.idle_timeout_ms / 1000,
+                              header_timeout_s=api.header_timeout_ms / 1000)
+    return ConnectionGuard(limits, counters=counters, name="http")
+
+
 async def run(config: NodeConfig) -> None:
     node = Node(config)
     url = await node.start()
@@ -209,6 +246,7 @@ async def run(config: NodeConfig) -> None:
     # collection and young generations are collected less often.
     gc.freeze()
     gc.set_threshold(50_000, 50, 100)
+    return_large_buffers()  # a burst of uploads must not leave the heap at its peak
     metrics = f", metrics http://{config.metrics.listen}/metrics" if config.metrics.listen else ""
     log.info("node %s %s serving %s%s (chain %s, height %d)", config.node.name, version(), url, metrics,
              node.store.chain.chain_id, node.store.height)

@@ -43,7 +43,7 @@ from ledger.privacy.tags import child_tag
 from ledger.rules.erasure import EVENT_ERASED
 from ledger.state.machine import chain_info_of
 from ledger.state.records import K_CHAIN, ChainInfo
-from ledger.storage.kv import KV, LevelKV, MemoryKV, Snapshot
+from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES, KV, LevelKV, MemoryKV, Snapshot
 
 TIP = Schema(
     Tip,
@@ -212,8 +212,9 @@ class ChainStore:
 
     # ---- opening
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis | None = None) -> ChainStore:
-        store = cls(LevelKV(path))
+    def open(cls, path: str | Path, genesis: Genesis | None = None, *,
+             max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> ChainStore:
+        store = cls(LevelKV(path, max_open_files=max_open_files))
         if genesis is not None:
             store.initialize(genesis)
         return store

@@ -89,11 +89,17 @@ class MemoryKV:
         pass
 
 
+#: table files LevelDB keeps open unless told otherwise (its own default, 1000, can exhaust a
+#: small open-file limit; a node sizes its chain store's from the limit, node/edge/fdbudget.py)
+DEFAULT_MAX_OPEN_FILES = 64
+
+
 class LevelKV:
     """LevelDB through plyvel. Every batch written with ``sync=True`` is fsynced before return.
 
     Keys start with a byte between 0x01 and 0x7e (every store here uses ASCII prefixes), which
-    :meth:`compact` relies on.
+    :meth:`compact` relies on. ``max_open_files`` bounds the file descriptors its table cache
+    holds.
     """
 
     #: LevelDB's own diagnostic logs in the database directory; compactions write keys into them
@@ -101,9 +107,10 @@ class LevelKV:
     #: records below and above every key, rewritten before a compaction (see :meth:`compact`)
     SENTINELS = (b"\x00", b"\x7f")
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True, max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> None:
         self.path = Path(path)
         self._create = create
+        self.max_open_files = max_open_files
         if create:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
@@ -122,6 +129,7 @@ class LevelKV:
                 bloom_filter_bits=10,
                 lru_cache_size=64 * 1024 * 1024,
                 write_buffer_size=16 * 1024 * 1024,
+                max_open_files=self.max_open_files,
             )
         except (plyvel.IOError, OSError) as exc:
             raise StorageError(f"cannot open LevelDB at {self.path}: {exc}") from None

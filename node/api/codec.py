@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgpack
@@ -70,6 +71,21 @@ def hex_arg(value: str, size: int, what: str) -> bytes:
     return raw
 
 
+#: an integer as callers write it: ASCII digits, an optional minus, nothing else (Python's
+#: ``int`` would also take ``1_0``, spaces and digits of other scripts)
+_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
+def parse_int(text: str, what: str, *, lo: int = 0, hi: int = 2**63 - 1) -> int:
+    """``text`` as an integer in ``lo..hi``, or :class:`BadRequest` naming ``what``."""
+    if not _INTEGER.fullmatch(text):
+        raise BadRequest(f"{what} must be an integer written in ASCII digits")
+    value = int(text)
+    if not lo <= value <= hi:
+        raise BadRequest(f"{what} must lie in {lo}..{hi}")
+    return value
+
+
 def int_arg(request: web.Request, name: str, default: int | None = None, *, lo: int = 0,
             hi: int = 2**63 - 1) -> int:
     raw = request.query.get(name)
@@ -77,13 +93,7 @@ def int_arg(request: web.Request, name: str, default: int | None = None, *, lo: 
         if default is None:
             raise BadRequest(f"query parameter {name!r} is required")
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter {name!r} must be an integer") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"query parameter {name!r} must lie in {lo}..{hi}")
-    return value
+    return parse_int(raw, f"query parameter {name!r}", lo=lo, hi=hi)
 
 
 async def read_tx_body(request: web.Request, max_bytes: int = 2 * MAX_TX_BYTES) -> bytes:
@@ -98,7 +108,7 @@ async def read_tx_body(request: web.Request, max_bytes: int = 2 * MAX_TX_BYTES) 
         try:
             doc = json.loads(body)
             return bytes.fromhex(doc["tx"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise BadRequest('a JSON submission is {"tx": "<hex of the signed transaction>"}') from None
     if not body:
         raise BadRequest("empty body")

@@ -54,6 +54,7 @@ from node.api.codec import (
     error,
     hex_arg,
     int_arg,
+    parse_int,
     problem,
     read_tx_body,
     rejection,
@@ -63,6 +64,10 @@ from node.api.openapi import openapi_document
 from node.api.policy import INTEGRITY_READERS, Policy
 from node.api.refusal import Refused
 from node.app import NodeApp
+from node.edge.bodies import BodyBudget, body_middleware
+from node.edge.bodies import route_of as edge_route_of
+from node.edge.connections import ConnectionGuard, GuardedRunner, busy_middleware
+from node.edge.errorlog import ThrottledLog
 from node.mempool import MempoolFull
 from node.version import version
 
@@ -75,6 +80,10 @@ MAX_BLOCK_RANGE = 100
 DIGEST_CACHE_TXS = 200_000
 #: blocks with more transactions than this are digested off the event loop
 DIGEST_INLINE_TXS = 500
+#: request bodies being received at once: up to 64 KiB each (transactions, signed reads) in
+#: one pool, larger ones (batches) in another of this many of the largest body
+SMALL_BODY_BUDGET = 16 * 1024 * 1024
+LARGE_BODIES = 2
 
 
 @web.middleware
@@ -101,22 +110,30 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
     except (MerkleError, ChainError) as exc:
         return error(exc, 400)
     except StorageError as exc:
-        log.exception("storage error")
+        _errors.exception(f"storage {request.method} {route_of(request)}", "storage error serving %s %s",
+                          request.method, route_of(request))
         return error(exc, 500)
     except CustosError as exc:
         return error(exc, 400)
     except web.HTTPException:
         raise
-    except Exception:  # a bug: the client still gets a problem document, the log gets the traceback
+    except RecursionError:  # input nested deeper than a parser can follow (JSON, say)
+        return problem(400, "too-deep", "bad request", "the body is nested too deeply")
+    except Exception as exc:  # a bug: the client still gets a problem document, the log a traceback
         # the route's pattern, not the path: a path may name a child (/v1/identities/{id})
-        log.exception("unexpected error serving %s %s", request.method, route_of(request))
+        route = route_of(request)
+        _errors.exception(f"{type(exc).__name__} {request.method} {route}",
+                          "unexpected error serving %s %s", request.method, route)
         return problem(500, "internal", "internal error", "the node failed to serve this request")
+
+
+#: a flood of requests that fail the same way writes a few tracebacks a minute, not one each
+_errors = ThrottledLog(log)
 
 
 def route_of(request: web.Request) -> str:
     """The pattern of the route a request matched (``/v1/identities/{id}``), never its path."""
-    resource = request.match_info.route.resource
-    return resource.canonical if resource is not None else "(no route)"
+    return edge_route_of(request) or "(no route)"
 
 
 class Api:
@@ -188,12 +205,11 @@ class Api:
         except DecodeError as exc:
             raise BadRequest(str(exc)) from None
         results = []
-        for raw in items:
-            try:
-                s = self.app.submit(raw)
-                results.append({"id": s.tx_id, "status": s.status})
-            except RejectedTransaction as exc:
-                results.append({"status": "rejected", "rule": exc.rule, "detail": str(exc)})
+        for outcome in await self.app.submit_many(items):  # checked off the event loop
+            if isinstance(outcome, RejectedTransaction):
+                results.append({"status": "rejected", "rule": outcome.rule, "detail": str(outcome)})
+            else:
+                results.append({"id": outcome.tx_id, "status": outcome.status})
         await self.app.durable()
         return reply(request, {"results": results})
 
@@ -355,28 +371,45 @@ class Api:
 
 
 def _height(arg: str) -> int:
-    try:
-        height = int(arg)
-    except ValueError:
-        raise BadRequest("height must be an integer or 'latest'") from None
-    if not 0 <= height < 2**63:
-        raise BadRequest("height must lie in 0..2^63-1")
-    return height
+    return parse_int(arg, "a height ('latest' or an integer)")
 
 
-def make_web_app(api: Api, *, max_body_bytes: int, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
-    web_app = web.Application(client_max_size=max_body_bytes, middlewares=[problems_middleware])
+def make_web_app(api: Api, *, max_body_bytes: int, max_batch_bytes: int | None = None,
+                 body_timeout_s: float = 15.0, extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+    """The API application. A batch submission's body may take ``max_batch_bytes``, every other
+    route's ``max_body_bytes``; bodies must arrive within ``body_timeout_s`` and share the
+    budgets :data:`SMALL_BODY_BUDGET` and :data:`LARGE_BODIES` (see :mod:`node.edge.bodies`)."""
+    batch = max_batch_bytes or max_body_bytes
+    limits = {"/v1/txs/batch": batch}
+    bodies = body_middleware(limit_for=lambda request: limits.get(edge_route_of(request) or "", max_body_bytes),
+                             budget=BodyBudget(small=SMALL_BODY_BUDGET,
+                                               large=LARGE_BODIES * max(batch, max_body_bytes)),
+                             timeout_s=body_timeout_s, refuse=problem)
+    web_app = web.Application(client_max_size=max(batch, max_body_bytes),
+                              middlewares=[busy_middleware, problems_middleware, bodies])
     web_app[APP_KEY] = api
     web_app.add_routes(api.routes())
     web_app.add_routes(list(extra_routes))
     return web_app
 
 
-async def serve(web_app: web.Application, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+def parser_problem(status: int, detail: str) -> web.Response:
+    """What the HTTP parser refuses, as a problem document like every other error."""
+    if status >= 500:
+        return problem(status, "internal", "internal error", detail)
+    return problem(status, "malformed-request", "malformed request", detail)
+
+
+async def serve(web_app: web.Application, host: str, port: int,
+                guard: ConnectionGuard | None = None) -> web.AppRunner:
+    """Listen on ``host:port``; ``guard`` bounds the connections (:mod:`node.edge.connections`)."""
+    guard = guard if guard is not None else ConnectionGuard()  # (an empty guard is falsy: it has a length)
+    runner = GuardedRunner(web_app, guard, error_response=parser_problem, errors=_errors,
+                           access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()
+    runner.start_sweeping()
     return runner
 
 

@@ -39,6 +39,7 @@ import aiohttp
 from aiohttp import web
 
 from ledger.crypto.keys import PUBLIC_KEY_SIZE, SigningKey
+from node.edge.connections import ConnectionGuard, ConnectionLimits, GuardedRunner, busy_middleware
 from node.p2p.admission import Admission, Ticket
 from node.p2p.errors import FrameTooLarge, HandshakeRejected, P2PError, Reason
 from node.p2p.frames import CONSENSUS, Frame, check_channel, encode_frame, max_payload
@@ -167,7 +168,15 @@ class PeerNetwork:
         self._tasks: set[asyncio.Task] = set()
         self._seen = SeenCache(limits.seen_cache)
         self._logged: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._runner: web.AppRunner | None = None
+        self._runner: GuardedRunner | None = None
+        # sockets on the listener, peers' and strangers' alike: one that has not asked for the
+        # websocket upgrade within the handshake time is closed, and the newest pushes out the
+        # one idle longest once the transport's own bounds are reached
+        self._listener_counters: dict[str, int] = {}
+        self._listener_guard = ConnectionGuard(
+            ConnectionLimits(max_connections=limits.max_connections + limits.max_handshakes,
+                             idle_timeout_s=limits.handshake_timeout_s, header_timeout_s=limits.handshake_timeout_s),
+            counters=self._listener_counters, name="p2p_listener")
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._stopping = False
@@ -197,9 +206,9 @@ class PeerNetwork:
         if self._started:
             raise P2PError("the peer network was started already")
         self._started = True
-        app = web.Application()
+        app = web.Application(middlewares=[busy_middleware])
         app.router.add_get(PATH, self._accept)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+        self._runner = GuardedRunner(app, self._listener_guard, access_log=None, handle_signals=False,
                                      shutdown_timeout=self.limits.close_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -208,6 +217,7 @@ class PeerNetwork:
         except OSError as exc:
             await self._runner.cleanup()
             raise P2PError(f"cannot listen on {self.listen_address}: {exc.strerror or exc}") from None
+        self._runner.start_sweeping()
         for address in self._runner.addresses:
             if isinstance(address, tuple):
                 self._port = address[1]
@@ -452,8 +462,9 @@ class PeerNetwork:
         if exc.reason == Reason.CLOSED:
             log.debug("handshake with %s: %s", address, exc)
             return
-        # one warning per claimed key (or address) and reason: a redialing peer does not flood the log
-        who = exc.peer_key.hex() if exc.peer_key is not None else address
+        # one warning per claimed key (or remote host) and reason: a redialing peer, or a
+        # stranger opening connection after connection, does not flood the log
+        who = exc.peer_key.hex() if exc.peer_key is not None else address.rpartition(":")[0]
         self._log_once(who, exc.reason, "handshake with %s failed: %s", address, exc)
 
     def _log_once(self, who: str, what: str, message: str, *args) -> None:
@@ -622,6 +633,8 @@ class PeerNetwork:
     def metrics(self) -> dict[str, int]:
         """Counters and gauges, flat, for the node's ``/metrics``."""
         out = {f"p2p_{name}_total": value for name, value in self.counters.as_dict().items()}
+        out.update({f"{name}_total": value for name, value in self._listener_counters.items()})
+        out["p2p_listener_connections_open"] = self._listener_guard.open_connections
         out["p2p_peers_connected"] = len(self._conns)
         out["p2p_connections_open"] = len(self._all)
         out["p2p_handshakes_in_progress"] = self._admission.in_progress + self._outbound_handshakes

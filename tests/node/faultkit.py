@@ -13,6 +13,7 @@ Every loop here is bounded in count and time.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -22,6 +23,24 @@ from collections.abc import Iterable
 
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from tests.node.netkit import Net, Traveller
+
+
+def configure(net: Net, name: str, section: str, **values: object) -> None:
+    """Set ``values`` in section ``[section]`` of node ``name``'s config (before it starts)."""
+    path = net.dir / name / "node.toml"
+    lines = path.read_text().splitlines()
+    at = lines.index(f"[{section}]") + 1
+    lines[at:at] = [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def rss_mb(net: Net, name: str) -> float:
+    """Resident memory of node ``name``'s process."""
+    with open(f"/proc/{net.procs[name].pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
 
 
 def metric(net: Net, name: str, metric_name: str, timeout_s: float = 2.0) -> float | None:

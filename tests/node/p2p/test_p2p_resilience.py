@@ -230,3 +230,21 @@ def test_admission_reserves_claimed_slots_and_bounds_claims_per_key():
         adm.close(t)
         adm.close(t)  # idempotent
     assert adm.in_progress == 0
+
+
+@async_test(timeout=20)
+async def test_sockets_that_never_ask_for_the_websocket_are_closed():
+    limits = Limits(handshake_timeout_s=0.5, close_timeout_s=0.3, stop_timeout_s=3.0)
+    async with Cluster() as c:
+        a = await c.add("a", limits=limits)
+        host, port = a.address.rsplit(":", 1)
+        silent = [await asyncio.open_connection(host, int(port)) for _ in range(5)]
+        half = await asyncio.open_connection(host, int(port))
+        half[1].write(b"GET /p2p HTTP/1.1\r\nHo")  # half a request, never finished
+        for reader, _ in [*silent, half]:
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # closed by a
+        for _, writer in [*silent, half]:
+            writer.close()
+        m = a.net.metrics()
+        assert m["p2p_listener_connections_idle_timeouts_total"] == 5
+        assert m["p2p_listener_connections_header_timeouts_total"] == 1
