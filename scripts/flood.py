@@ -37,7 +37,6 @@ import os
 import platform
 import random
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -48,11 +47,11 @@ import aiohttp
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import setup  # noqa: E402  (the load script's enrolment of adult travellers)
+from load import setup
 
-from node import devnet  # noqa: E402
-from node.client.http import NodeClient, NodeUnreachable, ProblemError  # noqa: E402
-from node.client.txs import TxFactory  # noqa: E402
+from node import devnet
+from node.client.http import NodeClient, NodeUnreachable, ProblemError
+from node.client.txs import TxFactory
 
 TARGET = "val-0"
 
@@ -128,7 +127,7 @@ async def _until(seconds: float, step: Callable[[], Awaitable[None]], parallel: 
         while time.monotonic() < end:
             try:
                 await step()
-            except (OSError, asyncio.TimeoutError, aiohttp.ClientError):
+            except (TimeoutError, OSError, aiohttp.ClientError):
                 await asyncio.sleep(0.05)
 
     await asyncio.gather(*(one() for _ in range(parallel)))
@@ -138,7 +137,7 @@ async def flood_uploads(host: str, port: int, seconds: float, stats: dict, **_) 
     chunk = os.urandom(256 * 1024)
 
     async def step() -> None:
-        reader, writer = await asyncio.open_connection(host, port)
+        _, writer = await asyncio.open_connection(host, port)
         try:
             writer.write(b"POST /v1/txs/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
                          b"Content-Length: 8388608\r\n\r\n")
@@ -164,7 +163,7 @@ async def flood_idle(host: str, port: int, seconds: float, stats: dict, **_) -> 
                 if len(held) % 2:
                     writer.write(b"GET /v1/status HTTP/1.1\r\nHost:")  # half a header, never finished
                 held.append(writer)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             pass
         peak = max(peak, len(held))
         await asyncio.sleep(0.5)
@@ -203,8 +202,8 @@ MALFORMED = [
 
 async def flood_malformed(host: str, port: int, seconds: float, stats: dict, **_) -> None:
     deep = b"[" * 120_000 + b"]" * 120_000
-    requests = MALFORMED + [b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                            b"Content-Length: %d\r\n\r\n" % len(deep) + deep]
+    requests = [*MALFORMED, b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                    b"Content-Length: %d\r\n\r\n" % len(deep) + deep]
 
     async def step() -> None:
         reader, writer = await asyncio.open_connection(host, port)
@@ -226,7 +225,8 @@ async def flood_handshake(host: str, port: int, seconds: float, stats: dict, *, 
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def step() -> None:
-            ws = await session.ws_connect(f"http://{p2p_host}:{p2p_port}/p2p", timeout=aiohttp.ClientWSTimeout(ws_close=1))
+            ws = await session.ws_connect(f"http://{p2p_host}:{p2p_port}/p2p",
+                                          timeout=aiohttp.ClientWSTimeout(ws_close=1))
             stats["opened"] = stats.get("opened", 0) + 1
             try:
                 msg = await asyncio.wait_for(ws.receive(), 30)  # hold the slot until the node closes it
@@ -255,12 +255,12 @@ FLOODS = {
 
 async def metric(url: str, name: str) -> float | None:
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s:
-            async with s.get(url + "/metrics") as r:
-                for line in (await r.text()).splitlines():
-                    if line.startswith(name + " ") or line.startswith(name + "{"):
-                        return float(line.rsplit(" ", 1)[1])
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s, \
+                s.get(url + "/metrics") as r:
+            for line in (await r.text()).splitlines():
+                if line.startswith(name + " ") or line.startswith(name + "{"):
+                    return float(line.rsplit(" ", 1)[1])
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return None
     return None
 
@@ -272,10 +272,10 @@ EDGE_COUNTERS = ("custos_http_connections_", "custos_p2p_listener_connections_",
 async def edge_counters(url: str) -> dict[str, float]:
     """The target's counters of what its edge refused, evicted and timed out."""
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s:
-            async with s.get(url + "/metrics") as r:
-                text = await r.text()
-    except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as s, \
+                s.get(url + "/metrics") as r:
+            text = await r.text()
+    except (TimeoutError, aiohttp.ClientError, OSError):
         return {}
     out = {}
     for line in text.splitlines():

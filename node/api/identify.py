@@ -75,7 +75,7 @@ class Identify:
 
     @guarded
     async def identify(self, request: web.Request) -> web.Response:
-        body = await request.content.read(MAX_BODY + 1)
+        body = await request.read()  # read (within the API's body limits) before the handler runs
         if len(body) > MAX_BODY:
             raise BadRequest(f"a scan is at most {MAX_BODY} bytes")
         caller = self.auth.authenticate(request, body)

@@ -204,7 +204,7 @@ class Api:
             items = decode_tx_batch(body, max_items=20_000)
         except DecodeError as exc:
             raise BadRequest(str(exc)) from None
-        results = []
+        results: list[dict[str, object]] = []
         for outcome in await self.app.submit_many(items):  # checked off the event loop
             if isinstance(outcome, RejectedTransaction):
                 results.append({"status": "rejected", "rule": outcome.rule, "detail": str(outcome)})

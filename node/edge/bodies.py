@@ -19,7 +19,8 @@ stream through the reading frames, a cycle only the garbage collector's oldest g
 frees, and a node tuned to collect that generation rarely kept every abandoned upload. The
 traceback is dropped here, so plain reference counting frees the partial body at once.)
 
-Those refusals close the connection: the rest of the body is not read.
+Those refusals close the connection: the rest of the body is not read. Handlers get the body
+with ``await request.read()``; the request's stream (``request.content``) is spent by then.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def body_middleware(*, limit_for: Callable[[web.Request], int], budget: BodyBudg
 
 
 async def _read_all(request: web.Request, timeout_s: float, limit: int, refuse: Refuse,
-                    throttle: "Throughput | None") -> web.Response | None:
+                    throttle: Throughput | None) -> web.Response | None:
     """Read the body into the request; None, or the response that refuses it.
 
     The chunks are joined once at the end (no buffer grown by copying); a large body is read

@@ -7,11 +7,11 @@ import logging
 
 import pytest
 
+from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES
 from node.edge.bodies import BodyBudget
 from node.edge.connections import ConnectionGuard, ConnectionLimits
 from node.edge.errorlog import ThrottledLog
 from node.edge.fdbudget import RESERVED, plan
-from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES
 
 
 class Clock:
