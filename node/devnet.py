@@ -168,7 +168,10 @@ def load(directory: Path) -> list[NodeInfo]:
 
 
 def node_command(directory: Path, name: str) -> list[str]:
-    return [sys.executable, "-m", "node.cli", "node", "start", "--config", str(directory / name / "node.toml")]
+    command = [sys.executable, "-m", "node.cli", "node", "start", "--config", str(directory / name / "node.toml")]
+    if not (directory / name / "chain").exists():
+        command.append("--init")  # the node's first start (or a start from nothing, as a new node)
+    return command
 
 
 def launch(directory: Path, nodes: list[NodeInfo], *, log_dir: Path | None = None) -> dict[str, subprocess.Popen]:

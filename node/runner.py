@@ -12,12 +12,18 @@ from dataclasses import replace
 
 from aiohttp import web
 
+from ledger.crypto.keys import SigningKey
+from ledger.errors import StorageError
+from ledger.genesis import Genesis
 from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import ChainStore
+from ledger.storage.health import Patrol, check_recent
 from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
 from node.config import ConfigError, NodeConfig, split_hostport
 from node.consensus.driver import ConsensusDriver
+from node.consensus.errors import SignerStateError
+from node.consensus.privval import PRIVVAL_FILE, FilePrivValidator
 from node.edge.connections import ConnectionGuard, ConnectionLimits
 from node.edge.fdbudget import FdPlan, plan, raise_soft_limit
 from node.edge.heap import return_large_buffers
@@ -37,12 +43,14 @@ log = logging.getLogger("custos.node")
 class Node:
     """One node: store + app + consensus + peer network + API. ``start`` then ``stop``."""
 
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, *, init: bool = False) -> None:
+        """``init``: this is a new node; create its store and signer state where missing."""
         self.config = config
         self.key = load_key_file(config.node.key_file, config.passphrase())
         genesis = load_genesis(config.node.genesis)
         self.fds = plan_descriptors(config)
-        self.store = ChainStore.open(config.node.data_dir / "chain", genesis, max_open_files=self.fds.store_files)
+        self.store = open_chain(config, genesis, self.fds, init=init)
+        prepare_signer(config, self.key, genesis.chain_id, init=init)
         self.app = NodeApp(
             self.store,
             max_mempool_txs=config.mempool.max_txs,
@@ -157,6 +165,7 @@ class Node:
         self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
         self._tasks.append(asyncio.create_task(self.purger.run(), name="erasure-purge"))
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
+        self._tasks.append(asyncio.create_task(patrol_store(self.store, self.app.metrics.gauges), name="store-patrol"))
         self._tasks.append(asyncio.create_task(self.metrics.sample_rounds(), name="round-sampler"))
         if self.config.metrics.listen is not None:
             m_host, m_port = split_hostport(self.config.metrics.listen)
@@ -210,6 +219,56 @@ class Node:
         self.store.close()
 
 
+def open_chain(config: NodeConfig, genesis: Genesis, fds: FdPlan, *, init: bool) -> ChainStore:
+    """The node's chain store, checked: a new one only with ``init`` and where there is none; an
+    existing one never made anew, and refused unless its tip and recent blocks read back whole."""
+    path = config.node.data_dir / "chain"
+    if not path.exists() and not init:
+        raise StorageError(f"{path} holds no chain store. For a new node, start it once with --init; "
+                           "for an existing one, restore its data directory")
+    store = None
+    try:
+        store = ChainStore.open(path, genesis, create=init, max_open_files=fds.store_files)
+        check_recent(store)
+    except StorageError as exc:
+        if store is not None:
+            store.close()
+        raise StorageError(f"the chain store at {path} is damaged ({exc}); refusing to start on it. Restore it "
+                           "from a backup, or move it aside and start with --init to sync the chain again") from None
+    return store
+
+
+def prepare_signer(config: NodeConfig, key: SigningKey, chain_id: str, *, init: bool) -> None:
+    """A validator signs only with its signer state (what it signed last): never made up anew
+    unless this is a new node (``init``), or it could sign again what it signed before."""
+    if config.node.role != "validator":
+        return
+    path = config.node.data_dir / "consensus" / PRIVVAL_FILE
+    if path.exists():
+        return
+    if not init:
+        raise SignerStateError(f"no signer state at {path}: this validator may have signed before. Restore the "
+                               "file from a backup; start with --init only if this key never signed on this chain")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FilePrivValidator(path, key, chain_id, create=True)
+
+
+async def patrol_store(store: ChainStore, gauges: dict, *, blocks_per_s: int = 100, step_s: float = 0.5) -> None:
+    """Read every stored block back, slowly and forever, so damage shows in /healthz (see
+    :class:`ledger.storage.health.Patrol`)."""
+    patrol = Patrol(store)
+    loop = asyncio.get_running_loop()
+    count = max(1, int(blocks_per_s * step_s))
+    reported = False
+    while True:
+        await asyncio.sleep(step_s)
+        found = await loop.run_in_executor(None, patrol.step, count)
+        gauges["store_blocks_patrolled"] = patrol.checked
+        if found is not None and not reported:
+            log.error("the chain store is damaged: %s (/healthz fails from now on)", found)
+            reported = True
+
+
 def plan_descriptors(config: NodeConfig) -> FdPlan:
     """Share the open-file limit so callers never take the store's or the consensus log's files."""
     limit = raise_soft_limit()
@@ -237,8 +296,8 @@ def api_guard(config: NodeConfig, fds: FdPlan, counters) -> ConnectionGuard:
     return ConnectionGuard(limits, counters=counters, name="http")
 
 
-async def run(config: NodeConfig) -> None:
-    node = Node(config)
+async def run(config: NodeConfig, *, init: bool = False) -> None:
+    node = Node(config, init=init)
     url = await node.start()
     # A node allocates many short-lived objects per transaction; with the default thresholds
     # the collector runs full passes over the long-lived ones (caches, event rings) often

@@ -111,6 +111,8 @@ class Auditor:
             self._run(report)
         except AuditStop as stop:
             report.failure = stop.failure
+        except StorageError as exc:  # the store could not be read (a damaged table): a finding too
+            report.failure = AuditFailure(None, "store", "store-readable", f"the store cannot be read: {exc}")
         finally:
             if self.clock is not None:
                 report.seconds = self.clock() - started

@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-from ledger.errors import CustosError
+from ledger.audit.findings import AuditFailure, AuditStop
+from ledger.errors import CustosError, StorageError
 from ledger.merkle import MerkleLog
 from ledger.storage.chainstore import TIP, decode_slots
 from ledger.storage.kv import KV
@@ -82,11 +83,16 @@ class StoreSource:
     def __init__(self, kv: KV, description: str = "chain store") -> None:
         self.kv = kv
         self.description = description
-        self._tip_raw = kv.get(_TIP)
         self.tip_error: str | None = None
+        try:
+            self._tip_raw = kv.get(_TIP)
+        except StorageError as exc:  # the audit goes on from the blocks; reading them reports the damage
+            self._tip_raw, self.tip_error = None, f"the tip record cannot be read: {exc}"
         self._tip_height = 0
         self._claimed: dict[str, object] = {}
-        if self._tip_raw is None:
+        if self.tip_error is not None:
+            pass
+        elif self._tip_raw is None:
             self.tip_error = "the store has no tip record"
         else:
             try:
@@ -99,7 +105,10 @@ class StoreSource:
                                  "state_root": tip.state_root, "log_size": tip.log_size, "log_root": tip.log_root}
         if self.tip_error is not None:
             # fall back on the blocks themselves: audit every block the store holds
-            self._tip_height = self.highest_block()
+            try:
+                self._tip_height = self.highest_block()
+            except StorageError:
+                self._tip_height = 0  # the genesis read fails too, and the audit reports it
 
     def genesis_bytes(self) -> bytes:
         raw = self.kv.get(_GENESIS)
@@ -119,7 +128,12 @@ class StoreSource:
 
     def blocks(self, start: int, stop: int) -> Iterator[tuple[int, bytes | None, bytes | None]]:
         for height in range(start, stop + 1):
-            yield height, self.kv.get(b"B" + _h(height)), self.kv.get(b"C" + _h(height))
+            try:
+                block, commit = self.kv.get(b"B" + _h(height)), self.kv.get(b"C" + _h(height))
+            except StorageError as exc:  # a damaged table: a finding about this height
+                raise AuditStop(AuditFailure(height, "block", "store-readable",
+                                             f"the store cannot read block {height} or its commit: {exc}")) from None
+            yield height, block, commit
 
     def slots(self, height: int) -> dict[bytes, bytes | None]:
         return read_slots(self.kv.get(b"R" + _h(height)), height)

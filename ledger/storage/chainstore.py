@@ -35,7 +35,7 @@ from pathlib import Path
 from ledger.block import COMMIT, MAX_BLOCK_TXS, Block, Commit, Header
 from ledger.chain import ExecutedBlock, Tip
 from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode, encode
-from ledger.errors import StorageError
+from ledger.errors import DecodeError, StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.privacy.subjects import subject_of
@@ -204,19 +204,35 @@ class ChainStore:
         self._tip: Tip | None = None
         self._chain: ChainInfo | None = None
         self._genesis: Genesis | None = None
+        #: set when a block or record read back does not decode (see :attr:`damage`)
+        self._damage: str | None = None
         raw = kv.get(_TIP)
         if raw is not None:
-            self._tip = TIP.decode(raw)
-            self._genesis = GENESIS.decode(kv.get(_GENESIS) or b"")
-            self._chain = chain_info_of(self._state)
+            try:
+                self._tip = TIP.decode(raw)
+                self._genesis = GENESIS.decode(kv.get(_GENESIS) or b"")
+                self._chain = chain_info_of(self._state)
+            except DecodeError as exc:
+                raise StorageError(f"the store's tip, genesis or chain record does not decode: {exc}") from None
 
     # ---- opening
     @classmethod
-    def open(cls, path: str | Path, genesis: Genesis | None = None, *,
+    def open(cls, path: str | Path, genesis: Genesis | None = None, *, create: bool = True,
              max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> ChainStore:
-        store = cls(LevelKV(path, max_open_files=max_open_files))
-        if genesis is not None:
-            store.initialize(genesis)
+        """Open the store at ``path``. With ``create``, a missing (or empty) directory becomes a
+        new store holding ``genesis``; an existing store is never made anew (see
+        :class:`~ledger.storage.kv.LevelKV`), and one that lost its tip record is refused."""
+        kv = LevelKV(path, create=create, max_open_files=max_open_files)
+        try:
+            store = cls(kv)
+            if store._tip is None and not kv.created:
+                raise StorageError(f"the store at {path} holds no tip record: it is damaged (a new store "
+                                   "is only made in a missing or empty directory)")
+            if genesis is not None:
+                store.initialize(genesis)
+        except BaseException:
+            kv.close()
+            raise
         return store
 
     @classmethod
@@ -247,6 +263,15 @@ class ChainStore:
 
     def close(self) -> None:
         self.kv.close()
+
+    @property
+    def damage(self) -> str | None:
+        """What is known to be wrong with the stored data (None while nothing is)."""
+        return self._damage or getattr(self.kv, "damage", None)
+
+    def mark_damaged(self, reason: str) -> None:
+        if self._damage is None:
+            self._damage = reason
 
     # ---- ChainView
     @property
@@ -284,6 +309,12 @@ class ChainStore:
     # ---- reads
     def block_bytes(self, height: int) -> bytes | None:
         return self.kv.get(b"B" + _h(height))
+
+    def read_verified(self, height: int) -> tuple[bytes | None, bytes | None]:
+        """Block ``height`` and its commit as stored, every checksum on the way verified (LevelDB
+        otherwise trusts what it cached or read): for the health patrol."""
+        get = getattr(self.kv, "get_verified", self.kv.get)
+        return get(b"B" + _h(height)), get(b"C" + _h(height))
 
     def block(self, height: int) -> Block | None:
         raw = self.block_bytes(height)

@@ -100,6 +100,15 @@ class LevelKV:
     Keys start with a byte between 0x01 and 0x7e (every store here uses ASCII prefixes), which
     :meth:`compact` relies on. ``max_open_files`` bounds the file descriptors its table cache
     holds.
+
+    ``create`` allows making a new database, and only where there is nothing yet (the
+    directory is missing or empty). LevelDB asked to "create if missing" a database whose
+    ``CURRENT`` file is gone makes a new, empty one and deletes the tables it does not know:
+    every record. An existing directory without a database is refused instead.
+
+    Every read verifies the checksums of the table blocks it reads from disk (unverified, a
+    zeroed block reads as "no such key"). Any error LevelDB reports (a damaged table, a failed
+    write) is raised as :class:`StorageError`, and the first one is kept in ``damage``.
     """
 
     #: LevelDB's own diagnostic logs in the database directory; compactions write keys into them
@@ -109,21 +118,28 @@ class LevelKV:
 
     def __init__(self, path: str | Path, *, create: bool = True, max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> None:
         self.path = Path(path)
-        self._create = create
         self.max_open_files = max_open_files
-        if create:
+        #: the first error LevelDB reported since it was opened (None while all is well)
+        self.damage: str | None = None
+        fresh = not self.path.exists() or (self.path.is_dir() and not any(self.path.iterdir()))
+        #: True if this opening made a new, empty database
+        self.created = create and fresh
+        if not fresh and not (self.path / "CURRENT").is_file():
+            raise StorageError(f"{self.path} holds no LevelDB (its CURRENT file is missing): the store is damaged "
+                               "or this is not a store; refusing to open it, or to make a new one over it")
+        if self.created:
             try:
                 self.path.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise StorageError(f"cannot open LevelDB at {self.path}: {exc}") from None
-        self._db = self._open()
+        self._db = self._open(create_if_missing=self.created)
 
-    def _open(self):
+    def _open(self, *, create_if_missing: bool = False):
         import plyvel
 
         try:
             return plyvel.DB(
-                str(self.path), create_if_missing=self._create, paranoid_checks=True,
+                str(self.path), create_if_missing=create_if_missing, paranoid_checks=True,
                 # most lookups on a busy node are for keys that do not exist (is this
                 # transaction new?): bloom filters answer those without touching the tables
                 bloom_filter_bits=10,
@@ -136,22 +152,52 @@ class LevelKV:
         except plyvel.Error as exc:
             raise StorageError(f"LevelDB at {self.path} is unusable: {exc}") from None
 
+    def _failed(self, what: str, exc: Exception) -> StorageError:
+        message = f"LevelDB at {self.path}: {what} failed: {exc}"
+        if self.damage is None:
+            self.damage = message
+        return StorageError(message)
+
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        import plyvel
+
+        try:
+            return self._db.get(key, verify_checksums=True)
+        except plyvel.Error as exc:
+            raise self._failed("a read", exc) from None
+
+    def get_verified(self, key: bytes) -> bytes | None:
+        """``get``, verifying the checksum of every table block read, without filling the cache."""
+        import plyvel
+
+        try:
+            return self._db.get(key, verify_checksums=True, fill_cache=False)
+        except plyvel.Error as exc:
+            raise self._failed("a read", exc) from None
 
     def iterate(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        with self._db.iterator(start=start, stop=stop, reverse=reverse) as it:
-            yield from it
+        import plyvel
+
+        try:
+            with self._db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True) as it:
+                yield from it
+        except plyvel.Error as exc:
+            raise self._failed("a scan", exc) from None
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool = True) -> None:
+        import plyvel
+
         # transaction=True: if anything raises half way, plyvel drops the batch instead of writing
         # the half already collected (its default writes it)
-        with self._db.write_batch(sync=sync, transaction=True) as batch:
-            for k, v in changes.items():
-                if v is None:
-                    batch.delete(k)
-                else:
-                    batch.put(k, v)
+        try:
+            with self._db.write_batch(sync=sync, transaction=True) as batch:
+                for k, v in changes.items():
+                    if v is None:
+                        batch.delete(k)
+                    else:
+                        batch.put(k, v)
+        except plyvel.Error as exc:
+            raise self._failed("a write", exc) from None
 
     def compact(self) -> None:
         """Rewrite the tables so that deleted and overwritten keys and values leave the files.

@@ -363,6 +363,9 @@ class Api:
                                "second_root": log_.root(second), "proof": log_.consistency_proof(first, second)})
 
     async def healthz(self, request: web.Request) -> web.Response:
+        damage = self.app.store.damage
+        if damage is not None:  # found by a read or the store patrol (node/runner.py): a supervisor acts
+            return problem(503, "storage-damaged", "the chain store is damaged", damage)
         return reply(request, {"ok": True, "height": self.app.store.height})
 
     async def openapi(self, request: web.Request) -> web.Response:

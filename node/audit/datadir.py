@@ -35,11 +35,21 @@ class _ReadOnlyLevelDB:
             raise SourceError(f"the LevelDB at {path} is unusable: {exc}") from None
 
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        import plyvel
+
+        try:
+            return self._db.get(key, verify_checksums=True)  # unverified, a zeroed block reads as "absent"
+        except plyvel.Error as exc:  # a damaged table: the audit reports it as a finding
+            raise StorageError(f"LevelDB: {exc}") from None
 
     def iterate(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        with self._db.iterator(start=start, stop=stop, reverse=reverse) as it:
-            yield from it
+        import plyvel
+
+        try:
+            with self._db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True) as it:
+                yield from it
+        except plyvel.Error as exc:
+            raise StorageError(f"LevelDB: {exc}") from None
 
     def write(self, changes, *, sync: bool = True) -> None:
         raise StorageError("an audit never writes to the audited store")

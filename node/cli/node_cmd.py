@@ -18,6 +18,9 @@ def register(sub) -> None:
     nsub.required = True
     start = nsub.add_parser("start", help="start a node from its config file; stops on Ctrl-C / SIGTERM")
     start.add_argument("--config", type=Path, required=True, help="node config (see configs/node.example.toml)")
+    start.add_argument("--init", action="store_true",
+                       help="a new node's first start: create its chain store and signer state where there are "
+                            "none (never for a validator that signed before: it could sign twice)")
     start.set_defaults(func=cmd_start)
     from node.cli.ceremony_cmd import register_node_init
 
@@ -30,5 +33,5 @@ def cmd_start(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     level = logging.WARNING - 10 * args.verbose if args.verbose else getattr(logging, config.log.level.upper())
     configure(level, args.log_format or config.log.format)
-    asyncio.run(run(config))
+    asyncio.run(run(config, init=args.init))
     return 0

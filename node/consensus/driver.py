@@ -30,7 +30,7 @@ from node.consensus.config import TimeoutConfig
 from node.consensus.engine import Engine
 from node.consensus.messages import Proposal, decode_message, encode_message
 from node.consensus.outputs import Decide
-from node.consensus.privval import FilePrivValidator
+from node.consensus.privval import PRIVVAL_FILE, FilePrivValidator
 from node.consensus.recorder import RecordedEngine
 from node.consensus.replica import (
     MAX_TX_BATCH,
@@ -188,8 +188,8 @@ class ConsensusDriver:
         directory.mkdir(parents=True, exist_ok=True)
         self._privval = None
         if not observer:
-            state_file = directory / "privval.json"
-            self._privval = FilePrivValidator(state_file, key, self.chain_id, create=not state_file.exists())
+            # never made up here: a new node's is created by `node start --init` (node/runner.py)
+            self._privval = FilePrivValidator(directory / PRIVVAL_FILE, key, self.chain_id, create=False)
         self.wal = ConsensusWal.open(directory / "wal")
         if self.wal.recovery.problem:
             log.warning("consensus log repaired at start-up: %s", self.wal.recovery.problem)

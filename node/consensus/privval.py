@@ -131,6 +131,10 @@ class MemoryPrivValidator:
         return f"{type(self).__name__}({self.public.hex()[:12]}, last h/r/s {self.state.hrs})"
 
 
+#: the signer state's file name in a node's consensus directory
+PRIVVAL_FILE = "privval.json"
+
+
 class FilePrivValidator(MemoryPrivValidator):
     """The signer for a real validator: its state survives restarts in ``path``."""
 

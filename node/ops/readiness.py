@@ -41,6 +41,8 @@ def readiness(store: ChainStore, max_block_age_ms: int, *,
               clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> Readiness:
     tip = store.tip
     age = max(0, clock_ms() - tip.time)
+    if store.damage is not None:
+        return Readiness(False, store.height, age, max_block_age_ms, f"the chain store is damaged: {store.damage}")
     if store.height == 0:
         return Readiness(False, 0, age, max_block_age_ms, "no block committed yet")
     if age > max_block_age_ms:

@@ -36,6 +36,8 @@ class OpsRoutes:
         return problem(503, "not-ready", "not ready", state.reason, **state.to_json())
 
     async def healthz(self, request: web.Request) -> web.Response:
+        if self.store.damage is not None:
+            return problem(503, "storage-damaged", "the chain store is damaged", self.store.damage)
         return web.json_response({"ok": True, "height": self.store.height})
 
 

@@ -31,8 +31,18 @@ class Net:
                  **create_kwargs: Any) -> None:
         """``harness`` runs the named nodes through another entry point (a module under tests/,
         e.g. ``tests.node.byzantine_node``) that changes their behaviour from outside."""
+        self._attach(directory, devnet.create(directory, validators, **create_kwargs), harness)
+
+    @classmethod
+    def existing(cls, directory: Path, *, harness: dict[str, str] | None = None) -> Net:
+        """The network a directory holds already (a copy of another one, say); nothing runs yet."""
+        net = cls.__new__(cls)
+        net._attach(directory, devnet.load(directory), harness)
+        return net
+
+    def _attach(self, directory: Path, nodes: list[devnet.NodeInfo], harness: dict[str, str] | None) -> None:
         self.dir = directory
-        self.nodes = {n.name: n for n in devnet.create(directory, validators, **create_kwargs)}
+        self.nodes = {n.name: n for n in nodes}
         self.harness = dict(harness or {})
         self.procs: dict[str, subprocess.Popen] = {}
         self.passphrase = (directory / "passphrase").read_bytes().strip()
