@@ -170,7 +170,7 @@ def load(directory: Path) -> list[NodeInfo]:
 def node_command(directory: Path, name: str) -> list[str]:
     command = [sys.executable, "-m", "node.cli", "node", "start", "--config", str(directory / name / "node.toml")]
     if not (directory / name / "chain").exists():
-        command.append("--init")  # the node's first start (or a start from nothing, as a new node)
+        command.append("--init")  # the node's first start: it makes its signer state
     return command
 
 

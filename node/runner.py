@@ -23,7 +23,7 @@ from node.app import NodeApp
 from node.config import ConfigError, NodeConfig, split_hostport
 from node.consensus.driver import ConsensusDriver
 from node.consensus.errors import SignerStateError
-from node.consensus.privval import PRIVVAL_FILE, FilePrivValidator
+from node.consensus.privval import PRIVVAL_FILE, initialise_signer_state
 from node.edge.connections import ConnectionGuard, ConnectionLimits
 from node.edge.fdbudget import FdPlan, plan, raise_soft_limit
 from node.edge.heap import return_large_buffers
@@ -44,12 +44,12 @@ class Node:
     """One node: store + app + consensus + peer network + API. ``start`` then ``stop``."""
 
     def __init__(self, config: NodeConfig, *, init: bool = False) -> None:
-        """``init``: this is a new node; create its store and signer state where missing."""
+        """``init``: this is a new node; give it a signer state if it has none."""
         self.config = config
         self.key = load_key_file(config.node.key_file, config.passphrase())
         genesis = load_genesis(config.node.genesis)
         self.fds = plan_descriptors(config)
-        self.store = open_chain(config, genesis, self.fds, init=init)
+        self.store = open_chain(config, genesis, self.fds)
         prepare_signer(config, self.key, genesis.chain_id, init=init)
         self.app = NodeApp(
             self.store,
@@ -219,28 +219,29 @@ class Node:
         self.store.close()
 
 
-def open_chain(config: NodeConfig, genesis: Genesis, fds: FdPlan, *, init: bool) -> ChainStore:
-    """The node's chain store, checked: a new one only with ``init`` and where there is none; an
-    existing one never made anew, and refused unless its tip and recent blocks read back whole."""
+def open_chain(config: NodeConfig, genesis: Genesis, fds: FdPlan) -> ChainStore:
+    """The node's chain store, checked. A missing one is made (a new node, or one that lost its
+    store and syncs the chain again: its signer state keeps it from signing twice); an existing
+    one is never made anew, and is refused unless its tip and recent blocks read back whole."""
     path = config.node.data_dir / "chain"
-    if not path.exists() and not init:
-        raise StorageError(f"{path} holds no chain store. For a new node, start it once with --init; "
-                           "for an existing one, restore its data directory")
+    if not path.exists():
+        log.warning("no chain store at %s: starting one from genesis (the chain is synced from peers)", path)
     store = None
     try:
-        store = ChainStore.open(path, genesis, create=init, max_open_files=fds.store_files)
+        store = ChainStore.open(path, genesis, create=True, max_open_files=fds.store_files)
         check_recent(store)
     except StorageError as exc:
         if store is not None:
             store.close()
         raise StorageError(f"the chain store at {path} is damaged ({exc}); refusing to start on it. Restore it "
-                           "from a backup, or move it aside and start with --init to sync the chain again") from None
+                           "from a backup, or move it aside to sync the chain again") from None
     return store
 
 
 def prepare_signer(config: NodeConfig, key: SigningKey, chain_id: str, *, init: bool) -> None:
     """A validator signs only with its signer state (what it signed last): never made up anew
-    unless this is a new node (``init``), or it could sign again what it signed before."""
+    unless told this is a new node (``--init``; ``custos genesis finalize`` writes a new node's
+    state too), or it could sign again what it signed before."""
     if config.node.role != "validator":
         return
     path = config.node.data_dir / "consensus" / PRIVVAL_FILE
@@ -249,8 +250,7 @@ def prepare_signer(config: NodeConfig, key: SigningKey, chain_id: str, *, init: 
     if not init:
         raise SignerStateError(f"no signer state at {path}: this validator may have signed before. Restore the "
                                "file from a backup; start with --init only if this key never signed on this chain")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FilePrivValidator(path, key, chain_id, create=True)
+    initialise_signer_state(path, key.public, chain_id)
 
 
 async def patrol_store(store: ChainStore, gauges: dict, *, blocks_per_s: int = 100, step_s: float = 0.5) -> None:

@@ -18,7 +18,8 @@ from ledger.crypto.keys import SigningKey
 from node import ceremony
 from node.cli.common import EXIT_INVALID, EXIT_OK, add_passphrase_arg, read_passphrase
 from node.cli.options import InputError, parse_time, public_key_arg, say
-from node.config import _hostport, load_config
+from node.config import NodeConfig, _hostport, load_config
+from node.consensus.privval import PRIVVAL_FILE, initialise_signer_state
 from node.genesis_file import load_genesis
 from node.keyfile import INTERACTIVE, MINIMAL, public_key_of, write_key_file
 
@@ -166,6 +167,15 @@ def replace_toml_list(text: str, name: str, items: list[str]) -> str:
     return new
 
 
+def _initialise_signer(config: NodeConfig, key: bytes, chain_id: str) -> None:
+    """A new validator's signer state (nothing signed yet), so its first start needs no --init.
+    Only for a node that never ran (no chain store): a node's own state is never replaced."""
+    data = config.node.data_dir
+    fresh = config.node.role == "validator" and not (data / "chain").exists()
+    if fresh and initialise_signer_state(data / "consensus" / PRIVVAL_FILE, key, chain_id):
+        say(f"signer state written to {data / 'consensus' / PRIVVAL_FILE}")
+
+
 def cmd_finalize(args: argparse.Namespace) -> int:
     directory: Path = args.dir
     source: Path = args.source
@@ -193,7 +203,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     text = replace_toml_list(text, "allow", [f'"{j.key.hex()}"' for j in others if j.role == "observer"])
     shutil.copyfile(source / "genesis.toml", directory / "genesis.toml")
     config_path.write_text(text)
-    load_config(config_path)  # what was written must load
+    config = load_config(config_path)  # what was written must load
+    _initialise_signer(config, own.key, genesis.chain_id)
     brought = {k for j in joins for k in j.council}
     say(f"chain {genesis.chain_id}: {len(genesis.validators)} validators, council {genesis.council.threshold} of "
         f"{len(genesis.council.members)}; {len(dial)} peers written to {config_path}")

@@ -19,8 +19,8 @@ def register(sub) -> None:
     start = nsub.add_parser("start", help="start a node from its config file; stops on Ctrl-C / SIGTERM")
     start.add_argument("--config", type=Path, required=True, help="node config (see configs/node.example.toml)")
     start.add_argument("--init", action="store_true",
-                       help="a new node's first start: create its chain store and signer state where there are "
-                            "none (never for a validator that signed before: it could sign twice)")
+                       help="a new validator's first start: create its signer state if there is none (never for "
+                            "one that signed before: it could sign twice; `genesis finalize` does it for you)")
     start.set_defaults(func=cmd_start)
     from node.cli.ceremony_cmd import register_node_init
 

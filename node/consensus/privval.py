@@ -135,6 +135,20 @@ class MemoryPrivValidator:
 PRIVVAL_FILE = "privval.json"
 
 
+def initialise_signer_state(path: str | os.PathLike, public_key: bytes, chain_id: str) -> bool:
+    """Write a new validator's signer state (nothing signed yet) at ``path``, unless there is one;
+    True if it was written. Only a node that never signed may be given one: see the callers."""
+    path = Path(path)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write_atomically(path, SIGN_STATE.encode(SignState(chain_id, public_key, 0, 0, STEP_NONE, b"", b"")))
+    except OSError as exc:
+        raise SignerStateError(f"cannot write signer state {path}: {exc}") from exc
+    return True
+
+
 class FilePrivValidator(MemoryPrivValidator):
     """The signer for a real validator: its state survives restarts in ``path``."""
 

@@ -3,8 +3,8 @@ starts silently on it, never makes its store or signer state anew over what was 
 never deletes data. Each case damages a stopped copy of one validator's directory.
 
 Faults are named for what an unlucky operator meets: the signer state lost, LevelDB's
-``CURRENT`` file lost (with the consensus directory too), a table file truncated, a table
-zeroed under a running node.
+``CURRENT`` file lost (with the consensus directory too), the whole data directory lost, a
+table file truncated, a table zeroed under a running node.
 """
 
 from __future__ import annotations
@@ -92,6 +92,14 @@ def test_rejects_a_store_without_its_current_file_and_deletes_no_table(copy):
     assert_refused(start(copy), "CURRENT file is missing")
     assert_refused(start(copy, "--init"), "CURRENT file is missing")  # not even a new node's start makes it anew
     assert tables(copy) == before
+
+
+def test_rejects_a_validator_that_lost_its_whole_data_directory(copy):
+    # nothing left tells the node it ran: without its signer state it must not start at height 0
+    shutil.rmtree(copy / "val-0" / "chain")
+    shutil.rmtree(copy / "val-0" / "consensus")
+    assert_refused(start(copy), "no signer state", "--init")
+    assert not (copy / "val-0" / "consensus" / "privval.json").exists()
 
 
 def test_rejects_a_start_on_a_truncated_table(copy):
