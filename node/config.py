@@ -62,7 +62,7 @@ class ApiSection(_Strict):
     max_connections: int = Field(default=1024, ge=16, le=65_536)
     #: a connection must start its next request within idle_timeout_ms, send that request's
     #: headers within header_timeout_ms of its first byte, and its body within body_timeout_ms
-    idle_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
+    idle_timeout_ms: int = Field(default=60_000, ge=100, le=600_000)  # past clients' keep-alive (aiohttp: 15 s)
     header_timeout_ms: int = Field(default=5_000, ge=100, le=600_000)
     body_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
 

@@ -44,8 +44,9 @@ RECEIVE_BYTES = 64 * 1024
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
     max_connections: int = 1024
-    #: an idle connection must start its next request within this
-    idle_timeout_s: float = 15.0
+    #: an idle connection must start its next request within this (longer than clients keep an
+    #: idle connection for reuse, or a client could send on one the node is just closing)
+    idle_timeout_s: float = 60.0
     #: a request's headers must be complete within this of its first byte
     header_timeout_s: float = 5.0
     #: how often the guard looks for connections over their time
