@@ -12,6 +12,8 @@ version    what it is
            validator stakes, key revocation and rotation, erasure, upgrade scheduling
 2          adds council membership changes (``gov.set-council``), parameter changes at a future
            height (``gov.set-params``) and validator key rotation (``gov.rotate-validator``)
+3          adds oversight bodies (``gov.register-oversight``) and nodes' access-log checkpoints
+           (``node.access-checkpoint``)
 =========  ==================================================================================
 
 A node refuses to build or accept a block under a version it does not know, with a message that
@@ -27,13 +29,16 @@ from ledger.state.records import P_PROTOCOL, k_protocol
 from ledger.state.view import StateReader
 from ledger.tx import bodies as k
 
-LATEST = 2
-SUPPORTED = (1, 2)
+LATEST = 3
+SUPPORTED = (1, 2, 3)
 _VERSION = Int(min=1, max=1000)
 
+_SINCE_2 = frozenset({k.GOV_SET_COUNCIL, k.GOV_SET_PARAMS, k.GOV_ROTATE_VALIDATOR})
+_SINCE_3 = frozenset({k.GOV_REGISTER_OVERSIGHT, k.ACCESS_CHECKPOINT})
 KINDS: dict[int, frozenset[str]] = {
-    1: frozenset(k.BODIES) - {k.GOV_SET_COUNCIL, k.GOV_SET_PARAMS, k.GOV_ROTATE_VALIDATOR},
-    2: frozenset(k.BODIES),
+    1: frozenset(k.BODIES) - _SINCE_2 - _SINCE_3,
+    2: frozenset(k.BODIES) - _SINCE_3,
+    3: frozenset(k.BODIES),
 }
 
 

@@ -121,6 +121,14 @@ class LogSection(_Strict):
     level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
 
 
+class AccessLogSection(_Strict):
+    """The access log of reads of children's records (docs/ACCESS-LOG.md)."""
+
+    #: how often a grown log's root is committed to the chain (the window in which an operator
+    #: could rewrite the newest entries unseen)
+    checkpoint_ms: int = Field(default=2_000, ge=100, le=3_600_000)
+
+
 class IdentifySection(_Strict):
     """An enrolment authority's node: serve ``POST /v1/identify`` from its gallery."""
 
@@ -138,6 +146,7 @@ class NodeConfig(_Strict):
     mempool: MempoolSection = MempoolSection()
     metrics: MetricsSection = MetricsSection()
     log: LogSection = LogSection()
+    access_log: AccessLogSection = AccessLogSection()
     identify: IdentifySection | None = None
 
     def passphrase(self) -> bytes:

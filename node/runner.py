@@ -81,7 +81,12 @@ class Node:
         self._runner: web.AppRunner | None = None
 
     def _status(self) -> dict:
-        return {**self.driver.status(), **self.purger.status()}
+        """What ``GET /v1/status`` adds: consensus, erasure purges, and the access log's size and damage."""
+        doc = {**self.driver.status(), **self.purger.status()}
+        access_log = getattr(self, "access_log", None)
+        if access_log is not None:
+            doc["access_log"] = {"size": access_log.size, "damaged": access_log.damage is not None}
+        return doc
 
     def _is_validator(self) -> bool:
         return self.config.node.role == "validator" and self.key.public in self._next_validators()
@@ -106,12 +111,17 @@ class Node:
             self.network.enforce_permissions()  # a validator that left may no longer connect
 
     def extra_routes(self) -> list:
-        """Routes beyond the core API (signed reads, event streams), added by their modules."""
+        """Routes beyond the core API (signed reads, event streams, the access log), added by
+        their modules."""
+        from node.access.checkpoints import Checkpointer
+        from node.access.log import AccessLog
+        from node.api.access_log import AccessLogRoutes
         from node.api.auth import Authenticator
         from node.api.events import EventStreams
         from node.api.index import RequestIndex
         from node.api.policy import Policy
         from node.api.reads import Reads
+        from node.api.recorder import ReadRecorder
         from node.api.replay import ReplayCache
         from node.web.routes import WebApps
 
@@ -122,24 +132,32 @@ class Node:
         auth = Authenticator(self.app, node_id=self.key.public, window_ms=api.read_window_ms, replay=self.replay,
                              node_keys=node_keys)
         policy = Policy(self.app)
-        self.api.guard(auth, policy)  # signed reads of integrity data (blocks, transactions)
+        self.access_log = AccessLog.open(self.config.node.data_dir / "access-log")
+        self.checkpointer = Checkpointer(self.app, self.access_log, self.key,
+                                         interval_ms=self.config.access_log.checkpoint_ms)
+        self.access_log.verify(self.checkpointer.anchor())  # a damaged log: /healthz fails, reads are refused
+        recorder = ReadRecorder(self.access_log, self.app.clock_ms)
+        self.api.health_checks.append(recorder.healthy)
+        self.ops.health_checks.append(recorder.healthy)
+        self.api.guard(auth, policy, recorder)  # signed reads of integrity data (blocks, transactions)
         self.request_index = RequestIndex.open(self.config.node.data_dir / "reads-index", self.store)
         self.request_index.catch_up()
         self.app.on_commit(self.request_index.on_commit)
-        self.event_streams = EventStreams(self.app, auth, policy)
-        routes = Reads(self.app, auth, policy, self.request_index).routes() + self.event_streams.routes()
-        routes += self.proof_routes(auth, policy)
+        self.event_streams = EventStreams(self.app, auth, policy, recorder)
+        routes = (Reads(self.app, auth, policy, self.request_index, recorder).routes() + self.event_streams.routes()
+                  + AccessLogRoutes(self.app, auth, policy, recorder, self.access_log).routes())
+        routes += self.proof_routes(auth, policy, recorder)
         routes += WebApps().routes()  # the web clients under /app/ (node/web/)
         if self.config.identify is not None:  # an enrolment authority's node (node/api/identify.py)
             from node.api.identify import Identify
 
             authority = load_key_file(self.config.identify.key_file, self.config.passphrase())
-            identify = Identify(auth, policy, self.config.identify.gallery, authority)
+            identify = Identify(auth, policy, recorder, self.config.identify.gallery, authority)
             self.purger.also_forget.append(identify.forget)
             routes += identify.routes()
         return routes
 
-    def proof_routes(self, auth, policy) -> list:
+    def proof_routes(self, auth, policy, recorder) -> list:
         """State proofs at the newest heights, and the headers light clients follow."""
         from node.api.proofs import Proofs, Snapshots
 
@@ -147,7 +165,7 @@ class Node:
         self.app.on_commit(self.snapshots.take)
         self.purger.release_snapshots.append(self.snapshots.release)
         self.purger.retake_snapshots.append(self.snapshots.take)
-        return Proofs(self.app, auth, policy, self.snapshots).routes()
+        return Proofs(self.app, auth, policy, self.snapshots, recorder).routes()
 
     async def start(self) -> str:
         host, port = split_hostport(self.config.api.listen)
@@ -167,6 +185,7 @@ class Node:
         self._tasks.append(asyncio.create_task(self._watch_loop_lag(), name="loop-lag"))
         self._tasks.append(asyncio.create_task(patrol_store(self.store, self.app.metrics.gauges), name="store-patrol"))
         self._tasks.append(asyncio.create_task(self.metrics.sample_rounds(), name="round-sampler"))
+        self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="access-log-checkpoints"))
         if self.config.metrics.listen is not None:
             m_host, m_port = split_hostport(self.config.metrics.listen)
             self._metrics_runner = await serve(metrics_app(self.ops), m_host, m_port)
@@ -216,6 +235,8 @@ class Node:
             self.replay.close()
         if getattr(self, "snapshots", None) is not None:
             self.snapshots.close()
+        if getattr(self, "access_log", None) is not None:
+            self.access_log.close()
         self.store.close()
 
 

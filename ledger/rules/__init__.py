@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ledger.rules import consent, crossing, erasure, evolution, governance, identity
+from ledger.rules import access, consent, crossing, erasure, evolution, governance, identity
 from ledger.rules.context import Ctx, Outcome
 from ledger.tx import bodies as k
 
@@ -19,6 +19,7 @@ RULES: dict[str, Callable[[Ctx, Any], Outcome]] = {
     k.GOV_REGISTER_POST: governance.register_post,
     k.GOV_REGISTER_TERMINAL: governance.register_terminal,
     k.GOV_REGISTER_AUDITOR: governance.register_auditor,
+    k.GOV_REGISTER_OVERSIGHT: governance.register_oversight,
     k.GOV_SET_VALIDATOR: governance.set_validator,
     k.GOV_REVOKE_KEY: governance.revoke_key,
     k.GOV_ROTATE_KEY: governance.rotate_key,
@@ -34,6 +35,7 @@ RULES: dict[str, Callable[[Ctx, Any], Outcome]] = {
     k.DECISION: crossing.decide,
     k.GRANT_CONSENT: consent.grant,
     k.REVOKE_CONSENT: consent.revoke,
+    k.ACCESS_CHECKPOINT: access.checkpoint,
 }
 
 if set(RULES) != set(k.BODIES):  # every kind has exactly one rule

@@ -46,9 +46,11 @@ from ledger.tx.bodies import (
     REVOKE_REASONS,
     ROLE_AUDITOR,
     ROLE_AUTHORITY,
+    ROLE_OVERSIGHT,
     ROLE_TERMINAL,
     RegisterAuditor,
     RegisterAuthority,
+    RegisterOversight,
     RegisterPost,
     RegisterTerminal,
     RevokeKey,
@@ -90,6 +92,10 @@ def register_authority(ctx: Ctx, body: RegisterAuthority) -> Outcome:
 
 def register_auditor(ctx: Ctx, body: RegisterAuditor) -> Outcome:
     return _register_role(ctx, body.key, ROLE_AUDITOR, body.label)
+
+
+def register_oversight(ctx: Ctx, body: RegisterOversight) -> Outcome:
+    return _register_role(ctx, body.key, ROLE_OVERSIGHT, body.label)
 
 
 def register_post(ctx: Ctx, body: RegisterPost) -> Outcome:

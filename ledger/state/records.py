@@ -20,6 +20,7 @@ ordered the same way on every node (deadlines and heights are big-endian). There
 ``proto/<height>``     the protocol version in force from that height on
 ``params/<height>``    :class:`ledger.params.Params` in force from that height on (scheduled)
 ``erased/<tag>``       :class:`Erased`: the tombstone of an erased child (tag, never the id)
+``acl/<node key>``     :class:`AccessCheckpointRecord`: the node's last access-log checkpoint
 =====================  ==========================================================
 
 **A child's records**, all under ``c/<identity>`` (16 bytes), so that one child's records form
@@ -146,6 +147,20 @@ class Erased:
 
 
 ERASED = Schema(Erased, {"height": Int(), "order": HASH, "basis": Int(max=len(ERASE_BASES) - 1)})
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCheckpointRecord:
+    """The tree head of a node's access log last committed, and the transaction that did it."""
+
+    size: int
+    root: bytes
+    height: int
+    tx: bytes
+
+
+ACCESS_CHECKPOINT_RECORD = Schema(
+    AccessCheckpointRecord, {"size": Int(), "root": HASH, "height": Int(), "tx": HASH})
 
 
 # --------------------------------------------------------------------------- identities
@@ -324,6 +339,7 @@ P_EVIDENCE = b"ev/"
 P_ERASED = b"erased/"
 P_PROTOCOL = b"proto/"
 P_PARAMS_AT = b"params/"
+P_ACCESS_CHECKPOINT = b"acl/"
 P_CHILD = b"c/"
 P_DERIVED = b"x/"
 P_COMMITMENT = b"x/cm/"
@@ -373,6 +389,10 @@ def k_params_at(height: int) -> bytes:
 
 def k_erased(tag: bytes) -> bytes:
     return P_ERASED + tag
+
+
+def k_access_checkpoint(node: bytes) -> bytes:
+    return P_ACCESS_CHECKPOINT + node
 
 
 def k_child(identity: bytes) -> bytes:

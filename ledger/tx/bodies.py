@@ -74,6 +74,14 @@ class RegisterAuditor:
 
 
 @dataclass(frozen=True, slots=True)
+class RegisterOversight:
+    """An oversight body (a data-protection authority): it reads nodes' access logs, nothing else."""
+
+    key: bytes
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetValidator:
     """Bond ``stake`` to validator ``key``; 0 removes it. Also releases a jailed validator."""
 
@@ -253,12 +261,35 @@ class EraseIdentity:
     basis: int
 
 
+# --------------------------------------------------------------------------- nodes
+
+
+@dataclass(frozen=True, slots=True)
+class AccessCheckpoint:
+    """A node commits the root of its access log (node/access/log.py) to the chain.
+
+    ``size`` and ``root`` are an RFC 6962 tree head over the log's entries; ``proof`` is the
+    consistency proof from the node's previous checkpoint (empty for the first), so the chain
+    itself refuses a log that was rewritten instead of extended. Signed by ``node``'s key.
+    """
+
+    node: bytes
+    size: int
+    root: bytes
+    proof: tuple[bytes, ...]
+
+
+MAX_LOG_SIZE = 2**48
+MAX_CONSISTENCY_PROOF = 2 * 48  # a consistency proof has at most about 2 log2(n) hashes
+
+
 # --------------------------------------------------------------------------- registry
 
 GOV_REGISTER_AUTHORITY = "gov.register-authority"
 GOV_REGISTER_POST = "gov.register-post"
 GOV_REGISTER_TERMINAL = "gov.register-terminal"
 GOV_REGISTER_AUDITOR = "gov.register-auditor"
+GOV_REGISTER_OVERSIGHT = "gov.register-oversight"
 GOV_SET_VALIDATOR = "gov.set-validator"
 GOV_REVOKE_KEY = "gov.revoke-key"
 GOV_ROTATE_KEY = "gov.rotate-key"
@@ -274,11 +305,12 @@ CROSSING = "crossing.request"
 DECISION = "guardian.decide"
 GRANT_CONSENT = "consent.grant"
 REVOKE_CONSENT = "consent.revoke"
+ACCESS_CHECKPOINT = "node.access-checkpoint"
 
 GOVERNANCE_KINDS = frozenset(
     {GOV_REGISTER_AUTHORITY, GOV_REGISTER_POST, GOV_REGISTER_TERMINAL, GOV_REGISTER_AUDITOR,
-     GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY, GOV_ERASE, GOV_SCHEDULE_UPGRADE, GOV_SET_PARAMS,
-     GOV_SET_COUNCIL, GOV_ROTATE_VALIDATOR}
+     GOV_REGISTER_OVERSIGHT, GOV_SET_VALIDATOR, GOV_REVOKE_KEY, GOV_ROTATE_KEY, GOV_ERASE, GOV_SCHEDULE_UPGRADE,
+     GOV_SET_PARAMS, GOV_SET_COUNCIL, GOV_ROTATE_VALIDATOR}
 )
 
 BODIES: dict[str, Schema] = {
@@ -286,6 +318,7 @@ BODIES: dict[str, Schema] = {
     GOV_REGISTER_POST: Schema(RegisterPost, {"post": POST, "label": LABEL}),
     GOV_REGISTER_TERMINAL: Schema(RegisterTerminal, {"key": KEY, "post": POST, "label": LABEL}),
     GOV_REGISTER_AUDITOR: Schema(RegisterAuditor, {"key": KEY, "label": LABEL}),
+    GOV_REGISTER_OVERSIGHT: Schema(RegisterOversight, {"key": KEY, "label": LABEL}),
     GOV_SET_VALIDATOR: Schema(SetValidator, {"key": KEY, "stake": Int(max=2**48)}),
     GOV_REVOKE_KEY: Schema(RevokeKey, {"key": KEY, "reason": Int(max=len(REVOKE_REASONS) - 1)}),
     GOV_ROTATE_KEY: Schema(RotateKey, {"old": KEY, "new": KEY}),
@@ -323,4 +356,9 @@ BODIES: dict[str, Schema] = {
          "companion": Optional(COMPANION), "uses": Int(min=1, max=100)},
     ),
     REVOKE_CONSENT: Schema(RevokeConsent, {"guardian": KEY, "consent": HASH, "identity": IDENTITY}),
+    ACCESS_CHECKPOINT: Schema(
+        AccessCheckpoint,
+        {"node": KEY, "size": Int(min=1, max=MAX_LOG_SIZE), "root": HASH,
+         "proof": List(HASH, max=MAX_CONSISTENCY_PROOF)},
+    ),
 }

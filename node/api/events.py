@@ -47,6 +47,7 @@ from node.api.auth import Authenticator, Caller
 from node.api.codec import int_arg, jsonable
 from node.api.policy import Policy
 from node.api.queries import pending_for_guardian, request_doc
+from node.api.recorder import ReadRecorder
 from node.api.refusal import Refused, forbidden, guarded
 from node.app import NodeApp
 
@@ -166,12 +167,14 @@ class Subscriber:
 
 
 class EventStreams:
-    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, *, keep_events: int = 10_000,
+    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, recorder: ReadRecorder, *,
+                 keep_events: int = 10_000,
                  queue_size: int = 1024, max_subscribers: int = 10_000, max_per_key: int = 8,
                  heartbeat_ms: int = 15_000) -> None:
         self.app = app
         self.auth = auth
         self.policy = policy
+        self.recorder = recorder
         self.keep_events = keep_events
         self.queue_size = queue_size
         self.max_subscribers = max_subscribers
@@ -388,6 +391,9 @@ class EventStreams:
         if self._live_streams(caller.key) >= self.max_per_key:
             raise Refused(429, "too-many-streams", "too many streams for this key",
                           f"at most {self.max_per_key} concurrent streams per key")
+        # the subscription reveals the guardian's wards' crossings from now on: one entry per
+        # ward; a terminal's (its own requests) and an authority's (every alert) name no child
+        self.recorder.record(caller, "events", self.policy.wards(caller.key, 1000) if kind == GUARDIAN else ())
         tip = (self.app.store.height, END)
         after = max(cursor, tip) if cursor is not None else tip
         sub = Subscriber(kind, caller.key, after, self.queue_size, connected=lambda: _connected(request),

@@ -29,6 +29,7 @@ from ledger.biometrics.template import pack_bits
 from node.api.auth import Authenticator
 from node.api.codec import BadRequest, reply
 from node.api.policy import Policy
+from node.api.recorder import ReadRecorder
 from node.api.refusal import forbidden, guarded
 from node.client.gallery_file import GalleryFile
 
@@ -39,9 +40,11 @@ MAX_SHIFT_LIMIT = 16
 
 
 class Identify:
-    def __init__(self, auth: Authenticator, policy: Policy, gallery_path: Path, authority_key) -> None:
+    def __init__(self, auth: Authenticator, policy: Policy, recorder: ReadRecorder, gallery_path: Path,
+                 authority_key) -> None:
         self.auth = auth
         self.policy = policy
+        self.recorder = recorder
         self.path = Path(gallery_path)
         self.authority_key = authority_key
         self._loaded: tuple[float, int] | None = None
@@ -90,6 +93,7 @@ class Identify:
                 found = await loop.run_in_executor(None, gallery.gallery.match, code, mask, max_shift)
             except BiometricError as exc:
                 raise BadRequest(f"the scan cannot be searched: {exc}") from None
+        self.recorder.record(caller, "identify", [found.identity_id] if found else ())
         log.info("identify by %s: %s", caller.describe(), "match" if found else "no match")
         return reply(request, {
             "identity": found.identity_id.hex() if found else None,

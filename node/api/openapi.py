@@ -49,6 +49,7 @@ _FORBIDDEN = _problem("the signing key has no role that may read this")
 _NOT_FOUND = _problem("no such object")
 _ERASED = _problem("the child's records were erased (type .../erased)")
 _TOO_MANY = _problem("the signing key made too many signed requests within the validity window")
+_UNRECORDED = _problem("the access log cannot record the read (damaged): reads are suspended on this node")
 _SIGNED: list[dict[str, list[str]]] = [{}, {"signedRequest": []}]
 _PURPOSE = {"name": "Custos-Purpose", "in": "header", "required": False,
             "schema": {"type": "string", "maxLength": 120},
@@ -57,7 +58,7 @@ _PURPOSE = {"name": "Custos-Purpose", "in": "header", "required": False,
 
 def _signed_read(summary: str, params: list[dict], ok: dict, *, not_found: bool = True,
                  erasable: bool = False) -> dict:
-    responses = {"200": ok, "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY}
+    responses = {"200": ok, "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY, "503": _UNRECORDED}
     if not_found:
         responses["404"] = _NOT_FOUND
     if erasable:
@@ -86,7 +87,7 @@ _SCHEMAS = {
                        "log_size": {"type": "integer"}, "log_root": HEX32, "node_id": HEX32,
                        "validator": {"type": "boolean"}, "mempool": {"type": "integer"},
                        "version": {"type": "string"}, "peers": {"type": "integer"},
-                       "consensus": {"type": "object"}},
+                       "consensus": {"type": "object"}, "access_log": {"type": "object"}},
     },
     "Submitted": {
         "type": "object", "required": ["id", "status"],
@@ -134,13 +135,13 @@ def openapi_document() -> dict:
             "parameters": [_path_param("id", HEX32, "transaction id"), _PURPOSE], "security": _SIGNED,
             "responses": {"200": _json("committed"), "202": _json("accepted, waiting in the mempool"),
                           "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "404": _NOT_FOUND,
-                          "429": _TOO_MANY}}},
+                          "429": _TOO_MANY, "503": _UNRECORDED}}},
         "/v1/blocks": {"get": {
             "summary": "consecutive blocks with their commits (msgpack): the audit feed, for integrity readers",
             "parameters": [_query("from", {"type": "integer", "minimum": 1}, "first height"), _limit(100), _PURPOSE],
             "security": [{"signedRequest": []}],
             "responses": {"200": {"description": "blocks", "content": {"application/msgpack": {}}},
-                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY, "503": _UNRECORDED}}},
         "/v1/blocks/{height}": {"get": {
             "summary": "a block: the public view (header, ids, certificates) or, for integrity readers, all of it",
             "parameters": [_path_param("height", {"oneOf": [{"type": "integer", "minimum": 0},
@@ -148,7 +149,7 @@ def openapi_document() -> dict:
                            _PURPOSE],
             "security": _SIGNED,
             "responses": {"200": _json("the block with its header's hash"), "400": _BAD, "401": _UNSIGNED,
-                          "403": _FORBIDDEN, "404": _NOT_FOUND, "429": _TOO_MANY}}},
+                          "403": _FORBIDDEN, "404": _NOT_FOUND, "429": _TOO_MANY, "503": _UNRECORDED}}},
         "/v1/status": {"get": {"summary": "the node's chain, height, version and consensus state",
                                "responses": {"200": _json("status", {"$ref": "#/components/schemas/Status"})}}},
         "/v1/genesis": {"get": {"summary": "the genesis this node runs (canonical bytes) and its hash",
@@ -205,9 +206,26 @@ def openapi_document() -> dict:
                            _query("cursor", {"type": "string"}, "resume after this event id"), _PURPOSE],
             "security": [{"signedRequest": []}],
             "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}},
-                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY}}},
-        "/healthz": {"get": {"summary": "liveness: the process serves",
-                             "responses": {"200": _json("ok", msgpack=False)}}},
+                          "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "429": _TOO_MANY, "503": _UNRECORDED}}},
+        "/healthz": {"get": {"summary": "health: the process serves soundly (503 names what is wrong, e.g. a "
+                                        "damaged access log)",
+                             "responses": {"200": _json("ok", msgpack=False),
+                                           "503": _problem("unhealthy; the problem says why")}}},
+        "/v1/access-log": _signed_read(
+            "this node's access-log entries about a child, with inclusion proofs (the child's guardians, "
+            "oversight bodies)",
+            [_query("identity", HEX16, "the child's identity id (required)"),
+             _query("after", {"type": "integer", "minimum": -1}, "entries after this index"), _limit(1000)],
+            _json("tree heads, the chain's checkpoint, entries and proofs"), not_found=False),
+        "/v1/access-log/entries": _signed_read(
+            "this node's whole access log, in index order (oversight bodies)",
+            [_query("from", {"type": "integer", "minimum": 0}, "first index"), _limit(1000)],
+            _json("tree heads, the chain's checkpoint and entries"), not_found=False),
+        "/v1/access-log/checkpoints/{key}": {"get": {
+            "summary": "the chain's record of a node's last access-log checkpoint (a tree head)",
+            "parameters": [_path_param("key", HEX32, "the node's public key")],
+            "responses": {"200": _json("size, root, height and the checkpoint transaction's id"), "400": _BAD,
+                          "404": _NOT_FOUND}}},
         "/readyz": {"get": {
             "summary": "readiness: the last block is recent (not catching up, the network commits)",
             "responses": {"200": _json("ready", {"$ref": "#/components/schemas/Readiness"}, msgpack=False),

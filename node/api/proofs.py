@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Iterable
 
 from aiohttp import web
 
@@ -68,6 +69,7 @@ from node.api.auth import Authenticator, Caller
 from node.api.codec import BadRequest, hex_arg, int_arg, problem, reply
 from node.api.policy import Policy
 from node.api.queries import pending_for_guardian
+from node.api.recorder import ReadRecorder
 from node.api.refusal import forbidden, guarded
 from node.app import NodeApp
 
@@ -120,11 +122,18 @@ class Snapshots:
 
 
 class Proofs:
-    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, snapshots: Snapshots) -> None:
+    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, snapshots: Snapshots,
+                 recorder: ReadRecorder | None = None) -> None:
         self.app = app
         self.auth = auth
         self.policy = policy
         self.snapshots = snapshots
+        self.recorder = recorder
+
+    def _record(self, caller: Caller, kind: str, identities: Iterable[bytes], record: bytes | None = None) -> None:
+        """Log the read in the access log before answering (node.api.recorder)."""
+        if self.recorder is not None:
+            self.recorder.record(caller, kind, identities, record)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -167,7 +176,11 @@ class Proofs:
             raise BadRequest("derived indexes (x/...) are not authenticated: ask for the records they index",
                              "not-authenticated")
         if not key.startswith(PUBLIC_GLOBAL):
-            self._authorise_key(self.auth.authenticate(request), key)
+            caller = self.auth.authenticate(request)
+            self._authorise_key(caller, key)
+            identity = child_of_key(key)
+            if identity is not None:
+                self._record(caller, "proof", [identity])
         snap = self._snapshot(request)
         try:
             proof = self._prove(snap, key)
@@ -208,6 +221,7 @@ class Proofs:
             self.policy.require_integrity_purpose(caller)
         else:
             raise forbidden(f"{caller.describe()} may not read this request")
+        self._record(caller, "proof", [identity], rid)
         return self._answer(request, snap, [self._prove(snap, k_request(identity, rid))], single=True)
 
     @guarded
@@ -217,6 +231,7 @@ class Proofs:
         if not self.policy.may_read_child(caller, identity):
             raise forbidden(f"{caller.describe()} is neither a guardian of this child nor an enrolment authority")
         self.policy.require_purpose(caller)
+        self._record(caller, "proof", [identity])
         snap = self._snapshot(request)
         proofs = [self._prove(snap, k_identity(identity))]
         prefix = k_identity_consent(identity)
@@ -237,6 +252,7 @@ class Proofs:
         self.policy.require_purpose(caller)
         snap = self._snapshot(request)
         pending = pending_for_guardian(snap, key)
+        self._record(caller, "proof", [r.identity for _, r in pending])
         return self._answer(request, snap, [self._prove(snap, k_request(r.identity, rid)) for rid, r in pending],
                             guardian=key)
 

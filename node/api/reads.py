@@ -1,8 +1,9 @@
 """Routes of signed reads: a child's records, lists of them, alerts, and ``whoami``.
 
-Each route does the same four steps, each owned by its own module: authenticate the signed
+Each route does the same five steps, each owned by its own module: authenticate the signed
 request (node.api.auth), decide whether this caller may read this record and for which purposes
-(node.api.policy), query the state (node.api.queries), and answer. A child whose records were
+(node.api.policy), query the state (node.api.queries), record the read in the access log
+(node.api.recorder), and answer. A child whose records were
 erased answers 410 with a problem whose type ends in ``/erased`` (to any signed caller: the
 tombstone is public state, and asking needs the child's id).
 """
@@ -17,6 +18,7 @@ from node.api.auth import Authenticator, Caller
 from node.api.codec import hex_arg, int_arg, problem, reply
 from node.api.index import RequestIndex
 from node.api.policy import MAX_LIST, Policy
+from node.api.recorder import ReadRecorder
 from node.api.refusal import erased, forbidden, guarded
 from node.app import NodeApp
 
@@ -24,11 +26,13 @@ MAX_ALERTS = 1000
 
 
 class Reads:
-    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, index: RequestIndex) -> None:
+    def __init__(self, app: NodeApp, auth: Authenticator, policy: Policy, index: RequestIndex,
+                 recorder: ReadRecorder) -> None:
         self.app = app
         self.auth = auth
         self.policy = policy
         self.index = index
+        self.recorder = recorder
 
     @property
     def state(self):
@@ -75,18 +79,21 @@ class Reads:
 
     @guarded
     async def identity(self, request: web.Request) -> web.Response:
-        _, identity = self._child(request)
+        caller, identity = self._child(request)
         record = queries.identity_record(self.state, identity)
         if record is None:
             return problem(404, "unknown-identity", "no such identity", identity.hex())
-        return reply(request, queries.identity_doc(self.state, identity, record))
+        doc = queries.identity_doc(self.state, identity, record)
+        self.recorder.record(caller, "identity", [identity])
+        return reply(request, doc)
 
     @guarded
     async def identity_requests(self, request: web.Request) -> web.Response:
-        _, identity = self._child(request)
+        caller, identity = self._child(request)
         limit = int_arg(request, "limit", 20, lo=1, hi=MAX_LIST)
         before = int_arg(request, "before_height", self.app.store.height + 1, lo=1)
         docs = queries.request_docs(self.state, self.index.by_identity(identity, before_height=before, limit=limit))
+        self.recorder.record(caller, "requests", [identity])
         return reply(request, {"identity": identity, "requests": docs})
 
     def _erased_subject(self, record_id: bytes) -> bool:
@@ -106,6 +113,7 @@ class Reads:
         if not self.policy.may_read_request(caller, record):
             raise forbidden(f"{caller.describe()} may not read this request")
         self.policy.require_purpose(caller)
+        self.recorder.record(caller, "request", [record.identity], rid)
         return reply(request, queries.request_doc(self.state, rid, record))
 
     @guarded
@@ -120,6 +128,7 @@ class Reads:
         if not self.policy.may_read_consent(caller, consent):
             raise forbidden(f"{caller.describe()} may not read this consent")
         self.policy.require_purpose(caller)
+        self.recorder.record(caller, "consent", [consent.identity], cid)
         return reply(request, queries.consent_doc(cid, consent))
 
     @guarded
@@ -140,6 +149,7 @@ class Reads:
         after = request.query.get("after")
         found, cursor = queries.alerts(self.app.store, post=post, since=since, until=until, limit=limit,
                                        after=hex_arg(after, 56, "after") if after else None)
+        self.recorder.record(caller, "alerts", [a["identity"] for a in found])
         return reply(request, {"alerts": found, "next": cursor})
 
     @guarded
@@ -151,6 +161,7 @@ class Reads:
         self.policy.require_purpose(caller)
         pending = queries.pending_for_guardian(self.state, key)
         docs = [queries.request_doc(self.state, rid, record) for rid, record in pending]
+        self.recorder.record(caller, "pending", [record.identity for _, record in pending])
         return reply(request, {"guardian": key, "height": self.app.store.height, "pending": docs})
 
     @guarded
@@ -163,6 +174,7 @@ class Reads:
         limit = int_arg(request, "limit", 20, lo=1, hi=MAX_LIST)
         before = int_arg(request, "before_height", self.app.store.height + 1, lo=1)
         docs = queries.request_docs(self.state, self.index.by_terminal(key, before_height=before, limit=limit))
+        self.recorder.record(caller, "terminal-requests", [d["identity"] for d in docs])
         return reply(request, {"terminal": key, "requests": docs})
 
 

@@ -46,6 +46,7 @@ from ledger.protocol import protocol_at
 from ledger.rules.validators import validator_set_at
 from ledger.state.records import P_VALIDATOR, VALIDATOR_RECORD, request_by_id
 from ledger.state.view import scan_prefix
+from ledger.tx.bodies import ACCESS_CHECKPOINT
 from ledger.tx.envelope import decode_tx, decode_tx_batch
 from node.api import render
 from node.api.auth import Authenticator, Caller
@@ -62,6 +63,7 @@ from node.api.codec import (
 )
 from node.api.openapi import openapi_document
 from node.api.policy import INTEGRITY_READERS, Policy
+from node.api.recorder import ReadRecorder
 from node.api.refusal import Refused
 from node.app import NodeApp
 from node.edge.bodies import BodyBudget, body_middleware
@@ -84,6 +86,8 @@ DIGEST_INLINE_TXS = 500
 #: one pool, larger ones (batches) in another of this many of the largest body
 SMALL_BODY_BUDGET = 16 * 1024 * 1024
 LARGE_BODIES = 2
+#: transactions whose bytes anyone may read: they name no child (a node's access-log checkpoint)
+PUBLIC_KINDS = frozenset({ACCESS_CHECKPOINT})
 
 
 @web.middleware
@@ -150,10 +154,13 @@ class Api:
         self.extra_status = extra_status or (lambda: {})
         self.auth: Authenticator | None = None
         self.policy: Policy | None = None
+        self.recorder: ReadRecorder | None = None
+        self.health_checks: list[Callable[[], str | None]] = []
 
-    def guard(self, auth: Authenticator, policy: Policy) -> None:
-        """Serve signed reads of integrity data, decided by ``auth`` and ``policy``."""
-        self.auth, self.policy = auth, policy
+    def guard(self, auth: Authenticator, policy: Policy, recorder: ReadRecorder) -> None:
+        """Serve signed reads of integrity data, decided by ``auth`` and ``policy``, each
+        recorded by ``recorder`` in the access log."""
+        self.auth, self.policy, self.recorder = auth, policy, recorder
         self._digests: OrderedDict[int, tuple[bytes, list[bytes], list[bytes]]] = OrderedDict()
         self._digested_txs = 0
 
@@ -226,18 +233,27 @@ class Api:
         if block is None or location.index >= len(block.txs):
             raise StorageError(f"block {location.height} does not hold transaction {tx_id.hex()}")
         raw = block.txs[location.index]
-        include_tx, crossing = False, None
-        if caller is not None and self.policy is not None:
+        # a stub of a transaction erased by order has no bytes to show
+        tx = None if is_stub(raw) else decode_tx(raw)
+        include_tx, crossing = tx is not None and tx.kind in PUBLIC_KINDS, None
+        if caller is not None and self.policy is not None and not include_tx:
             record = request_by_id(store.state, tx_id)
             if record is not None and self.policy.may_read_request(caller, record):
                 crossing = record
-            # a stub of a transaction erased by order has no bytes to show
-            include_tx = not is_stub(raw) and self.policy.may_read_tx(caller, decode_tx(raw), crossing is not None)
+            include_tx = tx is not None and self.policy.may_read_tx(caller, tx, crossing is not None)
             if include_tx or crossing is not None:
                 self.policy.require_tx_purpose(caller)
+                identity = getattr(tx.body, "identity", None) if tx is not None else None
+                if identity is None and crossing is not None:
+                    identity = crossing.identity
+                self._record(caller, "tx", [identity] if identity is not None else (), tx_id)
         return reply(request, render.tx_doc(store, tx_id, location, raw, include_tx=include_tx, crossing=crossing))
 
     # ---------------------------------------------------------------- blocks
+    def _record(self, caller: Caller, kind: str, identities, record: bytes | None) -> None:
+        if self.recorder is not None:
+            self.recorder.record(caller, kind, identities, record)
+
     def _caller(self, request: web.Request) -> Caller | None:
         """The signed caller, or None for an anonymous request (or when no access is set up)."""
         if self.auth is None:
@@ -274,6 +290,7 @@ class Api:
         full = caller is not None and caller.reads_integrity
         if full and caller is not None and self.policy is not None:
             self.policy.require_integrity_purpose(caller)
+            self._record(caller, "block", (), height.to_bytes(8, "big"))
         as_msgpack = request.headers.get("Accept", "").startswith("application/msgpack")
         if full and as_msgpack:
             return reply(request, {"view": "full", "block": raw, "commit": COMMIT.encode(commit) if commit else None})
@@ -307,10 +324,11 @@ class Api:
 
     async def blocks_range(self, request: web.Request) -> web.Response:
         """Consecutive blocks with their commits, as msgpack: the audit feed (integrity readers only)."""
-        self._integrity_reader(request, "the block feed (every transaction's bytes)")
+        caller = self._integrity_reader(request, "the block feed (every transaction's bytes)")
         store = self.app.store
         start = int_arg(request, "from", 1, lo=1)
         limit = int_arg(request, "limit", 20, lo=1, hi=MAX_BLOCK_RANGE)
+        self._record(caller, "blocks", (), start.to_bytes(8, "big"))
         items = []
         for height in range(start, min(start + limit, store.height + 1)):
             commit = store.commit(height)
@@ -363,9 +381,15 @@ class Api:
                                "second_root": log_.root(second), "proof": log_.consistency_proof(first, second)})
 
     async def healthz(self, request: web.Request) -> web.Response:
+        """200 while the node serves soundly; 503 naming what is wrong otherwise: a damaged chain
+        store, or a damaged access log (reads of children's records are then suspended)."""
         damage = self.app.store.damage
         if damage is not None:  # found by a read or the store patrol (node/runner.py): a supervisor acts
             return problem(503, "storage-damaged", "the chain store is damaged", damage)
+        problems = [p for p in (check() for check in self.health_checks) if p is not None]
+        if problems:
+            return problem(503, "unhealthy", "the node is unhealthy", "; ".join(problems),
+                           height=self.app.store.height)
         return reply(request, {"ok": True, "height": self.app.store.height})
 
     async def openapi(self, request: web.Request) -> web.Response:

@@ -16,7 +16,8 @@ from node.keyfile import load_key_file
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 #: subcommand modules, each with ``register(subparsers)``; optional ones may be absent
-_COMMANDS = ("keys", "node_cmd", "ceremony_cmd", "devnet", "council", "enrol", "terminal", "guardian", "audit")
+_COMMANDS = ("keys", "node_cmd", "ceremony_cmd", "devnet", "council", "enrol", "terminal", "guardian", "audit",
+             "oversight")
 
 
 class Unreachable(CustosError):

@@ -61,6 +61,10 @@ def register(sub) -> None:
     p = action("register-auditor", "register an auditor's key",
                lambda t, ks, a: t.register_auditor(ks, public_key_arg(a.public), a.label))
     _public(p)
+    p = action("register-oversight", "register an oversight body's key (a data-protection authority: it reads "
+                                     "the access logs of children's records, nothing else)",
+               lambda t, ks, a: t.register_oversight(ks, public_key_arg(a.public), a.label))
+    _public(p)
     p = action("set-validator", "bond stake to a validator (0 removes it)",
                lambda t, ks, a: t.set_validator(ks, public_key_arg(a.public), a.stake))
     p.add_argument("--public", required=True, help="the validator's public key (hex or key file)")

@@ -49,6 +49,10 @@ class TxFactory:
     def register_auditor(self, council: Sequence[SigningKey], key: bytes, label: str = "") -> Transaction:
         return self.make(b.GOV_REGISTER_AUDITOR, b.RegisterAuditor(key, label), council)
 
+    def register_oversight(self, council: Sequence[SigningKey], key: bytes, label: str = "") -> Transaction:
+        """An oversight body (a data-protection authority): it reads access logs, nothing else."""
+        return self.make(b.GOV_REGISTER_OVERSIGHT, b.RegisterOversight(key, label), council)
+
     def set_validator(self, council: Sequence[SigningKey], key: bytes, stake: int) -> Transaction:
         return self.make(b.GOV_SET_VALIDATOR, b.SetValidator(key, stake), council)
 

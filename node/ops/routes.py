@@ -6,6 +6,8 @@ The metrics listener is meant for a monitoring network only: it answers nothing 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from node.api.codec import problem
@@ -14,10 +16,13 @@ from node.ops.readiness import readiness
 
 
 class OpsRoutes:
-    def __init__(self, metrics: NodeMetrics, *, max_block_age_ms: int) -> None:
+    def __init__(self, metrics: NodeMetrics, *, max_block_age_ms: int,
+                 health_checks: list[Callable[[], str | None]] | None = None) -> None:
         self.metrics = metrics
         self.store = metrics.app.store
         self.max_block_age_ms = max_block_age_ms
+        #: each returns None, or what makes the node unhealthy (the API's /healthz shares them)
+        self.health_checks = health_checks if health_checks is not None else []
 
     def routes(self, *, with_healthz: bool = False) -> list[web.RouteDef]:
         routes = [web.get("/metrics", self.scrape), web.get("/readyz", self.readyz)]
@@ -38,6 +43,9 @@ class OpsRoutes:
     async def healthz(self, request: web.Request) -> web.Response:
         if self.store.damage is not None:
             return problem(503, "storage-damaged", "the chain store is damaged", self.store.damage)
+        problems = [p for p in (check() for check in self.health_checks) if p is not None]
+        if problems:
+            return problem(503, "unhealthy", "the node is unhealthy", "; ".join(problems), height=self.store.height)
         return web.json_response({"ok": True, "height": self.store.height})
 
 

@@ -38,13 +38,14 @@ from ledger.crypto.keys import SigningKey
 from ledger.encoding import Schema, decode, encode
 from ledger.errors import DecodeError, KeyFileError
 from ledger.genesis import GENESIS, GENESIS_VALIDATOR
+from ledger.merkle import consistency_proof_of, leaf_hash, root_of
 from ledger.state import records as records_module
 from ledger.state.records import PARAMS
 from ledger.storage import chainstore as chainstore_module
 from ledger.tx import bodies as bodies_module
 from ledger.tx import envelope as envelope_module
 from ledger.tx.bodies import BODIES, POLICY
-from ledger.tx.envelope import SIG, decode_tx
+from ledger.tx.envelope import SIG, decode_tx, make_tx
 from ledger.validators import VALIDATOR, ValidatorSet
 from node.keyfile import MINIMAL, load_key_file, seal, unseal
 
@@ -132,6 +133,13 @@ def _story() -> list[bytes]:
                  chain.update_guardians(authority, child, [*child.guardians[:1], SigningKey.generate()]))
     chain.commit(chain.reenrol(authority, adult, SigningKey.generate()), chain.revoke(auditor.public))
     chain.commit(chain.rotate(terminal.public, SigningKey.generate().public))
+    chain.commit(chain.gov(bodies_module.GOV_REGISTER_OVERSIGHT,
+                           bodies_module.RegisterOversight(SigningKey.generate().public, "data protection")))
+    node = chain.validator_keys[min(chain.validator_keys)]
+    leaves = [leaf_hash(bytes([i])) for i in range(3)]
+    for size, proof in ((2, []), (3, consistency_proof_of(leaves, 2))):
+        body = bodies_module.AccessCheckpoint(node.public, size, root_of(leaves[:size]), tuple(proof))
+        chain.commit(make_tx(bodies_module.ACCESS_CHECKPOINT, body, size, [node], chain.chain_id))
     chain.commit(chain.erase(adult))
     newcomer = SigningKey.generate()
     chain.commit(chain.set_params(chain.height + 3, replace(chain.genesis.params, retention_days=30)))

@@ -54,7 +54,7 @@ class Node:
         self.index = RequestIndex.open(directory / "reads-index", chain.store)
         self.index.catch_up()
         self.app.on_commit(self.index.on_commit)
-        self.events = EventStreams(self.app, None, Policy(self.app))  # type: ignore[arg-type]
+        self.events = EventStreams(self.app, None, Policy(self.app), None)  # type: ignore[arg-type]
         self.snapshots = Snapshots(self.app)  # proofs at recent heights: held from the start
         self.app.on_commit(self.snapshots.take)
         self.purger.release_snapshots.append(self.snapshots.release)
@@ -198,6 +198,6 @@ def test_an_authoritys_identification_gallery_forgets_the_erased_child(tmp_path)
     erased, kept = os.urandom(16), os.urandom(16)
     for n, identity in enumerate((erased, kept)):
         gallery.add(identity, enrol_scans(synthetic_eye(n, 1)[:1]), new_pseudonym_key())
-    identify = Identify(None, None, tmp_path / "gallery.bin", authority)  # type: ignore[arg-type]
+    identify = Identify(None, None, None, tmp_path / "gallery.bin", authority)  # type: ignore[arg-type]
     assert identify.forget(erased) and not identify.forget(erased)
     assert list(GalleryFile.open(tmp_path / "gallery.bin", authority).gallery.ids()) == [kept]

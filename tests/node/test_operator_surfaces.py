@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from node.api.access_log import AccessLogRoutes
 from node.api.events import EventStreams
 from node.api.identify import Identify
 from node.api.openapi import openapi_document
@@ -131,7 +132,8 @@ def test_openapi_describes_every_route_the_node_serves(net):
     doc = json.loads(body)
     assert status == 200 and doc["openapi"].startswith("3.1") and doc == json.loads(json.dumps(openapi_document()))
     routes = (Api.__new__(Api).routes() + Reads.__new__(Reads).routes() + EventStreams.__new__(EventStreams).routes()
-              + OpsRoutes.__new__(OpsRoutes).routes() + Identify.__new__(Identify).routes())
+              + AccessLogRoutes.__new__(AccessLogRoutes).routes() + OpsRoutes.__new__(OpsRoutes).routes()
+              + Identify.__new__(Identify).routes())
     served = {(r.method.lower(), r.path) for r in routes}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert served == described
