@@ -507,7 +507,14 @@ class Engine:
         try:
             v = signer.sign_vote(kind, self.height, self.round, block)
         except DoubleSignRefused:
+            # The signer signed at this height and round, or later, what this engine no longer
+            # knows (a crash between the signer's record and the consensus log's). Without its
+            # vote the round may never gather 2f+1 votes of any kind (one validator alone never
+            # does), so end it as a precommit timeout would: moving to a higher round signs
+            # nothing and keeps every lock (lines 65-67).
             self.refused_signatures += 1
+            self._out.append(ScheduleTimeout(STEP_PRECOMMIT, self.height, self.round,
+                                             self.timeouts.delay(STEP_PRECOMMIT, self.round)))
             return
         added, evidence = self._votes.add(v, self._vals().power_of(self._me))
         if evidence is not None:  # only if the signer let a conflict through: report it

@@ -560,3 +560,21 @@ def test_a_proposer_whose_proposal_is_refused_waits_like_the_others():
     out = net.start()
     assert sent(out) == []
     assert [(t.step, t.round) for t in timers(out)] == [(STEP_PROPOSE, 0)]
+
+
+def test_a_lone_validator_whose_votes_were_lost_in_a_crash_moves_to_the_next_round_and_decides():
+    """The signer recorded a proposal, prevote and precommit of round 0 that the consensus log
+    lost (killed between the two writes). Round 0 can never gather the validator's votes again;
+    it ends as a precommit timeout would, and round 1 decides a new value."""
+    net = Net(stakes=(1,), me=0)
+    net.signer.sign_proposal(1, 0, -1, value_id(W), W)
+    net.signer.sign_vote(PREVOTE, 1, 0, value_id(W))
+    net.signer.sign_vote(PRECOMMIT, 1, 0, value_id(W))
+    out = net.start()  # the proposal is refused: wait for the propose timeout
+    assert [(t.step, t.round) for t in timers(out)] == [(STEP_PROPOSE, 0)]
+    out = net.engine.on_timeout(Timeout(STEP_PROPOSE, 1, 0))  # the nil prevote is refused too
+    assert sent(out) == [] and [(t.step, t.round) for t in timers(out)] == [(STEP_PRECOMMIT, 0)]
+    out = net.engine.on_timeout(Timeout(STEP_PRECOMMIT, 1, 0))
+    decided = decisions(out)
+    assert net.engine.round == 1 and len(decided) == 1 and decided[0].round == 1
+    assert net.signer.state.hrs == (1, 1, 3)
