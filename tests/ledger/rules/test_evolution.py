@@ -23,7 +23,7 @@ from ledger.errors import (
     StakeError,
     UnexpectedSignature,
 )
-from ledger.protocol import protocol_at
+from ledger.protocol import SUPPORTED, protocol_at
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_rejects_a_block_that_claims_the_wrong_version(old: Chain):
 
 @pytest.mark.parametrize("case", ["too-soon", "unknown-version", "not-newer"])
 def test_rejects_an_upgrade_that_nodes_could_not_follow(old: Chain, case):
-    height, version = {"too-soon": (old.height + 2, 2), "unknown-version": (old.height + 5, 3),
+    height, version = {"too-soon": (old.height + 2, 2), "unknown-version": (old.height + 5, SUPPORTED[-1] + 1),
                        "not-newer": (old.height + 5, 1)}[case]
     old.assert_rejected(old.schedule_upgrade(height, version), InvalidValue)
 
