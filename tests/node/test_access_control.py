@@ -253,3 +253,11 @@ def test_signed_query_strings_survive_the_trip(world):
             return await client.get("/v1/alerts", {"post": "Ţ MD/LEU+1 & ?", "since": 0, "limit": 5})
 
     assert run(go())["alerts"] == []
+
+
+@pytest.mark.parametrize("stamp", ["179\u00b2", "\u0661\u0667\u0669", "1_000", "-5", "+5"])
+def test_rejects_a_signed_request_time_that_is_not_ascii_digits(world, stamp):
+    headers = signed_headers(world.net.url(), "/v1/alerts", world.authority, world.net.chain_id)
+    headers["Custos-Time"] = stamp.encode().decode("latin-1")  # sent as its UTF-8 bytes
+    status, doc, _ = raw_get(world.net.url(), "/v1/alerts", headers)
+    assert status == 400 and doc["type"] == PROBLEM + "malformed-signed-request", (status, doc)
