@@ -127,23 +127,30 @@ class NodeApp:
             raise MalformedTransaction(str(exc)) from None
         return self._admit(tx, from_peer=from_peer)
 
-    async def submit_many(self, raws: list[bytes]) -> list[Submitted | RejectedTransaction]:
+    async def submit_many(self, raws: list[bytes], *,
+                          from_peer: bool = False) -> list[Submitted | RejectedTransaction]:
         """Admit a batch without holding the event loop: decoding and signature checks, the
         costly part, run in a worker thread :data:`CHECK_SLICE` at a time (one slice at a
         time for the whole node, so concurrent batches share it in turns); admission against
-        the state runs here between slices. One outcome per transaction, in order."""
+        the state runs here between slices. One outcome per transaction, in order.
+        ``from_peer``: a peer's gossip (see :meth:`submit`); transactions the mempool holds
+        already are not checked again."""
         loop = asyncio.get_running_loop()
         outcomes: list[Submitted | RejectedTransaction] = []
         for start in range(0, len(raws), CHECK_SLICE):
-            checked = await loop.run_in_executor(self._checker, _precheck, raws[start:start + CHECK_SLICE],
-                                                 self.chain_id)
-            for item in checked:
+            chunk = raws[start:start + CHECK_SLICE]
+            held = [self.mempool.admitted(raw) for raw in chunk]
+            fresh = [raw for raw, tx in zip(chunk, held, strict=True) if tx is None]
+            checked = iter(await loop.run_in_executor(self._checker, _precheck, fresh, self.chain_id)
+                           if fresh else ())
+            for tx in held:
+                item = tx if tx is not None else next(checked)
                 if isinstance(item, RejectedTransaction):
                     self.metrics.inc("tx_rejected")
                     outcomes.append(item)
                     continue
                 try:
-                    outcomes.append(self._admit(item, signatures_checked=True))
+                    outcomes.append(self._admit(item, from_peer=from_peer, signatures_checked=True))
                 except RejectedTransaction as exc:
                     outcomes.append(exc)
         return outcomes

@@ -24,7 +24,7 @@ from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import decode_slots
 from ledger.tx.envelope import decode_tx_batch
 from ledger.validators import ValidatorSet
-from node.app import NodeApp
+from node.app import NodeApp, Submitted
 from node.config import ConsensusSection
 from node.consensus.config import TimeoutConfig
 from node.consensus.engine import Engine
@@ -61,6 +61,9 @@ from node.p2p.frames import BLOCK_SYNC, CONSENSUS, EVIDENCE, TRANSACTIONS
 from node.sync import MAX_RESPONSE_BYTES, Item, Status, decode_sync, encode_sync
 
 log = logging.getLogger("custos.consensus")
+
+#: peers' transaction batches checked at once (each up to MAX_TX_BATCH transactions)
+MAX_GOSSIP_CHECKS = 64
 
 
 class Network(Protocol):
@@ -206,6 +209,7 @@ class ConsensusDriver:
         self.engine = engine
         self._timers: set[asyncio.TimerHandle] = set()
         self._storing: asyncio.Task | None = None  # the decided block on its way to disk
+        self._gossip: set[asyncio.Task] = set()  # peers' transaction batches being checked
         self._stopped = False
         #: fails if the node can no longer work (it cannot store blocks); the node then stops
         self.fatal: asyncio.Future | None = None
@@ -226,6 +230,8 @@ class ConsensusDriver:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
+        for task in list(self._gossip):
+            task.cancel()
         self.wal.close()
 
     def forget_decided_inputs(self) -> bool:
@@ -342,13 +348,22 @@ class ConsensusDriver:
         self.feed(Received(peer, msg))
 
     def _on_transactions(self, payload: bytes) -> None:
-        added = False
-        for raw in decode_tx_batch(payload, max_items=MAX_TX_BATCH):
-            try:
-                added |= self.app.submit(raw, from_peer=True).status == "accepted"
-            except RejectedTransaction:
-                pass  # e.g. committed meanwhile, or already refused here; never relayed further
-        if added:
+        """A peer's gossip: checked off the event loop (signatures are most of a transaction's
+        admission cost), so consensus messages are not kept waiting behind it. Batches beyond
+        :data:`MAX_GOSSIP_CHECKS` in flight are dropped: gossip only warms the mempool, and a
+        proposal carrying those transactions has them checked when it is validated."""
+        raws = decode_tx_batch(payload, max_items=MAX_TX_BATCH)
+        if len(self._gossip) >= MAX_GOSSIP_CHECKS:
+            self.app.metrics.inc("tx_gossip_dropped")
+            return
+        task = asyncio.get_running_loop().create_task(self._admit_gossip(raws), name="gossip-check")
+        self._gossip.add(task)
+        task.add_done_callback(self._gossip.discard)
+
+    async def _admit_gossip(self, raws: list[bytes]) -> None:
+        outcomes = await self.app.submit_many(raws, from_peer=True)
+        # refusals (committed meanwhile, or refused here already) are never relayed further
+        if any(isinstance(o, Submitted) and o.status == "accepted" for o in outcomes):
             self.feed(TxAdmitted(None))
 
     def _on_evidence(self, peer: bytes, payload: bytes) -> None:
