@@ -30,7 +30,7 @@ def test_gossip_enters_the_mempool_and_a_forged_signature_does_not():
     echoed: list[bytes] = []
     app.on_new_tx(lambda tx: echoed.append(tx.raw))
     forged = _forge(raws[150])
-    batch = raws[:150] + [forged] + raws[151:]
+    batch = [*raws[:150], forged, *raws[151:]]
     try:
         outcomes = asyncio.run(app.submit_many(batch, from_peer=True))
     finally:
@@ -47,7 +47,7 @@ def test_gossip_of_transactions_already_held_answers_as_before():
     app = NodeApp(chain.store, clock_ms=lambda: chain.store.tip.time + 500)
     try:
         first = asyncio.run(app.submit_many(raws, from_peer=True))
-        again = asyncio.run(app.submit_many(raws + [_forge(raws[0])], from_peer=True))
+        again = asyncio.run(app.submit_many([*raws, _forge(raws[0])], from_peer=True))
     finally:
         app.close()
     assert [o.tx_id for o in again[:40]] == [o.tx_id for o in first]  # type: ignore[union-attr]
