@@ -254,7 +254,7 @@ def execute_block(
         where = f"transaction {i}"
         if is_stub(raw):
             _, stub_id, row = stub_parts(raw)
-            execution.skip_erased(row)
+            execution.skip_erased(row, stub_id)
             stubs.append((i, stub_id, row))
             continue
         tx = known(raw) if known is not None else None

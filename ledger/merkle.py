@@ -411,6 +411,11 @@ class MerkleLog:
             return _fold_right(self._frontier)
         return self._subtree(0, size)
 
+    def right_edge(self) -> list[bytes]:
+        """The hashes of the complete subtrees the whole log is made of, largest first (one per
+        set bit of the size): all a node needs to append to it and to compute its root."""
+        return list(self._pieces(0, self._size))
+
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """PATH(index, D[size]) (RFC 9162 section 2.1.3.1) from O(log n) node reads."""
         size = self._checked_size(size, "size")

@@ -14,6 +14,10 @@ version    what it is
            height (``gov.set-params``) and validator key rotation (``gov.rotate-validator``)
 3          adds oversight bodies (``gov.register-oversight``) and nodes' access-log checkpoints
            (``node.access-checkpoint``)
+4          the state root also covers the transaction index: every block appends its entries'
+           ids, places and result rows to the transaction-id log (:mod:`ledger.state.txindex`),
+           so a node can join from a verified snapshot and still refuse an old transaction
+           replayed (docs/adr/0007-state-sync.md)
 =========  ==================================================================================
 
 A node refuses to build or accept a block under a version it does not know, with a message that
@@ -29,8 +33,10 @@ from ledger.state.records import P_PROTOCOL, k_protocol
 from ledger.state.view import StateReader
 from ledger.tx import bodies as k
 
-LATEST = 3
-SUPPORTED = (1, 2, 3)
+LATEST = 4
+SUPPORTED = (1, 2, 3, 4)
+#: the first version whose state root covers the transaction index (ledger/state/txindex.py)
+TX_INDEX_VERSION = 4
 _VERSION = Int(min=1, max=1000)
 
 _SINCE_2 = frozenset({k.GOV_SET_COUNCIL, k.GOV_SET_PARAMS, k.GOV_ROTATE_VALIDATOR})
@@ -39,6 +45,7 @@ KINDS: dict[int, frozenset[str]] = {
     1: frozenset(k.BODIES) - _SINCE_2 - _SINCE_3,
     2: frozenset(k.BODIES) - _SINCE_3,
     3: frozenset(k.BODIES),
+    4: frozenset(k.BODIES),
 }
 
 

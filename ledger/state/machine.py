@@ -17,14 +17,26 @@ from ledger.block import DuplicateVoteEvidence
 from ledger.errors import DuplicateTransaction, KindNotInProtocol, RejectedTransaction
 from ledger.hashing import tagged_hash
 from ledger.params import PARAMS
-from ledger.protocol import KINDS, protocol_at, require_supported
+from ledger.protocol import KINDS, TX_INDEX_VERSION, protocol_at, require_supported
 from ledger.rules import RULES
 from ledger.rules.context import BlockEnv, Ctx, Event, Outcome
 from ledger.rules.crossing import expire_requests
 from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
+from ledger.state import txindex
 from ledger.state.authenticated import commit
-from ledger.state.records import CHAIN_INFO, K_CHAIN, ChainInfo, k_child_tag, k_erased, k_params_at, load, store
+from ledger.state.records import (
+    CHAIN_INFO,
+    K_CHAIN,
+    K_TX_LOG,
+    TX_LOG,
+    ChainInfo,
+    k_child_tag,
+    k_erased,
+    k_params_at,
+    load,
+    store,
+)
 from ledger.state.view import Overlay, StateReader, StoredState
 from ledger.tx.envelope import Transaction
 from ledger.validators import ValidatorSet
@@ -91,6 +103,7 @@ class BlockExecution:
     _kinds: frozenset[str] = field(init=False)
     results: list[TxResult] = field(default_factory=list)
     rows: list[bytes] = field(default_factory=list)  # result rows of every position, stubs included
+    ids: list[bytes] = field(default_factory=list)  # transaction ids of every position, stubs included
     events: list[Event] = field(default_factory=list)
     punished: list[bytes] = field(default_factory=list)
     _seen: set[bytes] = field(default_factory=set)
@@ -145,12 +158,22 @@ class BlockExecution:
         self._seen.add(tx.id)
         self.results.append(TxResult(tx.id, outcome))
         self.rows.append(result_row(tx.id, outcome.status, outcome.ref))
+        self.ids.append(tx.id)
         self.events.extend(ctx.events)
         return outcome
 
-    def skip_erased(self, row: bytes) -> None:
-        """An erased transaction's place in the block: its result row counts, nothing executes."""
+    def skip_erased(self, row: bytes, tx_id: bytes) -> None:
+        """An erased transaction's place in the block: its result row and its id count (the
+        results hash, the transaction-id log), nothing executes."""
         self.rows.append(row)
+        self.ids.append(tx_id)
+
+    def _index_transactions(self) -> None:
+        """End-block rule (protocol 4 on): the block's entries join the transaction-id log."""
+        log = load(self.overlay, K_TX_LOG, TX_LOG) or txindex.EMPTY
+        leaves = (txindex.entry_leaf(tx_id, self.height, position, row)
+                  for position, (tx_id, row) in enumerate(zip(self.ids, self.rows, strict=True)))
+        store(self.overlay, K_TX_LOG, TX_LOG, txindex.appended(log, leaves))
 
     def _followed_slots(self) -> dict[bytes, bytes | None]:
         """The recorded slot changes of children this executor holds no records of, even after
@@ -160,6 +183,8 @@ class BlockExecution:
                 if state.get(k_child_tag(tag)) is None and state.get(k_erased(tag)) is None}
 
     def finish(self) -> StateChanges:
+        if self.version >= TX_INDEX_VERSION and self.ids:
+            self._index_transactions()
         writes = self.overlay.sorted_writes()
         followed = self._followed_slots()
         committed = commit(self.base.tree_node, writes, followed)

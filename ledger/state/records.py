@@ -21,6 +21,8 @@ ordered the same way on every node (deadlines and heights are big-endian). There
 ``params/<height>``    :class:`ledger.params.Params` in force from that height on (scheduled)
 ``erased/<tag>``       :class:`Erased`: the tombstone of an erased child (tag, never the id)
 ``acl/<node key>``     :class:`AccessCheckpointRecord`: the node's last access-log checkpoint
+``txlog``              :class:`TxLog`: size and right edge of the transaction-id log
+                       (protocol 4 on, :mod:`ledger.state.txindex`)
 =====================  ==========================================================
 
 **A child's records**, all under ``c/<identity>`` (16 bytes), so that one child's records form
@@ -161,6 +163,18 @@ class AccessCheckpointRecord:
 
 ACCESS_CHECKPOINT_RECORD = Schema(
     AccessCheckpointRecord, {"size": Int(), "root": HASH, "height": Int(), "tx": HASH})
+
+
+@dataclass(frozen=True, slots=True)
+class TxLog:
+    """The transaction-id log (:mod:`ledger.state.txindex`): its size and its right edge, the
+    hashes of its complete subtrees, largest first (one per set bit of ``size``)."""
+
+    size: int
+    frontier: tuple[bytes, ...]
+
+
+TX_LOG = Schema(TxLog, {"size": Int(), "frontier": List(HASH, max=64)})
 
 
 # --------------------------------------------------------------------------- identities
@@ -330,6 +344,7 @@ NIL = encode(None)
 
 K_CHAIN = b"chain"
 K_COUNCIL = b"council"
+K_TX_LOG = b"txlog"
 P_ROLE = b"role/"
 P_POST = b"post/"
 P_REVOKED = b"revoked/"

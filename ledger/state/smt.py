@@ -206,6 +206,69 @@ class Tree:
         return out
 
 
+# --------------------------------------------------------------------------- parts of a tree
+# A snapshot (ledger/snapshot/) sends a tree as *parts*: the subtrees at a set of positions that
+# together hold every entry (a cut), each with its hash. The hashes fold up to the root; each
+# part's entries rebuild its hash. A path is the part's position below the tree's namespace,
+# one byte per nibble.
+
+
+def on_path(key: bytes, path: bytes) -> bool:
+    """Does ``key``'s path begin with ``path``?"""
+    return all(nibble(key, d) == n for d, n in enumerate(path))
+
+
+def build_part(namespace: bytes, path: bytes, entries: list[tuple[bytes, bytes]]) -> tuple[bytes, dict[bytes, bytes]]:
+    """The hash of the subtree at ``path`` that holds exactly ``entries`` (key, value hash), and
+    the node records to store for it. Raises ValueError unless the entries are distinct, on the
+    path, and at least one."""
+    if not entries:
+        raise ValueError("a part holds at least one entry")
+    if len({k for k, _ in entries}) != len(entries):
+        raise ValueError("a part holds each key once")
+    if not all(len(k) == 32 and len(v) == 32 and on_path(k, path) for k, v in entries):
+        raise ValueError("an entry of the part is not on its path")
+    writes: dict[bytes, bytes | None] = {}
+    pos = namespace + path
+    record = _Updater(_nothing, writes)._build(len(path), pos, list(entries))
+    assert record is not None
+    writes[pos] = record
+    return _hash_of(record), writes  # type: ignore[return-value]
+
+
+def fold_parts(namespace: bytes, parts: dict[bytes, bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+    """The root of a tree from the hashes of the parts of a cut (path -> hash), and the records
+    of the inner nodes above the cut. Raises ValueError for paths that are not a cut (a path
+    inside another, a nibble out of range, deeper than a key)."""
+    for path in parts:
+        if len(path) > MAX_DEPTH or any(n >= RADIX for n in path):
+            raise ValueError("a part's path is at most 64 nibbles")
+    writes: dict[bytes, bytes] = {}
+    if not parts:
+        return EMPTY, writes
+
+    def fold(depth: int, prefix: bytes, paths: list[bytes]) -> bytes:
+        if len(paths) == 1 and len(paths[0]) == depth:
+            return parts[paths[0]]
+        if any(len(p) == depth for p in paths):
+            raise ValueError("a part's path lies inside another part")
+        groups: dict[int, list[bytes]] = {}
+        for p in paths:
+            groups.setdefault(p[depth], []).append(p)
+        children = bytearray(_EMPTY_CHILDREN)
+        for n, group in groups.items():
+            children[n * 32:n * 32 + 32] = fold(depth + 1, prefix + _NIBBLE_BYTES[n], group)
+        record = _node_record(bytes(children))
+        writes[namespace + prefix] = record
+        return _hash_of(record)
+
+    return fold(0, b"", sorted(parts)), writes
+
+
+def _nothing(_position: bytes) -> bytes | None:
+    return None
+
+
 def _groups(items: list[tuple[bytes, bytes | None]], depth: int) -> dict[int, list[tuple[bytes, bytes | None]]]:
     out: dict[int, list[tuple[bytes, bytes | None]]] = {}
     i, high = depth >> 1, not depth & 1

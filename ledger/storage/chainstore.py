@@ -8,6 +8,8 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
     b"C" + height           the commit certificate that decided that block
     b"N" + hash             height of the block with that header hash
     b"X" + tx id            where a transaction is: height, position, log index, result
+    b"K" + log index        the id of the transaction at that index of the global log (the
+                            transaction index in log order, which a state-sync snapshot serves)
     b"S" + state key        state
     b"M" + tree position    a node of the authenticated state's trees (ledger/state/authenticated.py)
     b"R" + height           the children's slots that block changed: (child tag, value or nil)
@@ -19,6 +21,8 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
     b"E" + child tag        a child erased by a committed block whose transactions are still
                             whole in the stored blocks (the value is the identity)
     b"E"                    a purge ran: the store's files still need compacting and reopening
+    b"A"                    the store began from a state-sync snapshot: its height and the
+                            certified header there (blocks at and below it are not held)
 
 A block and every change it causes go to LevelDB in ONE synchronous write batch, tip record
 included: after a crash the store holds block h or block h+1 completely, never a mix. The block
@@ -32,7 +36,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger.block import COMMIT, MAX_BLOCK_TXS, Block, Commit, Header
+from ledger.block import COMMIT, HEADER, MAX_BLOCK_TXS, Block, Commit, Header
 from ledger.chain import ExecutedBlock, Tip
 from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode, encode
 from ledger.errors import DecodeError, StorageError
@@ -41,7 +45,7 @@ from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.privacy.subjects import subject_of
 from ledger.privacy.tags import child_tag
 from ledger.rules.erasure import EVENT_ERASED
-from ledger.state.machine import chain_info_of
+from ledger.state.machine import chain_info_of, result_row
 from ledger.state.records import K_CHAIN, ChainInfo
 from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES, KV, LevelKV, MemoryKV, Snapshot
 
@@ -75,6 +79,20 @@ TX_LOCATION = Schema(
 _GENESIS, _TIP = b"G", b"T"
 _SUBJECT, _ERASURE = b"I", b"E"
 COMPACTION_DUE = _ERASURE
+_ANCHOR = b"A"
+#: prefixes a state-sync snapshot reads and writes (ledger/snapshot/)
+STATE, TREE_NODES, TX_INDEX, TX_ORDER = b"S", b"M", b"X", b"K"
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """Where a store that began from a state-sync snapshot began: the certified header there."""
+
+    height: int
+    header: bytes  # canonical encoding
+
+
+ANCHOR = Schema(Anchor, {"height": Int(min=1), "header": Bytes(max=4096)})
 
 
 def _h(height: int) -> bytes:
@@ -95,6 +113,11 @@ def split_subject_key(key: bytes) -> tuple[bytes, int, int]:
 def erasure_key(tag: bytes) -> bytes:
     """The key of a pending purge, under the erased child's tag."""
     return _ERASURE + tag
+
+
+def order_key(log_index: int) -> bytes:
+    """The key of the transaction at ``log_index`` in the transaction index in log order."""
+    return TX_ORDER + _h(log_index)
 
 
 def log_key(level: int, index: int) -> bytes:
@@ -145,6 +168,26 @@ class StateSnapshot:
         self._snap.close()
 
 
+class RawView:
+    """The whole store as it was when the view was taken (a store snapshot), key by key: what a
+    state-sync snapshot is planned and served from (ledger/snapshot/make.py)."""
+
+    __slots__ = ("_snap", "height")
+
+    def __init__(self, snap: Snapshot, height: int) -> None:
+        self._snap, self.height = snap, height
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._snap.get(key)
+
+    def items(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        with self._snap.iterator(start=start, stop=stop) as it:
+            yield from it
+
+    def close(self) -> None:
+        self._snap.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Slot:
     child: bytes  # the child's tag
@@ -163,6 +206,14 @@ def decode_slots(raw: bytes) -> tuple[tuple[bytes, bytes | None], ...]:
 
 
 ERASED_STATUS = "erased"
+
+
+def location_row(tx_id: bytes, location: TxLocation) -> bytes:
+    """The result row of an indexed transaction (:func:`ledger.state.machine.result_row`): the
+    one its stub kept for an erased one, as every node has it either way."""
+    if location.status == ERASED_STATUS and location.ref is not None:
+        return location.ref
+    return result_row(tx_id, location.status, location.ref)
 
 
 def expected_location(executed: ExecutedBlock, i: int) -> TxLocation:
@@ -273,6 +324,24 @@ class ChainStore:
         if self._damage is None:
             self._damage = reason
 
+    @staticmethod
+    def anchor_writes(genesis: Genesis, header: Header,
+                      commit: Commit) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
+        """The records that make a store holding a verified snapshot of the state after ``header``
+        (written by the caller) a chain store at that height: (the anchor, its certificate and the
+        genesis; then the tip, to be written last, once everything else is durable)."""
+        if commit.height != header.height or commit.block != header.hash:
+            raise StorageError("the commit certificate is not for the snapshot's header")
+        first = {
+            _GENESIS: GENESIS.encode(genesis),
+            _ANCHOR: ANCHOR.encode(Anchor(header.height, HEADER.encode(header))),
+            b"C" + _h(header.height): COMMIT.encode(commit),
+            b"N" + header.hash: _h(header.height),
+        }
+        tip = Tip(height=header.height, hash=header.hash, time=header.time, state_root=header.state_root,
+                  log_size=header.log_size, log_root=header.log_root)
+        return first, {_TIP: TIP.encode(tip)}
+
     # ---- ChainView
     @property
     def tip(self) -> Tip:
@@ -322,7 +391,25 @@ class ChainStore:
 
     def header(self, height: int) -> Header | None:
         block = self.block(height)
-        return None if block is None else block.header
+        if block is None:
+            anchor = self.anchor
+            if anchor is not None and anchor.height == height:
+                return HEADER.decode(anchor.header)
+            return None
+        return block.header
+
+    @property
+    def anchor(self) -> Anchor | None:
+        """Where this store began if it began from a state-sync snapshot (None: from genesis)."""
+        raw = self.kv.get(_ANCHOR)
+        return None if raw is None else ANCHOR.decode(raw)
+
+    @property
+    def base(self) -> int:
+        """The last height whose block this store does not hold because it never had it: 0 for
+        a store that began at genesis, the snapshot's height for one that began from a snapshot."""
+        anchor = self.anchor
+        return 0 if anchor is None else anchor.height
 
     def commit(self, height: int) -> Commit | None:
         raw = self.kv.get(b"C" + _h(height))
@@ -348,6 +435,13 @@ class ChainStore:
         if take is None:
             raise StorageError("this store cannot take snapshots")
         return StateSnapshot(take(), self.tip.height)
+
+    def raw_view(self) -> RawView:
+        """The whole store at the tip, frozen (LevelDB and in-memory stores can take one)."""
+        take = getattr(self.kv, "snapshot", None)
+        if take is None:
+            raise StorageError("this store cannot take snapshots")
+        return RawView(take(), self.tip.height)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         """Where a committed transaction is. A block being written by another thread is not
@@ -382,10 +476,15 @@ class ChainStore:
             batch[b"R" + _h(h.height)] = encode_slots(executed.changes.slots)
         for (level, index), node in executed.log_nodes.items():
             batch[log_key(level, index)] = node
-        for tx, location in zip(executed.txs, locations or encoded_locations(executed), strict=True):
-            batch[b"X" + tx.id] = location
-        for tx_id, location in erased_locations(executed).items():
-            batch[b"X" + tx_id] = location
+        first = executed.first_log_index
+        encoded = locations or encoded_locations(executed)
+        for i, (tx, where) in enumerate(zip(executed.txs, encoded, strict=True)):
+            batch[b"X" + tx.id] = where
+            batch[order_key(first + executed.position_of(i))] = tx.id
+        for tx_id, where in erased_locations(executed).items():
+            batch[b"X" + tx_id] = where
+        for place, stub_id, _row in executed.erased:
+            batch[order_key(first + place)] = stub_id
         batch[b"N" + block.hash] = _h(h.height)
         if self._keep_blocks:
             self._erasure_records(executed, batch)
