@@ -21,8 +21,10 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
     b"E" + child tag        a child erased by a committed block whose transactions are still
                             whole in the stored blocks (the value is the identity)
     b"E"                    a purge ran: the store's files still need compacting and reopening
-    b"A"                    the store began from a state-sync snapshot: its height and the
-                            certified header there (blocks at and below it are not held)
+    b"A"                    the store began from a state-sync snapshot at this height (blocks
+                            at and below it are not held)
+    b"H" + height           a header without its block: those a store that began from a
+                            snapshot certified from genesis (with their ``C`` and ``N`` records)
 
 A block and every change it causes go to LevelDB in ONE synchronous write batch, tip record
 included: after a crash the store holds block h or block h+1 completely, never a mix. The block
@@ -79,20 +81,20 @@ TX_LOCATION = Schema(
 _GENESIS, _TIP = b"G", b"T"
 _SUBJECT, _ERASURE = b"I", b"E"
 COMPACTION_DUE = _ERASURE
-_ANCHOR = b"A"
+_ANCHOR, _HEADER = b"A", b"H"
+_UNREAD = object()
 #: prefixes a state-sync snapshot reads and writes (ledger/snapshot/)
 STATE, TREE_NODES, TX_INDEX, TX_ORDER = b"S", b"M", b"X", b"K"
 
 
 @dataclass(frozen=True, slots=True)
 class Anchor:
-    """Where a store that began from a state-sync snapshot began: the certified header there."""
+    """Where a store that began from a state-sync snapshot began."""
 
     height: int
-    header: bytes  # canonical encoding
 
 
-ANCHOR = Schema(Anchor, {"height": Int(min=1), "header": Bytes(max=4096)})
+ANCHOR = Schema(Anchor, {"height": Int(min=1)})
 
 
 def _h(height: int) -> bytes:
@@ -257,6 +259,7 @@ class ChainStore:
         self._genesis: Genesis | None = None
         #: set when a block or record read back does not decode (see :attr:`damage`)
         self._damage: str | None = None
+        self._anchor: Anchor | object | None = _UNREAD  # written once, with the snapshot the store began from
         raw = kv.get(_TIP)
         if raw is not None:
             try:
@@ -325,19 +328,23 @@ class ChainStore:
             self._damage = reason
 
     @staticmethod
+    def header_writes(header: Header, commit: Commit) -> dict[bytes, bytes]:
+        """The records of a certified header held without its block (a store that begins from a
+        snapshot keeps the headers it certified from genesis, and serves them to light clients)."""
+        if commit.height != header.height or commit.block != header.hash:
+            raise StorageError(f"the commit certificate is not for header {header.height}")
+        return {_HEADER + _h(header.height): HEADER.encode(header), b"C" + _h(header.height): COMMIT.encode(commit),
+                b"N" + header.hash: _h(header.height)}
+
+    @staticmethod
     def anchor_writes(genesis: Genesis, header: Header,
                       commit: Commit) -> tuple[dict[bytes, bytes], dict[bytes, bytes]]:
         """The records that make a store holding a verified snapshot of the state after ``header``
-        (written by the caller) a chain store at that height: (the anchor, its certificate and the
-        genesis; then the tip, to be written last, once everything else is durable)."""
-        if commit.height != header.height or commit.block != header.hash:
-            raise StorageError("the commit certificate is not for the snapshot's header")
-        first = {
-            _GENESIS: GENESIS.encode(genesis),
-            _ANCHOR: ANCHOR.encode(Anchor(header.height, HEADER.encode(header))),
-            b"C" + _h(header.height): COMMIT.encode(commit),
-            b"N" + header.hash: _h(header.height),
-        }
+        (written by the caller) a chain store at that height: (the anchor, the header and its
+        certificate, the genesis; then the tip, to be written last, once everything else is
+        durable)."""
+        first = {**ChainStore.header_writes(header, commit), _GENESIS: GENESIS.encode(genesis),
+                 _ANCHOR: ANCHOR.encode(Anchor(header.height))}
         tip = Tip(height=header.height, hash=header.hash, time=header.time, state_root=header.state_root,
                   log_size=header.log_size, log_root=header.log_root)
         return first, {_TIP: TIP.encode(tip)}
@@ -392,17 +399,19 @@ class ChainStore:
     def header(self, height: int) -> Header | None:
         block = self.block(height)
         if block is None:
-            anchor = self.anchor
-            if anchor is not None and anchor.height == height:
-                return HEADER.decode(anchor.header)
-            return None
+            if height > self.base:
+                return None
+            raw = self.kv.get(_HEADER + _h(height))  # certified when the store began from a snapshot
+            return None if raw is None else HEADER.decode(raw)
         return block.header
 
     @property
     def anchor(self) -> Anchor | None:
         """Where this store began if it began from a state-sync snapshot (None: from genesis)."""
-        raw = self.kv.get(_ANCHOR)
-        return None if raw is None else ANCHOR.decode(raw)
+        if self._anchor is _UNREAD:
+            raw = self.kv.get(_ANCHOR)
+            self._anchor = None if raw is None else ANCHOR.decode(raw)
+        return self._anchor  # type: ignore[return-value]
 
     @property
     def base(self) -> int:
@@ -441,7 +450,12 @@ class ChainStore:
         take = getattr(self.kv, "snapshot", None)
         if take is None:
             raise StorageError("this store cannot take snapshots")
-        return RawView(take(), self.tip.height)
+        snap = take()
+        raw = snap.get(_TIP)  # the tip as the snapshot sees it (a block may be landing meanwhile)
+        if raw is None:
+            snap.close()
+            raise StorageError("the store is not initialised with a genesis")
+        return RawView(snap, TIP.decode(raw).height)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         """Where a committed transaction is. A block being written by another thread is not

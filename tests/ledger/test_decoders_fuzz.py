@@ -39,6 +39,8 @@ from ledger.encoding import Schema, decode, encode
 from ledger.errors import DecodeError, KeyFileError
 from ledger.genesis import GENESIS, GENESIS_VALIDATOR
 from ledger.merkle import consistency_proof_of, leaf_hash, root_of
+from ledger.snapshot import format as snapshot_module
+from ledger.snapshot.make import chunk_bytes, plan
 from ledger.state import records as records_module
 from ledger.state.records import PARAMS
 from ledger.storage import chainstore as chainstore_module
@@ -79,7 +81,7 @@ def _schemas_of(*modules) -> dict[str, Schema]:
 
 
 SCHEMAS = _schemas_of(bodies_module, records_module, block_module, genesis_module, validators_module,
-                      chainstore_module, envelope_module)
+                      chainstore_module, envelope_module, snapshot_module)
 SCHEMAS.update({f"body.{kind}": schema for kind, schema in BODIES.items()})
 
 DECODERS = [
@@ -168,6 +170,12 @@ def _story() -> list[bytes]:
             tx = decode_tx(raw)
             seeds.append(encode(BODIES[tx.kind].wire(tx.body)))
             seeds.extend(SIG.encode(s) for s in tx.sigs)
+    header = store.header(store.height)
+    seeds.append(chainstore_module.ANCHOR.encode(chainstore_module.Anchor(store.height)))
+    view = store.raw_view()
+    snapshot = plan(view, header, target=2000)  # a state-sync manifest and its chunks
+    seeds += [snapshot.encoded, *(chunk_bytes(view, snapshot, i) for i in range(snapshot.chunk_count)),
+              snapshot_module.RECORD.encode(snapshot_module.Record(b"chain", store.state.get(b"chain") or b""))]
     seeds += [EVIDENCE.encode(evidence), VOTE.encode(evidence.a), VOTE.encode(evidence.b),
               VOTE.encode(sign_vote(cheat, chain.chain_id, "precommit", 3, 0, None)),
               POLICY.encode(child.policy), PARAMS.encode(chain.genesis.params), GENESIS.encode(chain.genesis),
