@@ -83,6 +83,14 @@ def test_an_audit_re_executes_each_block_under_the_rules_of_its_height(tmp_path)
     old.advance(1)
     old.advance(1)
     old.advance(1)
+    # protocol 4: from its height on, blocks also append to the transaction-id log in the state
+    at = old.height + 3
+    old.commit(old.schedule_upgrade(at, 4))
+    old.advance(1)
+    old.pending_crossing(terminal, child)
+    assert old.store.block(at).header.version == 4 and old.store.state.get(b"txlog") is not None
+    old.commit(old.erase(child))  # an erased transaction's stub still counts in the log
+    old.advance(1)
     report = Auditor(StoreSource(old.store.kv, "memory store")).run()
     assert report.ok, report.failure
     assert report.checked_height == old.height
