@@ -35,6 +35,23 @@ _INT_MAX = 2**64 - 1
 #: deepest nesting of lists and maps; the deepest object (a block's evidence) needs four
 MAX_DEPTH = 32
 
+#: idle packers. ``msgpack.packb`` makes a packer (with a 1 MiB buffer) for every call, which a
+#: node under load pays several times per transaction; a packer is reused instead, by one
+#: thread at a time (list pop and append are atomic), and one whose packing failed is dropped.
+_packers: list[msgpack.Packer] = []
+
+
+def pack(value: Any) -> bytes:
+    """``msgpack.packb(value, use_bin_type=True)``, without a new packer per call. Callers pass
+    values already in canonical order (``encode`` is the checked entry point)."""
+    try:
+        packer = _packers.pop()
+    except IndexError:
+        packer = msgpack.Packer(use_bin_type=True)
+    out = packer.pack(value)
+    _packers.append(packer)
+    return out
+
 
 def _canon(value: Any, depth: int = 0) -> Any:
     """Return ``value`` with every dict rebuilt in canonical key order, checking types."""
@@ -68,7 +85,7 @@ def _key_order(key: str) -> bytes:
 def encode(value: Any) -> bytes:
     """The canonical encoding of ``value``."""
     try:
-        return msgpack.packb(_canon(value), use_bin_type=True)
+        return pack(_canon(value))
     except UnicodeEncodeError as exc:  # a lone surrogate: text with no UTF-8 form
         raise DecodeError(f"text is not valid Unicode ({exc.reason})") from None
 
@@ -106,7 +123,7 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Any:
     _check_plain(value)
     # Key order and types are checked; re-encoding catches the rest (padded integers and
     # lengths, str8 where fixstr fits, duplicate keys collapsed by the parser, trailing bytes).
-    if msgpack.packb(value, use_bin_type=True) != data:
+    if pack(value) != data:
         raise DecodeError("not in canonical form (re-encoding differs)")
     return value
 
@@ -280,7 +297,7 @@ class Schema(Spec, Generic[T]):
 
     def encode(self, obj: T) -> bytes:
         # wire() builds every map in canonical key order from checked fields: pack directly
-        return msgpack.packb(self.wire(obj), use_bin_type=True)
+        return pack(self.wire(obj))
 
     def decode(self, data: bytes, *, max_size: int = MAX_ENCODED) -> T:
         return self.check(decode(data, max_size=max_size))

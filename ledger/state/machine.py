@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import msgpack
-
 from ledger.block import DuplicateVoteEvidence
+from ledger.encoding import pack
 from ledger.errors import DuplicateTransaction, KindNotInProtocol, RejectedTransaction
 from ledger.hashing import tagged_hash
 from ledger.params import PARAMS
@@ -61,7 +60,7 @@ class TxResult:
 def result_row(tx_id: bytes, status: str, ref: bytes | None) -> bytes:
     """The hash of one transaction's result; an erased transaction's stub keeps it."""
     # ids and refs are bytes, statuses short text: canonical as packed
-    return tagged_hash(TAG_RESULT_ROW, msgpack.packb([tx_id, status, ref], use_bin_type=True))
+    return tagged_hash(TAG_RESULT_ROW, pack([tx_id, status, ref]))
 
 
 def results_hash(rows: list[bytes]) -> bytes:

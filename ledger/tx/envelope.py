@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from ledger.crypto.keys import DOMAIN_TX, SigningKey, sign_bytes, verify_raw
-from ledger.encoding import Bytes, Schema, decode, encode
+from ledger.encoding import Bytes, Schema, decode, encode, pack
 from ledger.errors import DecodeError
 from ledger.hashing import TAG_TX, tagged_hash
 from ledger.tx.bodies import BODIES
@@ -81,7 +81,7 @@ class Transaction:
 def _unsigned_bytes(kind: str, body_wire: dict, nonce: int) -> bytes:
     """The canonical bytes the id hashes. ``body_wire`` is already in canonical key order
     (built by a schema, or parsed from bytes checked to be canonical), so it packs as is."""
-    return msgpack.packb({"body": body_wire, "kind": kind, "nonce": nonce}, use_bin_type=True)
+    return pack({"body": body_wire, "kind": kind, "nonce": nonce})
 
 
 def make_tx(kind: str, body: Any, nonce: int, signers: list[SigningKey] | tuple[SigningKey, ...],
