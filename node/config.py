@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ledger.errors import CustosError
 
@@ -65,6 +65,16 @@ class ApiSection(_Strict):
     idle_timeout_ms: int = Field(default=60_000, ge=100, le=600_000)  # past clients' keep-alive (aiohttp: 15 s)
     header_timeout_ms: int = Field(default=5_000, ge=100, le=600_000)
     body_timeout_ms: int = Field(default=15_000, ge=100, le=600_000)
+    #: TLS: the API's certificate (PEM, with any intermediate CAs) and its private key (PEM);
+    #: with both set the API speaks HTTPS only (node/tls.py)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: name both, or neither")
+        return self
 
 
 class Peer(_Strict):
@@ -168,18 +178,20 @@ class NodeConfig(_Strict):
         return env.encode()
 
 
+#: the path settings of each section, taken relative to the config file's directory
+_PATHS = {"node": ("data_dir", "genesis", "key_file", "passphrase_file"), "api": ("tls_cert", "tls_key"),
+          "identify": ("gallery", "key_file")}
+
+
 def _resolve(doc: dict, base: Path) -> dict:
-    node = dict(doc.get("node", {}))
-    for name in ("data_dir", "genesis", "key_file", "passphrase_file"):
-        if isinstance(node.get(name), str) and not os.path.isabs(node[name]):
-            node[name] = str(base / node[name])
-    out = {**doc, "node": node}
-    if isinstance(doc.get("identify"), dict):
-        identify = dict(doc["identify"])
-        for name in ("gallery", "key_file"):
-            if isinstance(identify.get(name), str) and not os.path.isabs(identify[name]):
-                identify[name] = str(base / identify[name])
-        out["identify"] = identify
+    out = {**doc, "node": dict(doc.get("node", {}))}
+    for section, names in _PATHS.items():
+        if not isinstance(out.get(section), dict):
+            continue
+        values = out[section] = dict(out[section])
+        for name in names:
+            if isinstance(values.get(name), str) and not os.path.isabs(values[name]):
+                values[name] = str(base / values[name])
     return out
 
 

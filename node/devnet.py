@@ -6,8 +6,13 @@
     DIR/genesis.toml         unequal stakes, a 2-of-3 council
     DIR/passphrase           the devnet's key-file passphrase (mode 0600; devnet only)
     DIR/council/member-N.key the council's keys
+    DIR/tls/ca.pem           with ``tls``: the local CA's certificate, which clients trust
     DIR/val-N/node.toml      each node's config (API, p2p and metrics listeners); its LevelDB under DIR/val-N/chain
     DIR/val-N/node.key
+    DIR/val-N/tls/           with ``tls``: the node's API certificate (127.0.0.1, localhost) and key
+
+Directories are 0700 and every file but the certificates and the genesis 0600: the devnet's
+keys and passphrase are its user's alone.
 
 ``launch`` starts one ``custos node start`` process per node and ``stop`` ends them with SIGTERM
 (SIGKILL after a grace period). Running ``up`` again on an existing directory restarts the same
@@ -30,9 +35,12 @@ from pathlib import Path
 from ledger.crypto.keys import SigningKey
 from ledger.genesis import Genesis, GenesisValidator, genesis_to_toml
 from ledger.state.records import DEFAULT_PARAMS, Council
+from ledger.storage.files import private_dir, write_atomically
+from node.client.tls import trust
 from node.keyfile import MINIMAL, write_key_file
 
 DESCRIPTION = "devnet.json"
+CA_FILE = "tls/ca.pem"
 #: stakes of the first validators; unequal on purpose, so voting power is not a head count, yet
 #: with four or more validators none holds a third of the stake: any one may fail (or stall)
 #: and the others still hold the more than 2/3 that commits
@@ -48,10 +56,12 @@ class NodeInfo:
     stake: int
     #: the node's Prometheus/OpenMetrics listener, HOST:PORT ("" in devnets made before it existed)
     metrics: str = ""
+    #: the API speaks TLS, with a certificate from the devnet's CA
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"http://{self.api}"
+        return f"{'https' if self.tls else 'http'}://{self.api}"
 
 
 def free_ports(n: int) -> list[int]:
@@ -71,13 +81,15 @@ def free_ports(n: int) -> list[int]:
 
 def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devnet",
            heartbeat_ms: int = 5_000, extra_consensus: dict | None = None, observers: int = 0,
-           node_consensus: dict[str, dict] | None = None) -> list[NodeInfo]:
+           node_consensus: dict[str, dict] | None = None, tls: bool = False) -> list[NodeInfo]:
     """Create a new devnet in ``directory`` (which must not hold one already).
 
     ``observers`` adds non-voting nodes (``obs-N``) that follow the chain by block sync;
-    ``node_consensus`` overrides consensus settings per node name.
+    ``node_consensus`` overrides consensus settings per node name; ``tls`` makes a local CA
+    and serves each node's API over TLS with a certificate it issued (this process trusts the CA
+    from then on; others find it through ``devnet.json``).
     """
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     if (directory / DESCRIPTION).exists():
         raise FileExistsError(f"{directory} holds a devnet already")
     passphrase = secrets.token_hex(16).encode()
@@ -85,7 +97,7 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
     fd = os.open(pass_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(passphrase + b"\n")
-    (directory / "council").mkdir(exist_ok=True)
+    private_dir(directory / "council")
     council = [SigningKey.generate() for _ in range(3)]
     for i, key in enumerate(council):
         write_key_file(directory / "council" / f"member-{i}.key", key, passphrase, label=f"council {i}", cost=MINIMAL)
@@ -98,7 +110,7 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
         name, stake = (f"val-{i}", STAKES[i % len(STAKES)]) if i < validators else (f"obs-{i - validators}", 0)
         api, p2p, metrics = ports[3 * i:3 * i + 3]
         nodes.append(NodeInfo(name, f"127.0.0.1:{api}", f"127.0.0.1:{p2p}", key.public.hex(), stake,
-                              f"127.0.0.1:{metrics}"))
+                              f"127.0.0.1:{metrics}", tls))
     voters = [n for n in nodes if n.stake > 0]
     watchers = [n for n in nodes if n.stake == 0]
     genesis = Genesis(
@@ -110,21 +122,35 @@ def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devn
         params=DEFAULT_PARAMS,
     )
     (directory / "genesis.toml").write_text(genesis_to_toml(genesis))
+    ca = None
+    if tls:
+        from node.tls import LocalCA  # cryptography's x509, only when a CA is made
+
+        ca = LocalCA.create(chain_id)
+        private_dir(directory / "tls")
+        ca.write_cert(directory / CA_FILE)
     for node, key in zip(nodes, keys, strict=True):
         node_dir = directory / node.name
-        node_dir.mkdir(exist_ok=True)
+        private_dir(node_dir)
+        if ca is not None:
+            private_dir(node_dir / "tls")
+            ca.issue(node.name, node_dir / "tls" / "cert.pem", node_dir / "tls" / "key.pem")
         write_key_file(node_dir / "node.key", key, passphrase, label=node.name, cost=MINIMAL)
         observer = node.stake == 0
         peers = [p for p in voters if p.name != node.name]  # observers dial validators, not each other
         allow = [] if observer else [w.key for w in watchers]
         consensus = {**(extra_consensus or {}), **(node_consensus or {}).get(node.name, {})}
-        (node_dir / "node.toml").write_text(_node_config(node, peers, allow, observer, heartbeat_ms, consensus))
+        write_atomically(node_dir / "node.toml",
+                         _node_config(node, peers, allow, observer, heartbeat_ms, consensus).encode())
     description = {
         "chain_id": chain_id,
         "genesis_hash": genesis.hash.hex(),
         "council": [f"council/member-{i}.key" for i in range(3)],
         "nodes": [n.__dict__ for n in nodes],
     }
+    if tls:
+        description["ca"] = CA_FILE
+        trust(directory / CA_FILE)
     (directory / DESCRIPTION).write_text(json.dumps(description, indent=2) + "\n")
     return nodes
 
@@ -144,6 +170,7 @@ def _node_config(node: NodeInfo, peers: list[NodeInfo], allow: list[str], observ
         "[api]",
         f'listen = "{node.api}"',
         f"ready_max_block_age_ms = {max(5_000, 5 * heartbeat_ms)}",
+        *(['tls_cert = "tls/cert.pem"', 'tls_key = "tls/key.pem"'] if node.tls else []),
         "",
         "[metrics]",
         f'listen = "{node.metrics}"',
@@ -163,8 +190,17 @@ def _node_config(node: NodeInfo, peers: list[NodeInfo], allow: list[str], observ
 
 
 def load(directory: Path) -> list[NodeInfo]:
+    """The devnet's nodes; this process trusts its CA from then on."""
     doc = json.loads((directory / DESCRIPTION).read_text())
+    if doc.get("ca"):
+        trust(directory / doc["ca"])
     return [NodeInfo(**n) for n in doc["nodes"]]
+
+
+def ca_file(directory: Path) -> Path | None:
+    """The devnet's CA certificate, if it made one."""
+    doc = json.loads((directory / DESCRIPTION).read_text())
+    return directory / doc["ca"] if doc.get("ca") else None
 
 
 def node_command(directory: Path, name: str) -> list[str]:
@@ -177,7 +213,8 @@ def node_command(directory: Path, name: str) -> list[str]:
 def launch(directory: Path, nodes: list[NodeInfo], *, log_dir: Path | None = None) -> dict[str, subprocess.Popen]:
     procs = {}
     for node in nodes:
-        with open((log_dir or directory / node.name) / "node.log", "ab") as out:
+        log = (log_dir or directory / node.name) / "node.log"
+        with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as out:
             procs[node.name] = subprocess.Popen(node_command(directory, node.name), stdout=out,
                                                 stderr=subprocess.STDOUT, start_new_session=True)
     return procs
@@ -185,14 +222,14 @@ def launch(directory: Path, nodes: list[NodeInfo], *, log_dir: Path | None = Non
 
 def wait_ready(nodes: list[NodeInfo], timeout_s: float = 30.0) -> None:
     """Wait until every node answers /healthz (bounded in time)."""
-    import urllib.request
+    from node.client.tls import urlopen
 
     deadline = time.monotonic() + timeout_s
     pending = list(nodes)
     while pending:
         node = pending[0]
         try:
-            with urllib.request.urlopen(node.url + "/healthz", timeout=1) as r:
+            with urlopen(node.url + "/healthz", timeout=1) as r:
                 if r.status == 200:
                     pending.pop(0)
                     continue

@@ -24,13 +24,13 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ledger.storage.files import write_atomically
 from node import devnet
+from node.client.tls import urlopen
 from node.devnet import NodeInfo
 
 LOCK = "devnet.lock"
@@ -150,7 +150,7 @@ class Supervisor:
 
     def _ready(self, name: str) -> bool:
         try:
-            with urllib.request.urlopen(self.nodes[name].url + "/healthz", timeout=0.3) as r:
+            with urlopen(self.nodes[name].url + "/healthz", timeout=0.3) as r:
                 return r.status == 200
         except OSError:
             return False

@@ -17,6 +17,7 @@ from ledger.errors import StorageError
 from ledger.genesis import Genesis
 from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import ChainStore
+from ledger.storage.files import private_dir
 from ledger.storage.health import Patrol, check_recent
 from node.api.server import Api, make_web_app, serve, stop
 from node.app import NodeApp
@@ -35,6 +36,7 @@ from node.ops.metrics import NodeMetrics
 from node.ops.routes import OpsRoutes, metrics_app
 from node.p2p.limits import Limits
 from node.p2p.network import PeerNetwork
+from node.tls import api_tls_context
 from node.version import version
 
 log = logging.getLogger("custos.node")
@@ -46,6 +48,8 @@ class Node:
     def __init__(self, config: NodeConfig, *, init: bool = False) -> None:
         """``init``: this is a new node; give it a signer state if it has none."""
         self.config = config
+        self.tls = api_tls_context(config.api)  # before anything opens: a bad certificate stops the start
+        private_dir(config.node.data_dir)
         self.key = load_key_file(config.node.key_file, config.passphrase())
         genesis = load_genesis(config.node.genesis)
         self.fds = plan_descriptors(config)
@@ -177,7 +181,7 @@ class Node:
         await self.network.start()
         await self.driver.start()
         guard = api_guard(self.config, self.fds, self.app.metrics.counters)
-        self._runner = runner = await serve(web_app, host, port, guard)
+        self._runner = runner = await serve(web_app, host, port, guard, ssl_context=self.tls)
         actual = runner.addresses[0][1] if port == 0 else port
         self._tasks.extend(self.driver.tasks)
         self._tasks.append(asyncio.create_task(self._watch_fatal(), name="consensus-storage"))
@@ -189,7 +193,7 @@ class Node:
         if self.config.metrics.listen is not None:
             m_host, m_port = split_hostport(self.config.metrics.listen)
             self._metrics_runner = await serve(metrics_app(self.ops), m_host, m_port)
-        return f"http://{host}:{actual}"
+        return f"{'https' if self.tls is not None else 'http'}://{host}:{actual}"
 
     async def _watch_fatal(self) -> None:
         """Ends (with the error) if consensus can no longer store blocks."""

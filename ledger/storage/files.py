@@ -11,6 +11,15 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
 
+def private_dir(path: str | Path) -> None:
+    """Make ``path`` (and missing parents) a directory only its owner may enter (0700),
+    tightening one that exists."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+
+
 def write_atomically(path: str | Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write a temporary file, fsync it, rename it over ``path``, fsync the directory.
 

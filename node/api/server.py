@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -427,14 +428,15 @@ def parser_problem(status: int, detail: str) -> web.Response:
     return problem(status, "malformed-request", "malformed request", detail)
 
 
-async def serve(web_app: web.Application, host: str, port: int,
-                guard: ConnectionGuard | None = None) -> web.AppRunner:
-    """Listen on ``host:port``; ``guard`` bounds the connections (:mod:`node.edge.connections`)."""
+async def serve(web_app: web.Application, host: str, port: int, guard: ConnectionGuard | None = None, *,
+                ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Listen on ``host:port``; ``guard`` bounds the connections (:mod:`node.edge.connections`);
+    with ``ssl_context`` in TLS only (node/tls.py)."""
     guard = guard if guard is not None else ConnectionGuard()  # (an empty guard is falsy: it has a length)
     runner = GuardedRunner(web_app, guard, error_response=parser_problem, errors=_errors,
                            access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site = web.TCPSite(runner, host, port, reuse_address=True, ssl_context=ssl_context)
     await site.start()
     runner.start_sweeping()
     return runner

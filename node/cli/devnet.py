@@ -14,13 +14,13 @@ import os
 import signal
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from node import devnet
 from node import devnet_supervisor as sv
 from node.cli.common import EXIT_OK, EXIT_UNREACHABLE
 from node.cli.options import InputError, duration
+from node.client.tls import urlopen
 
 RESTART_WAIT_S = 60.0
 
@@ -161,7 +161,7 @@ def _supervise(directory: Path, nodes: list[devnet.NodeInfo], *, restart: bool) 
 
 def _height(node: devnet.NodeInfo) -> int | None:
     try:
-        with urllib.request.urlopen(node.url + "/v1/status", timeout=1) as r:
+        with urlopen(node.url + "/v1/status", timeout=1) as r:
             return int(json.loads(r.read())["height"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 from node.config import load_config
@@ -31,6 +32,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     from node.runner import run
 
     config = load_config(args.config)
+    os.umask(0o077)  # every file the node makes (stores, logs, keys) is its user's alone
     level = logging.WARNING - 10 * args.verbose if args.verbose else getattr(logging, config.log.level.upper())
     configure(level, args.log_format or config.log.format)
     asyncio.run(run(config, init=args.init))

@@ -14,6 +14,7 @@ import aiohttp
 import msgpack
 
 from ledger.errors import PROBLEM_BASE, CustosError
+from node.client.tls import client_context
 
 MSGPACK = "application/msgpack"
 
@@ -63,7 +64,9 @@ class NodeClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            # https:// nodes are verified against the system's CAs and those trusted here
+            connector = aiohttp.TCPConnector(ssl=client_context())
+            self._session = aiohttp.ClientSession(timeout=self.timeout, connector=connector)
         return self._session
 
     @property

@@ -26,6 +26,7 @@ from node.access.purpose import DEFAULT_PURPOSE
 from node.client.cards import enrol_scans, new_pseudonym_key, synthetic_eye, write_card, write_scan
 from node.client.http import NodeClient
 from node.client.signed import sign_request
+from node.client.tls import urlopen
 from node.keyfile import MINIMAL, write_key_file
 from tests.node.netkit import Net, run
 
@@ -179,7 +180,7 @@ def signed_get(url: str, path: str, key: SigningKey | None, chain_id: str, *, do
 def raw_get(url: str, path: str, headers: dict) -> tuple[int, dict, dict]:
     req = urllib.request.Request(url + path, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urlopen(req, timeout=10) as r:
             return r.status, json.loads(r.read()), dict(r.headers)
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}"), dict(e.headers)

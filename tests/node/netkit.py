@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 from ledger.crypto.keys import SigningKey
 from ledger.tx.envelope import Transaction
 from node import devnet
+from node.client.tls import urlopen
 from node.client.txs import TxFactory
 from node.keyfile import load_key_file
 
@@ -96,7 +96,7 @@ class Net:
 
     # ---- observation
     def get(self, name: str, path: str) -> Any:
-        with urllib.request.urlopen(self.url(name) + path, timeout=5) as r:
+        with urlopen(self.url(name) + path, timeout=5) as r:
             return json.loads(r.read())
 
     def height(self, name: str = "val-0") -> int:
