@@ -31,6 +31,7 @@ from pathlib import Path
 from ledger.crypto.keys import SigningKey
 from ledger.privacy.tags import companion_tag
 from ledger.tx.bodies import DAY_MS
+from node import devnet
 from node.access.purpose import Purpose
 from node.client.cards import CardKeys, enrol_scans, new_pseudonym_key, seal_card, synthetic_eye, unlock_card
 from node.client.guardian import GuardianClient
@@ -63,7 +64,8 @@ class Demo:
         self.dir = Path(directory)
         self.out = out
         doc = json.loads((self.dir / "devnet.json").read_text())
-        self.urls = [f"http://{n['api']}" for n in doc["nodes"]]
+        self.urls = [n.url for n in devnet.load(self.dir)]  # trusts the devnet's CA
+        self.ca = devnet.ca_file(self.dir)
         self.genesis_hash = doc.get("genesis_hash")
         passphrase = (self.dir / "passphrase").read_bytes().rstrip(b"\r\n")
         self.council = [load_key_file(self.dir / p, passphrase) for p in doc["council"]]
@@ -333,7 +335,8 @@ class Demo:
     async def _audit_cli(self, what: str, *args: str, expect: int = 0, echo: int = 12) -> None:
         shown = [Path(a).name if a.endswith((".key", "passphrase")) else a for a in args]
         self.say("$ custos audit " + " ".join(shown))
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "node.cli", "audit", *args,
+        trust = ("--ca", str(self.ca)) if self.ca is not None else ()  # the devnet's CA, for its https:// nodes
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "node.cli", "audit", *args, *trust,
                                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             output, _ = await asyncio.wait_for(proc.communicate(), 300)

@@ -38,6 +38,9 @@ def register(sub) -> None:
                     help="run the network already in --dir (without it a used directory is refused)")
     up.add_argument("--no-restart", action="store_true",
                     help="leave a node that dies down instead of restarting it with backoff")
+    up.add_argument("--plain-http", action="store_true",
+                    help="serve the nodes' APIs in plain HTTP, without a local CA (for a browser on this machine "
+                         "that cannot be told to trust one; see docs/TRANSPORT.md)")
     up.set_defaults(func=cmd_up)
 
     status = dsub.add_parser("status", help="each node's state, pid, restarts and height")
@@ -107,8 +110,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             nodes = _existing(directory)
             print(f"restarting the devnet in {directory} ({len(nodes)} nodes)", flush=True)
         else:
-            nodes = devnet.create(directory, args.validators, heartbeat_ms=heartbeat_ms)
+            nodes = devnet.create(directory, args.validators, heartbeat_ms=heartbeat_ms, tls=not args.plain_http)
             print(f"created a devnet of {len(nodes)} validators in {directory}", flush=True)
+        ca = devnet.ca_file(directory)
+        if ca is not None:
+            print(f"the nodes' API certificates are issued by the devnet's CA {ca}; clients trust it with "
+                  f"--devnet {directory} or --ca {ca}", flush=True)
         return _supervise(directory, nodes, restart=not args.no_restart)
     finally:
         lock.close()

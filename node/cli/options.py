@@ -2,6 +2,9 @@
 
 Nodes are named with ``--node URL`` (repeatable: the client fails over between them), or
 ``--devnet DIR`` (the nodes of a local devnet), or ``$CUSTOS_NODES`` (comma-separated).
+An ``https://`` node's certificate is verified against the system's CAs plus those named with
+``--ca FILE`` (repeatable), in ``$CUSTOS_CA``, or made by the devnet named with ``--devnet``
+(node.client.tls).
 Times are ISO 8601 (``2025-06-01``, ``2025-06-01T08:30Z``), ``now``, or relative (``+2h``,
 ``-30m``, ``+7d``); durations always carry their unit (``250ms``, ``90s``, ``15m``, ``24h``,
 ``7d``): a bare number is refused.
@@ -32,6 +35,7 @@ from ledger.errors import CustosError
 from ledger.tx.envelope import Transaction, add_signatures, decode_tx
 from node.cli.common import Unreachable, read_passphrase
 from node.client.http import NodeUnreachable
+from node.client.tls import trust
 from node.keyfile import load_key_file, public_key_of
 
 DEFAULT_NODE = "http://127.0.0.1:8700"
@@ -49,7 +53,10 @@ def add_node_args(parser) -> None:
     parser.add_argument("--node", action="append", metavar="URL",
                         help="a node's API base URL; repeat to fail over (default $CUSTOS_NODES, else "
                              f"{DEFAULT_NODE})")
-    parser.add_argument("--devnet", type=Path, metavar="DIR", help="use the nodes of the devnet in DIR")
+    parser.add_argument("--devnet", type=Path, metavar="DIR",
+                        help="use the nodes of the devnet in DIR (and trust the CA it made)")
+    parser.add_argument("--ca", type=Path, action="append", metavar="FILE",
+                        help="trust this CA certificate (PEM) for the nodes' TLS; repeatable (also $CUSTOS_CA)")
 
 
 def node_urls(args) -> list[str]:
@@ -59,16 +66,22 @@ def node_urls(args) -> list[str]:
 
 
 def chosen_node_urls(args) -> list[str] | None:
-    """The nodes the user named on this command line or in ``$CUSTOS_NODES``; None if none."""
+    """The nodes the user named on this command line or in ``$CUSTOS_NODES``; None if none.
+    Trusts the CAs named with ``--ca`` and the devnet's."""
+    for ca in getattr(args, "ca", None) or ():
+        if not Path(ca).is_file():
+            raise InputError(f"--ca {ca}: no such file")
+        trust(ca)
     if getattr(args, "node", None):
         return [u.rstrip("/") for u in args.node]
     devnet_dir = getattr(args, "devnet", None)
     if devnet_dir is not None:
+        from node import devnet
+
         try:
-            doc = json.loads((Path(devnet_dir) / "devnet.json").read_text())
-        except (OSError, ValueError) as exc:
+            return [n.url for n in devnet.load(Path(devnet_dir))]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise InputError(f"cannot read {devnet_dir}/devnet.json: {exc}") from None
-        return [f"http://{n['api']}" for n in doc["nodes"]]
     env = os.environ.get("CUSTOS_NODES")
     if env:
         return [u.strip().rstrip("/") for u in env.split(",") if u.strip()]

@@ -44,6 +44,7 @@ from node.client.terminal import (
     TerminalConfig,
     describe,
 )
+from node.client.tls import trusted
 
 DEFAULT_DIR = os.environ.get("CUSTOS_TERMINAL_DIR", "terminal")
 
@@ -160,7 +161,7 @@ def cmd_init(args: argparse.Namespace) -> int:
             f"{' of post ' + str(whoami.get('post')) if whoami.get('post') else ''}, not as a terminal of "
             f"{args.post}; requests will be refused until the council registers it")
     config = TerminalConfig(args.dir, chain_id, args.post, args.key.resolve(), tuple(urls),
-                            tuple(p.resolve() for p in args.card_key), genesis_hash)
+                            tuple(p.resolve() for p in args.card_key), genesis_hash, tuple(trusted()))
     config.save()
     say(f"terminal {key.public.hex()[:16]} of post {args.post} on chain {chain_id}; directory {args.dir}")
     return EXIT_OK

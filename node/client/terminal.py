@@ -40,6 +40,7 @@ from node.client.light import LightClient
 from node.client.proven import request_status
 from node.client.queue import DurableQueue, QueueBusy, Sent, Waiting
 from node.client.signed import SignedClient, StreamEvent
+from node.client.tls import trust
 from node.client.txs import TxFactory
 
 log = logging.getLogger("custos.terminal")
@@ -67,6 +68,8 @@ class TerminalConfig:
     nodes: tuple[str, ...]
     card_keys: tuple[Path, ...] = ()
     genesis_hash: bytes | None = None  # the pinned genesis every answer is proven from
+    #: CA certificates trusted for the nodes' TLS besides the system's (node.client.tls)
+    cas: tuple[Path, ...] = ()
 
     @classmethod
     def load(cls, directory: Path) -> TerminalConfig:
@@ -86,9 +89,12 @@ class TerminalConfig:
                 key_file = Path(directory) / key_file
             card_keys = tuple(Path(directory) / Path(p) for p in doc.get("card_keys", []))
             pinned = doc.get("genesis_hash")
+            cas = tuple(Path(p) for p in doc.get("ca", []))
+            for ca in cas:
+                trust(ca)
             return cls(Path(directory), str(doc["chain_id"]), str(doc["post"]), key_file,
                        tuple(str(u) for u in doc["nodes"]), card_keys,
-                       bytes.fromhex(pinned) if pinned else None)
+                       bytes.fromhex(pinned) if pinned else None, cas)
         except (KeyError, TypeError, ValueError) as exc:
             raise TerminalError(f"{path} lacks a field: {exc}") from None
 
@@ -97,7 +103,8 @@ class TerminalConfig:
         doc = {"format": CONFIG_FORMAT, "chain_id": self.chain_id, "post": self.post,
                "key_file": str(self.key_file), "nodes": list(self.nodes),
                "card_keys": [str(p) for p in self.card_keys],
-               "genesis_hash": self.genesis_hash.hex() if self.genesis_hash else None}
+               "genesis_hash": self.genesis_hash.hex() if self.genesis_hash else None,
+               "ca": [str(p) for p in self.cas]}
         tmp = self.directory / (CONFIG_FILE + ".tmp")
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
         tmp.replace(self.directory / CONFIG_FILE)

@@ -7,7 +7,7 @@ from tests.node.netkit import Net
 
 
 def test_demo_plays_the_whole_story(tmp_path):
-    net = Net(tmp_path / "net", validators=1, heartbeat_ms=300)
+    net = Net(tmp_path / "net", validators=1, heartbeat_ms=300, tls=True)  # as `custos devnet up` makes it
     net.start()
     try:
         proc = cli("devnet", "demo", "--dir", str(tmp_path / "net"), timeout_s=240)
@@ -23,6 +23,7 @@ def test_demo_plays_the_whole_story(tmp_path):
                      "demo complete"):
         assert expected in out, expected
     assert "FAILED" not in out
+    assert "https://127.0.0.1:" in out  # over TLS, the devnet's CA found in its directory
 
 
 def test_demo_exits_non_zero_when_no_node_answers(tmp_path):

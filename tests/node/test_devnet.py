@@ -93,6 +93,33 @@ def test_devnet_up_prints_each_nodes_addresses(four):
     for node in devnet.load(directory):
         line = next(s for s in up.seen if s.startswith(node.name + " "))
         assert node.url in line and f"p2p {node.p2p}" in line
+        assert f"api https://{node.api}" in line  # its API speaks TLS, certified by the devnet's CA
+    assert any(f"--ca {directory / devnet.CA_FILE}" in s for s in up.seen)
+
+
+def test_clients_trust_the_devnet_ca_when_told_and_refuse_the_nodes_otherwise(four, tmp_path):
+    """``--devnet DIR`` and ``--ca FILE`` trust the devnet's CA; a client told neither refuses
+    the nodes' certificates (exit 3, naming the reason), and a CA file that is not one is a
+    usage error."""
+    directory, _ = four
+    url = devnet.load(directory)[0].url
+    council = [str(directory / "council" / f"member-{i}.key") for i in range(2)]
+    secret = ["--passphrase-file", str(directory / "passphrase")]
+
+    def register(post: str, *where: str):
+        return cli("council", "register-post", "--post", post, "--key", council[0], "--key", council[1],
+                   *secret, *where, timeout_s=60)
+
+    proc = register("MD-TLS-1", "--devnet", str(directory))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = register("MD-TLS-2", "--node", url, "--ca", str(directory / devnet.CA_FILE))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = register("MD-TLS-3", "--node", url)
+    assert proc.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in proc.stderr, proc.stderr
+    not_a_ca = tmp_path / "not-a-ca.pem"
+    not_a_ca.write_text("hello\n")
+    proc = register("MD-TLS-4", "--node", url, "--ca", str(not_a_ca))
+    assert proc.returncode == 2 and "cannot use" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_a_killed_validator_is_restarted_while_the_others_keep_committing_and_it_catches_up(four):

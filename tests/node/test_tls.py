@@ -35,6 +35,11 @@ def net(tmp_path_factory):
     net.stop()
 
 
+@pytest.fixture(scope="module")
+def world(net, tmp_path_factory):
+    return World(net, tmp_path_factory.mktemp("tls-world"))  # outside the devnet: keys of their own
+
+
 def _port(net: Net) -> int:
     return int(net.nodes["val-0"].api.rpartition(":")[2])
 
@@ -54,8 +59,7 @@ def test_node_serves_https_to_a_client_that_trusts_the_devnet_ca(net):
     assert run(status())["height"] >= 2
 
 
-def test_signed_read_over_tls(net):
-    world = World(net, net.dir / "world")
+def test_signed_read_over_tls(net, world):
     status, doc, _ = signed_get(net.url(), "/v1/access/whoami", world.authority, net.chain_id)
     assert status == 200 and doc["role"] == "enrolment-authority"
 
@@ -114,3 +118,15 @@ def test_rejects_node_start_with_an_unusable_tls_key(tmp_path):
     assert proc.returncode == 2
     assert "cannot use the API's TLS certificate" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_terminal_keeps_trusting_the_ca_it_was_set_up_with(net, world):
+    """``terminal init --devnet DIR`` records the devnet's CA in the terminal's config, so its
+    later commands, which name no node, still verify the nodes' certificates."""
+    terminal_dir = world.dir / "terminal"
+    cli("terminal", "init", "--dir", str(terminal_dir), "--key", str(world.terminal_file), "--post", world.post,
+        "--card-key", str(world.card_key_file), "--devnet", str(net.dir), check=True)
+    config = json.loads((terminal_dir / "terminal.json").read_text())
+    assert config["nodes"] == [net.url()] and config["ca"] == [str((net.dir / "tls" / "ca.pem").resolve())]
+    proc = cli("terminal", "status", "00" * 32, "--dir", str(terminal_dir))
+    assert proc.returncode == 0 and "not committed (unknown)" in proc.stdout, proc.stderr  # reached over TLS

@@ -43,10 +43,15 @@ def chromium_path() -> str:
 
 
 def launch(playwright):
-    return playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+    # A TLS devnet's certificates come from its own CA, which this browser does not trust. The
+    # tests accept them browser-wide (a context's ignore_https_errors still refuses a service
+    # worker's script); a user imports the CA instead, or runs --plain-http (docs/TRANSPORT.md)
+    return playwright.chromium.launch(executable_path=chromium_path(),
+                                      args=["--no-sandbox", "--ignore-certificate-errors"])
 
 
 def new_context(browser, *, phone: bool = True, axe: bool = True, **kwargs):
+    kwargs.setdefault("ignore_https_errors", True)  # as launch(): the devnet's CA (tests only)
     ctx = browser.new_context(viewport=PHONE if phone else DESKTOP, **kwargs)
     if axe:
         ctx.add_init_script(path=str(AXE))  # injected by the browser, so the page's CSP still holds

@@ -15,7 +15,7 @@ from tests.web.browserkit import both_widths, new_context, off_loop, watch_error
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     directory = tmp_path_factory.mktemp("web-authority")
-    net = Net(directory / "net", 1)
+    net = Net(directory / "net", 1, tls=True)  # the apps over HTTPS, as `custos devnet up` serves them
     net.start()
     try:
         yield off_loop(World, net, directory / "world")

@@ -14,6 +14,7 @@ import pytest
 from ledger.crypto.keys import SigningKey
 from node.client.cards import enrol_scans, synthetic_eye
 from node.client.http import NodeClient
+from node.client.tls import urlopen
 from node.keyfile import MINIMAL, write_key_file
 from tests.node.clientkit import World, now_ms, signed_get
 from tests.node.netkit import Net, run
@@ -25,7 +26,7 @@ PASS = "a long test passphrase"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     directory = tmp_path_factory.mktemp("web-guardian")
-    net = Net(directory / "net", 1)
+    net = Net(directory / "net", 1, tls=True)  # the apps over HTTPS, as `custos devnet up` serves them
     net.start()
     try:
         yield off_loop(World, net, directory / "world")
@@ -159,7 +160,7 @@ def test_guardians_approve_and_deny_in_the_browser(browser, world, tmp_path) -> 
 def _replay(url: str, path: str, headers: dict) -> int:
     req = urllib.request.Request(url + path, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=5) as r:
+        with urlopen(req, timeout=5) as r:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
