@@ -34,6 +34,7 @@ from ledger.tx.envelope import decode_tx
 from node import devnet
 from node.client.http import NodeClient
 from node.client.signed import path_with_query, sign_request
+from node.client.tls import client_context
 from node.client.txs import TxFactory
 from node.keyfile import load_key_file
 
@@ -103,7 +104,7 @@ async def watch(url: str, start_height: int, sent: dict[bytes, int], committed: 
                 stop: asyncio.Event, key: SigningKey, chain_id: str) -> None:
     """Follow the block feed, each request signed by ``key`` (a council member: an integrity reader)."""
     height = start_height
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_context())) as session:
         async with session.get(url + "/v1/status") as r:
             node = bytes.fromhex((await r.json())["node_id"])
         while not stop.is_set():
@@ -155,7 +156,7 @@ async def run(args) -> dict:
     stop = asyncio.Event()
     watcher = asyncio.create_task(watch(urls[0], start_height, sent, committed, stop, council_keys(args.dir)[0],
                                         chain_id))
-    connector = aiohttp.TCPConnector(limit=64)
+    connector = aiohttp.TCPConnector(limit=64, ssl=client_context())  # a TLS devnet's CA: devnet.load trusts it
     async with aiohttp.ClientSession(connector=connector) as session:
         pending: set[asyncio.Task] = set()
 
