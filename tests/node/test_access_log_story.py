@@ -110,6 +110,23 @@ def test_every_permitted_read_appears_in_the_access_log_with_its_purpose(world, 
     assert not any(e["reader"] == world.other.guardians[0].public.hex() for e in node["entries"])
 
 
+def test_proven_reads_are_recorded_like_the_others(world, net):
+    """The proof routes a light client reads reveal the same records: each read lands in the log."""
+    child, guardian, terminal = world.child, world.child.guardians[0], world.terminal
+    before = net.get("val-0", "/v1/status")["access_log"]["size"]
+    reads = [(guardian, f"/v1/identities/{child.identity.hex()}/proof", "guardian-review"),
+             (terminal, f"/v1/requests/{world.crossing.id.hex()}/proof", "border-check")]
+    for key, path, purpose in reads:
+        assert signed_get(net.url(), path, key, net.chain_id, purpose=purpose)[0] == 200, path
+    assert net.get("val-0", "/v1/status")["access_log"]["size"] == before + 2
+    wait_anchored(net)
+    code, doc, err = oversight_log(net, world.oversight_file, child.identity)
+    assert code == 0 and doc["ok"], (err, doc)
+    proofs = [(e["reader"], e["purpose"], e["record"]) for e in doc["nodes"][0]["entries"] if e["kind"] == "proof"]
+    assert proofs == [(guardian.public.hex(), "guardian-review", None),
+                      (terminal.public.hex(), "border-check", world.crossing.id.hex())]
+
+
 def test_the_oversight_role_reads_the_log_and_nothing_else(world, net):
     dpa, identity = world.oversight, world.child.identity.hex()
     for path in (f"/v1/identities/{identity}", f"/v1/identities/{identity}/requests",
