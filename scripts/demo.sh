@@ -13,6 +13,10 @@ for _ in $(seq 1 600); do
   grep -q '"nodes"' "$DIR/devnet.json" 2>/dev/null && break
   sleep 0.1
 done
+for _ in $(seq 1 120); do  # until a node answers (over TLS: `devnet status` trusts the devnet's CA)
+  "$VENV/bin/custos" devnet status --dir "$DIR" >/dev/null 2>&1 && break
+  sleep 0.5
+done
 status=0
 "$VENV/bin/custos" devnet demo --dir "$DIR" || status=$?
 echo "network data kept in $DIR"
