@@ -34,7 +34,8 @@ purge leaves it to be resumed at the next start (see :mod:`ledger.storage.erasur
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,7 +183,7 @@ class RawView:
     def get(self, key: bytes) -> bytes | None:
         return self._snap.get(key)
 
-    def items(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def items(self, start: bytes, stop: bytes) -> Generator[tuple[bytes, bytes], None, None]:
         with self._snap.iterator(start=start, stop=stop) as it:
             yield from it
 
@@ -259,6 +260,10 @@ class ChainStore:
         self._genesis: Genesis | None = None
         #: set when a block or record read back does not decode (see :attr:`damage`)
         self._damage: str | None = None
+        #: held while the files are reopened (after a purge), and by every read made on a thread
+        #: other than the event loop's (the health patrol, the state-sync server): LevelDB frees
+        #: the database under a read in flight on another thread, which crashes the process
+        self.files_lock = threading.Lock()
         self._anchor: Anchor | object | None = _UNREAD  # written once, with the snapshot the store began from
         raw = kv.get(_TIP)
         if raw is not None:
@@ -389,8 +394,9 @@ class ChainStore:
     def read_verified(self, height: int) -> tuple[bytes | None, bytes | None]:
         """Block ``height`` and its commit as stored, every checksum on the way verified (LevelDB
         otherwise trusts what it cached or read): for the health patrol."""
-        get = getattr(self.kv, "get_verified", self.kv.get)
-        return get(b"B" + _h(height)), get(b"C" + _h(height))
+        with self.files_lock:
+            get = getattr(self.kv, "get_verified", self.kv.get)
+            return get(b"B" + _h(height)), get(b"C" + _h(height))
 
     def block(self, height: int) -> Block | None:
         raw = self.block_bytes(height)
@@ -552,7 +558,8 @@ class ChainStore:
         The caller guarantees nothing else uses the store meanwhile."""
         reopen = getattr(self.kv, "reopen", None)
         if reopen is not None:
-            reopen()
+            with self.files_lock:
+                reopen()
 
     # ---- accepted, not yet committed transactions (a durable mempool)
     def accept(self, records: dict[int, bytes]) -> None:
