@@ -118,6 +118,21 @@ class MempoolSection(_Strict):
     max_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
 
 
+class StateSyncSection(_Strict):
+    """Joining from a snapshot of a recent state instead of replaying from genesis
+    (docs/adr/0007-state-sync.md), and serving snapshots to nodes that join that way."""
+
+    #: a node whose data directory holds no chain yet joins from a snapshot its peers offer
+    #: (``custos node start --state-sync`` does the same); it holds no blocks before that height
+    join: bool = False
+    #: offer snapshots to peers that join by state sync
+    serve: bool = True
+    #: blocks between two snapshots offered (each is planned from a full read of the state)
+    interval: int = Field(default=1000, ge=1)
+    #: how long a joining node waits for offers, headers and chunks before it gives up
+    wait_s: float = Field(default=120.0, ge=1.0, le=3600.0)
+
+
 class MetricsSection(_Strict):
     #: the Prometheus/OpenMetrics listener (GET /metrics, /readyz, /healthz), e.g. "127.0.0.1:9700";
     #: absent: none (the API still serves /metrics and /readyz)
@@ -155,6 +170,7 @@ class NodeConfig(_Strict):
     consensus: ConsensusSection = ConsensusSection()
     mempool: MempoolSection = MempoolSection()
     metrics: MetricsSection = MetricsSection()
+    statesync: StateSyncSection = StateSyncSection()
     log: LogSection = LogSection()
     access_log: AccessLogSection = AccessLogSection()
     identify: IdentifySection | None = None

@@ -13,7 +13,7 @@ from dataclasses import replace
 from aiohttp import web
 
 from ledger.crypto.keys import SigningKey
-from ledger.errors import StorageError
+from ledger.errors import DecodeError, StorageError
 from ledger.genesis import Genesis
 from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import ChainStore
@@ -34,8 +34,11 @@ from node.keyfile import load_key_file
 from node.ops.logs import BlockLog
 from node.ops.metrics import NodeMetrics
 from node.ops.routes import OpsRoutes, metrics_app
+from node.p2p.frames import STATE_SYNC
 from node.p2p.limits import Limits
 from node.p2p.network import PeerNetwork
+from node.statesync.messages import Message, decode_message, encode_message
+from node.statesync.server import SnapshotServer
 from node.tls import api_tls_context
 from node.version import version
 
@@ -71,7 +74,12 @@ class Node:
             observer=config.node.role == "observer",
         )
         self.app.on_commit(self._after_commit)
+        self.snapshot_server = SnapshotServer(self.app, self._send_state_sync, interval=config.statesync.interval,
+                                              enabled=config.statesync.serve)
+        #: what joining by state sync took, if this node joined that way in this run
+        self.joined: dict | None = None
         self.purger = Purger(self.app)
+        self.purger.release_snapshots.append(self.snapshot_server.release)
         self.purger.forget_decided_inputs = self.driver.forget_decided_inputs
         self.api = Api(self.app, node_id=self.key.public.hex(), validator=self._is_validator,
                        max_wait_ms=config.api.max_wait_ms, extra_status=self._status)
@@ -85,8 +93,9 @@ class Node:
         self._runner: web.AppRunner | None = None
 
     def _status(self) -> dict:
-        """What ``GET /v1/status`` adds: consensus, erasure purges, and the access log's size and damage."""
-        doc = {**self.driver.status(), **self.purger.status()}
+        """What ``GET /v1/status`` adds: consensus, erasure purges, state sync, and the access log's size and damage."""
+        doc = {**self.driver.status(), **self.purger.status(),
+               "state_sync": {"base": self.store.base, "joined": self.joined, **self.snapshot_server.status()}}
         access_log = getattr(self, "access_log", None)
         if access_log is not None:
             doc["access_log"] = {"size": access_log.size, "damaged": access_log.damage is not None}
@@ -104,7 +113,16 @@ class Node:
         return key.hex() in self.config.p2p.allow or key in self._next_validators()
 
     def _on_peer_message(self, peer: bytes, channel: int, payload: bytes) -> None:
+        if channel == STATE_SYNC:
+            try:
+                self.snapshot_server.on_message(peer, decode_message(payload))
+            except DecodeError:
+                self.app.metrics.inc("peer_messages_refused")
+            return
         self.driver.on_message(peer, channel, payload)
+
+    def _send_state_sync(self, peer: bytes, message: Message) -> None:
+        self.network.send(peer, STATE_SYNC, encode_message(message))
 
     def _on_peer(self, peer: bytes, connected: bool) -> None:
         if connected:
@@ -241,6 +259,7 @@ class Node:
             self.snapshots.close()
         if getattr(self, "access_log", None) is not None:
             self.access_log.close()
+        self.snapshot_server.close()
         self.store.close()
 
 
@@ -321,8 +340,17 @@ def api_guard(config: NodeConfig, fds: FdPlan, counters) -> ConnectionGuard:
     return ConnectionGuard(limits, counters=counters, name="http")
 
 
-async def run(config: NodeConfig, *, init: bool = False) -> None:
+async def run(config: NodeConfig, *, init: bool = False, state_sync: bool = False) -> None:
+    """Run a node until SIGINT or SIGTERM. ``state_sync`` (or ``[statesync] join``): a node whose
+    data directory holds no chain first joins from a snapshot its peers offer."""
+    joined = None
+    if state_sync or config.statesync.join:
+        from node.statesync.start import join_from_peers
+
+        report = await join_from_peers(config)
+        joined = None if report is None else report.to_json()
     node = Node(config, init=init)
+    node.joined = joined
     url = await node.start()
     # A node allocates many short-lived objects per transaction; with the default thresholds
     # the collector runs full passes over the long-lived ones (caches, event rings) often

@@ -41,20 +41,42 @@ def check_block(store: ChainStore, height: int, expected_hash: bytes | None = No
 
 
 def check_recent(store: ChainStore, depth: int = 16) -> None:
-    """The tip and the ``depth`` blocks below it are stored whole (see the module notes)."""
+    """The tip and the ``depth`` blocks below it are stored whole (see the module notes). A store
+    that began from a state-sync snapshot holds no block at or below its base: there, the
+    certified header it began from and its commit must read back and continue the chain above."""
     tip = store.tip
+    base = store.base
     expected: bytes | None = tip.hash
-    for height in range(tip.height, max(0, tip.height - depth), -1):
+    for height in range(tip.height, max(base, tip.height - depth), -1):
         expected = check_block(store, height, expected)
+    if base and tip.height - depth < base:
+        check_base(store, base, expected)
     if store.damage:
         raise StorageError(store.damage)
 
 
+def check_base(store: ChainStore, base: int, expected_hash: bytes | None) -> None:
+    """The header a store that began from a snapshot holds at its base, and its commit."""
+    try:
+        header, commit = store.header(base), store.commit(base)
+    except StorageError:
+        raise
+    except CustosError as exc:
+        raise StorageError(f"the header the store began from ({base}) or its commit does not decode: {exc}") from None
+    if header is None or (expected_hash is not None and header.hash != expected_hash):
+        raise StorageError(f"the header the store began from ({base}) is missing or is not the chain's below")
+    if commit is None or commit.block != header.hash or commit.height != base:
+        raise StorageError(f"the commit certificate of the header the store began from ({base}) is missing or "
+                           "names another block")
+
+
 class Patrol:
-    """Reads the stored blocks from the tip down, ``step`` at a time; wraps around at 1."""
+    """Reads the stored blocks from the tip down, ``step`` at a time; wraps around at 1 (or above
+    the base of a store that began from a snapshot)."""
 
     def __init__(self, store: ChainStore) -> None:
         self.store = store
+        self._base = store.base  # written once, when the store began: read here, not on the thread
         self._next = 0
         #: blocks read back since start
         self.checked = 0
@@ -62,9 +84,10 @@ class Patrol:
     def step(self, count: int) -> str | None:
         """Check up to ``count`` blocks; the damage found (also marked on the store), or None."""
         for _ in range(count):
-            if self._next < 1:
+            base = self._base  # a store begun from a snapshot holds no block at or below it
+            if self._next <= base:
                 self._next = self.store.height
-                if self._next < 1:
+                if self._next <= base:
                     return None
             height = self._next
             self._next -= 1

@@ -79,7 +79,8 @@ class RequestIndex:
 
     def catch_up(self) -> int:
         """Index every stored block after the cursor; returns how many blocks were indexed."""
-        start, tip = self.height + 1, self.store.height
+        # a store that began from a state-sync snapshot holds no blocks up to its base
+        start, tip = max(self.height, self.store.base) + 1, self.store.height
         if start > tip:
             return 0
         log.info("indexing crossing requests of blocks %d..%d", start, tip)
@@ -101,7 +102,7 @@ class RequestIndex:
         return tip - start + 1
 
     def on_commit(self, executed: ExecutedBlock) -> None:
-        if executed.height != self.height + 1:
+        if executed.height != max(self.height, self.store.base) + 1:
             self.catch_up()  # a gap (missed listener call): fill it from the store
             return
         erased = [child_tag(ev.identity) for ev in executed.changes.events if ev.kind == EVENT_ERASED]

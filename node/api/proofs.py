@@ -269,10 +269,9 @@ class Proofs:
         last = min(last, first + MAX_HEADERS - 1)
         items = []
         for height in range(first, last + 1):
-            block, commit = store.block(height), store.commit(height)
-            if block is None or commit is None:
+            h, commit = store.header(height), store.commit(height)  # a node begun from a snapshot holds headers only
+            if h is None or commit is None:
                 break
-            h = block.header
             item: dict = {"header": HEADER.encode(h), "commit": COMMIT.encode(commit)}
             if h.next_validators_hash != h.validators_hash:
                 item["next_validators"] = validator_set_at(store.state, height + 1).encode()

@@ -231,6 +231,11 @@ class Api:
                 return reply(request, {"id": tx_id, "status": "accepted"}, status=202)
             return problem(404, "unknown-transaction", "no such transaction", tx_id.hex())
         block = store.block(location.height)
+        if block is None and location.height <= store.base:
+            return problem(404, "block-not-held", "the block is not held here",
+                           f"this node began from a state-sync snapshot at height {store.base}: it knows transaction "
+                           f"{tx_id.hex()} is in block {location.height} but holds no block up to that height; ask a "
+                           "node that replayed the chain from genesis")
         if block is None or location.index >= len(block.txs):
             raise StorageError(f"block {location.height} does not hold transaction {tx_id.hex()}")
         raw = block.txs[location.index]

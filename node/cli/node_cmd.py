@@ -9,6 +9,7 @@ import logging
 import os
 from pathlib import Path
 
+from node.cli.common import Unreachable
 from node.config import load_config
 from node.ops.logs import configure
 
@@ -22,6 +23,9 @@ def register(sub) -> None:
     start.add_argument("--init", action="store_true",
                        help="a new validator's first start: create its signer state if there is none (never for "
                             "one that signed before: it could sign twice; `genesis finalize` does it for you)")
+    start.add_argument("--state-sync", action="store_true",
+                       help="a node with no chain yet joins from a recent snapshot its peers offer, checked against "
+                            "a header certified from genesis, instead of replaying every block (auditors replay)")
     start.set_defaults(func=cmd_start)
     from node.cli.ceremony_cmd import register_node_init
 
@@ -35,5 +39,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     os.umask(0o077)  # every file the node makes (stores, logs, keys) is its user's alone
     level = logging.WARNING - 10 * args.verbose if args.verbose else getattr(logging, config.log.level.upper())
     configure(level, args.log_format or config.log.format)
-    asyncio.run(run(config, init=args.init))
+    from node.statesync.join import NoOffers
+
+    try:
+        asyncio.run(run(config, init=args.init, state_sync=args.state_sync))
+    except NoOffers as exc:
+        raise Unreachable(str(exc)) from None
     return 0

@@ -236,8 +236,10 @@ class LightClient:
         self.node.use(index)
         url = self.node.current_url
         try:
-            body = await (self.signed.get(path, params) if signed
-                          else self.node.request("GET", path, params=params))
+            if signed:
+                body = await self.signed.get(path, params)
+            else:
+                _, body = await self.node.request("GET", path, params=params)
         except ProblemError as exc:
             if exc.status == 404:
                 return None

@@ -264,6 +264,7 @@ class Replica:
         self._peer_heights: dict[bytes, int] = {}
         self._sync_pending: tuple[bytes, int] | None = None  # (peer, when asked)
         self._sync_erased: tuple[int, int] | None = None  # (height it stopped at, when)
+        self._cannot_serve: dict[bytes, int] = {}  # peer -> the height it had no block for
         self._progress = (0, 0, 0)  # (height, round, when it last changed)
         self._height_since = (0, 0)  # (height, when this node reached it)
         self._pace_at: int | None = None
@@ -473,6 +474,8 @@ class Replica:
         # A peer one block ahead may just be faster; sync once this node has spent a while at
         # its height. Rounds going by do not count as progress: the others may have decided
         # this height with precommits that never reached us, and they have moved on.
+        # a peer that began from a state-sync snapshot holds no blocks below its snapshot
+        ahead = [(h, p) for h, p in ahead if self._cannot_serve.get(p) != ours + 1] or ahead
         best_height, best_peer = max(ahead)
         stalled = now - self._height_since[1] > 2 * self.config.rebroadcast_ms
         if best_height == ours + 1 and self.running and not stalled:
@@ -482,6 +485,10 @@ class Replica:
 
     def _apply_blocks(self, peer: bytes, msg: Blocks) -> None:
         self._sync_pending = None
+        if not msg.items:  # ahead, but it does not hold the block we need: ask another peer first
+            self._cannot_serve[peer] = self.ledger.height() + 1
+            return
+        self._cannot_serve.pop(peer, None)
         if self.storing is not None:
             return  # our own decision is being stored; ask again later if still behind
         applied = 0

@@ -21,6 +21,7 @@ CONSENSUS = 0
 TRANSACTIONS = 1
 EVIDENCE = 2
 BLOCK_SYNC = 3
+STATE_SYNC = 4  # snapshots for nodes that join by state sync (node/statesync/)
 
 MAX_CHANNEL = 255
 #: the most hops a gossip message may travel

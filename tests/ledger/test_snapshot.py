@@ -13,13 +13,14 @@ from chainkit import DAY, HOUR, Chain, keys, with_params
 from ledger.block import Header
 from ledger.chain import build_block, execute_block
 from ledger.encoding import decode, encode
-from ledger.errors import InvalidBlock
+from ledger.errors import InvalidBlock, StorageError
 from ledger.snapshot.format import CHUNK, MANIFEST, ChildRecords, PartRef, Record
 from ledger.snapshot.make import Plan, SnapshotUnavailable, chunk_bytes, plan
 from ledger.snapshot.verify import Assembly, NotCovered, SnapshotError
 from ledger.state.proof import prove_record
 from ledger.state.records import K_TX_LOG, k_identity
 from ledger.storage.chainstore import ChainStore
+from ledger.storage.health import Patrol, check_recent
 from ledger.storage.kv import MemoryKV
 
 TARGET = 700  # small parts and chunks, so that a small chain has many of each and outlined children
@@ -120,6 +121,19 @@ def test_a_node_that_joined_by_snapshot_follows_the_chain_with_the_same_roots(hi
         synced.commit_block(executed, fork.store.commit(block.height))
     assert prefix(synced, b"S", b"T") == prefix(fork.store, b"S", b"T")
     assert synced.log().root() == fork.store.log().root()
+
+
+def test_a_store_begun_from_a_snapshot_is_whole_to_the_health_checks_and_its_base_is_checked(history):
+    chain, _, _ = history
+    p, view, header = snapshot_of(chain)
+    synced = install(chain, p, view, header)
+    check_recent(synced)  # no block at the base, only the certified header: that is whole
+    patrol = Patrol(synced)
+    assert patrol.step(10) is None and patrol.checked == 0
+    # the header it began from, gone or replaced: refused like a missing block
+    synced.kv.write({b"H" + header.height.to_bytes(8, "big"): b"\x00"})
+    with pytest.raises(StorageError, match="began from"):
+        check_recent(synced)
 
 
 def test_rejects_an_old_transaction_replayed_to_a_node_that_joined_by_snapshot(history):

@@ -52,20 +52,21 @@ class Net:
         self.txs = TxFactory(self.chain_id)
 
     # ---- processes
-    def start(self, *names: str, wait: bool = True) -> None:
+    def start(self, *names: str, wait: bool = True, args: tuple[str, ...] = ()) -> None:
+        """Start the named nodes (all by default); ``args`` go after ``node start --config FILE``."""
         names = names or tuple(self.nodes)
         for name in names:
             if name in self.procs and self.procs[name].poll() is None:
                 continue
-            if name in self.harness:
-                self.procs[name] = self._launch_in_harness(name, self.harness[name])
+            if name in self.harness or args:
+                self.procs[name] = self._launch_in_harness(name, self.harness.get(name, "node.cli"), args)
             else:
                 self.procs.update(devnet.launch(self.dir, [self.nodes[name]]))
         if wait:
             devnet.wait_ready([self.nodes[n] for n in names], timeout_s=30)
 
-    def _launch_in_harness(self, name: str, module: str) -> subprocess.Popen:
-        command = devnet.node_command(self.dir, name)
+    def _launch_in_harness(self, name: str, module: str, args: tuple[str, ...] = ()) -> subprocess.Popen:
+        command = [*devnet.node_command(self.dir, name), *args]
         command[command.index("node.cli")] = module
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
         with open(self.dir / name / "node.log", "ab") as out:
