@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.encoding import Bytes, Int, List, Optional, Schema, Str
+from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode
 
 #: leaves per transaction chunk: 2**12 (about 400 KiB)
 TX_CHUNK_LEVEL = 12
@@ -142,6 +142,33 @@ CHUNK = Schema(Chunk, {
         "ref": Optional(HASH),
     }), max=1 << TX_CHUNK_LEVEL)),
 })
+
+
+_CHUNK_FIELDS = frozenset(CHUNK.spec)
+_TX_FIELDS = frozenset(("id", "height", "position", "status", "ref"))
+
+
+def decode_chunk(data: bytes) -> Chunk:
+    """:data:`CHUNK`'s decode, with a fast path for transaction chunks (thousands of small
+    entries, where the schema's generic checks cost more than the rest of checking the chunk):
+    the same entries accepted, the schema's own error for anything else."""
+    raw = decode(data, max_size=MAX_CHUNK_BYTES)
+    if type(raw) is dict and raw.keys() == _CHUNK_FIELDS and raw["parts"] is None:
+        index, txs = raw["index"], raw["txs"]
+        if type(index) is int and 0 <= index <= 2 * MAX_PARTS and type(txs) is list and len(txs) <= 1 << TX_CHUNK_LEVEL:
+            entries = []
+            for e in txs:
+                if type(e) is not dict or e.keys() != _TX_FIELDS:
+                    break
+                tx_id, height, position, status, ref = e["id"], e["height"], e["position"], e["status"], e["ref"]
+                if not (type(tx_id) is bytes and len(tx_id) == 32 and type(height) is int and 1 <= height < 2**63
+                        and type(position) is int and 0 <= position < 2**32 and type(status) is str
+                        and len(status) <= 16 and (ref is None or (type(ref) is bytes and len(ref) == 32))):
+                    break
+                entries.append(TxEntry(tx_id, height, position, status, ref))
+            else:
+                return Chunk(index, None, tuple(entries))
+    return CHUNK.check(raw)
 
 
 def tx_chunk_geometry(size: int) -> list[tuple[int, int]]:

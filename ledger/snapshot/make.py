@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ledger.block import Header
-from ledger.encoding import encode
+from ledger.encoding import decode, encode
 from ledger.errors import CustosError
 from ledger.merkle import MerkleLog
 from ledger.privacy.tags import child_tag
@@ -227,12 +227,28 @@ def _tx_entries(source: Source, start: int, count: int) -> Iterator[TxEntry]:
         raw = source.get(_X + tx_id)
         if raw is None or int.from_bytes(key[1:], "big") != start + n:
             raise SnapshotUnavailable(f"the transaction index lacks log index {start + n}")
-        loc = TX_LOCATION.decode(raw)
-        yield TxEntry(tx_id, loc.height, loc.index, loc.status, loc.ref)
+        yield _entry(tx_id, raw)
         n += 1
     if n != count:
         raise SnapshotUnavailable(f"the transaction index lacks log index {start + n} (it began before this "
                                   "software kept the index in log order)")
+
+
+_LOCATION_FIELDS = frozenset(TX_LOCATION.spec)
+
+
+def _entry(tx_id: bytes, raw: bytes) -> TxEntry:
+    """The snapshot's entry of an indexed transaction: the index record read without the
+    schema's generic checks (one per transaction of the chain), falling back to them, and to
+    their error, for anything unexpected."""
+    value = decode(raw)
+    if type(value) is dict and value.keys() == _LOCATION_FIELDS:
+        height, index, status, ref = value["height"], value["index"], value["status"], value["ref"]
+        if (type(height) is int and type(index) is int and type(status) is str
+                and (ref is None or (type(ref) is bytes and len(ref) == 32))):
+            return TxEntry(tx_id, height, index, status, ref)
+    loc = TX_LOCATION.decode(raw)
+    return TxEntry(tx_id, loc.height, loc.index, loc.status, loc.ref)
 
 
 def _leaf(entry: TxEntry) -> bytes:

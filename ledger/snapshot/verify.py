@@ -27,7 +27,6 @@ from ledger.errors import CustosError, DecodeError
 from ledger.merkle import node_hash
 from ledger.privacy.tags import child_tag
 from ledger.snapshot.format import (
-    CHUNK,
     MANIFEST,
     MAX_CHUNK_BYTES,
     MAX_MANIFEST_BYTES,
@@ -35,6 +34,7 @@ from ledger.snapshot.format import (
     Manifest,
     PartData,
     Record,
+    decode_chunk,
     tx_chunk_geometry,
 )
 from ledger.state import smt, txindex
@@ -193,7 +193,7 @@ class Assembly:
         if len(data) > MAX_CHUNK_BYTES:
             raise SnapshotError(f"chunk {index} is too large")
         try:
-            chunk = CHUNK.decode(data, max_size=MAX_CHUNK_BYTES)
+            chunk = decode_chunk(data)
         except DecodeError as exc:
             raise SnapshotError(f"chunk {index} does not decode: {exc}") from None
         if chunk.index != index:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from ledger.encoding import decode
 from ledger.errors import DecodeError
 from ledger.privacy.tags import child_tag
 from ledger.state.records import (
@@ -67,7 +68,7 @@ def child_indexes(identity: bytes, records: Iterable[tuple[bytes, bytes]]) -> di
             out[k_ward(guardian, identity)] = NIL
         if record.erase_day:
             out[k_retention(record.erase_day, identity)] = NIL
-    requests: dict[bytes, Request] = {}
+    requests: dict[bytes, tuple[str, int, int | None]] = {}
     commitments, requests_at, consents_at, alerts_at = (k_child_commitment(identity), k_request(identity),
                                                         k_consent(identity), k_alert(identity))
     for key, value in held.items():
@@ -76,18 +77,40 @@ def child_indexes(identity: bytes, records: Iterable[tuple[bytes, bytes]]) -> di
             out[k_commitment(commitment)] = COMMITMENT_INDEX.encode(CommitmentIndex(identity, commitment == current))
         elif key.startswith(requests_at):
             rid = key[len(requests_at):]
-            request = requests[rid] = REQUEST.decode(value)
+            status, deadline, _closed = requests[rid] = _request_fields(value)
             out[k_subject(rid)] = identity
-            if request.status == PENDING:
-                out[k_expiry(request.deadline, identity, rid)] = NIL
+            if status == PENDING:
+                out[k_expiry(deadline, identity, rid)] = NIL
         elif key.startswith(consents_at):
             out[k_subject(key[len(consents_at):])] = identity
     for key, value in held.items():
         if key.startswith(alerts_at):
             rid = key[len(alerts_at):]
             ALERT.decode(value)
-            closed = requests.get(rid)
-            if closed is None or closed.closed_height is None:
+            fields = requests.get(rid)
+            if fields is None or fields[2] is None:
                 raise DecodeError("an alert without its closed request", "alert")
-            out[k_alert_at(closed.closed_height, identity, rid)] = NIL
+            out[k_alert_at(fields[2], identity, rid)] = NIL
     return out
+
+
+_REQUEST_FIELDS = frozenset(REQUEST.spec)
+
+
+def _request_fields(value: bytes) -> tuple[str, int, int | None]:
+    """(status, deadline, closed height) of a request record. The records come proven by the
+    state root, so they are records the state machine wrote: this reads the three fields the
+    indexes need without checking every other one (a node joining a chain of many crossings
+    decodes one per request), and still refuses a record that is not a request's map."""
+    raw = decode(value)
+    if type(raw) is not dict or raw.keys() != _REQUEST_FIELDS:
+        return _fields_of(REQUEST.decode(value))  # raises, saying what is wrong
+    status, deadline, closed = raw["status"], raw["deadline"], raw["closed_height"]
+    if (type(status) is not str or type(deadline) is not int
+            or not (closed is None or type(closed) is int)):
+        return _fields_of(REQUEST.decode(value))
+    return status, deadline, closed
+
+
+def _fields_of(request: Request) -> tuple[str, int, int | None]:
+    return request.status, request.deadline, request.closed_height

@@ -285,3 +285,33 @@ def test_transaction_chunks_follow_the_log_in_fixed_subtrees():
     assert tx_chunk_geometry(5) == [(2, 0), (0, 4)]
     assert tx_chunk_geometry(2 * big + 3) == [(TX_CHUNK_LEVEL, 0), (TX_CHUNK_LEVEL, big), (1, 2 * big),
                                               (0, 2 * big + 2)]
+
+
+@pytest.mark.parametrize("bad", ["height-0", "position-bool", "ref-31", "extra-field", "status-long", "id-text"])
+def test_rejects_in_the_fast_decoding_of_transaction_chunks_what_the_schema_rejects(history, bad):
+    from ledger.errors import DecodeError
+    from ledger.snapshot.format import decode_chunk
+
+    chain, _, _ = history
+    p, view, _ = snapshot_of(chain)
+    data = chunk_bytes(view, p, len(p.state_chunks))
+    assert decode_chunk(data) == CHUNK.decode(data)
+    raw = decode(data)
+    entry = raw["txs"][0]
+    if bad == "height-0":
+        entry["height"] = 0
+    elif bad == "position-bool":
+        entry["position"] = True
+    elif bad == "ref-31":
+        entry["ref"] = bytes(31)
+    elif bad == "extra-field":
+        entry["more"] = 1
+    elif bad == "status-long":
+        entry["status"] = "x" * 17
+    else:
+        entry["id"] = "a" * 32
+    forged = encode(raw)
+    with pytest.raises(DecodeError):
+        CHUNK.decode(forged)
+    with pytest.raises(DecodeError):
+        decode_chunk(forged)
