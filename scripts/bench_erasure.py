@@ -204,12 +204,12 @@ def main() -> int:
 
     built = args.chain_dir or Path(f"/tmp/custos-bench-erasure-{args.txs}-{args.block_txs}-{args.child_crossings}")
     marker = built / "bench.json"
-    if marker.exists():
-        info = json.loads(marker.read_text())
-    else:
+    info = json.loads(marker.read_text()) if marker.exists() else {}
+    if info.get("genesis") != GENESIS.hash.hex():  # none yet, or built by another version
         shutil.rmtree(built, ignore_errors=True)
         built.mkdir(parents=True)
         info = build(built, args.txs, args.block_txs, args.child_crossings)
+        info["genesis"] = GENESIS.hash.hex()
         marker.write_text(json.dumps(info))
     work = built.with_name(built.name + ".run")
     shutil.rmtree(work, ignore_errors=True)
