@@ -68,9 +68,10 @@ def nemesis_run(tmp_path, count: int) -> dict:
     finally:
         net.stop()
         links.close()
+    print("nemesis figures:", json.dumps({**figures.to_json(), "log": nemesis.log}), flush=True)
     audits = {name: audit_valid(net, name)["ok"] for name in validators}
     doc = {**figures.to_json(), "audits_valid": audits, "log": nemesis.log}
-    print("nemesis figures:", json.dumps(doc))
+    print("nemesis audits:", json.dumps(audits))
     assert figures.lost == 0 and figures.duplicated == 0, doc
     assert figures.committed == figures.acknowledged > 0, doc
     assert all(audits.values())
@@ -83,6 +84,7 @@ def test_a_nemesis_of_each_kind_leaves_every_acknowledged_crossing_committed_onc
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 50 perturbations, then four audits: longer than a default test may take
 def test_fifty_perturbations_leave_every_acknowledged_crossing_committed_once(tmp_path):
     doc = nemesis_run(tmp_path, 50)
     assert doc["perturbations"] == 50
