@@ -3,7 +3,7 @@
 Hostile callers are named for what they do: uploads abandoned mid-body, bodies that stall,
 connections that stay silent or trickle half a header, a crowd of idle connections, requests
 the parser refuses, junk batches, and a known transaction resent with forged signatures. The
-flood benchmark (``scripts/flood.py``) runs each for 30 s against a four-validator network;
+flood benchmark (``scripts/bench_floods.py``) runs each for 30 s against a four-validator network;
 these are the bounded versions.
 """
 

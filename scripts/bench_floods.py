@@ -11,8 +11,8 @@ Latency ratios are to the honest p50 measured in the ``--quiet`` seconds just be
 flood (other work on a shared machine drifts over a run); memory is compared with the
 baseline at the start::
 
-    python scripts/flood.py --out bench-results/flood.json
-    python scripts/flood.py --floods uploads,idle --seconds 10
+    python scripts/bench_floods.py --out bench-results/flood.json
+    python scripts/bench_floods.py --floods uploads,idle --seconds 10
 
 Floods (each an attack seen against Custos):
 
@@ -23,6 +23,9 @@ Floods (each an attack seen against Custos):
   120,000 deep, heights out of range, non-ASCII integers), as fast as they are answered.
 * ``handshake``: silent websocket connections to the peer port, without a hello, 64 at a
   time; meanwhile another validator restarts and must find its peers again (``rejoin_s``).
+* ``replay``: one registered key (a border terminal's) signs reads as fast as the node answers,
+  from 16 connections, to fill the replay cache; meanwhile another key (an enrolment
+  authority's) reads every 0.2 s and must keep being answered (``honest_reads``).
 
 "Done" means: honest p50 during each flood within 2x the baseline, memory within 100 MB of
 the baseline afterwards.
@@ -47,9 +50,11 @@ import aiohttp
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import setup
+from load import council_keys, setup
 
+from ledger.crypto.keys import SigningKey
 from node import devnet
+from node.access.signature import sign_request
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.txs import TxFactory
 
@@ -144,7 +149,7 @@ async def flood_uploads(host: str, port: int, seconds: float, stats: dict, **_) 
             for _ in range(8):  # 2 MB of the promised 8, then gone
                 writer.write(chunk)
                 await asyncio.wait_for(writer.drain(), 5)
-            stats["uploads"] = stats.get("uploads", 0) + 1
+            stats["uploads_abandoned"] = stats.get("uploads_abandoned", 0) + 1
         finally:
             writer.transport.abort()
 
@@ -220,7 +225,7 @@ async def flood_malformed(host: str, port: int, seconds: float, stats: dict, **_
 
 
 async def flood_handshake(host: str, port: int, seconds: float, stats: dict, *, p2p: str,
-                          restart: Callable[[], Awaitable[float]]) -> None:
+                          restart: Callable[[], Awaitable[float]], **_) -> None:
     p2p_host, p2p_port = p2p.rsplit(":", 1)
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -241,12 +246,65 @@ async def flood_handshake(host: str, port: int, seconds: float, stats: dict, *, 
         await flood
 
 
+async def flood_replay(host: str, port: int, seconds: float, stats: dict, *, readers: Readers, **_) -> None:
+    flooder = readers.flood_key
+    path = f"/v1/terminals/{flooder.public.hex()}/requests?limit=1"
+    timeout = aiohttp.ClientTimeout(total=10)
+    async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0)) as session:
+        async def step() -> None:
+            headers = readers.headers(flooder, path, "border-check")
+            async with session.get(f"http://{host}:{port}{path}", headers=headers) as r:
+                await r.read()
+                key = f"status_{r.status}"
+                stats[key] = stats.get(key, 0) + 1
+
+        honest = asyncio.create_task(readers.honest_reads(host, port, seconds, stats))
+        await _until(seconds, step, parallel=16)
+        await honest
+
+
+class Readers:
+    """Keys for signed reads: one that floods, one that reads as an honest caller would."""
+
+    def __init__(self, chain_id: str, node_id: bytes, flood_key: SigningKey, honest_key: SigningKey) -> None:
+        self.chain_id = chain_id
+        self.node_id = node_id
+        self.flood_key = flood_key
+        self.honest_key = honest_key
+
+    def headers(self, key: SigningKey, path: str, purpose: str) -> dict[str, str]:
+        return sign_request(key, self.chain_id, "GET", path, node=self.node_id, purpose=purpose)
+
+    async def honest_reads(self, host: str, port: int, seconds: float, stats: dict) -> None:
+        path = "/v1/alerts?limit=1"
+        latencies: list[float] = []
+        refused = 0
+        end = time.monotonic() + seconds
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            while time.monotonic() < end:
+                started = time.monotonic()
+                try:
+                    async with session.get(f"http://{host}:{port}{path}",
+                                           headers=self.headers(self.honest_key, path, "case-work")) as r:
+                        await r.read()
+                        if r.status == 200:
+                            latencies.append((time.monotonic() - started) * 1000)
+                        else:
+                            refused += 1
+                except (TimeoutError, aiohttp.ClientError, OSError):
+                    refused += 1
+                await asyncio.sleep(0.2)
+        stats["honest_reads"] = {"ok": len(latencies), "refused_or_failed": refused,
+                                 "p50_ms": pct(latencies, 0.5)}
+
+
 FLOODS = {
     "uploads": flood_uploads,
     "idle": flood_idle,
     "batch": flood_batch,
     "malformed": flood_malformed,
     "handshake": flood_handshake,
+    "replay": flood_replay,
 }
 
 
@@ -302,6 +360,12 @@ async def main_async(args) -> dict:
     factory = TxFactory(chain_id)
     async with NodeClient(urls) as client:
         terminal, post, people = await setup(directory, client, factory, 100)
+        reader = SigningKey.generate()
+        await client.submit(factory.register_authority(council_keys(directory)[:2], reader.public, "reader").raw,
+                            wait=True)
+    async with aiohttp.ClientSession() as s, s.get(target.url + "/v1/status") as r:
+        node_id = bytes.fromhex((await r.json())["node_id"])
+    readers = Readers(chain_id, node_id, terminal, reader)
 
     async def restart_other() -> float:
         """SIGKILL val-1 and start it again; seconds until the target counts it as a peer."""
@@ -325,7 +389,8 @@ async def main_async(args) -> dict:
     honest_task = asyncio.create_task(honest.run())
     log_path = directory / TARGET / "node.log"
     result: dict = {"benchmark": "floods", "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-                    "python": platform.python_version(), "seconds_per_flood": args.seconds, "floods": {}}
+                    "python": platform.python_version(), "seconds_per_flood": args.seconds,
+                    "load_average_at_start": [round(x, 2) for x in os.getloadavg()], "floods": {}}
     try:
         await asyncio.sleep(3)  # warm up
         t0 = time.monotonic()
@@ -344,7 +409,8 @@ async def main_async(args) -> dict:
             rss_before = rss_mb(pid) if pid else None
             counted = await edge_counters(target.url)
             start = time.monotonic()
-            await FLOODS[name](host, int(port), args.seconds, stats, p2p=target.p2p, restart=restart_other)
+            await FLOODS[name](host, int(port), args.seconds, stats, p2p=target.p2p, restart=restart_other,
+                               readers=readers)
             during = honest.window(start, time.monotonic())
             after_start = time.monotonic()
             await asyncio.sleep(args.settle)
@@ -367,14 +433,17 @@ async def main_async(args) -> dict:
                 "rss_over_baseline_mb": round(rss_after - base_rss, 1) if rss_after and base_rss else None,
                 "log_bytes": (log_path.stat().st_size if log_path.exists() else 0) - log_before,
                 "node_alive": procs[TARGET].poll() is None if procs else None,
+                "load_average_1m": round(os.getloadavg()[0], 2),
             }
             entry["within_bounds"] = bool(entry["p50_ratio_to_baseline"] is not None
                                           and entry["p50_ratio_to_baseline"] <= 2.0
                                           and entry["rss_over_baseline_mb"] is not None
-                                          and entry["rss_over_baseline_mb"] <= 100)
+                                          and entry["rss_over_baseline_mb"] <= 100
+                                          and stats.get("honest_reads", {}).get("refused_or_failed", 0) == 0)
             result["floods"][name] = entry
             print(json.dumps({name: entry}), file=sys.stderr, flush=True)
         result["honest_failures"] = honest.failures
+        result["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         honest.stop()
         await asyncio.wait_for(honest_task, 40)
