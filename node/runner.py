@@ -27,7 +27,7 @@ from node.consensus.errors import SignerStateError
 from node.consensus.privval import PRIVVAL_FILE, initialise_signer_state
 from node.edge.connections import ConnectionGuard, ConnectionLimits
 from node.edge.fdbudget import FdPlan, plan, raise_soft_limit
-from node.edge.heap import return_large_buffers
+from node.edge.heap import ChurnCollector, return_large_buffers
 from node.erasure import Purger
 from node.genesis_file import load_genesis
 from node.keyfile import load_key_file
@@ -208,6 +208,9 @@ class Node:
         self._tasks.append(asyncio.create_task(patrol_store(self.store, self.app.metrics.gauges), name="store-patrol"))
         self._tasks.append(asyncio.create_task(self.metrics.sample_rounds(), name="round-sampler"))
         self._tasks.append(asyncio.create_task(self.checkpointer.run(), name="access-log-checkpoints"))
+        churn = ChurnCollector(lambda: guard.count("opened") + self.network.listener_connections_opened)
+        self._tasks.append(asyncio.create_task(collect_after_churn(churn, self.app.metrics.counters),
+                                               name="churn-collector"))
         if self.config.metrics.listen is not None:
             m_host, m_port = split_hostport(self.config.metrics.listen)
             self._metrics_runner = await serve(metrics_app(self.ops), m_host, m_port)
@@ -311,6 +314,17 @@ async def patrol_store(store: ChainStore, gauges: dict, *, blocks_per_s: int = 1
         if found is not None and not reported:
             log.error("the chain store is damaged: %s (/healthz fails from now on)", found)
             reported = True
+
+
+async def collect_after_churn(churn: ChurnCollector, counters: dict, *, step_s: float = 1.0) -> None:
+    """Look every ``step_s`` whether callers' connections came and went in numbers (see
+    :class:`node.edge.heap.ChurnCollector`); count the collections in the metrics."""
+    while True:
+        await asyncio.sleep(step_s)
+        if churn.step():
+            counters["gc_churn_collections"] = churn.collections
+            log.debug("collected %d objects after connection churn (longest pass %.0f ms)", churn.found,
+                      churn.longest_s * 1000)
 
 
 def plan_descriptors(config: NodeConfig) -> FdPlan:

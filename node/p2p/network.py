@@ -630,6 +630,11 @@ class PeerNetwork:
 
     # ================================================================ metrics
 
+    @property
+    def listener_connections_opened(self) -> int:
+        """Sockets accepted by the listener so far, peers' and strangers' alike."""
+        return self._listener_guard.count("opened")
+
     def metrics(self) -> dict[str, int]:
         """Counters and gauges, flat, for the node's ``/metrics``."""
         out = {f"p2p_{name}_total": value for name, value in self.counters.as_dict().items()}

@@ -244,3 +244,19 @@ def test_rejects_forged_signatures_on_a_committed_transaction(net, traveller):
             assert (await c.submit(tx.raw))["status"] == "committed"  # the genuine one is still answered
 
     run(go())
+
+
+def test_connections_coming_and_going_in_thousands_get_their_garbage_collected(net):
+    # What closed connections leave in reference cycles waits for a full collection, which the
+    # node's collector thresholds make rare: churn triggers one (node.edge.heap.ChurnCollector).
+    host, port = net.nodes["val-0"].p2p.rsplit(":", 1)
+    before = metric(net, "val-0", "custos_gc_churn_collections_total") or 0
+    for _ in range(2_100):
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if (metric(net, "val-0", "custos_gc_churn_collections_total") or 0) > before:
+            return
+        time.sleep(0.25)
+    raise AssertionError("2,100 connections came and went and the node made no full collection")
