@@ -131,6 +131,7 @@ class Node:
     def _after_commit(self, executed) -> None:
         if executed.changes.validators != executed.changes.next_validators:
             self.network.enforce_permissions()  # a validator that left may no longer connect
+        self.snapshot_server.on_commit(executed.height)
 
     def extra_routes(self) -> list:
         """Routes beyond the core API (signed reads, event streams, the access log), added by

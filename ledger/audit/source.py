@@ -21,7 +21,7 @@ from typing import Protocol
 from ledger.audit.findings import AuditFailure, AuditStop
 from ledger.errors import CustosError, StorageError
 from ledger.merkle import MerkleLog
-from ledger.storage.chainstore import TIP, decode_slots
+from ledger.storage.chainstore import ANCHOR, ANCHOR_KEY, TIP, decode_slots
 from ledger.storage.kv import KV
 
 _GENESIS, _TIP = b"G", b"T"
@@ -114,6 +114,11 @@ class StoreSource:
         raw = self.kv.get(_GENESIS)
         if raw is None:
             raise SourceError(f"{self.description} holds no genesis record: not a Custos chain store")
+        anchor = self.kv.get(ANCHOR_KEY)
+        if anchor is not None:
+            raise SourceError(f"{self.description} began from a state-sync snapshot at height "
+                              f"{ANCHOR.decode(anchor).height} and holds no block up to it: audit a copy from a "
+                              "node that replayed the chain from genesis (docs/adr/0007-state-sync.md)")
         return raw
 
     def tip_height(self) -> int:

@@ -83,6 +83,7 @@ _GENESIS, _TIP = b"G", b"T"
 _SUBJECT, _ERASURE = b"I", b"E"
 COMPACTION_DUE = _ERASURE
 _ANCHOR, _HEADER = b"A", b"H"
+ANCHOR_KEY = _ANCHOR
 _UNREAD = object()
 #: prefixes a state-sync snapshot reads and writes (ledger/snapshot/)
 STATE, TREE_NODES, TX_INDEX, TX_ORDER = b"S", b"M", b"X", b"K"

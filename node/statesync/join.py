@@ -63,6 +63,8 @@ log = logging.getLogger("custos.statesync")
 IN_FLIGHT_PER_PEER = 2
 #: bad chunks after which a peer is asked for nothing more
 MAX_BAD_CHUNKS = 3
+#: how long after the first offer the other connected peers have to offer theirs
+OFFER_GRACE_S = 1.0
 
 
 class JoinFailed(CustosError):
@@ -98,12 +100,13 @@ class Joiner:
 
     def __init__(self, genesis: Genesis, send: Callable[[bytes, Message], object],
                  peers: Callable[[], list[bytes]], *, request_timeout_s: float = 20.0,
-                 wait_s: float = 120.0) -> None:
+                 wait_s: float = 120.0, expected_peers: int = 0) -> None:
         self.genesis = genesis
         self.send = send
         self.peers = peers
         self.request_timeout_s = request_timeout_s
         self.wait_s = wait_s
+        self.expected_peers = expected_peers  # the configured ones: offers are awaited from them a while
         self.report = JoinReport()
         self._waiting: dict[tuple, asyncio.Future] = {}
         self._offers: dict[bytes, Offer] = {}
@@ -174,33 +177,41 @@ class Joiner:
             return store
 
     async def _choose_offer(self) -> tuple[Offer, list[bytes]]:
+        """The highest offer, once every peer (connected, and configured) offered one or a second
+        went by since the first (a peer still planning answers as soon as it is done)."""
         deadline = time.monotonic() + self.wait_s
         asked: dict[bytes, float] = {}
+        first: float | None = None
         while True:
             now = time.monotonic()
             for peer in self.peers():
                 if self._bad.get(peer, 0) < MAX_BAD_CHUNKS and now - asked.get(peer, 0) > 2.0:
                     asked[peer] = now
                     self.send(peer, GetOffer())
-            offers = {p: o for p, o in self._offers.items() if o.height > 0 and self._bad.get(p, 0) < MAX_BAD_CHUNKS}
+            # an offer may have been taken back meanwhile (the peer dropped its snapshots)
+            offers = self._usable_offers()
             if offers:
-                await asyncio.sleep(0.5)  # let the other peers answer too
-                offers = {p: o for p, o in self._offers.items()
-                          if o.height > 0 and self._bad.get(p, 0) < MAX_BAD_CHUNKS}
-                best = max(offers.values(), key=lambda o: (o.height, sum(1 for x in offers.values() if x == o)))
-                peers = sorted(p for p, o in offers.items() if o == best)
-                log.info("state sync: snapshot at height %d (%d chunks, manifest %d bytes) offered by %d peers",
-                         best.height, best.chunks, best.size, len(peers))
-                return best, peers
+                first = now if first is None else first
+                connected = [p for p in self.peers() if self._bad.get(p, 0) < MAX_BAD_CHUNKS]
+                silent = max(sum(1 for p in connected if p not in offers), self.expected_peers - len(offers))
+                if silent <= 0 or now - first > OFFER_GRACE_S:
+                    best = max(offers.values(), key=lambda o: (o.height, sum(1 for x in offers.values() if x == o)))
+                    peers = sorted(p for p, o in offers.items() if o == best)
+                    log.info("state sync: snapshot at height %d (%d chunks, manifest %d bytes) offered by %d peers",
+                             best.height, best.chunks, best.size, len(peers))
+                    return best, peers
             if now > deadline:
                 raise NoOffers(f"no peer offered a snapshot within {self.wait_s:.0f} s (peers connected: "
-                                 f"{len(self.peers())}); check [p2p] peers, or start without state sync to replay "
-                                 "from genesis")
+                               f"{len(self.peers())}); check [p2p] peers, or start without state sync to replay "
+                               "from genesis")
             self._offer_event.clear()
             try:
-                await asyncio.wait_for(self._offer_event.wait(), 1.0)
+                await asyncio.wait_for(self._offer_event.wait(), 0.1)  # peers connect meanwhile: ask them soon
             except TimeoutError:
                 pass
+
+    def _usable_offers(self) -> dict[bytes, Offer]:
+        return {p: o for p, o in self._offers.items() if o.height > 0 and self._bad.get(p, 0) < MAX_BAD_CHUNKS}
 
     async def _certify(self, height: int, peers: list[bytes], kv: LevelKV) -> tuple[Header, Commit]:
         """Header ``height`` and its certificate, certified from genesis (:mod:`ledger.light`).
@@ -329,7 +340,8 @@ class Joiner:
                     if not any(usable(p, index) for p in peers):
                         raise _OfferFailed(f"no peer left that sends a true chunk {index}")
                     continue
-                peer = min(choices, key=lambda p: in_flight[p])
+                # the least busy peer; among equals, chunk i prefers peer i: the load spreads
+                peer = min(choices, key=lambda p: (in_flight[p], (peers.index(p) - index) % len(peers)))
                 pending.remove(index)
                 in_flight[peer] += 1
                 task = asyncio.ensure_future(fetch(peer, index))

@@ -1,10 +1,11 @@
 """Serving snapshots to nodes that join by state sync.
 
-A node plans a snapshot of its state (:mod:`ledger.snapshot.make`) when a peer first asks for an
-offer and the newest it holds is more than ``interval`` blocks behind the tip, from a store
-snapshot taken at the tip; it holds the two newest, so a joining node that started on the older
-one can finish. Planning (a read of the whole state) and cutting chunks run on a worker thread;
-the event loop only carries messages.
+A node plans a snapshot of its state (:mod:`ledger.snapshot.make`) after each block whose height
+is a multiple of ``interval``, so that honest nodes offer the same snapshots, ready before a
+peer asks; and when a peer asks while it holds none (just started, or it dropped them), at its
+tip. It holds the two newest, so a joining node that started on the older one can finish.
+Planning (a read of the whole state: 1.4 s at 100,000 crossings) and cutting chunks run on a
+worker thread; the event loop only carries messages.
 
 **Erasure.** A store snapshot keeps whatever it could see, an erased child's records included,
 and LevelDB keeps them in its files while it is held. So when a block erases a child the node
@@ -235,12 +236,22 @@ class SnapshotServer:
         return ChunkReply(msg.height, msg.hash, msg.index, data)
 
     # ------------------------------------------------------------------ planning
-    def _maybe_plan(self) -> None:
+    def on_commit(self, height: int) -> None:
+        """After a block: plan the snapshot of its state if its height is a multiple of the
+        interval (every honest node plans the same one)."""
+        if self.enabled and height % self.interval == 0 and self.app.store.height == height:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:  # a commit outside the node's loop (tools): nobody to serve
+                return
+            self._maybe_plan(due=True)
+
+    def _maybe_plan(self, *, due: bool = False) -> None:
         store = self.app.store
         tip = store.height
         if self._planning is not None or tip < 1:
             return
-        if self._held and tip - self._held[-1].plan.manifest.height < self.interval:
+        if not due and self._held and tip - self._held[-1].plan.manifest.height < self.interval:
             return
         if self._unavailable is not None and tip - self._unavailable[0] < self.interval:
             return

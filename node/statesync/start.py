@@ -60,7 +60,8 @@ async def join_from_peers(config: NodeConfig) -> JoinReport | None:
     def send(peer: bytes, msg: Message) -> None:
         network.send(peer, STATE_SYNC, encode_message(msg))
 
-    joiner = Joiner(genesis, send, network.connected_peers, wait_s=config.statesync.wait_s)
+    joiner = Joiner(genesis, send, network.connected_peers, wait_s=config.statesync.wait_s,
+                    expected_peers=len(config.p2p.peers))
     log.info("state sync: joining chain %s from a snapshot its peers offer", genesis.chain_id)
     await network.start()
     try:

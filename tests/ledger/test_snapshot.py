@@ -136,6 +136,18 @@ def test_a_store_begun_from_a_snapshot_is_whole_to_the_health_checks_and_its_bas
         check_recent(synced)
 
 
+def test_rejects_auditing_a_store_begun_from_a_snapshot_and_says_to_audit_a_replayed_one(history):
+    from ledger.audit.auditor import Auditor
+    from ledger.audit.source import SourceError, StoreSource
+
+    chain, _, _ = history
+    p, view, header = snapshot_of(chain)
+    synced = install(chain, p, view, header)
+    with pytest.raises(SourceError, match=f"state-sync snapshot at height {header.height}.*replayed"):
+        Auditor(StoreSource(synced.kv, "the store")).run()
+    assert Auditor(StoreSource(chain.store.kv, "the chain")).run().ok  # the replayed one audits
+
+
 def test_rejects_an_old_transaction_replayed_to_a_node_that_joined_by_snapshot(history):
     chain, children, named = history
     p, view, header = snapshot_of(chain)
