@@ -125,6 +125,11 @@ async def _read_all(request: web.Request, timeout_s: float, limit: int, refuse: 
     except (ConnectionError, OSError, aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
         _forget(exc)
         return refuse(400, "incomplete-body", "incomplete request body", "the connection ended inside the body")
+    except RuntimeError as exc:  # aiohttp's reader, when the connection closed while it waited
+        if str(exc) != "Connection closed.":
+            raise
+        _forget(exc)
+        return refuse(400, "incomplete-body", "incomplete request body", "the connection ended inside the body")
     # what ``request.read()`` returns from now on (aiohttp keeps a read body there)
     request._read_bytes = b"".join(chunks)
     return None
