@@ -1,9 +1,10 @@
 """Four validators formed by the genesis ceremony, over the emulated WAN (node.testbed.wanproxy):
 20-120 ms one-way per link, jitter, 1% of segments late by a retransmission timeout.
 
-By default a short smoke run: the network forms, commits crossings offered at 20/s through the
-proxy, and every one commits. With ``--run-slow``: the three offered rates, and a 2|2 partition
-that halts the chain, acknowledges transactions on both sides, heals, resumes and loses none.
+Both are slow (``--run-slow``; the ceremony itself is in the default run, tests/node/test_ceremony.py):
+a smoke run in which the network forms, commits crossings offered at 20/s through the proxy, and
+every one commits; and the three offered rates with a 2|2 partition that halts the chain,
+acknowledges transactions on both sides, heals, resumes and loses none.
 Both run ``scripts/bench_wan.py`` (its JSON is what the tests read).
 """
 
@@ -27,6 +28,7 @@ def bench(tmp_path: Path, *args: str, timeout_s: float) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_a_ceremony_formed_network_commits_through_the_wan_proxy(tmp_path):
     result = bench(tmp_path, "--rates", "20", "--duration", "3", "--drain-s", "20", "--no-partition", timeout_s=120)
     assert len(result["genesis_hashes_printed"]) == 1  # every operator's finalize printed the same hash
