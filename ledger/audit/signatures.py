@@ -29,6 +29,7 @@ import msgpack
 
 from ledger.block import BLOCK, COMMIT, PRECOMMIT, Block, Commit, is_stub, vote_digest
 from ledger.crypto.keys import DOMAIN_TX, DOMAIN_VOTE, sign_bytes, verify_raw
+from ledger.encoding import pack
 from ledger.errors import CustosError
 from ledger.hashing import TAG_TX, tagged_hash
 
@@ -100,7 +101,7 @@ def tx_signing_parts(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | No
         value = msgpack.unpackb(raw, raw=False, strict_map_key=True, max_bin_len=len(raw), max_str_len=len(raw),
                                 max_array_len=64, max_map_len=64, max_ext_len=0)
         sigs = value["sigs"]
-        tail = b"\xa4sigs" + msgpack.packb(sigs, use_bin_type=True)
+        tail = b"\xa4sigs" + pack(sigs)
     except Exception:  # malformed in any way: the replay decides
         return None
     if type(sigs) is not list or not raw.endswith(tail) or len(value) != 4:

@@ -15,10 +15,9 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-import msgpack
-
 from ledger.block import COMMIT, Block, DuplicateVoteEvidence, Vote
 from ledger.crypto.keys import SigningKey
+from ledger.encoding import pack
 from ledger.errors import ChainError, CustosError, DecodeError, ErasedTransactions, RejectedTransaction
 from ledger.rules.validators import validator_set_at
 from ledger.storage.chainstore import decode_slots
@@ -274,7 +273,7 @@ class ConsensusDriver:
                 elif isinstance(m, Status):
                     self.network.broadcast(BLOCK_SYNC, encode_sync(m))
                 elif isinstance(m, TxBatch):
-                    self.network.broadcast(TRANSACTIONS, msgpack.packb(list(m.raws), use_bin_type=True))
+                    self.network.broadcast(TRANSACTIONS, pack(list(m.raws)))
             elif isinstance(e, SetTimer):
                 self._set_timer(e)
             elif isinstance(e, Send):
