@@ -95,7 +95,8 @@ class NodeClient:
             hdrs["Accept"] = MSGPACK
         if data is not None:
             hdrs.setdefault("Content-Type", MSGPACK)
-        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        # never None: aiohttp reads ``timeout=None`` as "no time limit", not as the session's
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else self.timeout
         errors = []
         for attempt in range(len(self.urls)):
             url = self.urls[(self._current + attempt) % len(self.urls)]
