@@ -25,6 +25,9 @@ from node.keyfile import load_key_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: networks that have run a process, newest last (a failing test's report shows their logs)
+RECENT: list[Net] = []
+
 
 class Net:
     def __init__(self, directory: Path, validators: int = 1, *, harness: dict[str, str] | None = None,
@@ -55,6 +58,11 @@ class Net:
     def start(self, *names: str, wait: bool = True, args: tuple[str, ...] = ()) -> None:
         """Start the named nodes (all by default); ``args`` go after ``node start --config FILE``."""
         names = names or tuple(self.nodes)
+        if self in RECENT:
+            RECENT.remove(self)
+        RECENT.append(self)
+        del RECENT[:-3]
+        self.started_at = time.time()
         for name in names:
             if name in self.procs and self.procs[name].poll() is None:
                 continue
@@ -94,6 +102,18 @@ class Net:
 
     def log(self, name: str) -> str:
         return (self.dir / name / "node.log").read_text(errors="replace")
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of every node's log, for a failing test's report."""
+        out = []
+        for name in self.nodes:
+            try:
+                tail = self.log(name).splitlines()[-lines:]
+            except OSError:
+                continue
+            out.append(f"--- {name} ({self.dir.name})")
+            out.extend(line[:400] for line in tail)
+        return "\n".join(out)
 
     # ---- observation
     def get(self, name: str, path: str) -> Any:

@@ -2,7 +2,7 @@
 
 ``--sim-seeds N`` (declared in the root ``tests/conftest.py``; or the environment variable
 ``CUSTOS_SIM_SEEDS=N``) runs the simulation
-test over seeds ``0..N-1`` (default 1000), in chunks of ``--sim-chunk`` seeds (default 100),
+test over seeds ``0..N-1`` (default 400, or 2000 with ``--run-slow``), in chunks of ``--sim-chunk`` seeds (default 100),
 so a failing chunk names its seeds and a long run shows progress.
 """
 
@@ -13,7 +13,8 @@ import os
 import pytest
 from consensus_harness import Net
 
-DEFAULT_SIM_SEEDS = 1000
+DEFAULT_SIM_SEEDS = 400
+SLOW_SIM_SEEDS = 2000
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -22,7 +23,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     cfg = metafunc.config
     count = cfg.getoption("--sim-seeds")
     if count is None:
-        count = int(os.environ.get("CUSTOS_SIM_SEEDS", DEFAULT_SIM_SEEDS))
+        default = SLOW_SIM_SEEDS if cfg.getoption("--run-slow") else DEFAULT_SIM_SEEDS
+        count = int(os.environ.get("CUSTOS_SIM_SEEDS", default))
     first = cfg.getoption("--sim-first-seed")
     chunk = max(1, cfg.getoption("--sim-chunk"))
     ranges = [range(lo, min(lo + chunk, first + count)) for lo in range(first, first + count, chunk)]
