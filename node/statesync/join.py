@@ -9,7 +9,9 @@ The steps (docs/adr/0007-state-sync.md):
 2. **Header.** Fetch the headers from genesis to that height and certify the last one as the
    light client does (:mod:`ledger.light`): links, validator sets followed from the pinned
    genesis, each set change and the target certified by more than 2/3 of the stake of the set
-   in force. Headers that do not hold are refused and asked of another peer.
+   in force. Headers that do not hold are refused and asked of another peer. An offer that no
+   peer's headers certify (a height beyond the chain) is given up, its offerers are asked for
+   nothing more, and the join goes back to step 1.
 3. **Manifest.** Fetch it; its hash must be the one offered, and it must hold against the
    certified header (:class:`ledger.snapshot.verify.Assembly`).
 4. **Chunks.** Fetch them from the offering peers, a few at a time from each; check each on
@@ -224,7 +226,11 @@ class Joiner:
         failures = 0
         while found is None:
             if failures > 4 * len(candidates):
-                raise JoinFailed(f"no peer gave headers up to {height} that certify from genesis")
+                # the offer names a height no peer can certify (beyond the chain, or a fork):
+                # its offerers are not asked again, and the other offers are tried
+                for p in peers:
+                    self._bad[p] = MAX_BAD_CHUNKS
+                raise _OfferFailed(f"no peer gave headers up to {height} that certify from genesis")
             peer = candidates[turn % len(candidates)]
             turn += 1
             start = trusted.height + 1

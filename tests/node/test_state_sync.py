@@ -15,6 +15,9 @@ is erased by council order between the two joins:
   holds anything of the erased child (nor the observer's: it followed the erasure block and
   purged it like every node); with the liar stopped, the chain goes on only if the validator that
   joined by state sync votes.
+
+A peer may also lie in its offer: one that names a height beyond the chain is given up, and the
+node joins from the honest peers' snapshot.
 """
 
 from __future__ import annotations
@@ -176,3 +179,31 @@ def test_rejects_joining_by_state_sync_when_no_peer_offers_a_snapshot(tmp_path):
     assert lines[-1].startswith("custos: cannot reach node: no peer offered a snapshot within 2 s")
     assert "Traceback" not in proc.stderr
     assert not (net.dir / "obs-0" / "chain").exists(), "nothing half-joined is left for the next start"
+
+
+def test_a_peer_offering_a_snapshot_beyond_the_chain_does_not_keep_a_node_out(tmp_path, monkeypatch):
+    """One validator offers its snapshot as one a thousand blocks beyond the chain (the highest
+    offer, so the one a joining node takes first). No header certifies it: the node gives that
+    offer up, asks the liar nothing more, and joins from the honest validators' snapshot."""
+    monkeypatch.setenv("CUSTOS_TEST_LIE", "offer")
+    net = Net(tmp_path / "net", validators=3, heartbeat_ms=300, observers=1,
+              harness={"val-2": "tests.node.lying_snapshot_node"})
+    for name in ("val-0", "val-1", "val-2"):
+        config = net.dir / name / "node.toml"
+        config.write_text(config.read_text() + "\n[statesync]\ninterval = 5\n")
+    config = net.dir / "obs-0" / "node.toml"
+    config.write_text(config.read_text() + "\n[statesync]\nwait_s = 60\n")
+    net.start("val-0", "val-1", "val-2")
+    try:
+        net.wait_until("every validator to offer a snapshot",
+                       lambda: all(serving(net, n) is not None for n in ("val-0", "val-1", "val-2")), timeout_s=60)
+        net.start("obs-0", wait=False, args=("--state-sync",))
+        target = net.height("val-0")
+        net.wait_height(target, "obs-0", timeout_s=90)
+        joined = net.get("obs-0", "/v1/status")["state_sync"]["joined"]
+        assert 0 < joined["height"] <= target
+        log = net.log("obs-0")
+        assert "no peer gave headers up to" in log and "asking for offers again" in log
+        same_block(net, "obs-0", target)
+    finally:
+        net.stop()
