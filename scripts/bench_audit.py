@@ -30,6 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchkit import write_result
+
 from ledger.audit.auditor import Auditor
 from ledger.audit.replay import ReplayKV, ReplayStore
 from ledger.audit.signatures import serial_blocks, verified_blocks
@@ -255,10 +257,7 @@ def main() -> int:
         "target": "audit signatures/s >= 0.7 x raw single-process verifications/s x processes",
         "target_met": runs[-1]["efficiency_vs_raw_single_times_n"] >= 0.7,
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
     return 0
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchkit import write_result
+
 from ledger.block import PRECOMMIT, Commit, is_stub, sign_vote
 from ledger.chain import build_block
 from ledger.crypto.keys import SigningKey
@@ -252,10 +254,7 @@ def main() -> int:
                    "erasure_compaction_to_full_compaction": round(erasure["compact_ms"] / compaction_ms, 2)},
         "event_loop_held_ms": erasure["reopen_ms"],
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
     return 0
 
 

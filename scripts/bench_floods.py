@@ -50,6 +50,7 @@ import aiohttp
 import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import write_result
 from load import council_keys, setup
 
 from ledger.crypto.keys import SigningKey
@@ -470,11 +471,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown flood(s) {unknown}; choose from {list(FLOODS)}")
     result = asyncio.run(main_async(args))
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

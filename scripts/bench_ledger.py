@@ -26,7 +26,6 @@ Writes JSON to stdout or ``--out``. Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -34,19 +33,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.block import PRECOMMIT, Commit, sign_vote
-from ledger.chain import build_block, execute_block
-from ledger.crypto.keys import SigningKey, verify_raw
-from ledger.genesis import Genesis, GenesisValidator
+from benchkit import CHAIN, T0, BenchWorld, Proposer, write_result
+
+from ledger.chain import execute_block
+from ledger.crypto.keys import verify_raw
 from ledger.state import machine
 from ledger.state.authenticated import Commitment
-from ledger.state.records import DEFAULT_PARAMS, Council
 from ledger.storage.chainstore import ChainStore
-from node.client.txs import TxFactory
 from node.sigcheck import SigChecker
-
-CHAIN = "bench"
-T0 = 1_800_000_000_000
 
 
 def du(path: Path) -> int:
@@ -61,14 +55,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    council = [SigningKey.generate() for _ in range(3)]
-    validator = SigningKey.generate()
-    genesis = Genesis(CHAIN, T0, Council(2, tuple(sorted(k.public for k in council))),
-                      (GenesisValidator(validator.public, 10, "v"),), DEFAULT_PARAMS)
-    f = TxFactory(CHAIN)
-    authority, terminal = SigningKey.generate(), SigningKey.generate()
-    children = [(os.urandom(16), SigningKey.generate(), i % 2 == 0) for i in range(args.children)]
-    guardian = SigningKey.generate()
+    world = BenchWorld()
+    terminal = world.terminal
+    children = world.children(args.children, adults="half")
 
     # ---- raw Ed25519 verification rate (the baseline): measured in bursts between the blocks'
     # runs, so that a busy machine slows the baseline and the paths alike
@@ -82,34 +71,25 @@ def main() -> None:
         raw["s"] += time.perf_counter() - t
         raw["n"] += n
 
-    setup = [
-        f.register_authority(council[:2], authority.public),
-        f.register_post(council[:2], "P1"),
-        f.register_terminal(council[:2], terminal.public, "P1"),
-    ] + [
-        f.enrol(authority, bio, ident, majority_day=0 if adult else (T0 + 10**12) // 86_400_000,
-                guardians=[guardian.public], approvals=1, deadline_ms=86_400_000, veto=False)
-        for ident, bio, adult in children
-    ]
+    setup = world.registrations() + [world.enrol(c) for c in children]
     blocks_txs = []
     k = 0
     for b in range(args.blocks):
         txs = []
         for _ in range(args.block_txs):
-            ident, bio, _adult = children[k % len(children)]
-            txs.append(f.crossing(terminal, bio, ident, post="P1", direction="exit" if k % 2 else "entry",
-                                  event_time=T0 + 1000 * (b + 2), destination="RO", nonce=k))
+            txs.append(world.crossing(children[k % len(children)], k, event_time=T0 + 1000 * (b + 2),
+                                      direction="exit" if k % 2 else "entry"))
             k += 1
         blocks_txs.append(txs)
 
     work = Path(tempfile.mkdtemp(prefix="custos-bench-"))
     try:
-        proposer = ChainStore.open(work / "proposer", genesis)
-        follower = ChainStore.open(work / "follower", genesis)
-        bare = ChainStore.open(work / "follower-without-tree", genesis)
-        noded = ChainStore.open(work / "follower-as-node", genesis)
+        proposer = ChainStore.open(work / "proposer", world.genesis)
+        follower = ChainStore.open(work / "follower", world.genesis)
+        bare = ChainStore.open(work / "follower-without-tree", world.genesis)
+        noded = ChainStore.open(work / "follower-as-node", world.genesis)
+        chain = Proposer(world, proposer)
         checker = SigChecker()
-        last = None
         real_commit = machine.commit
         in_tree = [0.0]
         expected_root = [b""]
@@ -124,17 +104,8 @@ def main() -> None:
         def skipped_commit(get, writes, known_slots=None):
             return Commitment(expected_root[0], {}, ())
 
-        def commit_both(executed, store_b_block, time_ms):
-            nonlocal last
-            vote = sign_vote(validator, CHAIN, PRECOMMIT, executed.height, 0, executed.hash)
-            c = Commit.from_votes([vote])
-            proposer.commit_block(executed, c)
-            last = c
-            return c
-
-        ex, rejected = build_block(proposer, setup, time=T0 + 1000, proposer=validator.public, last_commit=None)
-        assert not rejected, rejected[:1]
-        c = commit_both(ex, None, 0)
+        ex = chain.commit(setup, T0 + 1000)
+        c = chain.last
         follower.commit_block(execute_block(follower, ex.block), c)
         bare.commit_block(execute_block(bare, ex.block), c)
         noded.commit_block(execute_block(noded, ex.block), c)
@@ -143,12 +114,9 @@ def main() -> None:
         build_s = validate_s = bare_s = node_s = 0.0
         for b, txs in enumerate(blocks_txs):
             t = time.perf_counter()
-            ex, rejected = build_block(proposer, txs, time=T0 + 1000 * (b + 2), proposer=validator.public,
-                                       last_commit=last)
-            c = commit_both(ex, None, 0)
+            ex = chain.commit(txs, T0 + 1000 * (b + 2))
+            c = chain.last
             build_s += time.perf_counter() - t
-            if rejected:
-                raise SystemExit(f"unexpected rejection: {rejected[0][1].diagnostics()}")
             runs = [(follower, timed_commit), (bare, skipped_commit), (noded, real_commit)]
             expected_root[0] = ex.block.header.state_root
             for store, commit_fn in runs if b % 2 else reversed(runs):
@@ -199,11 +167,7 @@ def main() -> None:
         "signatures_per_crossing": 2,
         "bytes_on_disk_per_crossing": round((size_after - size_before) / total, 1),
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchkit import write_result
+
 ROOT = Path(__file__).resolve().parent.parent
 READY = "devnet running"
 
@@ -128,11 +130,7 @@ def main() -> None:
         "runs": runs,
         "highest_rate_holding_by_block_interval": best,
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

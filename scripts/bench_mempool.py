@@ -15,23 +15,15 @@ each ran the rules for. JSON to stdout or ``--out``::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
 from pathlib import Path
 
-from ledger.block import PRECOMMIT, Commit, sign_vote
-from ledger.chain import build_block
-from ledger.crypto.keys import SigningKey
-from ledger.genesis import Genesis, GenesisValidator
-from ledger.state.records import DEFAULT_PARAMS, Council
-from ledger.storage.chainstore import ChainStore
-from node.client.txs import TxFactory
-from node.mempool import Mempool
+from benchkit import T0, BenchWorld, Proposer, write_result
 
-CHAIN = "bench"
-T0 = 1_800_000_000_000
+from ledger.storage.chainstore import ChainStore
+from node.mempool import Mempool
 
 
 def main() -> None:
@@ -43,38 +35,20 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    council = [SigningKey.generate() for _ in range(3)]
-    validator = SigningKey.generate()
-    genesis = Genesis(CHAIN, T0, Council(2, tuple(sorted(k.public for k in council))),
-                      (GenesisValidator(validator.public, 10, "v"),), DEFAULT_PARAMS)
-    f = TxFactory(CHAIN)
-    authority, terminal = SigningKey.generate(), SigningKey.generate()
-    children = [(os.urandom(16), SigningKey.generate()) for _ in range(args.children)]
-    setup = [
-        f.register_authority(council[:2], authority.public),
-        f.register_post(council[:2], "P1"),
-        f.register_terminal(council[:2], terminal.public, "P1"),
-    ] + [f.enrol(authority, bio, ident, majority_day=0, guardians=[SigningKey.generate().public], approvals=1,
-                 deadline_ms=86_400_000, veto=False) for ident, bio in children]
-    store = ChainStore.memory(genesis)
+    world = BenchWorld()
+    children = world.children(args.children)
+    store = ChainStore.memory(world.genesis)
+    proposer = Proposer(world, store)
     now = [T0 + 1000]
-    last = None
 
     def commit(txs):
-        nonlocal last
-        executed, rejected = build_block(store, txs, time=now[0], proposer=validator.public, last_commit=last)
-        assert not rejected, rejected[0][1].diagnostics()
-        last = Commit.from_votes([sign_vote(validator, CHAIN, PRECOMMIT, executed.height, 0, executed.hash)])
-        store.commit_block(executed, last)
+        executed = proposer.commit(txs, now[0])
         now[0] += 1000
         return executed
 
-    commit(setup)
-    backlog = []
-    for k in range(args.backlog):
-        ident, bio = children[k % len(children)]
-        backlog.append(f.crossing(terminal, bio, ident, post="P1", direction="exit" if k % 2 else "entry",
-                                  event_time=T0 + 500, destination="RO", nonce=k))
+    commit(world.registrations() + [world.enrol(c, own_guardian=True) for c in children])
+    backlog = [world.crossing(children[k % len(children)], k, event_time=T0 + 500,
+                              direction="exit" if k % 2 else "entry") for k in range(args.backlog)]
     full, footprint = Mempool(store, lambda: now[0]), Mempool(store, lambda: now[0])
     for tx in backlog:
         full.add(tx)
@@ -107,10 +81,7 @@ def main() -> None:
         "rules_run_footprint": fp_runs,
         "machine": {"python": platform.python_version(), "load_average": os.getloadavg()},
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Writes JSON to stdout or ``--out``. Example::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -27,18 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from ledger.block import COMMIT, HEADER, PRECOMMIT, Commit, sign_vote
-from ledger.chain import build_block
-from ledger.crypto.keys import SigningKey
-from ledger.genesis import Genesis, GenesisValidator
+from benchkit import DAY_MS, T0, BenchWorld, Proposer, write_result
+
+from ledger.block import COMMIT, HEADER
 from ledger.light import Step, Trusted, advance
 from ledger.state.proof import RecordProof, check_record, prove_record
-from ledger.state.records import DEFAULT_PARAMS, K_COUNCIL, Council, k_identity, k_request
+from ledger.state.records import K_COUNCIL, k_identity, k_request
 from ledger.storage.chainstore import ChainStore
-from node.client.txs import TxFactory
-
-CHAIN = "bench"
-T0 = 1_800_000_000_000
 
 
 def timed(fn, items) -> float:
@@ -57,45 +51,26 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
-    council = [SigningKey.generate() for _ in range(3)]
-    validator = SigningKey.generate()
-    genesis = Genesis(CHAIN, T0, Council(2, tuple(sorted(k.public for k in council))),
-                      (GenesisValidator(validator.public, 10, "v"),), DEFAULT_PARAMS)
-    f = TxFactory(CHAIN)
-    authority, terminal, guardian = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-    children = [(os.urandom(16), SigningKey.generate()) for _ in range(args.children)]
+    world = BenchWorld()
+    children = world.children(args.children, adults="none")
     work = Path(tempfile.mkdtemp(prefix="custos-bench-proofs-"))
     requests: list[tuple[bytes, bytes]] = []
     try:
-        store = ChainStore.open(work / "node", genesis)
-        last = None
-
-        def commit(txs, time_ms):
-            nonlocal last
-            ex, rejected = build_block(store, txs, time=time_ms, proposer=validator.public, last_commit=last)
-            if rejected:
-                raise SystemExit(f"unexpected rejection: {rejected[0][1].diagnostics()}")
-            last = Commit.from_votes([sign_vote(validator, CHAIN, PRECOMMIT, ex.height, 0, ex.hash)])
-            store.commit_block(ex, last)
-
-        setup = [f.register_authority(council[:2], authority.public), f.register_post(council[:2], "P1"),
-                 f.register_terminal(council[:2], terminal.public, "P1")]
-        commit(setup, T0 + 1000)
+        store = ChainStore.open(work / "node", world.genesis)
+        proposer = Proposer(world, store)
+        proposer.commit(world.registrations(), T0 + 1000)
         for i in range(0, len(children), 1000):
-            commit([f.enrol(authority, bio, ident, majority_day=(T0 + 10**12) // 86_400_000,
-                            guardians=[guardian.public], approvals=1, deadline_ms=86_400_000 * 30, veto=False)
-                    for ident, bio in children[i:i + 1000]], T0 + 2000 + i)
+            proposer.commit([world.enrol(c, deadline_ms=30 * DAY_MS) for c in children[i:i + 1000]], T0 + 2000 + i)
         k = 0
         for b in range(args.blocks):
             txs = []
             for _ in range(args.block_txs):
-                ident, bio = children[k % len(children)]
-                tx = f.crossing(terminal, bio, ident, post="P1", direction="exit", event_time=T0 + 10**6 + b,
-                                destination="RO", nonce=k)
+                child = children[k % len(children)]
+                tx = world.crossing(child, k, event_time=T0 + 10**6 + b)
                 txs.append(tx)
-                requests.append((ident, tx.id))
+                requests.append((child.identity, tx.id))
                 k += 1
-            commit(txs, T0 + 10**6 + 1000 * (b + 1))
+            proposer.commit(txs, T0 + 10**6 + 1000 * (b + 1))
 
         state = store.state
         header = store.header(store.height)
@@ -129,7 +104,7 @@ def main() -> None:
         # the light client: follow every header from genesis (pages of 500, as the client does)
         steps = [Step(store.header(h), store.commit(h)) for h in range(1, store.height + 1)]  # type: ignore[arg-type]
         t = time.perf_counter()
-        trusted = Trusted.from_genesis(genesis)
+        trusted = Trusted.from_genesis(world.genesis)
         for i in range(0, len(steps), 500):
             trusted, _ = advance(trusted, steps[i:i + 500], target=store.height)
         follow_s = time.perf_counter() - t
@@ -149,11 +124,7 @@ def main() -> None:
         "validators": 1,
         "light_client_us_per_header": round(follow_s / len(steps) * 1e6, 1),
     }
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

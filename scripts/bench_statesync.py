@@ -40,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import write_result  # noqa: E402
+
 from ledger.block import PRECOMMIT, Commit, sign_vote  # noqa: E402
 from ledger.chain import build_block  # noqa: E402
 from ledger.crypto.keys import SigningKey  # noqa: E402
@@ -202,11 +204,7 @@ def main() -> None:
         devnet.stop(procs)
         if args.keep is None:
             shutil.rmtree(work.parent, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchkit import write_result
+
 from ledger.crypto.keys import SigningKey
 from node import devnet
 from node.access.signature import sign_request
@@ -119,10 +121,7 @@ def main() -> None:
     finally:
         devnet.stop(procs)
         shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

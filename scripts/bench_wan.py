@@ -32,6 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import load
+from benchkit import write_result
 
 from node.client.http import NodeClient, ProblemError
 from node.client.txs import TxFactory
@@ -139,11 +140,7 @@ def main() -> None:
     else:
         with tempfile.TemporaryDirectory(prefix="custos-wan-") as tmp:
             result = asyncio.run(run(args, Path(tmp)))
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import aiohttp
 import msgpack
+from benchkit import write_result
 
 from ledger.block import BLOCK
 from ledger.crypto.keys import SigningKey
@@ -262,11 +263,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     result = asyncio.run(run(args))
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
-    print(text)
+    write_result(result, args.out)
 
 
 if __name__ == "__main__":

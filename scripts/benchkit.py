@@ -1,0 +1,108 @@
+"""What the in-process benchmarks share: a chain with one validator, a council, an enrolment
+authority, one post with its terminal and enrolled children, built block by block on a real
+store; and how a benchmark writes its JSON result.
+
+Scripts run as ``python scripts/NAME.py``, so this module is importable as ``benchkit``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ledger.block import PRECOMMIT, Commit, sign_vote
+from ledger.chain import ExecutedBlock, build_block
+from ledger.crypto.keys import SigningKey
+from ledger.genesis import Genesis, GenesisValidator
+from ledger.state.records import DEFAULT_PARAMS, Council
+from ledger.storage.chainstore import ChainStore
+from ledger.tx.envelope import Transaction
+from node.client.txs import TxFactory
+
+CHAIN = "bench"
+T0 = 1_800_000_000_000  # the genesis time (ms): fixed, so runs build the same kind of chain
+POST = "P1"
+DAY_MS = 86_400_000
+#: a majority day far after T0: a child enrolled with it is a minor throughout a run
+MINOR_UNTIL_DAY = (T0 + 10**12) // DAY_MS
+
+
+@dataclass(frozen=True)
+class Child:
+    identity: bytes
+    biometric: SigningKey
+    adult: bool
+
+
+@dataclass
+class BenchWorld:
+    """The keys of a one-validator benchmark chain and the transactions that set it up."""
+
+    council: list[SigningKey] = field(default_factory=lambda: [SigningKey.generate() for _ in range(3)])
+    validator: SigningKey = field(default_factory=SigningKey.generate)
+    authority: SigningKey = field(default_factory=SigningKey.generate)
+    terminal: SigningKey = field(default_factory=SigningKey.generate)
+    guardian: SigningKey = field(default_factory=SigningKey.generate)
+
+    def __post_init__(self) -> None:
+        self.txs = TxFactory(CHAIN)
+        self.genesis = Genesis(CHAIN, T0, Council(2, tuple(sorted(k.public for k in self.council))),
+                               (GenesisValidator(self.validator.public, 10, "v"),), DEFAULT_PARAMS)
+
+    def registrations(self) -> list[Transaction]:
+        """The council registers the authority, the post and its terminal."""
+        f, quorum = self.txs, self.council[:2]
+        return [f.register_authority(quorum, self.authority.public), f.register_post(quorum, POST),
+                f.register_terminal(quorum, self.terminal.public, POST)]
+
+    @staticmethod
+    def children(n: int, *, adults: str = "all") -> list[Child]:
+        """``n`` new children: all adults, none (``"none"``), or every other one (``"half"``)."""
+        kinds = {"all": lambda i: True, "none": lambda i: False, "half": lambda i: i % 2 == 0}[adults]
+        return [Child(os.urandom(16), SigningKey.generate(), kinds(i)) for i in range(n)]
+
+    def enrol(self, child: Child, *, deadline_ms: int = DAY_MS, own_guardian: bool = False) -> Transaction:
+        """Enrol ``child`` with one guardian (the world's, or a new one) whose single approval
+        decides."""
+        guardian = SigningKey.generate() if own_guardian else self.guardian
+        return self.txs.enrol(self.authority, child.biometric, child.identity,
+                              majority_day=0 if child.adult else MINOR_UNTIL_DAY, guardians=[guardian.public],
+                              approvals=1, deadline_ms=deadline_ms, veto=False)
+
+    def crossing(self, child: Child, nonce: int, *, event_time: int, direction: str = "exit") -> Transaction:
+        return self.txs.crossing(self.terminal, child.biometric, child.identity, post=POST, direction=direction,
+                                 event_time=event_time, destination="RO", nonce=nonce)
+
+
+class Proposer:
+    """Builds blocks on ``store`` as the chain's only validator and commits them with its vote."""
+
+    def __init__(self, world: BenchWorld, store: ChainStore) -> None:
+        self.world = world
+        self.store = store
+        self.last: Commit | None = None
+
+    def certify(self, executed: ExecutedBlock) -> Commit:
+        vote = sign_vote(self.world.validator, CHAIN, PRECOMMIT, executed.height, 0, executed.hash)
+        return Commit.from_votes([vote])
+
+    def commit(self, txs: list[Transaction], time_ms: int) -> ExecutedBlock:
+        """Build a block of ``txs`` at ``time_ms`` and store it; every transaction must apply."""
+        executed, rejected = build_block(self.store, txs, time=time_ms, proposer=self.world.validator.public,
+                                         last_commit=self.last)
+        if rejected:
+            raise SystemExit(f"unexpected rejection: {rejected[0][1].diagnostics()}")
+        self.last = self.certify(executed)
+        self.store.commit_block(executed, self.last)
+        return executed
+
+
+def write_result(result: dict, out: Path | None) -> None:
+    """Print the result as JSON, and write it to ``out`` too if given."""
+    text = json.dumps(result, indent=2)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text + "\n")
+    print(text)

@@ -1,0 +1,43 @@
+"""The in-process benchmarks (``scripts/bench_ledger.py``, ``bench_mempool.py``,
+``bench_proofs.py``) run on a tiny chain and report what the README quotes from them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(tmp_path: Path, name: str, *args: str) -> dict:
+    out = tmp_path / f"{name}.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{name}.py"), *args, "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    printed = json.loads(proc.stdout)
+    assert json.loads(out.read_text()) == printed
+    return printed
+
+
+def test_bench_ledger_reports_rates_and_the_state_maps_share(tmp_path):
+    r = bench(tmp_path, "bench_ledger", "--blocks", "2", "--block-txs", "60", "--children", "20")
+    assert r["crossings"] == 120
+    assert r["raw_ed25519_verify_per_s"] > r["validator_execute_and_commit_tx_per_s"] > 0
+    assert 0 < r["validator_rate_lost_to_state_map"] < 1
+    assert r["state_map_us_per_crossing"] > 0 and r["bytes_on_disk_per_crossing"] > 0
+
+
+def test_bench_mempool_runs_fewer_rules_by_footprint(tmp_path):
+    r = bench(tmp_path, "bench_mempool", "--backlog", "200", "--block-txs", "50", "--blocks", "2",
+              "--children", "40")
+    assert r["rules_run_footprint"] < r["rules_run_full"]
+
+
+def test_bench_proofs_sizes_every_kind_of_proof(tmp_path):
+    r = bench(tmp_path, "bench_proofs", "--children", "40", "--blocks", "2", "--block-txs", "40", "--samples", "20")
+    assert set(r["proofs"]) == {"global_record", "child_record_present", "child_record_absent",
+                                "child_never_enrolled"}
+    assert all(p["proof_bytes_mean"] > 0 for p in r["proofs"].values())
+    assert r["crossings"] == 80 and r["light_client_us_per_header"] > 0
