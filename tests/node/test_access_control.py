@@ -13,17 +13,8 @@ import pytest
 from ledger.crypto.keys import DOMAIN_SUBSCRIBE, SigningKey
 from node.access.purpose import Purpose
 from tests.node.clientkit import World, now_ms, raw_get, signed_get, signed_headers
-from tests.node.netkit import Net
 
 PROBLEM = "https://custos.dev/problems/"
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("access"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
 
 
 @pytest.fixture(scope="module")

@@ -46,14 +46,6 @@ def wait_anchored(net: Net, name: str = "val-0", timeout_s: float = 20.0) -> int
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("accesslog"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
-
-
-@pytest.fixture(scope="module")
 def world(net, tmp_path_factory):
     w = World(net, tmp_path_factory.mktemp("keys"))
     w.oversight_file, w.oversight = key_file(w.dir, "oversight")

@@ -17,17 +17,9 @@ from node.access.purpose import Purpose
 from node.client.http import ProblemError
 from node.client.signed import SignedClient
 from tests.node.clientkit import World, now_ms, signed_get
-from tests.node.netkit import Net, run
+from tests.node.netkit import run
 
 PROBLEM = "https://custos.dev/problems/"
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("court"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
 
 
 def cross(world, child, destination="UA"):

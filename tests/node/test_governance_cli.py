@@ -5,18 +5,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from tests.node.clientkit import cli, json_lines, key_file
 from tests.node.netkit import Net
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("governance"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
 
 
 def council(net: Net, *args: str, check: bool = True):

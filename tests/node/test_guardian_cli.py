@@ -4,23 +4,7 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.node.clientkit import Background, World, cli, json_lines, now_ms
-from tests.node.netkit import Net
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("guardian"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
-
-
-@pytest.fixture(scope="module")
-def world(net, tmp_path_factory):
-    return World(net, tmp_path_factory.mktemp("keys"))
+from tests.node.clientkit import Background, cli, json_lines, now_ms
 
 
 def crossing(world, child, **kw):

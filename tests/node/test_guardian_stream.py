@@ -21,19 +21,6 @@ from tests.node.netkit import Net, run
 GUARDIAN_REVIEW = Purpose("guardian-review")
 
 
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("stream"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
-
-
-@pytest.fixture(scope="module")
-def world(net, tmp_path_factory):
-    return World(net, tmp_path_factory.mktemp("keys"))
-
-
 async def crossing(world, child, terminal=None, post=None):
     tx = world.net.txs.crossing(terminal or world.terminal, child.biometric, child.identity, post=post or world.post,
                                 direction="exit", event_time=now_ms(), destination="RO")

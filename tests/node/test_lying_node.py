@@ -12,21 +12,7 @@ import time
 
 import pytest
 
-from tests.node.clientkit import World, cli, cli_env, json_lines, now_ms
-from tests.node.netkit import Net
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("lying"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
-
-
-@pytest.fixture(scope="module")
-def world(net, tmp_path_factory):
-    return World(net, tmp_path_factory.mktemp("keys"))
+from tests.node.clientkit import cli, cli_env, json_lines, now_ms
 
 
 def free_port() -> int:

@@ -8,21 +8,8 @@ import pytest
 from ledger.crypto.keys import SigningKey
 from node.client.queue import DurableQueue
 from node.client.terminal import TerminalClient
-from tests.node.clientkit import Background, World, cli, crossings_by, json_lines
-from tests.node.netkit import Net, run
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory):
-    net = Net(tmp_path_factory.mktemp("delivery"), validators=1, heartbeat_ms=300)
-    net.start()
-    yield net
-    net.stop()
-
-
-@pytest.fixture(scope="module")
-def world(net, tmp_path_factory):
-    return World(net, tmp_path_factory.mktemp("keys"))
+from tests.node.clientkit import Background, cli, crossings_by, json_lines
+from tests.node.netkit import run
 
 
 def client(world, path, urls=None) -> TerminalClient:
