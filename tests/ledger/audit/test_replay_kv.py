@@ -39,6 +39,23 @@ def test_replay_kv_matches_the_reference(seed):
 
 
 @pytest.mark.parametrize("seed", range(40))
+def test_groups_written_long_before_their_first_scan_answer_like_the_reference(seed):
+    # keys deleted and written again while their group is unscanned, then scanned in narrow
+    # ranges now and then, then written again (the group is kept sorted from its first scan)
+    rng = random.Random(seed)
+    kv, reference = ReplayKV(), MemoryKV()
+    for step in range(80):
+        changes = _changes(rng)
+        kv.write(changes)
+        reference.write(changes)
+        if step > 40 and rng.random() < 0.2:
+            start = bytes([rng.choice(b"LNSXT")]) + bytes([rng.randrange(4)])
+            stop = start + b"\xff"
+            assert list(kv.iterate(start, stop)) == list(reference.iterate(start, stop)), start
+    assert list(kv.iterate(b"", b"\xff")) == list(reference.iterate(b"", b"\xff"))
+
+
+@pytest.mark.parametrize("seed", range(40))
 def test_overlay_reads_through_to_an_untouched_base(seed):
     rng = random.Random(seed)
     base, reference = MemoryKV(), MemoryKV()
