@@ -151,7 +151,7 @@ def _fill(net: Net, second: SigningKey, auditor: SigningKey,
 @pytest.fixture(scope="module")
 def story(tmp_path_factory) -> Story:
     root = tmp_path_factory.mktemp("audit")
-    net = Net(root / "net", validators=1, heartbeat_ms=1_000)
+    net = Net(root / "net", validators=1, heartbeat_ms=300)
     net.start()
     try:
         second, auditor, terminal = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
