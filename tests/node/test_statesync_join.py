@@ -1,0 +1,118 @@
+"""The joining side of state sync against peers played in-process, each lie made every time:
+a peer that offers a height beyond the chain, and one that sends headers its certificates do
+not sign. (``test_state_sync.py`` joins through real processes; there the order in which
+peers answer is the network's.)"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+
+import pytest
+
+from ledger.snapshot.make import chunk_bytes, plan
+from node.statesync.join import Joiner
+from node.statesync.messages import (
+    ChunkReply,
+    GetChunk,
+    GetHeaders,
+    GetManifest,
+    GetOffer,
+    Headers,
+    ManifestReply,
+    Offer,
+)
+from node.statesync.server import SnapshotServer
+from tests.ledger.chainkit import Chain
+
+HONEST = [bytes([i]) * 32 for i in (0x51, 0x62)]
+LIAR = bytes(32)  # the lowest key: asked first wherever peers are taken in key order
+
+
+@pytest.fixture(scope="module")
+def chain() -> Chain:
+    chain = Chain()
+    authority, terminal = chain.open_border()
+    for _ in range(3):
+        child = chain.enrol_child(authority)
+        chain.pending_crossing(terminal, child)
+    return chain
+
+
+class Peers:
+    """Every peer answers from ``chain``'s store and its snapshot at the tip; the liar lies
+    in the way named."""
+
+    def __init__(self, chain: Chain, lie: str) -> None:
+        self.store = chain.store
+        self.view = chain.store.raw_view()
+        self.plan = plan(self.view, chain.store.header(chain.store.height))
+        self.lie = lie
+        self.joiner: Joiner | None = None
+        self.app = self  # SnapshotServer._headers_locked reads self.app.store
+
+    def send(self, peer: bytes, msg: object) -> None:
+        reply = self.answer(peer, msg)
+        if reply is not None:
+            assert self.joiner is not None
+            asyncio.get_running_loop().call_soon(self.joiner.on_message, peer, reply)
+
+    def answer(self, peer: bytes, msg: object) -> object | None:
+        p, liar = self.plan, peer == LIAR
+        if isinstance(msg, GetOffer):
+            height = p.manifest.height + (1000 if liar and self.lie == "offer" else 0)
+            return Offer(height, p.hash, len(p.encoded), p.chunk_count)
+        if isinstance(msg, GetHeaders):
+            headers = SnapshotServer._headers_locked(self, msg)  # type: ignore[arg-type]
+            if liar and self.lie == "headers" and len(headers.items) > 1:
+                # each header carried with its predecessor's certificate
+                items = headers.items
+                headers = Headers(msg.start, tuple(replace(item, commit=items[i - 1].commit) if i else item
+                                                   for i, item in enumerate(items)))
+            return headers
+        if isinstance(msg, GetManifest):
+            return ManifestReply(msg.height, msg.hash, p.encoded if msg.hash == p.hash else b"")
+        if isinstance(msg, GetChunk):
+            return ChunkReply(msg.height, msg.hash, msg.index, chunk_bytes(self.view, p, msg.index))
+        return None
+
+
+def join(chain: Chain, lie: str, tmp_path) -> tuple[object, Peers]:
+    peers = Peers(chain, lie)
+    joiner = Joiner(chain.genesis, peers.send, lambda: [LIAR, *HONEST], request_timeout_s=2, wait_s=20)
+    peers.joiner = joiner
+
+    async def go():
+        return await asyncio.wait_for(joiner.run(tmp_path / "joined"), 30)
+
+    store = asyncio.run(go())
+    return store, peers
+
+
+def test_an_offer_beyond_the_chain_is_given_up_and_the_honest_one_taken(chain, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="custos.statesync")
+    store, peers = join(chain, "offer", tmp_path)
+    try:
+        assert store.height == chain.store.height
+        assert store.tip.state_root == chain.store.header(chain.store.height).state_root
+        lie = peers.plan.manifest.height + 1000
+        assert f"no peer gave headers up to {lie} that certify from genesis" in caplog.text
+        assert f"snapshot at height {lie} failed" in caplog.text
+    finally:
+        store.close()
+        peers.view.close()
+
+
+def test_headers_their_certificates_do_not_sign_are_refused_and_asked_of_another_peer(chain, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="custos.statesync")
+    store, peers = join(chain, "headers", tmp_path)
+    try:
+        assert store.height == chain.store.height
+        assert store.tip.state_root == chain.store.header(chain.store.height).state_root
+        assert f"headers from {LIAR.hex()[:12]} do not hold" in caplog.text
+        for height in range(1, chain.store.height + 1):  # every header kept is the chain's
+            assert store.header(height) == chain.store.header(height)
+    finally:
+        store.close()
+        peers.view.close()
