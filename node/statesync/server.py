@@ -31,7 +31,7 @@ from itertools import islice
 from ledger.block import COMMIT, HEADER
 from ledger.rules.validators import validator_set_at
 from ledger.snapshot.make import Plan, SnapshotUnavailable, chunk_bytes, plan
-from ledger.storage.chainstore import RawView
+from ledger.storage.chainstore import ChainStore, RawView
 from node.app import NodeApp
 from node.statesync.messages import (
     MAX_HEADERS_BYTES,
@@ -111,6 +111,26 @@ class ServeStats:
     chunk_bytes: int = 0
     last_plan_ms: float = 0.0
     queued: dict[bytes, int] = field(default_factory=dict)
+
+
+def headers_reply(store: ChainStore, msg: GetHeaders) -> Headers:
+    """The headers ``msg`` asks for, each with its certificate (and the next validator set where
+    it changes), as many as fit in a reply."""
+    items: list[HeaderItem] = []
+    size = 0
+    for height in range(msg.start, min(msg.start + msg.limit, store.height + 1)):
+        header, commit = store.header(height), store.commit(height)
+        if header is None or commit is None:
+            break
+        nxt = None
+        if header.next_validators_hash != header.validators_hash:
+            nxt = validator_set_at(store.state, height + 1).encode()
+        item = HeaderItem(HEADER.encode(header), COMMIT.encode(commit), nxt)
+        size += len(item.header) + len(item.commit) + len(nxt or b"")
+        if items and size > MAX_HEADERS_BYTES:
+            break
+        items.append(item)
+    return Headers(msg.start, tuple(items))
 
 
 class SnapshotServer:
@@ -203,25 +223,7 @@ class SnapshotServer:
     # ------------------------------------------------------------------ work on the worker thread
     def _headers(self, msg: GetHeaders, _held: object) -> Headers:
         with self.app.store.files_lock:
-            return self._headers_locked(msg)
-
-    def _headers_locked(self, msg: GetHeaders) -> Headers:
-        store = self.app.store
-        items: list[HeaderItem] = []
-        size = 0
-        for height in range(msg.start, min(msg.start + msg.limit, store.height + 1)):
-            header, commit = store.header(height), store.commit(height)
-            if header is None or commit is None:
-                break
-            nxt = None
-            if header.next_validators_hash != header.validators_hash:
-                nxt = validator_set_at(store.state, height + 1).encode()
-            item = HeaderItem(HEADER.encode(header), COMMIT.encode(commit), nxt)
-            size += len(item.header) + len(item.commit) + len(nxt or b"")
-            if items and size > MAX_HEADERS_BYTES:
-                break
-            items.append(item)
-        return Headers(msg.start, tuple(items))
+            return headers_reply(self.app.store, msg)
 
     def _chunk(self, msg: GetChunk, held: _Held | None) -> ChunkReply:
         if held is None or held.dropped:

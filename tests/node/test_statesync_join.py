@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 
 import pytest
 
 from ledger.snapshot.make import chunk_bytes, plan
+from ledger.storage.chainstore import ChainStore
 from node.statesync.join import Joiner
 from node.statesync.messages import (
     ChunkReply,
@@ -23,7 +26,7 @@ from node.statesync.messages import (
     ManifestReply,
     Offer,
 )
-from node.statesync.server import SnapshotServer
+from node.statesync.server import headers_reply
 from tests.ledger.chainkit import Chain
 
 HONEST = [bytes([i]) * 32 for i in (0x51, 0x62)]
@@ -50,7 +53,6 @@ class Peers:
         self.plan = plan(self.view, chain.store.header(chain.store.height))
         self.lie = lie
         self.joiner: Joiner | None = None
-        self.app = self  # SnapshotServer._headers_locked reads self.app.store
 
     def send(self, peer: bytes, msg: object) -> None:
         reply = self.answer(peer, msg)
@@ -64,7 +66,7 @@ class Peers:
             height = p.manifest.height + (1000 if liar and self.lie == "offer" else 0)
             return Offer(height, p.hash, len(p.encoded), p.chunk_count)
         if isinstance(msg, GetHeaders):
-            headers = SnapshotServer._headers_locked(self, msg)  # type: ignore[arg-type]
+            headers = headers_reply(self.store, msg)
             if liar and self.lie == "headers" and len(headers.items) > 1:
                 # each header carried with its predecessor's certificate
                 items = headers.items
@@ -78,41 +80,39 @@ class Peers:
         return None
 
 
-def join(chain: Chain, lie: str, tmp_path) -> tuple[object, Peers]:
+@contextmanager
+def joined(chain: Chain, lie: str, tmp_path) -> Iterator[tuple[ChainStore, Peers]]:
+    """The store a node joined into from the peers, open while the block runs."""
     peers = Peers(chain, lie)
     joiner = Joiner(chain.genesis, peers.send, lambda: [LIAR, *HONEST], request_timeout_s=2, wait_s=20)
     peers.joiner = joiner
 
-    async def go():
+    async def go() -> ChainStore:
         return await asyncio.wait_for(joiner.run(tmp_path / "joined"), 30)
 
-    store = asyncio.run(go())
-    return store, peers
+    try:
+        store = asyncio.run(go())
+        try:
+            assert store.height == chain.store.height
+            assert store.tip.state_root == chain.store.header(chain.store.height).state_root
+            yield store, peers
+        finally:
+            store.close()
+    finally:
+        peers.view.close()
 
 
 def test_an_offer_beyond_the_chain_is_given_up_and_the_honest_one_taken(chain, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="custos.statesync")
-    store, peers = join(chain, "offer", tmp_path)
-    try:
-        assert store.height == chain.store.height
-        assert store.tip.state_root == chain.store.header(chain.store.height).state_root
+    with joined(chain, "offer", tmp_path) as (_store, peers):
         lie = peers.plan.manifest.height + 1000
         assert f"no peer gave headers up to {lie} that certify from genesis" in caplog.text
         assert f"snapshot at height {lie} failed" in caplog.text
-    finally:
-        store.close()
-        peers.view.close()
 
 
 def test_headers_their_certificates_do_not_sign_are_refused_and_asked_of_another_peer(chain, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="custos.statesync")
-    store, peers = join(chain, "headers", tmp_path)
-    try:
-        assert store.height == chain.store.height
-        assert store.tip.state_root == chain.store.header(chain.store.height).state_root
+    with joined(chain, "headers", tmp_path) as (store, _peers):
         assert f"headers from {LIAR.hex()[:12]} do not hold" in caplog.text
         for height in range(1, chain.store.height + 1):  # every header kept is the chain's
             assert store.header(height) == chain.store.header(height)
-    finally:
-        store.close()
-        peers.view.close()
