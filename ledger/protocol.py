@@ -18,6 +18,11 @@ version    what it is
            ids, places and result rows to the transaction-id log (:mod:`ledger.state.txindex`),
            so a node can join from a verified snapshot and still refuse an old transaction
            replayed (docs/adr/0007-state-sync.md)
+5          a pending request's marker moves out of the child's tree into a derived index
+           (``x/pd/``): a minor's crossing writes one record to the child's tree, not two, so
+           the state root costs less per crossing. Markers written before the upgrade stay
+           where they are until their request closes; the request records (what clients are
+           given proofs of) are unchanged
 =========  ==================================================================================
 
 A node refuses to build or accept a block under a version it does not know, with a message that
@@ -33,10 +38,12 @@ from ledger.state.records import P_PROTOCOL, k_protocol
 from ledger.state.view import StateReader
 from ledger.tx import bodies as k
 
-LATEST = 4
-SUPPORTED = (1, 2, 3, 4)
+LATEST = 5
+SUPPORTED = (1, 2, 3, 4, 5)
 #: the first version whose state root covers the transaction index (ledger/state/txindex.py)
 TX_INDEX_VERSION = 4
+#: the first version that keeps pending requests' markers in a derived index (ledger/rules/crossing.py)
+PENDING_INDEX_VERSION = 5
 _VERSION = Int(min=1, max=1000)
 
 _SINCE_2 = frozenset({k.GOV_SET_COUNCIL, k.GOV_SET_PARAMS, k.GOV_ROTATE_VALIDATOR})
@@ -46,6 +53,7 @@ KINDS: dict[int, frozenset[str]] = {
     2: frozenset(k.BODIES) - _SINCE_3,
     3: frozenset(k.BODIES),
     4: frozenset(k.BODIES),
+    5: frozenset(k.BODIES),
 }
 
 

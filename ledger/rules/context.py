@@ -53,6 +53,7 @@ class BlockEnv:
     # Re-executing a committed block whose certified root covers what this executor lacks: the
     # records of children erased before it got them (see ledger.state.authenticated).
     certified: bool = False
+    version: int = 1  # the protocol version in force (ledger/protocol.py)
 
 
 @dataclass(slots=True)

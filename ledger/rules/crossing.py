@@ -28,6 +28,7 @@ from ledger.errors import (
     RequestNotPending,
     WrongPost,
 )
+from ledger.protocol import PENDING_INDEX_VERSION
 from ledger.rules.consent import find_covering_consent, use_consent
 from ledger.rules.context import (
     Ctx,
@@ -58,6 +59,7 @@ from ledger.state.records import (
     k_expiry,
     k_identity,
     k_pending,
+    k_pending_index,
     k_post,
     k_request,
     k_subject,
@@ -65,7 +67,7 @@ from ledger.state.records import (
     split_time_key,
     store,
 )
-from ledger.state.view import Overlay, scan_prefix
+from ledger.state.view import Overlay, StateReader, scan_prefix
 from ledger.tx.bodies import (
     APPROVE,
     DAY_MS,
@@ -124,10 +126,27 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
     deadline = ctx.time + identity.policy.deadline
     store(ctx.state, k_request(body.identity, rid), REQUEST, replace(request, deadline=deadline))
     ctx.state.put(k_expiry(deadline, body.identity, rid), NIL)
-    ctx.state.put(k_pending(body.identity, rid), NIL)
+    marker = k_pending_index if ctx.env.version >= PENDING_INDEX_VERSION else k_pending
+    ctx.state.put(marker(body.identity, rid), NIL)
     ctx.events.append(Event(EVENT_PENDING, rid, body.identity, PENDING, identity.guardians, body.post,
                              body.terminal))
     return Outcome(PENDING)
+
+
+def pending_ids(state: StateReader, identity: bytes) -> list[bytes]:
+    """The ids of the child's pending requests, in id order: their markers in the derived index
+    (protocol 5 on) and in the child's tree (written under protocols 1 to 4)."""
+    ids: list[bytes] = []
+    for prefix in (k_pending(identity), k_pending_index(identity)):
+        ids.extend(key[len(prefix):] for key, _ in scan_prefix(state, prefix))
+    return sorted(ids)
+
+
+def _clear_pending(state: Overlay, identity: bytes, rid: bytes) -> None:
+    """Remove a closed request's marker, wherever the version it was made under put it."""
+    for key in (k_pending(identity, rid), k_pending_index(identity, rid)):
+        if state.get(key) is not None:
+            state.delete(key)
 
 
 def _identity(ctx: Ctx, identity: bytes) -> Identity:
@@ -218,9 +237,7 @@ def reevaluate_pending(ctx: Ctx, identity: bytes, record: Identity) -> None:
     Only decisions of guardians who remain count; the new policy's approvals and veto apply;
     a request the remaining decisions settle closes in this block.
     """
-    prefix = k_pending(identity)
-    for key, _ in list(scan_prefix(ctx.state, prefix)):
-        rid = key[len(prefix):]
+    for rid in pending_ids(ctx.state, identity):
         request = load(ctx.state, k_request(identity, rid), REQUEST)
         if request is None:
             continue
@@ -239,7 +256,7 @@ def reevaluate_pending(ctx: Ctx, identity: bytes, record: Identity) -> None:
 def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
     closed = replace(request, status=status, closed_height=ctx.height)
     ctx.state.delete(k_expiry(request.deadline, request.identity, rid))
-    ctx.state.delete(k_pending(request.identity, rid))
+    _clear_pending(ctx.state, request.identity, rid)
     if status in (DENIED, EXPIRED):
         raise_alert(ctx.state, ctx.height, ctx.time, rid, closed)
     ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, status, request.guardians, request.post,
@@ -249,9 +266,7 @@ def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
 
 def rotate_guardian_in_pending(state: Overlay, identity: bytes, old: bytes, new: bytes) -> None:
     """A guardian's rotated key takes the old key's place in the child's pending requests."""
-    prefix = k_pending(identity)
-    for key, _ in list(scan_prefix(state, prefix)):
-        rid = key[len(prefix):]
+    for rid in pending_ids(state, identity):
         request = load(state, k_request(identity, rid), REQUEST)
         if request is None:
             continue
@@ -287,7 +302,7 @@ def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
             continue
         closed = replace(request, status=EXPIRED, closed_height=height)
         store(state, k_request(identity, rid), REQUEST, closed)
-        state.delete(k_pending(request.identity, rid))
+        _clear_pending(state, request.identity, rid)
         raise_alert(state, height, time, rid, closed)
         events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post,
                              request.terminal))

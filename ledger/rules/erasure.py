@@ -36,6 +36,7 @@ from ledger.state.records import (
     k_erased,
     k_expiry,
     k_identity,
+    k_pending_index,
     k_request,
     k_retention,
     k_subject,
@@ -90,6 +91,8 @@ def erase_child(state: Overlay, identity: bytes, tombstone: Erased) -> Event:
             continue
         if request.status == PENDING:
             state.delete(k_expiry(request.deadline, identity, rid))
+            if state.get(k_pending_index(identity, rid)) is not None:
+                state.delete(k_pending_index(identity, rid))
         elif request.status in (DENIED, EXPIRED) and request.closed_height is not None:
             state.delete(k_alert_at(request.closed_height, identity, rid))
     prefix = k_consent(identity)

@@ -15,6 +15,8 @@ Every derived entry belongs to one child, so they are rebuilt child by child:
 * ``x/ret/<day><id>``: the day the child's records fall due for erasure, if any;
 * ``x/rq/<id>``: each request and consent of the child;
 * ``x/exp/<deadline><id><request>``: each request still pending;
+* ``x/pd/<id><request>``: each request still pending whose marker is not among the child's
+  records (made under protocol 5 on; one made before stays a record until it closes);
 * ``x/alert/<height><id><request>``: each alert, at the height its request closed.
 """
 
@@ -43,6 +45,8 @@ from ledger.state.records import (
     k_consent,
     k_expiry,
     k_identity,
+    k_pending,
+    k_pending_index,
     k_request,
     k_retention,
     k_subject,
@@ -81,6 +85,8 @@ def child_indexes(identity: bytes, records: Iterable[tuple[bytes, bytes]]) -> di
             out[k_subject(rid)] = identity
             if status == PENDING:
                 out[k_expiry(deadline, identity, rid)] = NIL
+                if k_pending(identity, rid) not in held:
+                    out[k_pending_index(identity, rid)] = NIL
         elif key.startswith(consents_at):
             out[k_subject(key[len(consents_at):])] = identity
     for key, value in held.items():

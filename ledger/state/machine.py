@@ -118,7 +118,7 @@ class BlockExecution:
         require_supported(self.version, self.height)
         self._kinds = KINDS[self.version]
         self.env = BlockEnv(self.chain.chain_id, self.height, self.time, self.chain.params,
-                            certified=self.recorded_slots is not None)
+                            certified=self.recorded_slots is not None, version=self.version)
 
     def begin(self, evidence: tuple[DuplicateVoteEvidence, ...] | list[DuplicateVoteEvidence]) -> None:
         """Begin-block rules: punish equivocation, expire overdue requests, then erase the

@@ -32,7 +32,7 @@ one subtree of the state and erasing a child deletes one prefix:
 ``c/<id>i``                :class:`Identity`
 ``c/<id>m<commitment>``    nil: a biometric commitment of this child (current or retired)
 ``c/<id>r<request>``       :class:`Request` (a crossing request and its decision)
-``c/<id>p<request>``       nil: a pending request
+``c/<id>p<request>``       nil: a pending request (protocols 1 to 4; from 5, ``x/pd/``)
 ``c/<id>c<consent>``       :class:`Consent`
 ``c/<id>a<consent>``       nil: a consent that may still be used
 ``c/<id>l<request>``       :class:`Alert` (a denied or expired minor crossing)
@@ -49,6 +49,7 @@ find them (rebuilt from the records, never authenticated, deleted with the child
 ``x/ct/<tag>``                   the identity id a child tag stands for
 ``x/rq/<request or consent>``    the identity id a request or consent concerns
 ``x/ret/<day><id>``              nil: the child's records fall due for erasure on that day
+``x/pd/<id><req>``               nil: a pending request of the child (protocol 5 on)
 ===============================  ===============================================
 """
 
@@ -363,6 +364,7 @@ P_EXPIRY = b"x/exp/"
 P_ALERT = b"x/alert/"
 P_CHILD_TAG = b"x/ct/"
 P_SUBJECT = b"x/rq/"
+P_PENDING_INDEX = b"x/pd/"
 P_RETENTION = b"x/ret/"
 CHILD_KEY_LEN = len(P_CHILD) + 16  # c/ + identity id
 
@@ -435,7 +437,13 @@ def k_request(identity: bytes, request: bytes = b"") -> bytes:
 
 
 def k_pending(identity: bytes, request: bytes = b"") -> bytes:
+    """A pending request's marker in the child's tree (protocols 1 to 4)."""
     return P_CHILD + identity + _PENDING + request
+
+
+def k_pending_index(identity: bytes, request: bytes = b"") -> bytes:
+    """A pending request's marker in the derived index (protocol 5 on)."""
+    return P_PENDING_INDEX + identity + request
 
 
 def k_consent(identity: bytes, consent: bytes = b"") -> bytes:

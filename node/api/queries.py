@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ledger.privacy.tags import child_tag
+from ledger.rules.crossing import pending_ids
 from ledger.state.records import (
     ALERT,
     CONSENT,
@@ -26,7 +27,6 @@ from ledger.state.records import (
     k_erased,
     k_identity,
     k_identity_consent,
-    k_pending,
     k_post,
     k_request,
     k_ward,
@@ -95,9 +95,7 @@ def pending_for_guardian(state, guardian: bytes, limit: int = MAX_LIST) -> list[
     out: list[tuple[bytes, Request]] = []
     for ward_key, _ in scan_prefix(state, k_ward(guardian)):
         identity = ward_key[len(k_ward(guardian)):]
-        prefix = k_pending(identity)
-        for key, _ in scan_prefix(state, prefix):
-            rid = key[len(prefix):]
+        for rid in pending_ids(state, identity):
             record = load(state, k_request(identity, rid), REQUEST)
             if record is not None and record.status == PENDING and guardian in record.guardians:
                 out.append((rid, record))
