@@ -94,8 +94,13 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"extension type {code} is not allowed")
 
 
-def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Any:
-    """Parse canonical bytes into a plain value; raise :class:`DecodeError` otherwise."""
+def decode(data: bytes, *, max_size: int = MAX_ENCODED, canonical: bool = True) -> Any:
+    """Parse canonical bytes into a plain value; raise :class:`DecodeError` otherwise.
+
+    ``canonical=False`` parses within the same limits but does not check the canonical form:
+    for bytes whose content is checked another way before anything is kept (a snapshot chunk's
+    records against the hashes its manifest names). Floats and non-text map keys can then
+    appear; the caller's own type checks must refuse them."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -120,6 +125,8 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED) -> Any:
         raise
     except Exception as exc:  # msgpack raises a zoo of types for bad input
         raise DecodeError(f"not valid msgpack ({type(exc).__name__}: {exc})") from None
+    if not canonical:
+        return value
     _check_plain(value)
     # Key order and types are checked; re-encoding catches the rest (padded integers and
     # lengths, str8 where fixstr fits, duplicate keys collapsed by the parser, trailing bytes).

@@ -8,7 +8,9 @@ One run, real processes on 127.0.0.1:
    ``--children`` enrolled children, then ``--crossings`` crossings in blocks of
    ``--block-txs``; half the children minors, whose crossings stay pending), each block signed
    by the validator's key, as ``scripts/bench_ledger.py`` builds its chains;
-2. the validator is started on that store and goes on making blocks;
+2. the validator is started on that store and goes on making blocks; it plans the snapshot of
+   the state it starts with (as a node that has run past an interval height holds one), and
+   the measures begin once it offers it (the planning time is reported on its own);
 3. ``obs-0`` starts with ``[statesync] join = true``: the time from its start until a light
    client pinned to the genesis verifies a state proof it serves at a height at or above the
    chain's height when it started (snapshot planned by the validator, headers certified from
@@ -130,6 +132,17 @@ async def proven_height(url: str, genesis) -> int | None:
         await client.close()
 
 
+def wait_for_snapshot(url: str, timeout_s: float) -> dict:
+    """The serving node's state-sync status once it offers a snapshot."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        s = status(url)
+        if s is not None and (s.get("state_sync") or {}).get("serving"):
+            return s["state_sync"]
+        time.sleep(0.2)
+    raise SystemExit(f"{url} offered no snapshot within {timeout_s:.0f} s")
+
+
 def time_to_proof(url: str, genesis, target: int, started: float, timeout_s: float) -> dict:
     """Seconds from ``started`` until ``url`` reaches ``target`` and proves a record there."""
     reached = None
@@ -164,6 +177,7 @@ def main() -> None:
         genesis = load_genesis(work / "genesis.toml")
         procs.update(devnet.launch(work, [nodes["val-0"]]))
         devnet.wait_ready([nodes["val-0"]], timeout_s=120)
+        planned = wait_for_snapshot(nodes["val-0"].url, args.timeout)
         results = {}
         for name, join in (("obs-0", True), ("obs-1", False)):
             if join:
@@ -175,7 +189,6 @@ def main() -> None:
             measured = time_to_proof(nodes[name].url, genesis, target, started, args.timeout)
             results[name] = {"target_height": target, **measured}
             procs.pop(name).send_signal(signal.SIGTERM)
-        val = status(nodes["val-0"].url) or {}
         joined = results["obs-0"]["status"]["state_sync"]["joined"]
         sync_s, replay_s = results["obs-0"]["proof_s"], results["obs-1"]["proof_s"]
         result = {
@@ -191,7 +204,8 @@ def main() -> None:
                 "chunks": joined["chunks"],
                 "bytes": joined["bytes"],
                 "join_phases_s": joined["seconds"],
-                "planning_ms_on_the_serving_node": (val.get("state_sync") or {}).get("last_plan_ms"),
+                "planning_ms_on_the_serving_node": planned["last_plan_ms"],
+                "snapshot_on_offer_at_start": planned["serving"],
             },
             "replay": {
                 "seconds_to_verified_proof": replay_s,

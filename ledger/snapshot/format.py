@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode
+from ledger.encoding import Bytes, Int, List, Optional, Schema, Str, decode, pack
 
 #: leaves per transaction chunk: 2**12 (about 400 KiB)
 TX_CHUNK_LEVEL = 12
@@ -148,14 +148,91 @@ _CHUNK_FIELDS = frozenset(CHUNK.spec)
 _TX_FIELDS = frozenset(("id", "height", "position", "status", "ref"))
 
 
+def encode_chunk(chunk: Chunk) -> bytes:
+    """``CHUNK.encode`` of a chunk this software planned: the same bytes, each map built in
+    canonical key order directly instead of by the schema's generic walk."""
+    def records(items: tuple[Record, ...]) -> list[dict]:
+        return [{"key": r.key, "value": r.value} for r in items]
+
+    parts = None if chunk.parts is None else [
+        {"children": [{"identity": c.identity, "records": None if c.records is None else records(c.records)}
+                      for c in part.children],
+         "records": records(part.records)}
+        for part in chunk.parts]
+    txs = None if chunk.txs is None else [
+        {"height": e.height, "id": e.id, "position": e.position, "ref": e.ref, "status": e.status}
+        for e in chunk.txs]
+    return pack({"index": chunk.index, "parts": parts, "txs": txs})
+
+
 def decode_chunk(data: bytes) -> Chunk:
-    """:data:`CHUNK`'s decode, with a fast path for transaction chunks (thousands of small
-    entries, where the schema's generic checks cost more than the rest of checking the chunk):
-    the same entries accepted, the schema's own error for anything else."""
-    raw = decode(data, max_size=MAX_CHUNK_BYTES)
-    if type(raw) is dict and raw.keys() == _CHUNK_FIELDS and raw["parts"] is None:
-        index, txs = raw["index"], raw["txs"]
-        if type(index) is int and 0 <= index <= 2 * MAX_PARTS and type(txs) is list and len(txs) <= 1 << TX_CHUNK_LEVEL:
+    """:data:`CHUNK`'s decode, with a fast path for chunks of the expected shape (thousands of
+    small entries, where the schema's generic checks and the canonical-form check cost more than
+    the rest of checking the chunk): the same entries accepted, the schema's own error for
+    anything else. A chunk's bytes need not be canonical: what counts is that its records give
+    the hashes the manifest names, which the caller checks next."""
+    raw = decode(data, max_size=MAX_CHUNK_BYTES, canonical=False)
+    fast = _fast_chunk(raw)
+    if fast is not None:
+        return fast
+    return CHUNK.check(decode(data, max_size=MAX_CHUNK_BYTES))
+
+
+_PART_FIELDS = frozenset(("records", "children"))
+_RECORD_FIELDS = frozenset(("key", "value"))
+_CHILD_FIELDS = frozenset(("identity", "records"))
+
+
+def _fast_records(items: object) -> tuple[Record, ...] | None:
+    if type(items) is not list or len(items) > MAX_RECORDS:
+        return None
+    out = []
+    for r in items:
+        if type(r) is not dict or r.keys() != _RECORD_FIELDS:
+            return None
+        key, value = r["key"], r["value"]
+        if not (type(key) is bytes and 1 <= len(key) <= MAX_KEY and type(value) is bytes and len(value) <= MAX_VALUE):
+            return None
+        out.append(Record(key, value))
+    return tuple(out)
+
+
+def _fast_chunk(raw: object) -> Chunk | None:
+    """The chunk, if ``raw`` has exactly the shape :data:`CHUNK` accepts; None to let the
+    schema decide (and say what is wrong)."""
+    if type(raw) is not dict or raw.keys() != _CHUNK_FIELDS:
+        return None
+    index = raw["index"]
+    if type(index) is not int or not 0 <= index <= 2 * MAX_PARTS:
+        return None
+    if raw["parts"] is not None and raw["txs"] is None:
+        parts = raw["parts"]
+        if type(parts) is not list or len(parts) > MAX_PARTS:
+            return None
+        decoded = []
+        for part in parts:
+            if type(part) is not dict or part.keys() != _PART_FIELDS:
+                return None
+            records = _fast_records(part["records"])
+            kids = part["children"]
+            if records is None or type(kids) is not list or len(kids) > MAX_RECORDS:
+                return None
+            children = []
+            for child in kids:
+                if type(child) is not dict or child.keys() != _CHILD_FIELDS:
+                    return None
+                identity, held = child["identity"], child["records"]
+                if type(identity) is not bytes or len(identity) != 16:
+                    return None
+                child_records = None if held is None else _fast_records(held)
+                if held is not None and child_records is None:
+                    return None
+                children.append(ChildRecords(identity, child_records))
+            decoded.append(PartData(records, tuple(children)))
+        return Chunk(index, tuple(decoded), None)
+    if raw["parts"] is None:
+        txs = raw["txs"]
+        if type(txs) is list and len(txs) <= 1 << TX_CHUNK_LEVEL:
             entries = []
             for e in txs:
                 if type(e) is not dict or e.keys() != _TX_FIELDS:
@@ -168,7 +245,7 @@ def decode_chunk(data: bytes) -> Chunk:
                 entries.append(TxEntry(tx_id, height, position, status, ref))
             else:
                 return Chunk(index, None, tuple(entries))
-    return CHUNK.check(raw)
+    return None
 
 
 def tx_chunk_geometry(size: int) -> list[tuple[int, int]]:

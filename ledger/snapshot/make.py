@@ -27,7 +27,6 @@ from ledger.merkle import MerkleLog
 from ledger.privacy.tags import child_tag
 from ledger.snapshot.format import (
     CHILD_INLINE,
-    CHUNK,
     CHUNK_TARGET,
     MANIFEST,
     ChildRecords,
@@ -38,6 +37,7 @@ from ledger.snapshot.format import (
     Record,
     TreeRef,
     TxEntry,
+    encode_chunk,
     tx_chunk_geometry,
 )
 from ledger.state import smt, txindex
@@ -196,9 +196,9 @@ def chunk_bytes(source: Source, plan: Plan, index: int) -> bytes:
             kids = tuple(ChildRecords(identity, None if outlined else _child_records(source, identity))
                          for identity, outlined in part.children)
             parts.append(PartData(records, kids))
-        return CHUNK.encode(Chunk(index, tuple(parts), None))
+        return encode_chunk(Chunk(index, tuple(parts), None))
     level, start = plan.tx_chunks[index - len(plan.state_chunks)]
-    return CHUNK.encode(Chunk(index, None, tuple(_tx_entries(source, start, 1 << level))))
+    return encode_chunk(Chunk(index, None, tuple(_tx_entries(source, start, 1 << level))))
 
 
 # ---------------------------------------------------------------------------- helpers

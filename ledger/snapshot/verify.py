@@ -46,8 +46,8 @@ from ledger.storage.chainstore import (
     STATE,
     TREE_NODES,
     TX_INDEX,
-    TX_LOCATION,
     TxLocation,
+    encode_location,
     location_row,
     log_key,
     order_key,
@@ -292,7 +292,7 @@ class Assembly:
                 raise SnapshotError(f"chunk {index} places a transaction after the snapshot's height")
             location = TxLocation(e.height, e.position, start + i, e.status, e.ref)
             leaves.append(txindex.entry_leaf(e.id, e.height, e.position, location_row(e.id, location)))
-            writes[TX_INDEX + e.id] = TX_LOCATION.encode(location)
+            writes[TX_INDEX + e.id] = encode_location(location)
             writes[order_key(start + i)] = e.id
         if txindex.subtree_hash(leaves) != self.manifest.tx_chunks[index - self.state_chunks]:
             raise SnapshotError(f"chunk {index}: its transactions do not give the hash the manifest names")

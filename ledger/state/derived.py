@@ -107,8 +107,10 @@ def _request_fields(value: bytes) -> tuple[str, int, int | None]:
     """(status, deadline, closed height) of a request record. The records come proven by the
     state root, so they are records the state machine wrote: this reads the three fields the
     indexes need without checking every other one (a node joining a chain of many crossings
-    decodes one per request), and still refuses a record that is not a request's map."""
-    raw = decode(value)
+    decodes one per request), and still refuses a record that is not a request's map. For the
+    same reason it does not check the record's canonical form: a record is kept only once its
+    hash matches the one the state root proves, and only the bytes the state machine wrote can."""
+    raw = decode(value, canonical=False)
     if type(raw) is not dict or raw.keys() != _REQUEST_FIELDS:
         return _fields_of(REQUEST.decode(value))  # raises, saying what is wrong
     status, deadline, closed = raw["status"], raw["deadline"], raw["closed_height"]

@@ -238,6 +238,13 @@ class SnapshotServer:
         return ChunkReply(msg.height, msg.hash, msg.index, data)
 
     # ------------------------------------------------------------------ planning
+    def start(self) -> None:
+        """Plan the snapshot of the state the node starts with, so that a node that joins soon
+        after finds one on offer instead of waiting for it to be planned (on a long chain that
+        takes seconds: the whole state is read)."""
+        if self.enabled:
+            self._maybe_plan()
+
     def on_commit(self, height: int) -> None:
         """After a block: plan the snapshot of its state if its height is a multiple of the
         interval (every honest node plans the same one)."""

@@ -327,3 +327,61 @@ def test_rejects_in_the_fast_decoding_of_transaction_chunks_what_the_schema_reje
         CHUNK.decode(forged)
     with pytest.raises(DecodeError):
         decode_chunk(forged)
+
+
+@pytest.mark.parametrize("bad", ["key-empty", "key-text", "value-float", "extra-field", "identity-15",
+                                 "child-records-map", "parts-map", "index-negative"])
+def test_rejects_in_the_fast_decoding_of_state_chunks_what_the_schema_rejects(history, bad):
+    from ledger.errors import DecodeError
+    from ledger.snapshot.format import decode_chunk
+
+    chain, _, _ = history
+    p, view, _ = snapshot_of(chain)
+    for index in range(len(p.state_chunks)):  # the fast path reads every chunk as the schema does
+        data = chunk_bytes(view, p, index)
+        assert decode_chunk(data) == CHUNK.decode(data)
+    # at the full chunk size, children's records travel inside the global tree's parts
+    p = plan(view, chain.store.header(chain.height))
+    raw = next(raw for raw in (decode(chunk_bytes(view, p, i)) for i in range(len(p.state_chunks)))
+               if any(c["records"] for part in raw["parts"] for c in part["children"]))
+    part, child = next((part, c) for part in raw["parts"] for c in part["children"] if c["records"])
+    record = child["records"][0]
+    if bad == "key-empty":
+        record["key"] = b""
+    elif bad == "key-text":
+        record["key"] = "c/"
+    elif bad == "value-float":
+        record["value"] = 1.5
+    elif bad == "extra-field":
+        record["more"] = 1
+    elif bad == "identity-15":
+        child["identity"] = bytes(15)
+    elif bad == "child-records-map":
+        child["records"] = {}
+    elif bad == "parts-map":
+        raw["parts"] = {}
+    else:
+        raw["index"] = -1
+    import msgpack
+
+    forged = msgpack.packb(raw, use_bin_type=True)  # a float has no canonical form: packed as it is
+    with pytest.raises(DecodeError):
+        CHUNK.decode(forged)
+    with pytest.raises(DecodeError):
+        decode_chunk(forged)
+
+
+def test_chunks_and_index_entries_are_encoded_as_their_schemas_encode_them(history):
+    from ledger.snapshot.format import encode_chunk
+    from ledger.storage.chainstore import TX_LOCATION, encode_location
+
+    chain, _, _ = history
+    p, view, _ = snapshot_of(chain)
+    for index in range(p.chunk_count):
+        data = chunk_bytes(view, p, index)
+        assert data == CHUNK.encode(CHUNK.decode(data)) == encode_chunk(CHUNK.decode(data))
+    locations = [TX_LOCATION.decode(v) for _, v in chain.store.kv.iterate(b"X", b"Y")]
+    assert {loc.status for loc in locations} >= {"permitted", "pending", "denied"}
+    assert any(loc.ref is None for loc in locations) and any(loc.ref is not None for loc in locations)
+    for loc in locations:
+        assert encode_location(loc) == TX_LOCATION.encode(loc)
