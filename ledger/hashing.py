@@ -20,8 +20,13 @@ TAG_VALIDATORS = b"custos/validators"
 TAG_GENESIS = b"custos/genesis"
 
 
+_PREFIXED: dict[bytes, hashlib._Hash] = {}
+
+
 def tagged_hash(tag: bytes, data: bytes) -> bytes:
-    h = hashlib.sha256(len(tag).to_bytes(1, "big"))
-    h.update(tag)
+    start = _PREFIXED.get(tag)
+    if start is None:  # the hash state after len(tag) || tag, reused for every hash under the tag
+        start = _PREFIXED[tag] = hashlib.sha256(len(tag).to_bytes(1, "big") + tag)
+    h = start.copy()
     h.update(data)
     return h.digest()

@@ -199,7 +199,8 @@ class Node:
         self.purger.resume()  # an erasure a crash interrupted, before the node serves or votes
         await self.network.start()
         await self.driver.start()
-        self.snapshot_server.start()
+        if self.joined is None:  # one that has just joined plans when asked or at an interval, not as it catches up
+            self.snapshot_server.start()
         guard = api_guard(self.config, self.fds, self.app.metrics.counters)
         self._runner = runner = await serve(web_app, host, port, guard, ssl_context=self.tls)
         actual = runner.addresses[0][1] if port == 0 else port
