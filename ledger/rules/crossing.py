@@ -142,7 +142,7 @@ def pending_ids(state: StateReader, identity: bytes) -> list[bytes]:
     return sorted(ids)
 
 
-def _clear_pending(state: Overlay, identity: bytes, rid: bytes) -> None:
+def clear_pending(state: Overlay, identity: bytes, rid: bytes) -> None:
     """Remove a closed request's marker, wherever the version it was made under put it."""
     for key in (k_pending(identity, rid), k_pending_index(identity, rid)):
         if state.get(key) is not None:
@@ -256,7 +256,7 @@ def reevaluate_pending(ctx: Ctx, identity: bytes, record: Identity) -> None:
 def _close(ctx: Ctx, rid: bytes, request: Request, status: str) -> Request:
     closed = replace(request, status=status, closed_height=ctx.height)
     ctx.state.delete(k_expiry(request.deadline, request.identity, rid))
-    _clear_pending(ctx.state, request.identity, rid)
+    clear_pending(ctx.state, request.identity, rid)
     if status in (DENIED, EXPIRED):
         raise_alert(ctx.state, ctx.height, ctx.time, rid, closed)
     ctx.events.append(Event(EVENT_CLOSED, rid, request.identity, status, request.guardians, request.post,
@@ -302,7 +302,7 @@ def expire_requests(state: Overlay, height: int, time: int) -> list[Event]:
             continue
         closed = replace(request, status=EXPIRED, closed_height=height)
         store(state, k_request(identity, rid), REQUEST, closed)
-        _clear_pending(state, request.identity, rid)
+        clear_pending(state, request.identity, rid)
         raise_alert(state, height, time, rid, closed)
         events.append(Event(EVENT_CLOSED, rid, request.identity, EXPIRED, request.guardians, request.post,
                              request.terminal))

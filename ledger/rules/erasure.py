@@ -16,6 +16,7 @@ from __future__ import annotations
 from ledger.errors import AlreadyExists, NotFound
 from ledger.privacy.tags import child_tag
 from ledger.rules.context import Ctx, Event, Outcome
+from ledger.rules.crossing import clear_pending
 from ledger.rules.governance import require_council
 from ledger.state.records import (
     DENIED,
@@ -36,7 +37,6 @@ from ledger.state.records import (
     k_erased,
     k_expiry,
     k_identity,
-    k_pending_index,
     k_request,
     k_retention,
     k_subject,
@@ -91,8 +91,7 @@ def erase_child(state: Overlay, identity: bytes, tombstone: Erased) -> Event:
             continue
         if request.status == PENDING:
             state.delete(k_expiry(request.deadline, identity, rid))
-            if state.get(k_pending_index(identity, rid)) is not None:
-                state.delete(k_pending_index(identity, rid))
+            clear_pending(state, identity, rid)
         elif request.status in (DENIED, EXPIRED) and request.closed_height is not None:
             state.delete(k_alert_at(request.closed_height, identity, rid))
     prefix = k_consent(identity)

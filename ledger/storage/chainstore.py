@@ -80,7 +80,6 @@ TX_LOCATION = Schema(
 )
 
 
-
 def encode_location(location: TxLocation) -> bytes:
     """``TX_LOCATION.encode`` of a location this software made (its fields in range): the same
     bytes without the schema's generic walk, which every indexed transaction would pay."""
