@@ -259,28 +259,26 @@ def _leaf(entry: TxEntry) -> bytes:
 def _cut(namespace: bytes, get_node, items: list[tuple[bytes, int, tuple[str, bytes]]],
          target: int) -> list[tuple[bytes, bytes, list]]:
     """The parts of the tree at ``namespace`` holding ``items`` (entry key, weight, what): a
-    list of (path, hash, items), in path order."""
+    list of (path, hash, items), in path order. A part's hash is read from the node above it
+    (a lone entry is kept there, not at its own position)."""
     out: list[tuple[bytes, bytes, list]] = []
     if not items:
         return out
     items = sorted(items, key=lambda item: item[0])
 
-    def walk(path: bytes, group: list) -> None:
-        record = get_node(namespace + path)
-        if record is None:
-            raise SnapshotUnavailable(f"the tree lacks the node at {path.hex()} under {namespace[:1]!r}")
-        leaf = record[:1] == b"\x00"
-        if leaf != (len(group) == 1):
-            raise SnapshotUnavailable(f"the tree and the records disagree at {path.hex()} under {namespace[:1]!r}")
-        if leaf or sum(w for _, w, _ in group) <= target:
-            out.append((path, record[1:33], group))
+    def walk(path: bytes, digest: bytes, group: list) -> None:
+        if len(group) == 1 or sum(w for _, w, _ in group) <= target:
+            out.append((path, digest, group))
             return
+        record = get_node(namespace + path)
+        if record is None or record[:1] != b"\x01":
+            raise SnapshotUnavailable(f"the tree and the records disagree at {path.hex()} under {namespace[:1]!r}")
         depth = len(path)
         by_nibble: dict[int, list] = {}
         for item in group:
             by_nibble.setdefault(smt.nibble(item[0], depth), []).append(item)
         for n in sorted(by_nibble):
-            walk(path + bytes((n,)), by_nibble[n])
+            walk(path + bytes((n,)), record[33 + 32 * n:65 + 32 * n], by_nibble[n])
 
-    walk(b"", items)
+    walk(b"", smt.Tree(namespace, get_node).root(), items)
     return out

@@ -88,7 +88,8 @@ class Assembly:
             raise SnapshotError(f"the manifest does not decode: {exc}") from None
         self.header = header
         self.manifest = manifest
-        self._top: Writes = {}
+        self._cuts: list[tuple[bytes, dict[bytes, bytes]]] = []  # per tree: (namespace, path -> hash)
+        self._lone: list[dict[bytes, bytes]] = [{} for _ in manifest.trees]  # per tree: path -> key || value
         self._check_log(manifest, header)
         self.tx_log = self._check_tx_log(manifest, header)
         self._check_trees(manifest, header)
@@ -163,12 +164,12 @@ class Assembly:
         for i, t in enumerate(m.trees):
             ns = GLOBAL_NAMESPACE if t.child is None else CHILD_NAMESPACE + t.child
             try:
-                root, writes = smt.fold_parts(ns, by_tree[i])
+                root, _ = smt.fold_parts(ns, by_tree[i])
             except ValueError as exc:
                 raise SnapshotError(f"the parts of a tree are not a cut of it: {exc}") from None
             if root != t.root:
                 raise SnapshotError("the parts of a tree do not fold to its root")
-            self._top.update((TREE_NODES + k, v) for k, v in writes.items())
+            self._cuts.append((ns, by_tree[i]))
 
     def _check_tx_chunks(self, m: Manifest) -> None:
         geometry = self._tx_geometry
@@ -210,6 +211,7 @@ class Assembly:
         if chunk.parts is None or chunk.txs is not None or len(chunk.parts) != len(refs):
             raise SnapshotError(f"chunk {index} does not carry its {len(refs)} parts")
         writes: Writes = {}
+        lone_now: list[tuple[int, bytes, bytes]] = []  # parts that are a lone entry, kept by the node above
         outlined_now: list[bytes] = []
         child_records: list[tuple[bytes, tuple[Record, ...]]] = []
         for ref, part in zip(refs, chunk.parts, strict=True):
@@ -227,8 +229,13 @@ class Assembly:
             digest, nodes = smt.build_part(ns, ref.path, entries)
             if digest != ref.hash:
                 raise SnapshotError(f"chunk {index}: a part's records do not give the hash the manifest names")
-            writes.update((TREE_NODES + k, v) for k, v in nodes.items() if v is not None)
+            if ref.path and len(entries) == 1:
+                lone_now.append((ref.tree, ref.path, entries[0][0] + entries[0][1]))
+            else:
+                writes.update((TREE_NODES + k, v) for k, v in nodes.items() if v is not None)
         # only now, with every part of the chunk checked, does anything of it count
+        for tree_index, path, entry in lone_now:
+            self._lone[tree_index][path] = entry
         self._outlined_seen.update(outlined_now)
         for identity, records in child_records:
             if identity in self._outlined:
@@ -306,7 +313,10 @@ class Assembly:
             raise SnapshotError(f"{len(self.missing)} chunks are still missing")
         if self._outlined_seen != set(self._outlined):
             raise SnapshotError("an outlined child's tree was never placed in the global tree")
-        writes = dict(self._top)
+        writes: Writes = {}
+        for (ns, parts), lone in zip(self._cuts, self._lone, strict=True):
+            _, nodes = smt.fold_parts(ns, parts, lone)
+            writes.update((TREE_NODES + k, v) for k, v in nodes.items())
         for (level, start), digest in zip(txindex.pieces(self.header.log_size), self.manifest.log, strict=True):
             writes[log_key(level, start >> level)] = digest
         for identity, records in self._outlined_records.items():

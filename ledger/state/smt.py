@@ -18,8 +18,18 @@ A key's path is its 64 nibbles, high nibble of each byte first. The hash of a su
   keys whose next nibble is ``i``.
 
 Nodes are stored by position: the tree's namespace followed by the path, one byte per nibble, so
-an update reads and writes only the paths it changes. A stored node begins with its hash:
-``00 || hash || key || value`` for a lone entry, ``01 || hash || c0 .. c15`` for an inner node.
+an update reads and writes only the paths it changes. A stored record begins with its hash:
+
+* ``01 || hash || c0 .. c15 || mask || entries`` for an inner node: ``mask`` (2 bytes, big
+  endian; bit ``i`` for child ``i``) marks the children that are lone entries, and ``entries``
+  holds their ``key || value`` in nibble order (mask and entries are left out when none is), so
+  a lone entry lives in its parent's record and a path ends one read sooner (as in Diem's
+  Jellyfish tree). The hashing rules above do not depend on where an entry is kept.
+* ``00 || hash || key || value`` for a lone entry kept at its own position: a tree of one entry
+  (its root), a part of a snapshot (:func:`build_part`), and stores written before entries were
+  kept in their parents. Readers accept both places; an update that touches such an entry moves
+  it into its parent.
+
 Functions here are pure: they read through a ``get`` callable and return the writes to make; the
 caller puts them in the block's batch.
 """
@@ -29,6 +39,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ledger.errors import DecodeError
 
@@ -70,8 +81,47 @@ def _leaf_record(key: bytes, value: bytes) -> bytes:
     return _LEAF + leaf_hash(key, value) + key + value
 
 
-def _node_record(children: bytes) -> bytes:
-    return _NODE + node_hash(children) + children
+_CHILDREN_END = 33 + 32 * RADIX  # a node record: kind, hash, the children's hashes, then its lone entries
+
+
+def _node_record(children: bytes, lone: dict[int, bytes] | None = None) -> bytes:
+    """An inner node's record; ``lone`` maps the nibbles of its lone-entry children to their
+    ``key || value``."""
+    if not lone:
+        return _NODE + node_hash(children) + children
+    order = sorted(lone)
+    mask = 0
+    for n in order:
+        mask |= 1 << n
+    return b"".join([_NODE, node_hash(children), children, mask.to_bytes(2, "big"), *[lone[n] for n in order]])
+
+
+def _lone_entries(record: bytes) -> dict[int, bytes]:
+    """The lone-entry children kept in a node record: nibble -> ``key || value``."""
+    out: dict[int, bytes] = {}
+    if len(record) <= _CHILDREN_END:
+        return out
+    mask = int.from_bytes(record[_CHILDREN_END:_CHILDREN_END + 2], "big")
+    offset = _CHILDREN_END + 2
+    while mask:
+        low = mask & -mask
+        out[low.bit_length() - 1] = record[offset:offset + 64]
+        offset += 64
+        mask ^= low
+    return out
+
+
+def _lone_entry(record: bytes, n: int) -> bytes | None:
+    """``key || value`` of child ``n`` of a node record, if it is a lone entry kept there."""
+    mask = int.from_bytes(record[_CHILDREN_END:_CHILDREN_END + 2], "big")
+    if not mask >> n & 1:
+        return None
+    offset = _CHILDREN_END + 2 + 64 * (mask & ((1 << n) - 1)).bit_count()
+    return record[offset:offset + 64]
+
+
+def _child_hash(record: bytes, n: int) -> bytes:
+    return record[33 + 32 * n:65 + 32 * n]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,29 +203,39 @@ class Tree:
     def lookup(self, key: bytes) -> bytes | None:
         """The value hash stored for ``key``, or None."""
         pos, depth = self.namespace, 0
-        while True:
-            record = self.get(pos)
-            if record is None:
-                return None
+        record = self.get(pos)
+        while record is not None:
             if record[:1] == _LEAF:
                 return record[65:97] if record[33:65] == key else None
-            pos += _NIBBLE_BYTES[nibble(key, depth)]
+            n = nibble(key, depth)
+            lone = _lone_entry(record, n)
+            if lone is not None:
+                return lone[32:] if lone[:32] == key else None
+            if _child_hash(record, n) == EMPTY:
+                return None
+            pos += _NIBBLE_BYTES[n]
             depth += 1
+            record = self.get(pos)
+        return None
 
     def prove(self, key: bytes) -> Proof:
         siblings: list[tuple[bytes, ...]] = []
         pos, depth = self.namespace, 0
-        while True:
-            record = self.get(pos)
-            if record is None:
-                return Proof(tuple(siblings), None)
+        record = self.get(pos)
+        while record is not None:
             if record[:1] == _LEAF:
                 return Proof(tuple(siblings), (record[33:65], record[65:97]))
             n = nibble(key, depth)
-            children = record[33:]
-            siblings.append(tuple(children[i * 32:i * 32 + 32] for i in range(RADIX) if i != n))
+            siblings.append(tuple(_child_hash(record, i) for i in range(RADIX) if i != n))
+            lone = _lone_entry(record, n)
+            if lone is not None:
+                return Proof(tuple(siblings), (lone[:32], lone[32:]))
+            if _child_hash(record, n) == EMPTY:
+                break
             pos += _NIBBLE_BYTES[n]
             depth += 1
+            record = self.get(pos)
+        return Proof(tuple(siblings), None)
 
     def update(self, changes: dict[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes | None]]:
         """Apply ``changes`` (key -> value hash, None deletes); returns (new root, node writes).
@@ -187,22 +247,31 @@ class Tree:
         if not changes:
             return self.root(), writes
         ns = self.namespace
-        record = _Updater(self.get, writes).subtree(0, ns, self.get(ns), list(changes.items()))
+        stored = self.get(ns)
+        record = _Updater(self.get, writes).subtree(0, ns, stored, None, list(changes.items()))
+        if record != stored:
+            writes[ns] = record  # the root is kept at its position even when it is a lone entry
         return (EMPTY if record is None else _hash_of(record)), writes
 
     def entries(self) -> list[tuple[bytes, bytes]]:
         """Every (key, value hash), in key order (for tests and snapshots of small trees)."""
         out: list[tuple[bytes, bytes]] = []
-        stack = [self.namespace]
-        while stack:
-            pos = stack.pop()
+
+        def walk(pos: bytes) -> None:
             record = self.get(pos)
             if record is None:
-                continue
+                return
             if record[:1] == _LEAF:
                 out.append((record[33:65], record[65:97]))
-            else:
-                stack.extend(pos + _NIBBLE_BYTES[i] for i in range(RADIX - 1, -1, -1))
+                return
+            lone = _lone_entries(record)
+            for n in range(RADIX):
+                if n in lone:
+                    out.append((lone[n][:32], lone[n][32:]))
+                elif _child_hash(record, n) != EMPTY:
+                    walk(pos + _NIBBLE_BYTES[n])
+
+        walk(self.namespace)
         return out
 
 
@@ -236,13 +305,18 @@ def build_part(namespace: bytes, path: bytes, entries: list[tuple[bytes, bytes]]
     return _hash_of(record), writes  # type: ignore[return-value]
 
 
-def fold_parts(namespace: bytes, parts: dict[bytes, bytes]) -> tuple[bytes, dict[bytes, bytes]]:
+def fold_parts(namespace: bytes, parts: dict[bytes, bytes],
+               lone: dict[bytes, bytes] | None = None) -> tuple[bytes, dict[bytes, bytes]]:
     """The root of a tree from the hashes of the parts of a cut (path -> hash), and the records
-    of the inner nodes above the cut. Raises ValueError for paths that are not a cut (a path
-    inside another, a nibble out of range, deeper than a key)."""
+    of the inner nodes above the cut. ``lone`` gives ``key || value`` of the parts that are a
+    lone entry, which the nodes above keep (:func:`build_part` stores such a part at its own
+    position; the caller drops that record). Raises ValueError for paths that are not a cut (a
+    path inside another, a nibble out of range, deeper than a key) or a lone entry that is not
+    its part's hash."""
     for path in parts:
         if len(path) > MAX_DEPTH or any(n >= RADIX for n in path):
             raise ValueError("a part's path is at most 64 nibbles")
+    lone = lone or {}
     writes: dict[bytes, bytes] = {}
     if not parts:
         return EMPTY, writes
@@ -256,9 +330,16 @@ def fold_parts(namespace: bytes, parts: dict[bytes, bytes]) -> tuple[bytes, dict
         for p in paths:
             groups.setdefault(p[depth], []).append(p)
         children = bytearray(_EMPTY_CHILDREN)
+        kept: dict[int, bytes] = {}
         for n, group in groups.items():
-            children[n * 32:n * 32 + 32] = fold(depth + 1, prefix + _NIBBLE_BYTES[n], group)
-        record = _node_record(bytes(children))
+            digest = fold(depth + 1, prefix + _NIBBLE_BYTES[n], group)
+            children[n * 32:n * 32 + 32] = digest
+            entry = lone.get(group[0]) if len(group) == 1 and len(group[0]) == depth + 1 else None
+            if entry is not None:
+                if len(entry) != 64 or leaf_hash(entry[:32], entry[32:]) != digest:
+                    raise ValueError("a lone entry is not its part's hash")
+                kept[n] = entry
+        record = _node_record(bytes(children), kept)
         writes[namespace + prefix] = record
         return _hash_of(record)
 
@@ -269,8 +350,11 @@ def _nothing(_position: bytes) -> bytes | None:
     return None
 
 
-def _groups(items: list[tuple[bytes, bytes | None]], depth: int) -> dict[int, list[tuple[bytes, bytes | None]]]:
-    out: dict[int, list[tuple[bytes, bytes | None]]] = {}
+_Item = TypeVar("_Item", bound=tuple[bytes, bytes | None])  # (key, value hash or None)
+
+
+def _groups(items: list[_Item], depth: int) -> dict[int, list[_Item]]:
+    out: dict[int, list[_Item]] = {}
     i, high = depth >> 1, not depth & 1
     for item in items:
         b = item[0][i]
@@ -279,45 +363,86 @@ def _groups(items: list[tuple[bytes, bytes | None]], depth: int) -> dict[int, li
 
 
 class _Updater:
+    """One update's walk. A subtree's new content is returned as a record: None (empty), a leaf
+    record (a lone entry, which the parent keeps), or a node record (which is stored at the
+    subtree's position). Writes below a position are made by the walk; the caller places what is
+    returned."""
+
     __slots__ = ("get", "writes")
 
     def __init__(self, get: Get, writes: dict[bytes, bytes | None]) -> None:
         self.get, self.writes = get, writes
 
-    def subtree(self, depth: int, pos: bytes, record: bytes | None,
+    def subtree(self, depth: int, pos: bytes, stored: bytes | None, lone: bytes | None,
                 items: list[tuple[bytes, bytes | None]]) -> bytes | None:
-        """The new record at ``pos`` (``depth`` nibbles down) after ``items`` (all on this path);
-        writes every changed node below and at this position."""
-        if record is not None and record[:1] == _NODE:
-            new = self._inner(depth, pos, record, items)
-        else:
-            entries: dict[bytes, bytes] = {}
-            if record is not None:
-                entries[record[33:65]] = record[65:97]
-            for k, v in items:
-                if v is None:
-                    entries.pop(k, None)
-                else:
-                    entries[k] = v
-            new = self._build(depth, pos, list(entries.items()))
-        if new != record:
-            self.writes[pos] = new
-        return new
+        """The new content at ``pos`` (``depth`` nibbles down) after ``items`` (all on this path),
+        given the record ``stored`` there and the lone entry (``key || value``) its parent keeps
+        for it, if any."""
+        if stored is not None and stored[:1] == _NODE:
+            return self._inner(depth, pos, stored, items)
+        if stored is None and lone is None and len(items) == 1:  # a new lone entry, the usual insertion
+            k, v = items[0]
+            return None if v is None else _leaf_record(k, v)
+        entries: dict[bytes, bytes] = {}
+        if lone is not None:
+            entries[lone[:32]] = lone[32:]
+        elif stored is not None:
+            entries[stored[33:65]] = stored[65:97]
+        for k, v in items:
+            if v is None:
+                entries.pop(k, None)
+            else:
+                entries[k] = v
+        return self._build(depth, pos, list(entries.items()))
 
     def _inner(self, depth: int, pos: bytes, record: bytes,
                items: list[tuple[bytes, bytes | None]]) -> bytes | None:
-        children = bytearray(record[33:])
-        get = self.get
+        children = bytearray(record[33:_CHILDREN_END])
+        # the lone entries, edited in place: 64 bytes each, in nibble order, so the children are
+        # visited from the highest nibble down and an edit never moves an entry still to visit
+        mask = int.from_bytes(record[_CHILDREN_END:_CHILDREN_END + 2], "big")
+        lone = bytearray(record[_CHILDREN_END + 2:])
+        get, writes = self.get, self.writes
         shrunk = False  # did a child become empty or a lone entry? then this node may have to go
-        for n, group in _groups(items, depth).items():
+        if len(items) == 1:
+            groups = [(nibble(items[0][0], depth), items)]
+        else:
+            groups = sorted(_groups(items, depth).items(), reverse=True)
+        for n, group in groups:
             child_pos = pos + _NIBBLE_BYTES[n]
-            child = self.subtree(depth + 1, child_pos, get(child_pos), group)
+            at, bit = n * 32, 1 << n
+            offset = 64 * (mask & (bit - 1)).bit_count()
+            if mask & bit:
+                child_lone, stored = bytes(lone[offset:offset + 64]), None
+            else:
+                child_lone, stored = None, None if children[at:at + 32] == EMPTY else get(child_pos)
+            if stored is not None and stored[:1] == _NODE:
+                child = self._inner(depth + 1, child_pos, stored, group)
+            else:
+                child = self.subtree(depth + 1, child_pos, stored, child_lone, group)
             if child is None:
-                children[n * 32:n * 32 + 32] = EMPTY
+                children[at:at + 32] = EMPTY
                 shrunk = True
             else:
-                children[n * 32:n * 32 + 32] = child[1:33]
-                shrunk = shrunk or child[:1] == _LEAF
+                children[at:at + 32] = child[1:33]
+            if child is not None and child[:1] == _LEAF:  # kept here, and nothing at its position
+                if mask & bit:
+                    lone[offset:offset + 64] = child[33:97]
+                else:
+                    lone[offset:offset] = child[33:97]
+                    mask |= bit
+                shrunk = True
+                if stored is not None:
+                    writes[child_pos] = None
+                continue
+            if mask & bit:
+                del lone[offset:offset + 64]
+                mask ^= bit
+            if child is not None:
+                if child != stored:
+                    writes[child_pos] = child
+            elif stored is not None:
+                writes[child_pos] = None
         if shrunk:
             view = memoryview(children)
             occupied = []
@@ -328,26 +453,36 @@ class _Updater:
                         break
             if not occupied:
                 return None
-            if len(occupied) == 1:
-                only_pos = pos + _NIBBLE_BYTES[occupied[0]]
-                only = self.writes[only_pos] if only_pos in self.writes else get(only_pos)
-                if only is not None and only[:1] == _LEAF:  # a lone entry beside empty subtrees moves up
-                    self.writes[only_pos] = None
-                    return only
-        return _node_record(bytes(children))
+            if len(occupied) == 1:  # a lone entry beside empty subtrees moves up
+                only = occupied[0]
+                if mask:
+                    return _LEAF + bytes(children[only * 32:only * 32 + 32]) + bytes(lone)
+                only_pos = pos + _NIBBLE_BYTES[only]
+                kept = writes[only_pos] if only_pos in writes else get(only_pos)
+                if kept is not None and kept[:1] == _LEAF:  # kept at its own position (older stores)
+                    writes[only_pos] = None
+                    return kept
+        tail = mask.to_bytes(2, "big") + lone if mask else b""
+        return _NODE + node_hash(bytes(children)) + children + tail
 
     def _build(self, depth: int, pos: bytes, entries: list[tuple[bytes, bytes]]) -> bytes | None:
-        """The record for ``entries`` at ``pos``, where nothing was stored below."""
+        """The content for ``entries`` at ``pos``, where nothing was stored below."""
         if not entries:
             return None
         if len(entries) == 1:
             k, v = entries[0]
             return _leaf_record(k, v)
         children = bytearray(_EMPTY_CHILDREN)
-        for n, group in _groups(entries, depth).items():  # type: ignore[arg-type]
+        lone: dict[int, bytes] = {}
+        for n, group in _groups(entries, depth).items():
+            if len(group) == 1:
+                key, value = group[0]
+                children[n * 32:n * 32 + 32] = leaf_hash(key, value)
+                lone[n] = key + value
+                continue
             child_pos = pos + _NIBBLE_BYTES[n]
-            child = self._build(depth + 1, child_pos, group)  # type: ignore[arg-type]
+            child = self._build(depth + 1, child_pos, group)
             assert child is not None
             self.writes[child_pos] = child
             children[n * 32:n * 32 + 32] = child[1:33]
-        return _node_record(bytes(children))
+        return _node_record(bytes(children), lone)

@@ -6,10 +6,18 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+from chainkit import HOUR, Chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.state.smt import EMPTY, RADIX, Proof, Tree, leaf_hash, nibble, node_hash, verify
+from ledger.chain import execute_block
+from ledger.state.authenticated import CHILD_NAMESPACE, GLOBAL_NAMESPACE
+from ledger.state.proof import check_record, prove_record
+from ledger.state.records import k_identity, k_request
+from ledger.state.smt import EMPTY, RADIX, Proof, Tree, build_part, fold_parts, leaf_hash, nibble, node_hash, verify
+from ledger.storage.chainstore import ChainStore
+from ledger.storage.kv import MemoryKV
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors" / "state_smt.json"
 
@@ -50,16 +58,63 @@ batches = st.lists(st.dictionaries(keys, st.one_of(st.none(), values), max_size=
 
 
 def reachable(store: Store, ns: bytes = b"t") -> int:
-    count, stack = 0, [ns]
+    """Stored records reachable from the root; raises if a node's child is missing or a lone
+    entry is kept both in its parent and at its own position."""
+    count, stack = 0, [ns] if ns in store.kv else []
     while stack:
         pos = stack.pop()
-        record = store.kv.get(pos)
-        if record is None:
-            continue
+        record = store.kv[pos]
         count += 1
         if record[:1] == b"\x01":
-            stack += [pos + bytes((n,)) for n in range(RADIX)]
+            mask = int.from_bytes(record[545:547], "big")
+            for n in range(RADIX):
+                child = pos + bytes((n,))
+                if mask >> n & 1:
+                    assert child not in store.kv
+                elif record[33 + 32 * n:65 + 32 * n] != EMPTY:
+                    stack.append(child)
     return count
+
+
+def built(model: dict[bytes, bytes]) -> Store:
+    """A store holding ``model``, written by one update."""
+    store = Store()
+    store.apply(store.tree().update(model)[1])
+    return store
+
+
+def legacy_layout(ns: bytes, model: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The records a store written before lone entries moved into their parents holds: each
+    lone entry at its own position, under nodes of the 16 hashes alone."""
+    parts: dict[bytes, list[tuple[bytes, bytes]]] = {}
+
+    def cut(depth: int, path: bytes, group: list[tuple[bytes, bytes]]) -> None:
+        if len(group) == 1:
+            parts[path] = group
+            return
+        for n in range(RADIX):
+            sub = [e for e in group if nibble(e[0], depth) == n]
+            if sub:
+                cut(depth + 1, path + bytes((n,)), sub)
+
+    if not model:
+        return {}
+    cut(0, b"", sorted(model.items()))
+    records: dict[bytes, bytes] = {}
+    hashes = {}
+    for path, group in parts.items():
+        hashes[path], writes = build_part(ns, path, group)
+        records.update(writes)  # type: ignore[arg-type]
+    records.update(fold_parts(ns, hashes)[1])
+    return records
+
+
+def apply_to_model(model: dict[bytes, bytes], batch: dict[bytes, bytes | None]) -> None:
+    for k, v in batch.items():
+        if v is None:
+            model.pop(k, None)
+        else:
+            model[k] = v
 
 
 @settings(max_examples=300, deadline=None)
@@ -69,19 +124,59 @@ def test_tree_matches_a_dictionary_through_any_sequence_of_batches(batches):
     for batch in batches:
         root, writes = store.tree().update(batch)
         store.apply(writes)
-        for k, v in batch.items():
-            if v is None:
-                model.pop(k, None)
-            else:
-                model[k] = v
+        apply_to_model(model, batch)
         assert root == store.tree().root() == reference_root(model)
         assert sorted(store.tree().entries()) == sorted(model.items())
         # no orphans: every stored node is reachable from the root
         assert reachable(store) == len(store.kv)
+        # what is stored depends on the entries alone, not on the updates that led there
+        assert store.kv == built(model).kv
     for k in {k for b in batches for k in b}:
         proof = store.tree().prove(k)
         assert verify(root, k, model.get(k), proof)
         assert store.tree().lookup(k) == model.get(k)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(keys, values, max_size=40), batches)
+def test_a_store_with_lone_entries_at_their_own_positions_reads_and_updates_like_one_without(initial, batches):
+    old, model = Store(), dict(initial)
+    old.kv.update(legacy_layout(b"t", initial))
+    assert old.tree().root() == reference_root(model)
+    if len(model) > 1:
+        assert len(old.kv) > len(built(model).kv)  # the layout differs: an entry costs a record there
+    for batch in batches:
+        root, writes = old.tree().update(batch)
+        old.apply(writes)
+        apply_to_model(model, batch)
+        assert root == old.tree().root() == reference_root(model)
+        assert sorted(old.tree().entries()) == sorted(model.items())
+        assert reachable(old) == len(old.kv)
+    for k in set(model) | {k for b in batches for k in b}:
+        assert old.tree().lookup(k) == model.get(k)
+        assert verify(root, k, model.get(k), old.tree().prove(k))
+    # an entry once updated moves into its parent: update them all and the layouts are one
+    old.apply(old.tree().update({k: h(7) for k in model})[1])
+    assert old.kv == built(dict.fromkeys(model, h(7))).kv
+
+
+def test_parts_of_a_cut_fold_with_their_lone_entries_kept_above_and_refuse_a_wrong_one():
+    model = {h(i): h(100 + i) for i in range(40)}
+    store = built(model)
+    parts, lone = {}, {}
+    for n in range(RADIX):  # a cut one nibble down
+        group = [(k, v) for k, v in model.items() if nibble(k, 0) == n]
+        if group:
+            parts[bytes((n,))], _ = build_part(b"t", bytes((n,)), group)
+            if len(group) == 1:
+                lone[bytes((n,))] = group[0][0] + group[0][1]
+    assert lone, "the model should leave some part of one entry"
+    root, top = fold_parts(b"t", parts, lone)
+    assert root == store.tree().root() and top[b"t"] == store.kv[b"t"]
+    path = next(iter(lone))
+    bad = {**lone, path: lone[path][:32] + h(999)}
+    with pytest.raises(ValueError, match="lone entry"):
+        fold_parts(b"t", parts, bad)
 
 
 @settings(max_examples=200, deadline=None)
@@ -173,3 +268,41 @@ def make_vectors() -> dict:  # pragma: no cover - regenerates the vector file
 if __name__ == "__main__":  # pragma: no cover
     VECTORS.parent.mkdir(exist_ok=True)
     VECTORS.write_text(json.dumps(make_vectors(), indent=1) + "\n")
+
+
+def test_a_leveldb_store_written_before_lone_entries_moved_up_goes_on_with_the_same_roots(tmp_path):
+    """A node upgraded over a store that keeps every lone entry at its own position: it reads,
+    proves and extends its trees with the roots a node of the new layout computes."""
+    chain = Chain(path=tmp_path / "store")  # a real LevelDB store
+    authority, terminal = chain.open_border()
+    children = [chain.enrol_child(authority) for _ in range(6)]
+    requests = [(chain.pending_crossing(terminal, child), child) for child in children[:4]]
+    twin = ChainStore(MemoryKV())  # a node that wrote the same blocks in the new layout
+    twin.kv.write(dict(chain.store.kv.iterate(b"\x00", b"\xff")))
+    twin = ChainStore(twin.kv)
+
+    nodes = dict(chain.store.kv.iterate(b"M", b"N"))
+    legacy: dict[bytes, bytes | None] = dict.fromkeys(nodes)
+    for ns in [GLOBAL_NAMESPACE] + [CHILD_NAMESPACE + child.identity for child in children]:
+        model = dict(Tree(ns, lambda pos: nodes.get(b"M" + pos)).entries())
+        legacy.update((b"M" + k, v) for k, v in legacy_layout(ns, model).items())
+    chain.store.kv.write(legacy)
+    chain.reopen()
+    assert len(dict(chain.store.kv.iterate(b"M", b"N"))) > len(nodes)
+
+    def follow(executed) -> None:
+        mine = execute_block(twin, executed.block)
+        assert mine.changes.state_root == executed.block.header.state_root
+        twin.commit_block(mine, chain.store.commit(executed.height))
+
+    for request, child in requests[:2]:  # approvals close two requests
+        follow(chain.commit(*(chain.approve(g, request, child) for g in child.guardians)))
+    follow(chain.commit(chain.crossing(terminal, children[5])))
+    follow(chain.commit(chain.erase(children[4])))
+    follow(chain.advance(3 * HOUR))  # the other requests expire
+    assert chain.status(requests[3][0]) == "expired"
+    # what the old layout still holds untouched is proven as well as what moved
+    header = chain.store.header(chain.height)
+    for _, child in requests:
+        for key in (k_identity(child.identity), k_request(child.identity, requests[0][0].id)):
+            check_record(header.state_root, prove_record(chain.store.state.get, chain.store.state.tree_node, key))
