@@ -265,11 +265,6 @@ def make_vectors() -> dict:  # pragma: no cover - regenerates the vector file
             "cases": cases}
 
 
-if __name__ == "__main__":  # pragma: no cover
-    VECTORS.parent.mkdir(exist_ok=True)
-    VECTORS.write_text(json.dumps(make_vectors(), indent=1) + "\n")
-
-
 def test_a_leveldb_store_written_before_lone_entries_moved_up_goes_on_with_the_same_roots(tmp_path):
     """A node upgraded over a store that keeps every lone entry at its own position: it reads,
     proves and extends its trees with the roots a node of the new layout computes."""
@@ -306,3 +301,8 @@ def test_a_leveldb_store_written_before_lone_entries_moved_up_goes_on_with_the_s
     for _, child in requests:
         for key in (k_identity(child.identity), k_request(child.identity, requests[0][0].id)):
             check_record(header.state_root, prove_record(chain.store.state.get, chain.store.state.tree_node, key))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    VECTORS.parent.mkdir(exist_ok=True)
+    VECTORS.write_text(json.dumps(make_vectors(), indent=1) + "\n")
