@@ -160,6 +160,26 @@ def test_a_store_with_lone_entries_at_their_own_positions_reads_and_updates_like
     assert old.kv == built(dict.fromkeys(model, h(7))).kv
 
 
+def test_entries_that_share_a_long_path_prefix_split_into_single_child_nodes_down_to_where_they_part():
+    first = bytes.fromhex("12345a") + h(1)[3:]
+    near = bytes.fromhex("12345b") + h(2)[3:]  # parts from the first at the sixth nibble
+    far = bytes.fromhex("f0") + h(3)[1:]
+    for order in ([first, near, far], [far, first, near], [near, far, first]):
+        store, model = Store(), {}
+        for key in order:  # one at a time: each joins a lone entry or an empty subtree
+            root, writes = store.tree().update({key: h(9)})
+            store.apply(writes)
+            model[key] = h(9)
+            assert root == reference_root(model)
+            assert store.kv == built(model).kv
+        assert len(store.kv) == 6  # the root, and five nodes down the shared prefix
+        for key in order:
+            assert verify(root, key, h(9), store.tree().prove(key))
+        root, writes = store.tree().update({near: None})  # and back up when one goes
+        store.apply(writes)
+        assert root == reference_root({first: h(9), far: h(9)}) and len(store.kv) == 1
+
+
 def test_parts_of_a_cut_fold_with_their_lone_entries_kept_above_and_refuse_a_wrong_one():
     model = {h(i): h(100 + i) for i in range(40)}
     store = built(model)
