@@ -123,7 +123,8 @@ def plan(source: Source, header: Header, *, target: int = CHUNK_TARGET,
         global_items.append((child_tag(identity), weight, ("child", identity)))
 
     trees = [TreeRef(None, header.state_root, None)]
-    cuts: list[list[tuple[bytes, bytes, list]]] = [_cut(GLOBAL_NAMESPACE, get_node, global_items, target)]
+    cuts: list[list[tuple[bytes, bytes, list]]] = [
+        _cut(GLOBAL_NAMESPACE, get_node, header.state_root, global_items, target)]
     gtree = global_tree(get_node)
     for identity in sorted(outlined):
         ns = CHILD_NAMESPACE + identity
@@ -131,7 +132,7 @@ def plan(source: Source, header: Header, *, target: int = CHUNK_TARGET,
         proof = encode(gtree.prove(child_tag(identity)).to_wire())
         trees.append(TreeRef(identity, root, proof))
         items = [(key_hash(k), w, ("record", k)) for k, w in children[identity]]
-        cuts.append(_cut(ns, get_node, items, target))
+        cuts.append(_cut(ns, get_node, root, items, target))
 
     outlined_set = set(outlined)
     part_refs: list[PartRef] = []
@@ -256,11 +257,11 @@ def _leaf(entry: TxEntry) -> bytes:
     return txindex.entry_leaf(entry.id, entry.height, entry.position, row)
 
 
-def _cut(namespace: bytes, get_node, items: list[tuple[bytes, int, tuple[str, bytes]]],
+def _cut(namespace: bytes, get_node, root: bytes, items: list[tuple[bytes, int, tuple[str, bytes]]],
          target: int) -> list[tuple[bytes, bytes, list]]:
-    """The parts of the tree at ``namespace`` holding ``items`` (entry key, weight, what): a
-    list of (path, hash, items), in path order. A part's hash is read from the node above it
-    (a lone entry is kept there, not at its own position)."""
+    """The parts of the tree at ``namespace``, whose root is ``root``, holding ``items`` (entry
+    key, weight, what): a list of (path, hash, items), in path order. A part's hash is read from
+    the node above it (a lone entry is kept there, not at its own position)."""
     out: list[tuple[bytes, bytes, list]] = []
     if not items:
         return out
@@ -280,5 +281,5 @@ def _cut(namespace: bytes, get_node, items: list[tuple[bytes, int, tuple[str, by
         for n in sorted(by_nibble):
             walk(path + bytes((n,)), record[33 + 32 * n:65 + 32 * n], by_nibble[n])
 
-    walk(b"", smt.Tree(namespace, get_node).root(), items)
+    walk(b"", root, items)
     return out

@@ -169,6 +169,8 @@ class Assembly:
                 raise SnapshotError(f"the parts of a tree are not a cut of it: {exc}") from None
             if root != t.root:
                 raise SnapshotError("the parts of a tree do not fold to its root")
+            # the nodes above the cut are folded again by finish(), with the entries of the
+            # single-entry parts that the chunks carry
             self._cuts.append((ns, by_tree[i]))
 
     def _check_tx_chunks(self, m: Manifest) -> None:
