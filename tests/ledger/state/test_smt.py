@@ -109,12 +109,27 @@ def legacy_layout(ns: bytes, model: dict[bytes, bytes]) -> dict[bytes, bytes]:
     return records
 
 
-def apply_to_model(model: dict[bytes, bytes], batch: dict[bytes, bytes | None]) -> None:
+def step(store: Store, model: dict[bytes, bytes], batch: dict[bytes, bytes | None]) -> bytes:
+    """Apply ``batch`` to the tree and to ``model``; check the root, the entries and that every
+    stored record is reachable from the root (no orphans). Returns the root."""
+    root, writes = store.tree().update(batch)
+    store.apply(writes)
     for k, v in batch.items():
         if v is None:
             model.pop(k, None)
         else:
             model[k] = v
+    assert root == store.tree().root() == reference_root(model)
+    assert sorted(store.tree().entries()) == sorted(model.items())
+    assert reachable(store) == len(store.kv)
+    return root
+
+
+def check_reads(store: Store, root: bytes, model: dict[bytes, bytes], probes: set[bytes]) -> None:
+    """Each probe's lookup is the model's, and its proof verifies against ``root``."""
+    for k in probes:
+        assert store.tree().lookup(k) == model.get(k)
+        assert verify(root, k, model.get(k), store.tree().prove(k))
 
 
 @settings(max_examples=300, deadline=None)
@@ -122,19 +137,10 @@ def apply_to_model(model: dict[bytes, bytes], batch: dict[bytes, bytes | None]) 
 def test_tree_matches_a_dictionary_through_any_sequence_of_batches(batches):
     store, model = Store(), {}
     for batch in batches:
-        root, writes = store.tree().update(batch)
-        store.apply(writes)
-        apply_to_model(model, batch)
-        assert root == store.tree().root() == reference_root(model)
-        assert sorted(store.tree().entries()) == sorted(model.items())
-        # no orphans: every stored node is reachable from the root
-        assert reachable(store) == len(store.kv)
+        root = step(store, model, batch)
         # what is stored depends on the entries alone, not on the updates that led there
         assert store.kv == built(model).kv
-    for k in {k for b in batches for k in b}:
-        proof = store.tree().prove(k)
-        assert verify(root, k, model.get(k), proof)
-        assert store.tree().lookup(k) == model.get(k)
+    check_reads(store, root, model, {k for b in batches for k in b})
 
 
 @settings(max_examples=200, deadline=None)
@@ -146,15 +152,8 @@ def test_a_store_with_lone_entries_at_their_own_positions_reads_and_updates_like
     if len(model) > 1:
         assert len(old.kv) > len(built(model).kv)  # the layout differs: an entry costs a record there
     for batch in batches:
-        root, writes = old.tree().update(batch)
-        old.apply(writes)
-        apply_to_model(model, batch)
-        assert root == old.tree().root() == reference_root(model)
-        assert sorted(old.tree().entries()) == sorted(model.items())
-        assert reachable(old) == len(old.kv)
-    for k in set(model) | {k for b in batches for k in b}:
-        assert old.tree().lookup(k) == model.get(k)
-        assert verify(root, k, model.get(k), old.tree().prove(k))
+        root = step(old, model, batch)
+    check_reads(old, root, model, set(model) | {k for b in batches for k in b})
     # an entry once updated moves into its parent: update them all and the layouts are one
     old.apply(old.tree().update({k: h(7) for k in model})[1])
     assert old.kv == built(dict.fromkeys(model, h(7))).kv
