@@ -287,9 +287,9 @@ class NodeApp:
             if drift > self.max_clock_drift_ms:
                 raise ChainError("time", f"block time is {drift} ms ahead of this node's clock",
                                  height=block.height)
-        # signatures the mempool did not check are checked on worker threads as execution goes
-        known = self._sigcheck.ahead(self.store.chain.chain_id, block.txs, already=self.mempool.admitted)
-        executed = execute_block(self.store, block, known=known, slots=slots)
+        # signatures the mempool did not check are checked in worker processes as execution goes
+        ahead = self._sigcheck.ahead(self.store.chain.chain_id, block.txs, already=self.mempool.admitted)
+        executed = execute_block(self.store, block, known=ahead.known, verified=ahead.verified, slots=slots)
         self._executed[block.hash] = executed
         return executed
 

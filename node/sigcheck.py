@@ -1,69 +1,292 @@
-"""Signature checks of a block's transactions on worker threads, ahead of its execution.
+"""Signature checks of a block's transactions in worker processes, ahead of its execution.
 
-Ed25519 verification runs in libsodium, which PyNaCl calls without holding the interpreter
-lock, so two threads verify nearly twice as fast as one (1.7x measured on two loaded cores).
-A validator executing another proposer's block hands its transactions to :class:`SigChecker`
-first: workers decode and verify them in chunks while the execution, on the caller's thread,
-walks the block in order and takes each transaction as its chunk is done
-(:func:`ledger.chain.execute_block`'s ``known``). A transaction whose signatures fail is not
-handed over: execution then checks it itself and refuses the block naming it, exactly as
-without the workers.
+A validator executing a block whose transactions its mempool did not admit (another
+proposer's block holding transactions gossip has not brought yet, or blocks fetched while
+catching up) checks two Ed25519 signatures a crossing, which cost about as much as executing
+it. Signatures need nothing but their bytes, so :class:`SigChecker` hands them to worker
+processes, in tasks of consecutive transactions, and the execution, on the caller's thread,
+asks for each transaction's verdict as it reaches it (:func:`ledger.chain.execute_block`'s
+``verified``). Workers take tasks from the front of the block; when the execution needs a task
+no worker has taken, it verifies the last task not taken yet itself rather than wait, so
+neither side idles while the other has work, and they meet in the middle.
 
-The workers do no state machine work and change no result: they only move signature checks
-off the executing thread.
+Why processes and pipes, not threads or a process pool: verification releases the
+interpreter lock only inside libsodium, and a verifying thread must take the lock back
+between two signatures, which it gets only when the executing thread lets go of it; two such
+threads beside the execution ran slower than one thread doing everything. A process pool
+hands work over through helper threads of the calling process, which wait for the same lock,
+and its workers sat idle a third of the time. Here the caller writes a block's transactions to
+each worker's pipe in one call, and the workers claim tasks and post verdicts in a small shared
+array, so nothing in the calling process but the caller itself has to run.
+
+Small batches (a block of a few transactions) are checked in process, where a round trip to a
+worker costs more than it saves; the workers start the first time a batch is large enough, in
+the background (that batch is checked in process).
+
+Only "every signature of this task verified" is taken from a worker. A task with a bad or
+unreadable transaction is left to the execution, which verifies each of its transactions
+itself and refuses the block naming the bad one, exactly as without the workers. A worker
+that dies is noticed while waiting for it; its tasks are verified by the caller, and the next
+large batch starts new workers.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.synchronize
+import signal
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
 
+import msgpack
+
+from ledger.audit.signatures import verify_task
 from ledger.block import is_stub
-from ledger.errors import CustosError
-from ledger.tx.envelope import Transaction, decode_tx
+from ledger.tx.envelope import Transaction
+from node.audit.pool import available_cores
 
-CHUNK = 64  # transactions per task: large enough that handing over costs little
+log = logging.getLogger(__name__)
+
+TASK_TXS = 32  # transactions per task: claiming one costs little; stealing one holds up the caller little
+MIN_BATCH = 128  # fewer unchecked transactions than this are checked in process
+MAX_TASKS = 1024  # verdict slots; a larger block gets larger tasks
+
+# the shared array: the current job, the next task a worker takes (front), one past the last
+# task not taken by the caller (back), then one verdict per task, tagged with its job
+_JOB, _FRONT, _BACK, _VERDICTS = 0, 1, 2, 3
+_OK, _BAD = 1, 2  # verdict = job * 4 + _OK / _BAD; anything else: not verified yet
+_WAIT_S = 1.0  # how long to wait for a worker before checking that it is alive
 
 
-def _check(chain_id: str, raws: Sequence[bytes]) -> list[Transaction | None]:
-    out: list[Transaction | None] = []
-    for raw in raws:
+def _serve(jobs: multiprocessing.connection.Connection, done: multiprocessing.connection.Connection,
+           shared: Any, lock: multiprocessing.synchronize.Lock) -> None:
+    """A worker: for each job, claim tasks from the front and post their verdicts."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
+    while True:
         try:
-            tx = decode_tx(raw)
-        except CustosError:
-            out.append(None)
-            continue
-        out.append(None if tx.bad_signatures(chain_id) else tx)
-    return out
+            job, chain_id, size, raws = msgpack.unpackb(jobs.recv_bytes())
+        except (EOFError, OSError):
+            return
+        while True:
+            with lock:
+                if shared[_JOB] != job or shared[_FRONT] >= shared[_BACK]:
+                    break
+                k = shared[_FRONT]
+                shared[_FRONT] = k + 1
+            bad, _ = verify_task(chain_id, raws[k * size:(k + 1) * size], [])
+            shared[_VERDICTS + k] = job * 4 + (_BAD if bad else _OK)
+            done.send_bytes(b"")
+
+
+class _Workers:
+    """Worker processes, their pipes and the shared array."""
+
+    def __init__(self, n: int) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        # not fork: the node runs threads; a fork server forks workers from a clean process
+        ctx: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            ctx.set_forkserver_preload([__name__])
+        self.lock = ctx.Lock()
+        self.shared = ctx.RawArray("q", _VERDICTS + MAX_TASKS)
+        self.job = 0
+        self.jobs: list[multiprocessing.connection.Connection] = []
+        self.done: list[multiprocessing.connection.Connection] = []
+        self.procs: list[Any] = []
+        for i in range(n):
+            job_r, job_w = ctx.Pipe(duplex=False)
+            done_r, done_w = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_serve, args=(job_r, done_w, self.shared, self.lock),
+                               name=f"custos-sigcheck-{i}", daemon=True)
+            proc.start()
+            job_r.close()
+            done_w.close()
+            self.jobs.append(job_w)
+            self.done.append(done_r)
+            self.procs.append(proc)
+        self.broken = False
+
+    def submit(self, chain_id: str, raws: list[bytes], size: int) -> int:
+        """Post a job of ``len(raws)`` transactions in tasks of ``size``; returns its number."""
+        self.drain()
+        tasks = -(-len(raws) // size)
+        with self.lock:
+            self.job += 1
+            self.shared[_JOB] = self.job
+            self.shared[_FRONT] = 0
+            self.shared[_BACK] = tasks
+        data = msgpack.packb([self.job, chain_id, size, raws])
+        try:
+            for conn in self.jobs:
+                conn.send_bytes(data)
+        except OSError:
+            self.broken = True
+        return self.job
+
+    def steal(self, job: int) -> int | None:
+        """Take the last task no worker has taken; None if there is none."""
+        with self.lock:
+            if self.shared[_JOB] != job or self.shared[_BACK] <= self.shared[_FRONT]:
+                return None
+            self.shared[_BACK] -= 1
+            return int(self.shared[_BACK])
+
+    def taken(self, job: int, k: int) -> bool:
+        return self.shared[_JOB] == job and k < self.shared[_FRONT]
+
+    def verdict(self, job: int, k: int) -> bool | None:
+        v = self.shared[_VERDICTS + k]
+        return True if v == job * 4 + _OK else False if v == job * 4 + _BAD else None
+
+    def wait(self) -> None:
+        """Wait for a worker to finish a task; marks the workers broken if one has died."""
+        ready = multiprocessing.connection.wait(self.done + [p.sentinel for p in self.procs], _WAIT_S)
+        if any(p.sentinel in ready or not p.is_alive() for p in self.procs):
+            self.broken = True
+        self.drain()
+
+    def drain(self) -> None:
+        for conn in self.done:
+            try:
+                while conn.poll():
+                    conn.recv_bytes()
+            except (EOFError, OSError):
+                self.broken = True
+
+    def close(self) -> None:
+        for conn in self.jobs + self.done:
+            conn.close()
+        for proc in self.procs:
+            proc.join(2)
+            if proc.is_alive():
+                proc.kill()
+
+
+@dataclass
+class Ahead:
+    """The verdicts on one block's transactions, as ``execute_block``'s ``known`` and ``verified``."""
+
+    chain_id: str
+    already: Callable[[bytes], Transaction | None] | None = None
+    workers: _Workers | None = None
+    job: int = 0
+    raws: list[bytes] = field(default_factory=list)
+    size: int = TASK_TXS
+    where: dict[bytes, int] = field(default_factory=dict)  # raw -> its position in ``raws``
+    verdicts: dict[int, bool] = field(default_factory=dict)  # task -> all verified
+
+    def known(self, raw: bytes) -> Transaction | None:
+        """The mempool's decoded transaction with exactly these bytes (signatures checked)."""
+        return None if self.already is None else self.already(raw)
+
+    def verified(self, tx: Transaction) -> bool:
+        """True only if every signature of ``tx``'s task verified (here or in a worker)."""
+        position = self.where.get(tx.raw)
+        if position is None:
+            return False
+        k = position // self.size
+        found = self.verdicts.get(k)
+        if found is None:
+            found = self.verdicts[k] = self._settle(k)
+        return found
+
+    def _settle(self, k: int) -> bool:
+        w = self.workers
+        assert w is not None
+        while not w.broken:
+            found = w.verdict(self.job, k)
+            if found is not None:
+                return found
+            stolen = w.steal(self.job)
+            if stolen is not None:  # work from the back while a worker has k
+                self.verdicts[stolen] = self._here(stolen)
+                if stolen == k:
+                    return self.verdicts[k]
+            elif w.taken(self.job, k):
+                w.wait()
+            else:  # another job replaced this one
+                break
+        return self._here(k)
+
+    def _here(self, k: int) -> bool:
+        bad, _ = verify_task(self.chain_id, self.raws[k * self.size:(k + 1) * self.size], [])
+        return not bad
 
 
 class SigChecker:
-    def __init__(self, workers: int = 2) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="custos-sigcheck")
+    """Worker processes for signature checks; ``workers=0`` checks everything in process."""
+
+    def __init__(self, workers: int | None = None, *, min_batch: int = MIN_BATCH) -> None:
+        self.workers = max(0, available_cores() - 1) if workers is None else workers
+        self.min_batch = min_batch
+        self._pool: _Workers | None = None
+        self._starting: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self, *, wait: bool = True) -> None:
+        """Start the workers (``ahead`` does, in the background, when a batch first needs them)."""
+        if self.workers == 0:
+            return
+        with self._lock:
+            if self._starting is None:
+                self._starting = threading.Thread(target=self._start, name="custos-sigcheck-start", daemon=True)
+                self._starting.start()
+            starting = self._starting
+        if wait:
+            starting.join()
+
+    def _start(self) -> None:
+        try:
+            pool = _Workers(self.workers)
+        except (OSError, RuntimeError):
+            log.exception("signature workers did not start; signatures are checked in process")
+            return
+        with self._lock:
+            keep = not self._closed
+            if keep:
+                self._pool = pool
+        if not keep:
+            pool.close()
 
     def ahead(self, chain_id: str, raws: Sequence[bytes],
-              already: Callable[[bytes], Transaction | None] | None = None) -> Callable[[bytes], Transaction | None]:
-        """Start checking ``raws``; returns the ``known`` callable for ``execute_block``.
-
-        ``already(raw)`` names transactions checked before (the mempool's), which are skipped.
-        """
+              already: Callable[[bytes], Transaction | None] | None = None) -> Ahead:
+        """Start checking the signatures of ``raws`` not in ``already`` (the mempool's)."""
+        result = Ahead(chain_id, already)
         todo = [raw for raw in raws if not is_stub(raw) and (already is None or already(raw) is None)]
-        where: dict[bytes, tuple[Future[list[Transaction | None]], int]] = {}
-        for start in range(0, len(todo), CHUNK):
-            chunk = todo[start:start + CHUNK]
-            future = self._pool.submit(_check, chain_id, chunk)
-            for i, raw in enumerate(chunk):
-                where[raw] = (future, i)
+        if len(todo) < self.min_batch or self.workers == 0:
+            return result
+        pool = self._pool
+        if pool is not None and pool.broken:
+            self._restart(pool)
+            pool = None
+        if pool is None:
+            self.start(wait=False)
+            return result
+        result.size = max(TASK_TXS, -(-len(todo) // MAX_TASKS))
+        result.job = pool.submit(chain_id, todo, result.size)
+        result.workers, result.raws = pool, todo
+        result.where = {raw: i for i, raw in enumerate(todo)}
+        return result
 
-        def known(raw: bytes) -> Transaction | None:
-            if already is not None:
-                tx = already(raw)
-                if tx is not None:
-                    return tx
-            found = where.get(raw)
-            return None if found is None else found[0].result()[found[1]]
-
-        return known
+    def _restart(self, broken: _Workers) -> None:
+        """Drop workers of which one died; the next large batch starts new ones."""
+        with self._lock:
+            if self._pool is not broken:
+                return
+            self._pool, self._starting = None, None
+        log.warning("a signature worker stopped; starting new ones")
+        broken.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        if self._starting is not None:
+            self._starting.join()  # workers still starting are closed as they come up

@@ -1,42 +1,133 @@
-"""Signature checks on worker threads hand over only transactions whose signatures verify."""
+"""Signature checks in worker processes: same verdicts and same refusals as checking in process,
+through a worker's death, and only whole verified tasks are ever taken from a worker."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from dataclasses import replace
+
 import pytest
 
+from ledger.block import tx_root
 from ledger.chain import execute_block
 from ledger.encoding import decode, encode
+from ledger.errors import InvalidBlock
+from ledger.tx.envelope import decode_tx
+from node import sigcheck
 from node.sigcheck import SigChecker
 from tests.ledger.chainkit import Chain
 
 
 @pytest.fixture
 def checker():
-    c = SigChecker()
+    c = SigChecker(workers=1, min_batch=8)
+    c.start()
     yield c
     c.close()
 
 
-def test_a_block_checked_ahead_executes_as_without_the_workers(checker):
+@pytest.fixture
+def border():
     chain = Chain()
     authority, terminal = chain.open_border()
     adult = chain.enrol_child(authority, minor=False)
-    executed, _ = chain.propose([chain.crossing(terminal, adult) for _ in range(150)])
-    ahead = execute_block(chain.store, executed.block, known=checker.ahead(chain.chain_id, executed.block.txs))
-    assert ahead.changes.state_root == executed.changes.state_root
-    assert [tx.id for tx in ahead.txs] == [tx.id for tx in executed.txs]
+    return chain, terminal, adult
 
 
-def test_a_forged_signature_is_not_handed_over(checker):
-    chain = Chain()
-    authority, terminal = chain.open_border()
-    adult = chain.enrol_child(authority, minor=False)
-    txs = [chain.crossing(terminal, adult) for _ in range(100)]
-    envelope = decode(txs[70].raw)
+def forge(raw: bytes) -> bytes:
+    envelope = decode(raw)
     envelope["sigs"][1]["sig"] = bytes(64)  # the terminal's signature replaced by zeros
-    forged = encode(envelope)
-    raws = [tx.raw for tx in txs[:70]] + [forged] + [tx.raw for tx in txs[71:]]
-    known = checker.ahead(chain.chain_id, raws)
-    assert known(forged) is None  # execution checks it itself, and refuses the block naming it
-    handed = [known(raw) for raw in raws if raw != forged]
-    assert all(tx is not None for tx in handed) and len(handed) == 99
+    return encode(envelope)
+
+
+def test_a_block_checked_ahead_executes_as_without_the_workers(checker, border):
+    chain, terminal, adult = border
+    executed, _ = chain.propose([chain.crossing(terminal, adult) for _ in range(150)])
+    ahead = checker.ahead(chain.chain_id, executed.block.txs)
+    assert ahead.workers is not None  # the batch went to the workers
+    result = execute_block(chain.store, executed.block, known=ahead.known, verified=ahead.verified)
+    assert result.changes.state_root == executed.changes.state_root
+    assert [tx.id for tx in result.txs] == [tx.id for tx in executed.txs]
+    assert all(ahead.verified(tx) for tx in result.txs)
+
+
+def test_a_worker_posts_a_verdict_for_every_task_and_refuses_the_forged_one(checker, border):
+    chain, terminal, adult = border
+    raws = [chain.crossing(terminal, adult).raw for _ in range(100)]
+    raws[70] = forge(raws[70])
+    workers = checker._pool
+    job = workers.submit(chain.chain_id, raws, 32)
+    deadline = time.monotonic() + 30
+    verdicts = [workers.verdict(job, k) for k in range(4)]
+    while None in verdicts and time.monotonic() < deadline:
+        workers.wait()
+        verdicts = [workers.verdict(job, k) for k in range(4)]
+    assert verdicts == [True, True, False, True]  # positions 64-95 hold the forged one
+
+
+def test_a_forged_signature_is_refused_as_by_the_serial_check(checker, border):
+    chain, terminal, adult = border
+    executed, _ = chain.propose([chain.crossing(terminal, adult) for _ in range(100)])
+    block = executed.block
+    raws = list(block.txs)
+    raws[70] = forge(raws[70])
+    forged = replace(block, header=replace(block.header, tx_root=tx_root(raws)), txs=tuple(raws))
+    with pytest.raises(InvalidBlock) as serial:
+        execute_block(chain.store, forged)
+    ahead = checker.ahead(chain.chain_id, forged.txs)
+    assert ahead.workers is not None
+    with pytest.raises(InvalidBlock) as parallel:
+        execute_block(chain.store, forged, known=ahead.known, verified=ahead.verified)
+    assert serial.value.check == "tx-signature" and "transaction 70" in str(serial.value)
+    assert str(parallel.value) == str(serial.value)
+
+
+def test_a_worker_that_dies_holding_tasks_is_replaced_and_its_tasks_are_checked_here(border):
+    chain, terminal, adult = border
+    raws = [chain.crossing(terminal, adult).raw for _ in range(2000)]
+    c = SigChecker(workers=1, min_batch=8)
+    c.start()
+    try:
+        pool = c._pool
+        ahead = c.ahead(chain.chain_id, raws)
+        deadline = time.monotonic() + 30
+        while not pool.taken(ahead.job, 0) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(pool.procs[0].pid, signal.SIGKILL)  # dies with most of the job left
+        assert all(ahead.verified(decode_tx(raw)) for raw in raws)
+        assert pool.broken
+        assert c.ahead(chain.chain_id, raws).workers is None  # new workers start meanwhile
+        c.start()
+        assert c._pool is not None and c._pool is not pool
+        third = c.ahead(chain.chain_id, raws[:100])
+        assert third.workers is c._pool and all(third.verified(decode_tx(raw)) for raw in raws[:100])
+    finally:
+        c.close()
+
+
+def test_small_batches_and_no_workers_are_checked_in_process(border):
+    chain, terminal, adult = border
+    raws = [chain.crossing(terminal, adult).raw for _ in range(4)]
+    small = SigChecker(workers=1, min_batch=sigcheck.MIN_BATCH)
+    none = SigChecker(workers=0, min_batch=1)
+    try:
+        assert small.ahead(chain.chain_id, raws).workers is None
+        assert small._pool is None and small._starting is None  # nothing started for it
+        assert none.ahead(chain.chain_id, raws).workers is None
+    finally:
+        small.close()
+        none.close()
+
+
+def test_an_earlier_block_s_verdicts_hold_after_a_later_block_was_handed_over(checker, border):
+    chain, terminal, adult = border
+    first = [chain.crossing(terminal, adult).raw for _ in range(64)]
+    second = [chain.crossing(terminal, adult).raw for _ in range(64)]
+    second[5] = forge(second[5])
+    a = checker.ahead(chain.chain_id, first)
+    b = checker.ahead(chain.chain_id, second)  # replaces the job the workers take tasks from
+    assert all(a.verified(decode_tx(raw)) for raw in first)
+    assert [b.verified(decode_tx(raw)) for raw in second[:32]] == [False] * 32  # the forged one's task
+    assert all(b.verified(decode_tx(raw)) for raw in second[32:])
