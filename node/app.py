@@ -74,7 +74,7 @@ class Metrics:
 class NodeApp:
     def __init__(self, store: ChainStore, *, clock_ms: Callable[[], int] = wall_clock_ms,
                  max_mempool_txs: int = 100_000, max_mempool_bytes: int = 256 * 1024 * 1024,
-                 max_clock_drift_ms: int = 10_000) -> None:
+                 max_clock_drift_ms: int = 10_000, signature_workers: int | None = None) -> None:
         self.store = store
         self.clock_ms = clock_ms
         self.chain_id = store.chain.chain_id
@@ -94,7 +94,7 @@ class NodeApp:
         self._flush_future: asyncio.Future | None = None
         self._last_write: asyncio.Future | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-accept")
-        self._sigcheck = SigChecker()
+        self._sigcheck = SigChecker(signature_workers)
         self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-check")
         self._restore_accepted()
 

@@ -111,6 +111,9 @@ class ConsensusSection(_Strict):
     max_clock_drift_ms: int = Field(default=10_000, ge=100)
     #: re-send own messages of the current height this often (liveness under message loss)
     rebroadcast_ms: int = Field(default=1_000, ge=50)
+    #: processes checking the signatures of block transactions this node's mempool did not admit
+    #: (node/sigcheck.py); absent: one fewer than the cores; 0: checked in the node's own process
+    signature_workers: int | None = Field(default=None, ge=0, le=64)
 
 
 class MempoolSection(_Strict):

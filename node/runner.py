@@ -63,6 +63,7 @@ class Node:
             max_mempool_txs=config.mempool.max_txs,
             max_mempool_bytes=config.mempool.max_bytes,
             max_clock_drift_ms=config.consensus.max_clock_drift_ms,
+            signature_workers=config.consensus.signature_workers,
         )
         self.network = PeerNetwork.from_config(
             config.p2p, self.key, self.store.chain.chain_id, genesis.hash,

@@ -16,6 +16,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import InvalidBlock
 from ledger.tx.envelope import decode_tx
 from node import sigcheck
+from node.app import NodeApp
 from node.sigcheck import SigChecker
 from tests.ledger.chainkit import Chain
 
@@ -131,3 +132,26 @@ def test_an_earlier_block_s_verdicts_hold_after_a_later_block_was_handed_over(ch
     assert all(a.verified(decode_tx(raw)) for raw in first)
     assert [b.verified(decode_tx(raw)) for raw in second[:32]] == [False] * 32  # the forged one's task
     assert all(b.verified(decode_tx(raw)) for raw in second[32:])
+
+
+def test_a_node_validates_a_block_of_unadmitted_transactions_through_its_workers(border):
+    chain, terminal, adult = border
+    app = NodeApp(chain.store, clock_ms=lambda: chain.store.tip.time + 500, signature_workers=1)
+    try:
+        first, _ = chain.propose([chain.crossing(terminal, adult) for _ in range(150)])
+        assert app.validate(first.block).changes.state_root == first.changes.state_root
+        app._sigcheck.start()  # the first large batch started the workers in the background
+        workers = app._sigcheck._pool
+        assert workers is not None and workers.job == 0
+        txs = [chain.crossing(terminal, adult) for _ in range(150)]
+        second, _ = chain.propose(txs)
+        raws = list(second.block.txs)
+        raws[99] = forge(raws[99])
+        header = replace(second.block.header, tx_root=tx_root(raws))
+        with pytest.raises(InvalidBlock, match="transaction 99"):
+            app.validate(replace(second.block, header=header, txs=tuple(raws)))
+        assert workers.job == 1  # handed to the workers
+        assert app.validate(second.block).changes.state_root == second.changes.state_root
+        assert workers.job == 2
+    finally:
+        app.close()
