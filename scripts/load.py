@@ -48,24 +48,39 @@ def now_ms() -> int:
 
 def node_cpu_ms(directory: Path) -> dict[str, int]:
     """CPU time (user + system, ms) each running node of the devnet in ``directory`` has used,
-    read from /proc (Linux): found by the config file on its command line."""
-    out: dict[str, int] = {}
+    with its worker processes (signature checks), read from /proc (Linux): a node is found by
+    the config file on its command line, its workers as its descendants."""
+    return cpu_ms_by_config({str((directory / n.name / "node.toml").resolve()): n.name for n in devnet.load(directory)})
+
+
+def cpu_ms_by_config(configs: dict[str, str]) -> dict[str, int]:
+    """CPU time (ms) of each process started with ``--config PATH`` for a PATH in ``configs``
+    (resolved path -> name), with that of its descendants."""
     tick = os.sysconf("SC_CLK_TCK")
-    configs = {str((directory / n.name / "node.toml").resolve()): n.name for n in devnet.load(directory)}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    node_of: dict[int, str] = {}
+    for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if b"--config" not in argv:
-            continue
-        config = argv[argv.index(b"--config") + 1].decode(errors="replace")
-        name = configs.get(str(Path(config).resolve()))
+        parent[pid] = int(fields[1])
+        ticks[pid] = sum(int(f) for f in fields[11:15])  # utime, stime and those of reaped children
+        if b"--config" in argv:
+            name = configs.get(str(Path(argv[argv.index(b"--config") + 1].decode(errors="replace")).resolve()))
+            if name is not None:
+                node_of[pid] = name
+    out: dict[str, int] = {}
+    for pid, t in ticks.items():
+        ancestor, hops = pid, 0
+        while ancestor not in node_of and ancestor in parent and hops < 8:
+            ancestor, hops = parent[ancestor], hops + 1
+        name = node_of.get(ancestor)
         if name is not None:
-            fields = stat.rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) * 1000 // tick  # utime, stime
-    return out
+            out[name] = out.get(name, 0) + t
+    return {name: t * 1000 // tick for name, t in out.items()}
 
 
 def council_keys(directory: Path) -> list[SigningKey]:
