@@ -38,6 +38,7 @@ import multiprocessing.connection
 import multiprocessing.synchronize
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,7 +60,10 @@ MAX_TASKS = 1024  # verdict slots; a larger block gets larger tasks
 # task not taken by the caller (back), then one verdict per task, tagged with its job
 _JOB, _FRONT, _BACK, _VERDICTS = 0, 1, 2, 3
 _OK, _BAD = 1, 2  # verdict = job * 4 + _OK / _BAD; anything else: not verified yet
-_WAIT_S = 1.0  # how long to wait for a worker before checking that it is alive
+_WAIT_S = 0.5  # how long to wait for a worker before checking that it is alive
+#: a task a worker holds this long is taken as lost (a stopped or starved worker): the caller
+#: checks it and the workers are replaced; one task is about 3 ms of work
+STALL_S = 5.0
 
 
 def _serve(jobs: multiprocessing.connection.Connection, done: multiprocessing.connection.Connection,
@@ -142,9 +146,9 @@ class _Workers:
         v = self.shared[_VERDICTS + k]
         return True if v == job * 4 + _OK else False if v == job * 4 + _BAD else None
 
-    def wait(self) -> None:
+    def wait(self, timeout: float = _WAIT_S) -> None:
         """Wait for a worker to finish a task; marks the workers broken if one has died."""
-        ready = multiprocessing.connection.wait(self.done + [p.sentinel for p in self.procs], _WAIT_S)
+        ready = multiprocessing.connection.wait(self.done + [p.sentinel for p in self.procs], timeout)
         if any(p.sentinel in ready or not p.is_alive() for p in self.procs):
             self.broken = True
         self.drain()
@@ -197,6 +201,7 @@ class Ahead:
     def _settle(self, k: int) -> bool:
         w = self.workers
         assert w is not None
+        deadline = None
         while not w.broken:
             found = w.verdict(self.job, k)
             if found is not None:
@@ -207,7 +212,13 @@ class Ahead:
                 if stolen == k:
                     return self.verdicts[k]
             elif w.taken(self.job, k):
-                w.wait()
+                now = time.monotonic()
+                deadline = deadline or now + STALL_S
+                if now >= deadline:
+                    log.warning("a signature worker held a task for %.0f s; replacing the workers", STALL_S)
+                    w.broken = True
+                else:
+                    w.wait(min(_WAIT_S, deadline - now))
             else:  # another job replaced this one
                 break
         return self._here(k)

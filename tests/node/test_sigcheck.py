@@ -108,6 +108,27 @@ def test_a_worker_that_dies_holding_tasks_is_replaced_and_its_tasks_are_checked_
         c.close()
 
 
+def test_a_stopped_worker_holding_a_task_is_given_up_on(border, monkeypatch):
+    chain, terminal, adult = border
+    raws = [chain.crossing(terminal, adult).raw for _ in range(400)]
+    monkeypatch.setattr(sigcheck, "STALL_S", 0.5)
+    c = SigChecker(workers=1, min_batch=8)
+    c.start()
+    pool = c._pool
+    try:
+        ahead = c.ahead(chain.chain_id, raws)
+        deadline = time.monotonic() + 30
+        while not pool.taken(ahead.job, 0) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        os.kill(pool.procs[0].pid, signal.SIGSTOP)  # alive, but holding a task for ever
+        started = time.monotonic()
+        assert all(ahead.verified(decode_tx(raw)) for raw in raws)
+        assert pool.broken and time.monotonic() - started < 20
+    finally:
+        os.kill(pool.procs[0].pid, signal.SIGCONT)
+        c.close()
+
+
 def test_small_batches_and_no_workers_are_checked_in_process(border):
     chain, terminal, adult = border
     raws = [chain.crossing(terminal, adult).raw for _ in range(4)]
