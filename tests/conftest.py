@@ -10,7 +10,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="also run tests marked slow (soak runs, large simulations)")
     group = parser.getgroup("custos consensus simulation")
     group.addoption("--sim-seeds", type=int, default=None,
-                    help="consensus simulator seeds (default: $CUSTOS_SIM_SEEDS, or 400; 2000 with --run-slow)")
+                    help="consensus simulator seeds (default: $CUSTOS_SIM_SEEDS, or 1000; 2000 with --run-slow)")
     group.addoption("--sim-first-seed", type=int, default=0, help="first simulator seed")
     group.addoption("--sim-chunk", type=int, default=100, help="seeds per simulation test")
 

@@ -11,9 +11,13 @@ for every seed; liveness must return once the faults end. Set the number of seed
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import pytest
+
 from node.consensus import driver, simulator
 from node.consensus.replica import Replica
-from node.consensus.simulator import SimStats, main, run_seed
+from node.consensus.simulator import SimResult, SimStats, main, run_seed
 
 
 def test_the_simulator_runs_the_replica_the_node_runs():
@@ -23,12 +27,15 @@ def test_the_simulator_runs_the_replica_the_node_runs():
     assert all(type(node.replica) is Replica for node in sim.nodes)
 
 
-def test_safety_and_liveness(sim_seeds: range):
+def test_safety_and_liveness(sim_seeds: range, request: pytest.FixtureRequest):
     failures = []
-    for seed in sim_seeds:
-        res = run_seed(seed)
+    if sim_seeds.start == request.config.getoption("--sim-first-seed"):
+        results: Iterable[SimResult] = map(run_seed, sim_seeds)  # in process, seen by coverage
+    else:
+        results = request.getfixturevalue("sim_pool").map(run_seed, sim_seeds, chunksize=5)
+    for res in results:
         if not res.ok:
-            failures.append(f"seed {seed}: " + "; ".join(res.failures))
+            failures.append(f"seed {res.seed}: " + "; ".join(res.failures))
     assert not failures, (
         f"{len(failures)} of {len(sim_seeds)} seeds failed "
         f"(replay with: python -m node.consensus.simulator --seed N --verbose)\n"
