@@ -36,7 +36,10 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.synchronize
+import os
+import select
 import signal
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -66,13 +69,47 @@ _WAIT_S = 0.5  # how long to wait for a worker before checking that it is alive
 STALL_S = 5.0
 
 
+def _send(fd: int, data: bytes, deadline: float) -> bool:
+    """Write a length-prefixed message to a non-blocking pipe; False if the reader has not
+    taken it by ``deadline`` (a stopped worker must not stop the node) or has gone."""
+    view = memoryview(struct.pack("!Q", len(data)) + data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            pass
+        except OSError:
+            return False
+        if view:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            select.select([], [fd], [], min(left, _WAIT_S))
+    return True
+
+
+def _recv(fd: int) -> bytes:
+    """Read one length-prefixed message (blocking); EOFError once the writer has closed."""
+    def exactly(n: int) -> bytes:
+        buf = bytearray(n)
+        view, got = memoryview(buf), 0
+        while got < n:
+            k = os.readv(fd, [view[got:]])
+            if k == 0:
+                raise EOFError
+            got += k
+        return bytes(buf)
+    (n,) = struct.unpack("!Q", exactly(8))
+    return exactly(n)
+
+
 def _serve(jobs: multiprocessing.connection.Connection, done: multiprocessing.connection.Connection,
            shared: Any, lock: multiprocessing.synchronize.Lock) -> None:
     """A worker: for each job, claim tasks from the front and post their verdicts."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the node's to handle
     while True:
         try:
-            job, chain_id, size, raws = msgpack.unpackb(jobs.recv_bytes())
+            job, chain_id, size, raws = msgpack.unpackb(_recv(jobs.fileno()))
         except (EOFError, OSError):
             return
         while True:
@@ -82,7 +119,9 @@ def _serve(jobs: multiprocessing.connection.Connection, done: multiprocessing.co
                 k = shared[_FRONT]
                 shared[_FRONT] = k + 1
             bad, _ = verify_task(chain_id, raws[k * size:(k + 1) * size], [])
-            shared[_VERDICTS + k] = job * 4 + (_BAD if bad else _OK)
+            with lock:  # a later job may have been posted meanwhile: its slot is not this one's
+                if shared[_JOB] == job:
+                    shared[_VERDICTS + k] = job * 4 + (_BAD if bad else _OK)
             done.send_bytes(b"")
 
 
@@ -109,6 +148,7 @@ class _Workers:
             proc.start()
             job_r.close()
             done_w.close()
+            os.set_blocking(job_w.fileno(), False)
             self.jobs.append(job_w)
             self.done.append(done_r)
             self.procs.append(proc)
@@ -124,11 +164,12 @@ class _Workers:
             self.shared[_FRONT] = 0
             self.shared[_BACK] = tasks
         data = msgpack.packb([self.job, chain_id, size, raws])
-        try:
-            for conn in self.jobs:
-                conn.send_bytes(data)
-        except OSError:
-            self.broken = True
+        deadline = time.monotonic() + STALL_S
+        for conn in self.jobs:
+            if not _send(conn.fileno(), data, deadline):
+                log.warning("a signature worker did not take a job; replacing the workers")
+                self.broken = True
+                break
         return self.job
 
     def steal(self, job: int) -> int | None:
@@ -165,7 +206,7 @@ class _Workers:
         for conn in self.jobs + self.done:
             conn.close()
         for proc in self.procs:
-            proc.join(2)
+            proc.join(0 if self.broken else 2)
             if proc.is_alive():
                 proc.kill()
 

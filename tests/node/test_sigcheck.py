@@ -129,6 +129,24 @@ def test_a_stopped_worker_holding_a_task_is_given_up_on(border, monkeypatch):
         c.close()
 
 
+def test_a_job_a_stopped_worker_does_not_read_does_not_stop_the_caller(border, monkeypatch):
+    chain, terminal, adult = border
+    raws = [chain.crossing(terminal, adult).raw for _ in range(1000)]  # more than a pipe holds
+    monkeypatch.setattr(sigcheck, "STALL_S", 0.5)
+    c = SigChecker(workers=1, min_batch=8)
+    c.start()
+    pool = c._pool
+    os.kill(pool.procs[0].pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        ahead = c.ahead(chain.chain_id, raws)
+        assert pool.broken and time.monotonic() - started < 20
+        assert all(ahead.verified(decode_tx(raw)) for raw in raws)
+    finally:
+        os.kill(pool.procs[0].pid, signal.SIGCONT)
+        c.close()
+
+
 def test_small_batches_and_no_workers_are_checked_in_process(border):
     chain, terminal, adult = border
     raws = [chain.crossing(terminal, adult).raw for _ in range(4)]
