@@ -37,7 +37,7 @@ from ledger.merkle import MerkleLog, leaf_hash
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution, StateChanges
 from ledger.state.records import ChainInfo
-from ledger.state.view import StateReader, StoredState
+from ledger.state.view import ReadCache, StateReader, StoredState
 from ledger.tx.envelope import Transaction, decode_tx
 
 
@@ -121,7 +121,7 @@ def build_block(
     height = tip.height + 1
     if time <= tip.time:
         time = tip.time + 1
-    execution = BlockExecution(view.state, chain, height, time)
+    execution = BlockExecution(ReadCache(view.state), chain, height, time)
     params = execution.chain.params  # as in force at this height
     good_evidence: list[DuplicateVoteEvidence] = []
     for ev in evidence:
@@ -226,7 +226,7 @@ def execute_block(
     if h.evidence_hash != evidence_hash(block.evidence):
         raise _fail("evidence-hash", "header does not match the carried evidence", height,
                     evidence_hash(block.evidence), h.evidence_hash)
-    execution = BlockExecution(view.state, chain, height, h.time, recorded_slots=slots)
+    execution = BlockExecution(ReadCache(view.state), chain, height, h.time, recorded_slots=slots)
     # Rule: the block follows the protocol version in force at its height.
     if h.version != execution.version:
         raise _fail("version", "block follows another protocol version", height, execution.version, h.version)

@@ -84,6 +84,35 @@ class Overlay:
         return [(k, self.writes[k]) for k in self._keys]
 
 
+class ReadCache:
+    """A committed state read through for one block's execution, each key fetched once.
+
+    The committed state does not change while a block executes (the block's own writes sit in
+    the overlays above), so a read can be remembered: a block of crossings reads its terminals'
+    roles, their revocation records and their posts once each instead of once a transaction.
+    Scans and tree nodes are passed through.
+    """
+
+    __slots__ = ("_read", "base")
+
+    def __init__(self, base: StoredState) -> None:
+        self.base = base
+        self._read: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        try:
+            return self._read[key]
+        except KeyError:
+            value = self._read[key] = self.base.get(key)
+            return value
+
+    def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
+        return self.base.scan(start, stop)
+
+    def tree_node(self, position: bytes) -> bytes | None:
+        return self.base.tree_node(position)
+
+
 def scan_prefix(reader: StateReader, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
     return reader.scan(prefix, prefix_end(prefix))
 
