@@ -91,6 +91,15 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
     require_not_revoked(ctx.state, identity.commitment)
     _require_event_time(ctx, body.event_time)
 
+    rid = ctx.tx.id
+    ctx.state.put(k_subject(rid), body.identity)
+    # Rule 1: an adult crosses freely (from the first millisecond of the majority day, UTC).
+    adult = body.event_time >= identity.majority_day * DAY_MS
+    # Rule 2: a minor covered by a valid travel consent crosses, and the consent is used.
+    consent_id = None if adult else find_covering_consent(ctx.state, identity, body)
+    # Rule 3: otherwise pending until the guardians decide or the deadline passes.
+    pending = not adult and consent_id is None
+    deadline = ctx.time + identity.policy.deadline if pending else 0
     request = Request(
         identity=body.identity,
         terminal=body.terminal,
@@ -101,30 +110,22 @@ def request_crossing(ctx: Ctx, body: CrossingRequest) -> Outcome:
         companion=body.companion,
         height=ctx.height,
         time=ctx.time,
-        status=PENDING,
-        deadline=0,
+        status=PENDING if pending else PERMITTED,
+        deadline=deadline,
         guardians=identity.guardians,
         approvals_needed=identity.policy.approvals,
         veto=identity.policy.veto,
         approvals=(),
         denials=(),
-        consent=None,
-        closed_height=None,
+        consent=consent_id,
+        closed_height=None if pending else ctx.height,
     )
-    rid = ctx.tx.id
-    ctx.state.put(k_subject(rid), body.identity)
-    # Rule 1: an adult crosses freely (from the first millisecond of the majority day, UTC).
-    if body.event_time >= identity.majority_day * DAY_MS:
-        return _record_closed(ctx, rid, replace(request, status=PERMITTED, closed_height=ctx.height))
-    # Rule 2: a minor covered by a valid travel consent crosses, and the consent is used.
-    consent_id = find_covering_consent(ctx.state, identity, body)
+    if adult:
+        return _record_closed(ctx, rid, request)
     if consent_id is not None:
         use_consent(ctx.state, body.identity, consent_id)
-        closed = replace(request, status=PERMITTED, consent=consent_id, closed_height=ctx.height)
-        return _record_closed(ctx, rid, closed, ref=consent_id)
-    # Rule 3: otherwise pending until the guardians decide or the deadline passes.
-    deadline = ctx.time + identity.policy.deadline
-    store(ctx.state, k_request(body.identity, rid), REQUEST, replace(request, deadline=deadline))
+        return _record_closed(ctx, rid, request, ref=consent_id)
+    store(ctx.state, k_request(body.identity, rid), REQUEST, request)
     ctx.state.put(k_expiry(deadline, body.identity, rid), NIL)
     marker = k_pending_index if ctx.env.version >= PENDING_INDEX_VERSION else k_pending
     ctx.state.put(marker(body.identity, rid), NIL)
