@@ -94,7 +94,7 @@ class NodeApp:
         self._flush_future: asyncio.Future | None = None
         self._last_write: asyncio.Future | None = None
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-accept")
-        self._sigcheck = SigChecker(signature_workers)
+        self._sigcheck = SigChecker(signature_workers, count=self.metrics.inc)
         self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-check")
         self._restore_accepted()
 

@@ -272,9 +272,13 @@ class Ahead:
 class SigChecker:
     """Worker processes for signature checks; ``workers=0`` checks everything in process."""
 
-    def __init__(self, workers: int | None = None, *, min_batch: int = MIN_BATCH) -> None:
+    def __init__(self, workers: int | None = None, *, min_batch: int = MIN_BATCH,
+                 count: Callable[[str], None] | None = None) -> None:
         self.workers = max(0, available_cores() - 1) if workers is None else workers
         self.min_batch = min_batch
+        #: told of each batch handed to the workers ("signature_jobs") and each replacement of
+        #: the workers ("signature_workers_replaced"): the node's metrics
+        self._count = count or (lambda _name: None)
         self._pool: _Workers | None = None
         self._starting: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -321,6 +325,7 @@ class SigChecker:
             return result
         result.size = max(TASK_TXS, -(-len(todo) // MAX_TASKS))
         result.job = pool.submit(chain_id, todo, result.size)
+        self._count("signature_jobs")
         result.workers, result.raws = pool, todo
         result.where = {raw: i for i, raw in enumerate(todo)}
         return result
@@ -332,6 +337,7 @@ class SigChecker:
                 return
             self._pool, self._starting = None, None
         log.warning("a signature worker stopped; starting new ones")
+        self._count("signature_workers_replaced")
         broken.close()
 
     def close(self) -> None:

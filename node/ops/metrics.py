@@ -60,6 +60,8 @@ COUNTER_HELP = {
     "sync_blocks_refused": "Blocks from block sync that did not verify.",
     "blocks_synced": "Blocks applied by block sync.",
     "events_derived": "Event-stream events derived from committed blocks.",
+    "signature_jobs": "Blocks whose unadmitted transactions' signatures went to the signature workers.",
+    "signature_workers_replaced": "Times the signature workers were replaced after one died or stalled.",
     "event_subscribers_dropped": "Event-stream subscribers dropped for falling behind.",
 }
 GAUGE_HELP = {

@@ -88,7 +88,8 @@ def test_a_forged_signature_is_refused_as_by_the_serial_check(checker, border):
 def test_a_worker_that_dies_holding_tasks_is_replaced_and_its_tasks_are_checked_here(border):
     chain, terminal, adult = border
     raws = [chain.crossing(terminal, adult).raw for _ in range(2000)]
-    c = SigChecker(workers=1, min_batch=8)
+    counted: list[str] = []
+    c = SigChecker(workers=1, min_batch=8, count=counted.append)
     c.start()
     try:
         pool = c._pool
@@ -100,6 +101,7 @@ def test_a_worker_that_dies_holding_tasks_is_replaced_and_its_tasks_are_checked_
         assert all(ahead.verified(decode_tx(raw)) for raw in raws)
         assert pool.broken
         assert c.ahead(chain.chain_id, raws).workers is None  # new workers start meanwhile
+        assert counted == ["signature_jobs", "signature_workers_replaced"]
         c.start()
         assert c._pool is not None and c._pool is not pool
         third = c.ahead(chain.chain_id, raws[:100])
@@ -192,5 +194,6 @@ def test_a_node_validates_a_block_of_unadmitted_transactions_through_its_workers
         assert workers.job == 1  # handed to the workers
         assert app.validate(second.block).changes.state_root == second.changes.state_root
         assert workers.job == 2
+        assert app.metrics.counters["signature_jobs"] == 2
     finally:
         app.close()
