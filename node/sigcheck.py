@@ -51,7 +51,7 @@ import msgpack
 from ledger.audit.signatures import verify_task
 from ledger.block import is_stub
 from ledger.tx.envelope import Transaction
-from node.audit.pool import available_cores
+from node.audit.pool import available_cores, threadsafe_context
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,7 @@ class _Workers:
     """Worker processes, their pipes and the shared array."""
 
     def __init__(self, n: int) -> None:
-        methods = multiprocessing.get_all_start_methods()
-        # not fork: the node runs threads; a fork server forks workers from a clean process
-        ctx: Any = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        if "forkserver" in methods:
-            ctx.set_forkserver_preload([__name__])
+        ctx: Any = threadsafe_context([__name__])  # not fork: the node runs threads
         self.lock = ctx.Lock()
         self.shared = ctx.RawArray("q", _VERDICTS + MAX_TASKS)
         self.job = 0

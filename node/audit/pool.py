@@ -25,21 +25,27 @@ def _ready(_: int) -> int:
     return os.getpid()
 
 
+def threadsafe_context(preload: list[str]) -> multiprocessing.context.BaseContext:
+    """A way to start processes that is safe while this process runs threads: a fork server
+    (forking from a clean process that imported ``preload``), else spawning afresh."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(preload)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
 def start_pool(jobs: int) -> ProcessPoolExecutor:
     """Worker processes, started now.
 
     Forking is fastest, and safe while this process runs no other thread: the pool is started
     before any thread (the HTTP fetcher) exists. Otherwise a fork server starts them.
     """
-    methods = multiprocessing.get_all_start_methods()
     ctx: multiprocessing.context.BaseContext
-    if "fork" in methods and threading.active_count() == 1:
+    if "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1:
         ctx = multiprocessing.get_context("fork")
-    elif "forkserver" in methods:
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["ledger.audit.signatures"])
     else:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = threadsafe_context(["ledger.audit.signatures"])
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init)
     list(pool.map(_ready, range(jobs)))
     return pool

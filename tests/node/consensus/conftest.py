@@ -9,7 +9,6 @@ sees the replica under faults), the others on one worker process per core.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 from consensus_harness import Net
 
-from node.audit.pool import available_cores
+from node.audit.pool import available_cores, threadsafe_context
 
 DEFAULT_SIM_SEEDS = 1000
 SLOW_SIM_SEEDS = 2000
@@ -40,8 +39,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def sim_pool() -> Iterator[ProcessPoolExecutor]:
     """Worker processes for simulator seeds (a fork server: the test process may run threads)."""
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    ctx = threadsafe_context(["node.consensus.simulator"])
     with ProcessPoolExecutor(available_cores(), mp_context=ctx) as pool:
         yield pool
 
