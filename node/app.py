@@ -289,7 +289,8 @@ class NodeApp:
                                  height=block.height)
         # signatures the mempool did not check are checked in worker processes as execution goes
         ahead = self._sigcheck.ahead(self.store.chain.chain_id, block.txs, already=self.mempool.admitted)
-        executed = execute_block(self.store, block, known=ahead.known, verified=ahead.verified, slots=slots)
+        executed = execute_block(self.store, block, known=self.mempool.admitted, verified=ahead.verified,
+                                 slots=slots)
         self._executed[block.hash] = executed
         return executed
 

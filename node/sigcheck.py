@@ -209,20 +209,15 @@ class _Workers:
 
 @dataclass
 class Ahead:
-    """The verdicts on one block's transactions, as ``execute_block``'s ``known`` and ``verified``."""
+    """The verdicts on one block's transactions, as ``execute_block``'s ``verified``."""
 
     chain_id: str
-    already: Callable[[bytes], Transaction | None] | None = None
     workers: _Workers | None = None
     job: int = 0
     raws: list[bytes] = field(default_factory=list)
     size: int = TASK_TXS
     where: dict[bytes, int] = field(default_factory=dict)  # raw -> its position in ``raws``
     verdicts: dict[int, bool] = field(default_factory=dict)  # task -> all verified
-
-    def known(self, raw: bytes) -> Transaction | None:
-        """The mempool's decoded transaction with exactly these bytes (signatures checked)."""
-        return None if self.already is None else self.already(raw)
 
     def verified(self, tx: Transaction) -> bool:
         """True only if every signature of ``tx``'s task verified (here or in a worker)."""
@@ -307,10 +302,13 @@ class SigChecker:
 
     def ahead(self, chain_id: str, raws: Sequence[bytes],
               already: Callable[[bytes], Transaction | None] | None = None) -> Ahead:
-        """Start checking the signatures of ``raws`` not in ``already`` (the mempool's)."""
-        result = Ahead(chain_id, already)
+        """Start checking the signatures of ``raws`` not in ``already`` (the mempool's, which
+        ``execute_block`` takes as ``known``)."""
+        result = Ahead(chain_id)
+        if self.workers == 0 or len(raws) < self.min_batch:
+            return result
         todo = [raw for raw in raws if not is_stub(raw) and (already is None or already(raw) is None)]
-        if len(todo) < self.min_batch or self.workers == 0:
+        if len(todo) < self.min_batch:
             return result
         pool = self._pool
         if pool is not None and pool.broken:

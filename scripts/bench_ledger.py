@@ -132,7 +132,7 @@ def main() -> None:
                 t = time.perf_counter()
                 if store is noded:
                     ahead = checker.ahead(CHAIN, ex.block.txs)
-                    store.commit_block(execute_block(store, ex.block, known=ahead.known, verified=ahead.verified), c)
+                    store.commit_block(execute_block(store, ex.block, verified=ahead.verified), c)
                 else:
                     store.commit_block(execute_block(store, ex.block), c)
                 spent = time.perf_counter() - t

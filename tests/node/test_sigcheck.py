@@ -48,7 +48,7 @@ def test_a_block_checked_ahead_executes_as_without_the_workers(checker, border):
     executed, _ = chain.propose([chain.crossing(terminal, adult) for _ in range(150)])
     ahead = checker.ahead(chain.chain_id, executed.block.txs)
     assert ahead.workers is not None  # the batch went to the workers
-    result = execute_block(chain.store, executed.block, known=ahead.known, verified=ahead.verified)
+    result = execute_block(chain.store, executed.block, verified=ahead.verified)
     assert result.changes.state_root == executed.changes.state_root
     assert [tx.id for tx in result.txs] == [tx.id for tx in executed.txs]
     assert all(ahead.verified(tx) for tx in result.txs)
@@ -80,7 +80,7 @@ def test_a_forged_signature_is_refused_as_by_the_serial_check(checker, border):
     ahead = checker.ahead(chain.chain_id, forged.txs)
     assert ahead.workers is not None
     with pytest.raises(InvalidBlock) as parallel:
-        execute_block(chain.store, forged, known=ahead.known, verified=ahead.verified)
+        execute_block(chain.store, forged, verified=ahead.verified)
     assert serial.value.check == "tx-signature" and "transaction 70" in str(serial.value)
     assert str(parallel.value) == str(serial.value)
 
