@@ -18,6 +18,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields as dc_fields
+from itertools import pairwise
 from typing import Any, Generic, TypeVar
 
 import msgpack
@@ -177,6 +178,22 @@ class Spec(ABC):
         """Python form -> plain encodable value."""
         return value
 
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str] | None:
+        """For :class:`Schema`'s generated checker: a Python expression true when the variable
+        ``x`` passes :meth:`check`, and one for the value ``check`` returns; ``None`` when this
+        spec is checked by calling it. Constants the expressions need go into ``ns``."""
+        return None
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str | None:
+        """An expression for ``wire(x)``, or ``None`` when it is computed by calling it."""
+        return None
+
+
+def _const(ns: dict[str, Any], value: Any) -> str:
+    name = f"_k{len(ns)}"
+    ns[name] = value
+    return name
+
 
 class Bytes(Spec):
     def __init__(self, size: int | None = None, *, max: int | None = None, min: int = 0) -> None:
@@ -194,6 +211,19 @@ class Bytes(Spec):
             raise DecodeError(f"{n} bytes are fewer than {self.min}", path)
         return value
 
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str]:
+        test = f"type({x}) is bytes"
+        if self.size is not None:
+            test += f" and len({x}) == {self.size}"
+        if self.max is not None:
+            test += f" and len({x}) <= {self.max}"
+        if self.min:
+            test += f" and len({x}) >= {self.min}"
+        return test, x
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str:
+        return x
+
 
 class Str(Spec):
     def __init__(self, *, max: int, min: int = 0, choices: Iterable[str] | None = None) -> None:
@@ -209,6 +239,15 @@ class Str(Spec):
             raise DecodeError(f"{value!r} is not one of {sorted(self.choices)}", path)
         return value
 
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str]:
+        test = f"type({x}) is str and {self.min} <= len({x}) <= {self.max}"
+        if self.choices is not None:
+            test += f" and {x} in {_const(ns, self.choices)}"
+        return test, x
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str:
+        return x
+
 
 class Int(Spec):
     def __init__(self, *, min: int = 0, max: int = 2**63 - 1) -> None:
@@ -221,12 +260,24 @@ class Int(Spec):
             raise DecodeError(f"{value} outside {self.min}..{self.max}", path)
         return value
 
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str]:
+        return f"type({x}) is int and {self.min} <= {x} <= {self.max}", x
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str:
+        return x
+
 
 class Bool(Spec):
     def check(self, value: Any, path: str) -> bool:
         if type(value) is not bool:
             raise DecodeError(f"expected true/false, got {_tname(value)}", path)
         return value
+
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str]:
+        return f"type({x}) is bool", x
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str:
+        return x
 
 
 class Optional(Spec):
@@ -238,6 +289,19 @@ class Optional(Spec):
 
     def wire(self, value: Any) -> Any:
         return None if value is None else self.inner.wire(value)
+
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str] | None:
+        inner = self.inner.inline(x, ns)
+        if inner is None:
+            return None
+        test, value = inner
+        return f"({x} is None or ({test}))", x if value == x else f"(None if {x} is None else {value})"
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str | None:
+        inner = self.inner.inline_wire(x, ns)
+        if inner is None:
+            return None
+        return x if inner == x else f"(None if {x} is None else {inner})"
 
 
 class List(Spec):
@@ -261,6 +325,23 @@ class List(Spec):
     def wire(self, value: Any) -> list:
         return [self.item.wire(v) for v in value]
 
+    def inline(self, x: str, ns: dict[str, Any]) -> tuple[str, str] | None:
+        item = self.item.inline("_v", ns)
+        if item is None or item[1] != "_v":
+            return None
+        items_ok = _const(ns, eval(f"lambda _l: all({item[0]} for _v in _l)", ns))
+        test = f"type({x}) is list and {self.min} <= len({x}) <= {self.max} and {items_ok}({x})"
+        if self.unique_sorted:
+            test += f" and {_const(ns, _strictly_increasing)}({x})"
+        return test, f"tuple({x})"
+
+    def inline_wire(self, x: str, ns: dict[str, Any]) -> str | None:
+        return f"list({x})" if self.item.inline_wire("_v", ns) == "_v" else None
+
+
+def _strictly_increasing(items: list) -> bool:
+    return all(a < b for a, b in pairwise(items))
+
 
 T = TypeVar("T")
 
@@ -282,8 +363,53 @@ class Schema(Spec, Generic[T]):
         self._order = sorted(self.spec, key=_key_order)
         self._keys = frozenset(self.spec)
         self._top = tuple((name, spec, name) for name, spec in self.spec.items())
+        self._check, self._wire = self._compile()
+
+    def _compile(self) -> tuple[Callable[[Any, str], T], Callable[[T], dict]]:
+        """Generate this schema's checker and wire builder as straight-line Python.
+
+        The checker tests every field of a plain type inline and calls the specs of the others
+        (nested schemas, lists of them) in field order. When an inline test fails it hands the
+        value to :meth:`check_fields`, the field-by-field check, so errors, and which error
+        comes first, are exactly those of the plain reading. The generated text uses only the
+        field names of a dataclass (identifiers), never data.
+        """
+        ns: dict[str, Any] = {"_cls": self.cls, "_keys": self._keys, "_slow": self.check_fields}
+        tests: list[str] = []
+        args: list[str] = []
+        fetch: list[str] = []
+        for i, (name, spec) in enumerate(self.spec.items()):
+            var = f"_a{i}"
+            fetch.append(f"        {var} = value[{name!r}]")
+            inline = spec.inline(var, ns)
+            if inline is None:
+                where = f"({name!r} if not path else path + {'.' + name!r})"
+                args.append(f"{name}={_const(ns, spec)}.check({var}, {where})")
+            else:
+                tests.append(inline[0])
+                args.append(f"{name}={inline[1]}")
+        check_src = "\n".join([
+            "def _check(value, path=''):",
+            "    if type(value) is dict and value.keys() == _keys:",
+            *fetch,
+            f"        if {' and '.join(f'({t})' for t in tests) or 'True'}:",
+            f"            return _cls({', '.join(args)})",
+            "    return _slow(value, path)",
+        ])
+        items = []
+        for name in self._order:
+            expr = self.spec[name].inline_wire(f"obj.{name}", ns)
+            items.append(f"{name!r}: {expr or f'{_const(ns, self.spec[name])}.wire(obj.{name})'}")
+        wire_src = f"def _wire(obj):\n    return {{{', '.join(items)}}}"
+        exec(check_src, ns)
+        exec(wire_src, ns)
+        return ns["_check"], ns["_wire"]
 
     def check(self, value: Any, path: str = "") -> T:
+        return self._check(value, path)
+
+    def check_fields(self, value: Any, path: str = "") -> T:
+        """:meth:`check` field by field, with no generated code: the reference reading."""
         if type(value) is not dict:
             raise DecodeError(f"expected a map for {self.name}, got {_tname(value)}", path)
         if value.keys() != self._keys:
@@ -300,14 +426,18 @@ class Schema(Spec, Generic[T]):
         return self.cls(**{name: spec.check(value[name], where) for name, spec, where in fields})
 
     def wire(self, obj: T) -> dict:
+        return self._wire(obj)
+
+    def wire_fields(self, obj: T) -> dict:
+        """:meth:`wire` field by field, with no generated code: the reference reading."""
         return {name: self.spec[name].wire(getattr(obj, name)) for name in self._order}
 
     def encode(self, obj: T) -> bytes:
         # wire() builds every map in canonical key order from checked fields: pack directly
-        return pack(self.wire(obj))
+        return pack(self._wire(obj))
 
     def decode(self, data: bytes, *, max_size: int = MAX_ENCODED) -> T:
-        return self.check(decode(data, max_size=max_size))
+        return self._check(decode(data, max_size=max_size), "")
 
 
 def _tname(value: Any) -> str:
