@@ -95,13 +95,18 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise DecodeError(f"extension type {code} is not allowed")
 
 
-def decode(data: bytes, *, max_size: int = MAX_ENCODED, canonical: bool = True) -> Any:
+def decode(data: bytes, *, max_size: int = MAX_ENCODED, canonical: bool = True, key_order: bool = True) -> Any:
     """Parse canonical bytes into a plain value; raise :class:`DecodeError` otherwise.
 
     ``canonical=False`` parses within the same limits but does not check the canonical form:
     for bytes whose content is checked another way before anything is kept (a snapshot chunk's
     records against the hashes its manifest names). Floats and non-text map keys can then
-    appear; the caller's own type checks must refuse them."""
+    appear; the caller's own type checks must refuse them.
+
+    ``key_order=False`` leaves out the walk that checks every map's keys are text in ascending
+    order and that no float appears; the rest of the canonical check stays. For a caller that
+    checks each map through :meth:`Schema.check_canonical` (which makes the same checks) and
+    every other value itself, as :func:`ledger.tx.envelope.decode_tx` does."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise DecodeError(f"expected bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -128,7 +133,8 @@ def decode(data: bytes, *, max_size: int = MAX_ENCODED, canonical: bool = True) 
         raise DecodeError(f"not valid msgpack ({type(exc).__name__}: {exc})") from None
     if not canonical:
         return value
-    _check_plain(value)
+    if key_order:
+        _check_plain(value)
     # Key order and types are checked; re-encoding catches the rest (padded integers and
     # lengths, str8 where fixstr fits, duplicate keys collapsed by the parser, trailing bytes).
     if pack(value) != data:
@@ -363,6 +369,7 @@ class Schema(Spec, Generic[T]):
         self._order = sorted(self.spec, key=_key_order)
         self._keys = frozenset(self.spec)
         self._top = tuple((name, spec, name) for name, spec in self.spec.items())
+        self._flat = False  # set by _compile
         self._check, self._wire = self._compile()
 
     def _compile(self) -> tuple[Callable[[Any, str], T], Callable[[T], dict]]:
@@ -378,6 +385,7 @@ class Schema(Spec, Generic[T]):
         tests: list[str] = []
         args: list[str] = []
         fetch: list[str] = []
+        called = 0
         for i, (name, spec) in enumerate(self.spec.items()):
             var = f"_a{i}"
             fetch.append(f"        {var} = value[{name!r}]")
@@ -385,6 +393,7 @@ class Schema(Spec, Generic[T]):
             if inline is None:
                 where = f"({name!r} if not path else path + {'.' + name!r})"
                 args.append(f"{name}={_const(ns, spec)}.check({var}, {where})")
+                called += 1
             else:
                 tests.append(inline[0])
                 args.append(f"{name}={inline[1]}")
@@ -401,11 +410,21 @@ class Schema(Spec, Generic[T]):
             expr = self.spec[name].inline_wire(f"obj.{name}", ns)
             items.append(f"{name!r}: {expr or f'{_const(ns, self.spec[name])}.wire(obj.{name})'}")
         wire_src = f"def _wire(obj):\n    return {{{', '.join(items)}}}"
+        # every field checked inline (plain values, lists of them): no map or float can pass, so
+        # the key order of the map itself is all check_canonical has to add
+        self._flat = called == 0
         exec(check_src, ns)
         exec(wire_src, ns)
         return ns["_check"], ns["_wire"]
 
     def check(self, value: Any, path: str = "") -> T:
+        return self._check(value, path)
+
+    def check_canonical(self, value: Any, path: str = "") -> T:
+        """:meth:`check` for a value parsed by ``decode(..., key_order=False)``: also refuses
+        maps whose keys are not in canonical order, and floats, anywhere in it."""
+        if not (self._flat and type(value) is dict and list(value) == self._order):
+            _check_plain(value)
         return self._check(value, path)
 
     def check_fields(self, value: Any, path: str = "") -> T:

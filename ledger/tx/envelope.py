@@ -132,7 +132,9 @@ def decode_tx(data: bytes) -> Transaction:
     """Parse envelope bytes; :class:`DecodeError` for anything malformed or non-canonical."""
     if len(data) > MAX_TX_BYTES:
         raise DecodeError(f"transaction of {len(data)} bytes exceeds {MAX_TX_BYTES}")
-    value = decode(data, max_size=MAX_TX_BYTES)
+    # key order is checked below, map by map: the envelope's keys as a tuple, the body's and the
+    # signatures' by their schemas
+    value = decode(data, max_size=MAX_TX_BYTES, key_order=False)
     if type(value) is not dict:
         raise DecodeError("a transaction is a map")
     if tuple(value) != _ENVELOPE_KEYS:
@@ -143,14 +145,14 @@ def decode_tx(data: bytes) -> Transaction:
     schema = BODIES.get(kind)
     if schema is None:
         raise DecodeError(f"unknown transaction kind {kind[:40]!r}", "kind")
-    body = schema.check(value["body"], "body")
+    body = schema.check_canonical(value["body"], "body")
     nonce = value["nonce"]
     if type(nonce) is not int or not 0 <= nonce <= NONCE_MAX:
         raise DecodeError("expected an integer in the 64-bit range", "nonce")
     raw_sigs = value["sigs"]
     if type(raw_sigs) is not list or not 1 <= len(raw_sigs) <= MAX_SIGS:
         raise DecodeError(f"expected 1..{MAX_SIGS} signatures", "sigs")
-    sigs = tuple(SIG.check(s, f"sigs[{i}]") for i, s in enumerate(raw_sigs))
+    sigs = tuple(SIG.check_canonical(s, f"sigs[{i}]") for i, s in enumerate(raw_sigs))
     for i in range(1, len(sigs)):
         if not sigs[i - 1].key < sigs[i].key:
             raise DecodeError("signatures must be sorted by key, one per key", "sigs")

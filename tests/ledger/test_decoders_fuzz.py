@@ -295,6 +295,33 @@ def test_generated_checkers_agree_with_the_field_by_field_reading(name):
     assert refused
 
 
+def maps_out_of_order(value: Any):
+    """``value`` with the keys of one of its maps (of two keys or more) reversed: each such map."""
+    if type(value) is dict:
+        if len(value) > 1:
+            yield dict(reversed(value.items()))
+        for key in value:
+            for edited in maps_out_of_order(value[key]):
+                yield {**value, key: edited}
+    elif type(value) is list:
+        for i, item in enumerate(value):
+            for edited in maps_out_of_order(item):
+                yield [*value[:i], edited, *value[i + 1:]]
+
+
+def test_a_transaction_with_any_map_out_of_order_is_refused():
+    """A transaction's maps are checked for key order one by one (the envelope, its body and
+    what the body nests, each signature), not by a walk over the whole value."""
+    kinds, tried = set(), 0
+    for raw in SEEDS_OF["decode_tx"]:
+        kinds.add(decode_tx(raw).kind)
+        for edited in maps_out_of_order(decode(raw)):
+            with pytest.raises(DecodeError, match=r"canonical form|fields must be exactly"):
+                decode_tx(msgpack.packb(edited, use_bin_type=True))
+            tried += 1
+    assert len(kinds) >= 15 and tried > 100
+
+
 PLAIN = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats() | st.binary(max_size=40)
     | st.text(max_size=20),
