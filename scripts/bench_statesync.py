@@ -132,6 +132,19 @@ async def proven_height(url: str, genesis) -> int | None:
         await client.close()
 
 
+def counter(metrics: str, name: str) -> float | None:
+    """A counter's value from a node's metrics listener (classic text format), if it has one."""
+    try:
+        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
 def wait_for_snapshot(url: str, timeout_s: float) -> dict:
     """The serving node's state-sync status once it offers a snapshot."""
     deadline = time.monotonic() + timeout_s
@@ -187,7 +200,10 @@ def main() -> None:
             started = time.monotonic()
             procs.update(devnet.launch(work, [nodes[name]]))
             measured = time_to_proof(nodes[name].url, genesis, target, started, args.timeout)
-            results[name] = {"target_height": target, **measured}
+            # blocks a node executes without having seen their transactions go to its signature
+            # workers when large enough: the replaying observer's count says they did
+            jobs = counter(nodes[name].metrics, "custos_signature_jobs_total")
+            results[name] = {"target_height": target, "signature_jobs": jobs, **measured}
             procs.pop(name).send_signal(signal.SIGTERM)
         joined = results["obs-0"]["status"]["state_sync"]["joined"]
         sync_s, replay_s = results["obs-0"]["proof_s"], results["obs-1"]["proof_s"]
@@ -211,6 +227,7 @@ def main() -> None:
                 "seconds_to_verified_proof": replay_s,
                 "seconds_to_tip": results["obs-1"]["tip_s"],
                 "crossings_per_s": round(args.crossings / replay_s),
+                "blocks_to_signature_workers": results["obs-1"]["signature_jobs"],
             },
             "state_sync_time_vs_replay": round(sync_s / replay_s, 3),
         }
