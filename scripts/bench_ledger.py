@@ -19,6 +19,9 @@ minors, pending). Measures, in the same run:
   the header's root), each block applied to both back to back, in alternating order, so both
   see the same load; the share lost is the median over blocks of 1 - (time without the tree) /
   (time with it), with its quartiles, and the same from the totals;
+* where the validator's time per crossing goes: its two signature checks and the decoding of
+  the transaction, each timed alone on the block's transactions, and the rest (the rules, the
+  state tree, the store) as the difference;
 * bytes on disk per crossing after compaction (block, log nodes, tx index, state).
 
 Writes JSON to stdout or ``--out``. Example::
@@ -44,6 +47,7 @@ from ledger.crypto.keys import verify_raw
 from ledger.state import machine
 from ledger.state.authenticated import Commitment
 from ledger.storage.chainstore import ChainStore
+from ledger.tx.envelope import decode_tx
 from node.sigcheck import SigChecker
 
 
@@ -116,7 +120,7 @@ def main() -> None:
         noded.commit_block(execute_block(noded, ex.block), c)
         size_before = du(work / "proposer")
 
-        build_s = validate_s = bare_s = node_s = 0.0
+        build_s = validate_s = bare_s = node_s = decode_s = verify_s = 0.0
         lost_per_block = []  # 1 - (time without the tree) / (time with it), block by block
         for b, txs in enumerate(blocks_txs):
             t = time.perf_counter()
@@ -146,6 +150,13 @@ def main() -> None:
                 else:
                     node_s += spent
             lost_per_block.append(1 - without_tree / with_tree)
+            t = time.perf_counter()
+            decoded = [decode_tx(raw_tx) for raw_tx in ex.block.txs]
+            decode_s += time.perf_counter() - t
+            t = time.perf_counter()
+            for tx in decoded:
+                tx.bad_signatures(CHAIN)
+            verify_s += time.perf_counter() - t
         raw_burst()
         raw_verify_per_s = raw["n"] / raw["s"]
         total = args.blocks * args.block_txs
@@ -179,6 +190,12 @@ def main() -> None:
         "validator_rate_lost_to_state_map": round(statistics.median(lost_per_block), 3),
         "validator_rate_lost_to_state_map_quartiles": [round(q, 3) for q in statistics.quantiles(lost_per_block, n=4)],
         "validator_rate_lost_to_state_map_of_totals": round(1 - bare_s / validate_s, 3),
+        "validator_us_per_crossing": {
+            "total": round(validate_s / total * 1e6, 1),
+            "signature_checks": round(verify_s / total * 1e6, 1),
+            "decoding": round(decode_s / total * 1e6, 1),
+            "rules_state_tree_and_store": round((validate_s - verify_s - decode_s) / total * 1e6, 1),
+        },
         "signatures_per_crossing": 2,
         "bytes_on_disk_per_crossing": round((size_after - size_before) / total, 1),
     }

@@ -28,6 +28,9 @@ def test_bench_ledger_reports_rates_and_the_state_maps_share(tmp_path):
     # on a chain this small the share itself is noise (it can come out below zero); its inputs are not
     assert r["state_map_us_per_crossing"] > 0 and r["validator_without_state_map_tx_per_s"] > 0
     assert r["bytes_on_disk_per_crossing"] > 0
+    # the validator's time split: its parts are timed on their own and none exceeds the whole
+    split = r["validator_us_per_crossing"]
+    assert 0 < split["signature_checks"] < split["total"] and 0 < split["decoding"] < split["total"]
 
 
 def test_bench_mempool_runs_fewer_rules_by_footprint(tmp_path):
