@@ -10,7 +10,11 @@ its own value (a padded integer, unsorted keys, a duplicate key, trailing bytes)
 one value has exactly one encoding and hashes cannot be malleated.
 
 Typed objects sit on top through :class:`Schema`: a declaration of fields with bounds, so a peer
-or client can never make a node allocate without limit, and every error names the field.
+or client can never make a node allocate without limit, and every error names the field. A
+schema generates its checker and wire builder once, at import: straight-line code over its
+field names, which hands anything its inline tests refuse to the field-by-field reading, so
+both give the same answers and the same first error (a test compares them on edited values of
+every ledger schema).
 """
 
 from __future__ import annotations
