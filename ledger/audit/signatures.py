@@ -13,9 +13,12 @@ a serial run (``--jobs 1``) reports, at the same height and in the same object.
 
 Work crosses process boundaries as raw bytes, in tasks of a few hundred signatures, and a
 bounded number of tasks is ahead of the replay, so memory stays flat however long the chain is.
-Whenever the replay would wait for a worker, the replaying process verifies a task of the
-backlog itself: whichever of signatures and re-execution is the slower part, no core idles.
-A verdict is a verdict whoever computed it, so the report cannot depend on the schedule.
+Every task is handed to the pool as soon as it is made, so a worker that finishes one takes the
+next at once, while the replay executes a block. Whenever the replay would wait for a worker,
+the replaying process takes back the furthest task no worker has started (cancelling it in the
+pool) and verifies it itself: whichever of signatures and re-execution is the slower part, no
+core idles. A verdict is a verdict whoever computed it, so the report cannot depend on the
+schedule.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from ledger.hashing import TAG_TX, tagged_hash
 
 #: signatures per task: large enough to amortise the IPC, small enough to balance the workers
 TASK_SIGNATURES = 384
-#: tasks created ahead of the replay, per worker (at most two per worker sit in the pool)
-WINDOW_PER_WORKER = 4
+#: tasks created ahead of the replay, per worker: enough that a worker never waits for the
+#: replay to ask for a verdict before it has more to do (a replayed block takes about as long as
+#: two or three tasks)
+WINDOW_PER_WORKER = 8
 
 
 # --------------------------------------------------------------------------- one block, decoded
@@ -153,7 +158,7 @@ class _Task:
     tx_from: list[tuple[_Slot, int]] = field(default_factory=list)
     vote_from: list[tuple[_Slot, str]] = field(default_factory=list)
     weight: int = 0
-    future: Future | None = None  # set once handed to a worker
+    future: Future | None = None  # set once handed to the pool
     settled: bool = False
 
 
@@ -161,7 +166,6 @@ class _Task:
 class _Filling:
     filling: _Task  # the task items are being added to
     next: int = 1  # the index of the task after it
-    in_pool: int = 0  # tasks handed to the workers and not yet settled
 
 
 def _commit_votes(chain_id: str, commit: Commit) -> list[tuple[bytes, bytes, bytes]]:
@@ -180,13 +184,13 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
                     task_signatures: int = TASK_SIGNATURES) -> Iterator[tuple[Prepared, Verdict]]:
     """Heights in order, each with the verdict on its signatures, computed ahead.
 
-    Tasks go to the workers a few at a time; the rest wait in a backlog. While the replay would
-    wait for a worker, this process verifies the furthest task of the backlog itself, so no
-    core idles whether signatures or re-execution is the slower part.
+    Each task goes to the pool when it is made; the pool's workers take them in order. While
+    the replay would wait for a worker, this process takes back the furthest task no worker has
+    started and verifies it itself, so no core idles whether signatures or re-execution is the
+    slower part.
     """
     source = iter(items)
-    window = max(4, WINDOW_PER_WORKER * workers)  # tasks created and not yet settled
-    in_pool_max = 2 * workers
+    window = max(8, WINDOW_PER_WORKER * workers)  # tasks created and not yet settled
     slots: deque[_Slot] = deque()
     tasks: deque[_Task] = deque()  # unsettled, in index order
     state = _Filling(_Task(0))
@@ -195,18 +199,10 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
     def close() -> None:
         task = state.filling
         if task.weight:
+            task.future = pool.submit(verify_task, chain_id, task.txs, task.votes)
             tasks.append(task)
             state.filling = _Task(state.next)
             state.next += 1
-            dispatch()
-
-    def dispatch() -> None:
-        for task in tasks:
-            if state.in_pool >= in_pool_max:
-                return
-            if task.future is None and not task.settled:
-                task.future = pool.submit(verify_task, chain_id, task.txs, task.votes)
-                state.in_pool += 1
 
     def settle(task: _Task, bad_txs: list[int], bad_votes: list[int]) -> None:
         for i in bad_txs:
@@ -223,12 +219,15 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
     def run_here(task: _Task) -> None:
         settle(task, *verify_task(chain_id, task.txs, task.votes))
 
+    def take_back(task: _Task) -> bool:
+        """Verify ``task`` here if no worker has started it."""
+        if task.future is not None and not task.future.cancel():
+            return False
+        run_here(task)
+        return True
+
     def steal() -> bool:
-        for task in reversed(tasks):
-            if task.future is None and not task.settled:
-                run_here(task)
-                return True
-        return False
+        return any(take_back(task) for task in reversed(tasks) if not task.settled)
 
     def ensure(index: int) -> None:
         """Settle every task up to ``index``."""
@@ -237,12 +236,11 @@ def verified_blocks(items: Iterable[tuple[int, bytes | None, bytes | None]], cha
         while tasks and (tasks[0].settled or tasks[0].index <= index):
             task = tasks[0]
             if not task.settled:
-                if task.future is None:
-                    run_here(task)
-                elif task.future.done() or not steal():
-                    settle(task, *task.future.result())
-                    state.in_pool -= 1
-                    dispatch()
+                if not take_back(task):
+                    future = task.future
+                    assert future is not None
+                    if future.done() or not steal():
+                        settle(task, *future.result())
                 continue
             tasks.popleft()
 

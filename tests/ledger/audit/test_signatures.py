@@ -3,6 +3,8 @@ anything ``decode_tx`` accepts, and its verdicts come back in height order."""
 
 from __future__ import annotations
 
+from concurrent.futures import Future
+
 import msgpack
 import pytest
 from chainkit import Chain
@@ -89,20 +91,52 @@ def test_vote_signatures_are_checked_one_by_one(txs):
     assert sign_bytes(DOMAIN_TX, c.chain_id, bytes(32)) != message
 
 
-def test_verdicts_come_in_height_order_across_small_tasks(txs, pool):
-    c, _ = txs
-    source = StoreSource(c.store.kv)
-    items = list(source.blocks(1, c.height))
-    # flip a transaction signature in the last block and a precommit of the first
+def _flipped_items(c: Chain) -> list:
+    """The chain's heights, with a transaction signature in the last block and a precommit of
+    the first made bad."""
+    items = list(StoreSource(c.store.kv).blocks(1, c.height))
     h, block_raw, commit_raw = items[-1]
     tx = prepare(h, block_raw, commit_raw).block.txs[1]
     items[-1] = (h, block_raw.replace(tx, flip(tx, -5)), commit_raw)
     first = prepare(*items[0])
     items[0] = (1, items[0][1], items[0][2].replace(first.commit.signatures[0].signature,
                                                     flip(first.commit.signatures[0].signature, 3)))
-    seen = list(verified_blocks(items, c.chain_id, pool, 1, task_signatures=3))
+    return items
+
+
+def _check_verdicts(c: Chain, seen: list) -> None:
     assert [p.height for p, _ in seen] == list(range(1, c.height + 1))
     verdicts = {p.height: v for p, v in seen}
     assert verdicts[1].commit_ok is False and verdicts[1].last_commit_ok
     assert verdicts[c.height].bad_txs == {1}
     assert all(v.all_ok for height, v in verdicts.items() if height not in (1, c.height))
+
+
+class StalledPool:
+    """A pool whose worker never starts a task: what it is given stays pending."""
+
+    def __init__(self) -> None:
+        self.given: list[Future] = []
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        self.given.append(future)
+        return future
+
+
+def test_tasks_no_worker_started_are_taken_back_and_verified_by_the_replaying_process(txs):
+    c, _ = txs
+    pool = StalledPool()
+    blocks = verified_blocks(_flipped_items(c), c.chain_id, pool, 1, task_signatures=3)  # type: ignore[arg-type]
+    seen = [next(blocks)]
+    # tasks of later heights went to the pool before the first verdict came back (so a free
+    # worker would not have waited for the replay to ask): still pending there
+    assert any(not f.cancelled() for f in pool.given)
+    seen += list(blocks)
+    _check_verdicts(c, seen)
+    assert pool.given and all(f.cancelled() for f in pool.given)
+
+
+def test_verdicts_come_in_height_order_across_small_tasks(txs, pool):
+    c, _ = txs
+    _check_verdicts(c, list(verified_blocks(_flipped_items(c), c.chain_id, pool, 1, task_signatures=3)))
