@@ -232,6 +232,17 @@ class Engine:
             self._run_rules()
         return self._flush()
 
+    def describe(self) -> str:
+        """Where this height stands, in a line for an operator: round, step, what this round has
+        seen of the proposal and the votes, and the lock."""
+        total = self.validators.total_power if self.validators is not None else 0
+        prevotes = self._votes.prevotes(self.round).power
+        precommits = self._votes.precommits(self.round).power
+        proposal = "seen" if self.round in self._proposals else "not seen"
+        return (f"height {self.height} round {self.round} step {self.step.name.lower()}: proposal {proposal}, "
+                f"prevotes {prevotes} and precommits {precommits} of {total} stake, locked round "
+                f"{self.locked_round}")
+
     def rebroadcast(self) -> list[Output]:
         """Re-emit this node's signed messages of the height, and relay what proves its lock.
 

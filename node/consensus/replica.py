@@ -97,6 +97,11 @@ class Ledger(Protocol):
         ...
 
 
+#: how long without a new block before the replica says, in the log, where consensus stands
+#: (and again as often while it lasts); at least twice the heartbeat, so an idle chain is quiet
+STALL_WARNING_MS = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class ReplicaConfig:
     heartbeat_ms: int = 5_000
@@ -267,6 +272,7 @@ class Replica:
         self._cannot_serve: dict[bytes, int] = {}  # peer -> the height it had no block for
         self._progress = (0, 0, 0)  # (height, round, when it last changed)
         self._height_since = (0, 0)  # (height, when this node reached it)
+        self._stall_warned = 0  # when the last "no block for a while" warning was logged
         self._pace_at: int | None = None
         self._tx_batch: list[bytes] = []
         self._flush_armed = False
@@ -527,5 +533,26 @@ class Replica:
         elif self.running and now - self._progress[2] >= self.config.rebroadcast_ms:
             # no progress for a while: our messages (or the proposal) may have been lost
             self._execute(self.engine.rebroadcast())
+        waited = now - self._height_since[1]
+        every = max(STALL_WARNING_MS, 2 * self.config.heartbeat_ms)
+        if waited >= every and now - self._stall_warned >= every:
+            self._stall_warned = now
+            self.ledger.count("stall_warnings")
+            log.warning("no block for %d s: %s", waited // 1000, self.describe())
         self._out.append(Broadcast(Status(self.ledger.height())))
         self._maybe_sync()
+
+    def describe(self) -> str:
+        """Where this node's consensus stands, in a line: the engine's height and round, whether
+        it is working on a height, storing one, or waiting for the next to be due, and what its
+        peers last said of their heights."""
+        if self.storing is not None:
+            state = f"storing block {self.storing}"
+        elif self.running:
+            state = "working on the height"
+        elif self._pace_at is not None:
+            state = f"the next height due in {self._pace_at - self._now} ms"
+        else:
+            state = "no height scheduled"
+        peers = sorted(self._peer_heights.values())
+        return f"{self.engine.engine.describe()}; {state}; stored height {self.ledger.height()}, peers at {peers}"

@@ -53,6 +53,7 @@ COUNTER_HELP = {
     "proposals_refused": "Proposed blocks this validator refused as invalid.",
     "equivocations_sent": "Conflicting votes sent on purpose (test-only misbehaviour).",
     "heights_decided_after_round_0": "Heights decided in a round after the first.",
+    "stall_warnings": "Warnings that no block came for 10 s (or twice the heartbeat), each saying where it stood.",
     "peer_messages_refused": "Peer messages refused as malformed or invalid.",
     "bad_signatures": "Consensus messages dropped for a bad signature.",
     "bad_evidence": "Evidence of double voting refused as invalid.",

@@ -197,3 +197,18 @@ def test_a_proposal_for_the_next_height_starts_it_at_once():
     p = sign_proposal(OTHER, CHAIN_ID, 2, 1, -1, b"\x05" * 32, b"2|other|1")
     r.handle(20, Received(PEER, p))
     assert r.running and r.height == 2
+
+
+def test_a_node_without_blocks_for_ten_seconds_says_where_consensus_stands(caplog):
+    ledger = FakeLedger()
+    ledger.validator_set = ValidatorSet([Validator(KEY.public, 10), Validator(OTHER.public, 30)])
+    r = replica(ledger)  # a quarter of the stake: it proposes and votes, and nothing is decided
+    effects = r.handle(0, Start())
+    assert not of(effects, StoreBlock)
+    with caplog.at_level("WARNING", logger="custos.consensus"):
+        for now in range(1_000, 25_001, 1_000):
+            r.handle(now, TimerFired(Tick()))
+    warnings = [rec.getMessage() for rec in caplog.records if "no block for" in rec.getMessage()]
+    assert ledger.counts.get("stall_warnings") == len(warnings) == 2  # at 10 s and at 20 s
+    assert warnings[0].startswith("no block for 10 s: height 1 round ")
+    assert "of 40 stake" in warnings[0] and "working on the height" in warnings[0]
