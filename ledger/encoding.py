@@ -373,11 +373,12 @@ class Schema(Spec, Generic[T]):
         self._order = sorted(self.spec, key=_key_order)
         self._keys = frozenset(self.spec)
         self._top = tuple((name, spec, name) for name, spec in self.spec.items())
-        self._flat = False  # set by _compile
-        self._check, self._wire = self._compile()
+        self._check, self._wire, self._flat = self._compile()
 
-    def _compile(self) -> tuple[Callable[[Any, str], T], Callable[[T], dict]]:
-        """Generate this schema's checker and wire builder as straight-line Python.
+    def _compile(self) -> tuple[Callable[[Any, str], T], Callable[[T], dict], bool]:
+        """Generate this schema's checker and wire builder as straight-line Python; also say
+        whether every field is checked inline (plain values, lists of them: no map or float
+        can pass, so the key order of the map itself is all :meth:`check_canonical` adds).
 
         The checker tests every field of a plain type inline and calls the specs of the others
         (nested schemas, lists of them) in field order. When an inline test fails it hands the
@@ -414,12 +415,9 @@ class Schema(Spec, Generic[T]):
             expr = self.spec[name].inline_wire(f"obj.{name}", ns)
             items.append(f"{name!r}: {expr or f'{_const(ns, self.spec[name])}.wire(obj.{name})'}")
         wire_src = f"def _wire(obj):\n    return {{{', '.join(items)}}}"
-        # every field checked inline (plain values, lists of them): no map or float can pass, so
-        # the key order of the map itself is all check_canonical has to add
-        self._flat = called == 0
         exec(check_src, ns)
         exec(wire_src, ns)
-        return ns["_check"], ns["_wire"]
+        return ns["_check"], ns["_wire"], called == 0
 
     def check(self, value: Any, path: str = "") -> T:
         return self._check(value, path)
