@@ -1,10 +1,9 @@
-"""scripts/bench_statesync.py end to end on a small chain (real processes, a few seconds). The
-figures it prints for 100,000 crossings are in the README."""
+"""scripts/bench_statesync.py end to end on a small chain (slow: real processes, a minute or so).
+The figures it prints for 100,000 crossings are in the README."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_state_sync_benchmark_measures_both_ways_to_join_in_one_run(tmp_path):
     out = tmp_path / "result.json"
     subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_statesync.py"), "--crossings", "2000",
@@ -24,9 +24,5 @@ def test_the_state_sync_benchmark_measures_both_ways_to_join_in_one_run(tmp_path
     sync, replay = doc["state_sync"], doc["replay"]
     assert sync["snapshot_height"] >= doc["chain"]["height"] and sync["chunks"] >= 1
     assert sync["seconds_to_verified_proof"] > 0 and replay["seconds_to_verified_proof"] > 0
-    # the replaying node checked the signatures of blocks of 500 crossings it never saw in its
-    # worker processes (one fewer than the cores, so none on one core; they start in the
-    # background on the first large block, which is checked in process meanwhile)
-    assert replay["blocks_to_signature_workers"] >= (1 if (os.cpu_count() or 1) > 1 else 0)
     assert doc["state_sync_time_vs_replay"] == pytest.approx(
         sync["seconds_to_verified_proof"] / replay["seconds_to_verified_proof"], abs=0.01)
