@@ -397,14 +397,101 @@ class _Updater:
 
     def _inner(self, depth: int, pos: bytes, record: bytes,
                items: list[tuple[bytes, bytes | None]]) -> bytes | None:
+        """The new content at ``pos``, where the inner node ``record`` is stored."""
+        if len(items) == 1:
+            key, value = items[0]
+            if value is not None:
+                return self._put(depth, pos, record, key, value)
+        return self._merge(depth, pos, record, items)
+
+    def _put(self, depth: int, pos: bytes, record: bytes, key: bytes, value: bytes) -> bytes:
+        """The node record at ``pos`` after one key is set: the usual update, a path each.
+
+        Setting a key never empties a node nor leaves it a lone entry beside empty subtrees,
+        so none of :meth:`_merge`'s shrinking cases arise, and the record is edited as bytes.
+        """
+        b = key[depth >> 1]
+        n = b & 0x0F if depth & 1 else b >> 4
+        at, bit = 33 + 32 * n, 1 << n
+        mask = int.from_bytes(record[_CHILDREN_END:_CHILDREN_END + 2], "big")
+        # where child n's lone entry is, or would go: the entries are in nibble order
+        start = _CHILDREN_END + 2 + 64 * (mask & (bit - 1)).bit_count()
+        entries = record[_CHILDREN_END + 2:]
+        cut = start - _CHILDREN_END - 2
+        if mask & bit:
+            if record[start:start + 32] == key:
+                if record[start + 32:start + 64] == value:
+                    return record
+                digest = leaf_hash(key, value)
+                entries = entries[:cut] + key + value + entries[cut + 64:]
+            else:  # the slot's lone entry and the new one move down into a node of their own
+                digest = self._pair(depth + 1, pos + _NIBBLE_BYTES[n], record[start:start + 64],
+                                    record[at:at + 32], key, value)
+                mask ^= bit
+                entries = entries[:cut] + entries[cut + 64:]
+        elif record[at:at + 32] == EMPTY:  # a new lone entry
+            digest = leaf_hash(key, value)
+            mask |= bit
+            entries = entries[:cut] + key + value + entries[cut:]
+        else:
+            child_pos = pos + _NIBBLE_BYTES[n]
+            stored = self.get(child_pos)
+            if stored is None or stored[:1] != _NODE:  # a lone entry at its own position (older stores)
+                return self._merge(depth, pos, record, [(key, value)])  # type: ignore[return-value]
+            child = self._put(depth + 1, child_pos, stored, key, value)
+            if child is stored:
+                return record
+            self.writes[child_pos] = child
+            digest = child[1:33]
+        children = record[33:at] + digest + record[at + 32:_CHILDREN_END]
+        tail = mask.to_bytes(2, "big") + entries if mask else b""
+        return _NODE + node_hash(children) + children + tail
+
+    def _pair(self, depth: int, pos: bytes, entry: bytes, digest: bytes, key: bytes, value: bytes) -> bytes:
+        """Store the subtree at ``pos`` (``depth`` nibbles down) holding a lone entry (``entry``
+        = its ``key || value``, ``digest`` its leaf hash) and a new key, with nodes of one child
+        down to where their paths part; returns its hash."""
+        other = entry[:32]
+        above: list[tuple[bytes, int]] = []  # (position, nibble) of the nodes of one child
+        while True:
+            x, y = other[depth >> 1], key[depth >> 1]
+            a, b = (x & 0x0F, y & 0x0F) if depth & 1 else (x >> 4, y >> 4)
+            if a != b:
+                break
+            above.append((pos, a))
+            pos += _NIBBLE_BYTES[a]
+            depth += 1
+        children = bytearray(_EMPTY_CHILDREN)
+        children[32 * a:32 * a + 32] = digest
+        children[32 * b:32 * b + 32] = leaf_hash(key, value)
+        tail = ((1 << a) | (1 << b)).to_bytes(2, "big") + (entry + key + value if a < b else key + value + entry)
+        digest = node_hash(bytes(children))
+        self.writes[pos] = _NODE + digest + children + tail
+        for at_pos, n in reversed(above):
+            children = bytearray(_EMPTY_CHILDREN)
+            children[32 * n:32 * n + 32] = digest
+            digest = node_hash(bytes(children))
+            self.writes[at_pos] = _NODE + digest + children
+        return digest
+
+    def _merge(self, depth: int, pos: bytes, record: bytes,
+               items: list[tuple[bytes, bytes | None]]) -> bytes | None:
+        """:meth:`_inner` for any number of items, deletions included."""
         children = bytearray(record[33:_CHILDREN_END])
         # the lone entries, edited in place: 64 bytes each, in nibble order, so the children are
         # visited from the highest nibble down and an edit never moves an entry still to visit
         mask = int.from_bytes(record[_CHILDREN_END:_CHILDREN_END + 2], "big")
         lone = bytearray(record[_CHILDREN_END + 2:])
         get, writes = self.get, self.writes
-        shrunk = False  # did a child become empty or a lone entry? then this node may have to go
-        if len(items) == 1:
+        shrunk = False  # did a child become empty, or a node a lone entry? then this node may have to go
+        if len(items) == 2:  # the usual case in a child's tree (a block's two crossings of a child)
+            first, second = items
+            n1, n2 = nibble(first[0], depth), nibble(second[0], depth)
+            if n1 == n2:
+                groups = [(n1, items)]
+            else:
+                groups = [(n1, [first]), (n2, [second])] if n1 > n2 else [(n2, [second]), (n1, [first])]
+        elif len(items) == 1:
             groups = [(nibble(items[0][0], depth), items)]
         else:
             groups = sorted(_groups(items, depth).items(), reverse=True)
@@ -412,6 +499,24 @@ class _Updater:
             child_pos = pos + _NIBBLE_BYTES[n]
             at, bit = n * 32, 1 << n
             offset = 64 * (mask & (bit - 1)).bit_count()
+            if len(group) == 1 and (value := group[0][1]) is not None:
+                # one key set in this child: the cases that never shrink this node, done in place
+                key = group[0][0]
+                if mask & bit:
+                    if lone[offset:offset + 32] == key:  # a new value for a lone entry
+                        children[at:at + 32] = leaf_hash(key, value)
+                        lone[offset + 32:offset + 64] = value
+                    else:  # a new key where a lone entry is: the two move down into a node
+                        children[at:at + 32] = self._pair(depth + 1, child_pos, bytes(lone[offset:offset + 64]),
+                                                          bytes(children[at:at + 32]), key, value)
+                        del lone[offset:offset + 64]
+                        mask ^= bit
+                    continue
+                if children[at:at + 32] == EMPTY:  # a new lone entry
+                    children[at:at + 32] = leaf_hash(key, value)
+                    lone[offset:offset] = key + value
+                    mask |= bit
+                    continue
             if mask & bit:
                 child_lone, stored = bytes(lone[offset:offset + 64]), None
             else:
@@ -431,8 +536,8 @@ class _Updater:
                 else:
                     lone[offset:offset] = child[33:97]
                     mask |= bit
-                shrunk = True
-                if stored is not None:
+                if stored is not None:  # a node became a lone entry: this node may have to go
+                    shrunk = True
                     writes[child_pos] = None
                 continue
             if mask & bit:

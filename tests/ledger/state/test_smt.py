@@ -143,6 +143,25 @@ def test_tree_matches_a_dictionary_through_any_sequence_of_batches(batches):
     check_reads(store, root, model, {k for b in batches for k in b})
 
 
+# keys that share their first nibbles in a few ways (a nibble in 0-2, then four zero nibbles or
+# not), so that updates meet lone entries, nodes of one child and deep splits at every level
+close_keys = st.tuples(st.integers(0, 2), st.booleans(), st.integers(0, 30)).map(
+    lambda t: bytes([t[0] << 4]) + (bytes(2) if t[1] else b"") + h(t[2])[:32 - 1 - 2 * t[1]])
+inserts = st.lists(st.dictionaries(close_keys, values, max_size=6), min_size=1, max_size=10)
+
+
+@settings(max_examples=200, deadline=None)
+@given(inserts, st.dictionaries(close_keys, st.one_of(st.none(), values), max_size=8))
+def test_keys_set_a_few_at_a_time_give_the_tree_of_their_entries_and_deletions_undo_them(batches, last):
+    # setting keys (no deletion) goes through the in-place paths; a last batch with deletions
+    # through the general one, which must meet what the in-place paths stored
+    store, model = Store(), {}
+    for batch in [*batches, last]:
+        step(store, model, batch)
+        assert store.kv == built(model).kv
+    check_reads(store, store.tree().root(), model, set(model) | set(last))
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(keys, values, max_size=40), batches)
 def test_a_store_with_lone_entries_at_their_own_positions_reads_and_updates_like_one_without(initial, batches):
