@@ -18,7 +18,9 @@ minors, pending). Measures, in the same run:
   rate on a second store whose tree update is skipped (a benchmark-only stand-in that returns
   the header's root), each block applied to both back to back, in alternating order, so both
   see the same load; the share lost is the median over blocks of 1 - (time without the tree) /
-  (time with it), with its quartiles, and the same from the totals;
+  (time with it), with its quartiles, and the same from the totals (each run starts after a
+  garbage collection, and the prebuilt blocks are frozen out of the collector's passes, so that
+  a full collection does not land in one run of a pair and not the other);
 * where the validator's time per crossing goes: its two signature checks and the decoding of
   the transaction, each timed alone on the block's transactions, and the rest (the rules, the
   state tree, the store) as the difference;
@@ -32,6 +34,7 @@ Writes JSON to stdout or ``--out``. Example::
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import shutil
@@ -90,6 +93,11 @@ def main() -> None:
             k += 1
         blocks_txs.append(txs)
 
+    # The prebuilt blocks are a benchmark's own heap (tens of thousands of objects a node would
+    # never hold at once): frozen, so that the collector's full passes do not scan them inside
+    # whichever timed run they happen to fall in.
+    gc.collect()
+    gc.freeze()
     work = Path(tempfile.mkdtemp(prefix="custos-bench-"))
     try:
         proposer = ChainStore.open(work / "proposer", world.genesis)
@@ -132,6 +140,7 @@ def main() -> None:
             with_tree = without_tree = 0.0
             for store, commit_fn in runs if b % 2 else reversed(runs):
                 raw_burst()
+                gc.collect()  # each run starts with nothing to collect, left by the one before
                 machine.commit = commit_fn  # type: ignore[assignment]
                 t = time.perf_counter()
                 if store is noded:
