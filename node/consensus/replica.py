@@ -472,17 +472,29 @@ class Replica:
         if not ahead:
             return
         now = self._now
-        if self._sync_pending is not None and now - self._sync_pending[1] < SYNC_REQUEST_TIMEOUT_MS:
-            return
+        unanswered = None
+        if self._sync_pending is not None:
+            if now - self._sync_pending[1] < SYNC_REQUEST_TIMEOUT_MS:
+                return
+            # No answer in time: the peer may be gone (a validator killed after it decided the
+            # height we lack still heads the list of peers ahead). Ask the others first.
+            unanswered = self._sync_pending[0]
+            self._cannot_serve[unanswered] = ours + 1
+            self._sync_pending = None
         erased = self._sync_erased
         if erased is not None and erased[0] == ours + 1 and now - erased[1] < SYNC_ERASED_RETRY_MS:
             return
         # A peer one block ahead may just be faster; sync once this node has spent a while at
         # its height. Rounds going by do not count as progress: the others may have decided
         # this height with precommits that never reached us, and they have moved on.
-        # a peer that began from a state-sync snapshot holds no blocks below its snapshot
-        ahead = [(h, p) for h, p in ahead if self._cannot_serve.get(p) != ours + 1] or ahead
-        best_height, best_peer = max(ahead)
+        # a peer that began from a state-sync snapshot holds no blocks below its snapshot, and
+        # one may not answer: those that failed this height are asked only once all others have
+        usable = [(h, p) for h, p in ahead if self._cannot_serve.get(p) != ours + 1]
+        if not usable:  # every one failed once: start the round again, the last one asked last
+            for _, p in ahead:
+                self._cannot_serve.pop(p, None)
+            usable = [(h, p) for h, p in ahead if p != unanswered] or ahead
+        best_height, best_peer = max(usable)
         stalled = now - self._height_since[1] > 2 * self.config.rebroadcast_ms
         if best_height == ours + 1 and self.running and not stalled:
             return

@@ -142,6 +142,22 @@ def test_a_node_behind_asks_the_highest_peer_and_waits_before_asking_again():
     assert of(r.handle(6_000, SyncReceived(PEER, Status(10))), Send) == [Send(PEER, Get(2, 20))]
 
 
+def test_a_peer_that_does_not_answer_a_sync_request_gives_way_to_the_others():
+    # the peer that heads the list (the highest key among those at the best height) was killed
+    # after deciding the height this node lacks: it must not be asked forever
+    gone, alive, third = b"\xff" * 32, b"\x10" * 32, b"\x20" * 32
+    ledger = FakeLedger()
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    asked = [of(r.handle(20, SyncReceived(peer, Status(5))), Send) for peer in (gone, alive, third)]
+    assert asked == [[Send(gone, Get(2, 20))], [], []]
+    assert not of(r.handle(4_000, TimerFired(Tick())), Send)  # still waiting for its answer
+    asked = [of(r.handle(now, TimerFired(Tick())), Send) for now in (5_100, 10_200, 15_300, 20_400)]
+    # each that stays silent moves to the back; once all have failed, they are asked again
+    assert asked == [[Send(third, Get(2, 20))], [Send(alive, Get(2, 20))], [Send(gone, Get(2, 20))],
+                     [Send(third, Get(2, 20))]]
+
+
 def test_rejects_a_peer_whose_blocks_do_not_verify():
     ledger = FakeLedger()
     r = replica(ledger)
