@@ -19,7 +19,9 @@ It owns five decisions that used to live in the asyncio driver:
   message for that height arrives, whichever comes first;
 * **block sync**: peers' heights are tracked; this node asks the highest peer for blocks when it
   is behind by more than the height it is working on, or has spent a while on its height
-  (rounds going by there do not count as progress); it serves its own blocks to others;
+  (rounds going by there do not count as progress); a peer that sends nothing within
+  ``SYNC_REQUEST_TIMEOUT_MS`` (gone, or too slow) is asked again only after every other peer
+  ahead has been; it serves its own blocks to others;
 * **gossip and evidence**: client transactions are batched for broadcast; evidence of a double
   vote is checked, kept for the next proposals and relayed once.
 """
