@@ -51,6 +51,7 @@ from ledger.rules.erasure import EVENT_ERASED
 from ledger.state.machine import chain_info_of, result_row
 from ledger.state.records import K_CHAIN, ChainInfo
 from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES, KV, LevelKV, MemoryKV, Snapshot
+from ledger.storage.nodecache import NodeCache
 
 TIP = Schema(
     Tip,
@@ -140,10 +141,13 @@ def log_key(level: int, index: int) -> bytes:
 class StateOnKV:
     """The state as a :class:`ledger.state.view.StateReader` over the ``S`` prefix."""
 
-    __slots__ = ("_kv",)
+    __slots__ = ("_kv", "_read_node", "nodes")
 
     def __init__(self, kv: KV) -> None:
         self._kv = kv
+        #: every write of tree nodes to ``kv`` goes through ``nodes.writing``
+        self.nodes = NodeCache()
+        self._read_node = self._stored_node
 
     def get(self, key: bytes) -> bytes | None:
         return self._kv.get(b"S" + key)
@@ -153,6 +157,9 @@ class StateOnKV:
             yield k[1:], v
 
     def tree_node(self, position: bytes) -> bytes | None:
+        return self.nodes.get(position, self._read_node)
+
+    def _stored_node(self, position: bytes) -> bytes | None:
         return self._kv.get(b"M" + position)
 
 
@@ -322,10 +329,12 @@ class ChainStore:
         tip = Tip(height=0, hash=genesis.hash, time=genesis.genesis_time, state_root=genesis.state_root(),
                   log_size=0, log_root=EMPTY_ROOT)
         changes: dict[bytes, bytes | None] = {b"S" + k: v for k, v in genesis.state_writes().items()}
-        changes.update((b"M" + k, v) for k, v in genesis.state_commitment().node_writes.items())
+        nodes = genesis.state_commitment().node_writes
+        changes.update((b"M" + k, v) for k, v in nodes.items())
         changes[_GENESIS] = GENESIS.encode(genesis)
         changes[_TIP] = TIP.encode(tip)
-        self.kv.write(changes, sync=self._sync)
+        with self._state.nodes.writing(nodes):
+            self.kv.write(changes, sync=self._sync)
         self._tip, self._genesis = tip, genesis
         self._chain = chain_info_of(self._state)
 
@@ -524,7 +533,8 @@ class ChainStore:
         new_tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
                       log_size=h.log_size, log_root=h.log_root)
         batch[_TIP] = TIP.encode(new_tip)
-        self.kv.write(batch, sync=self._sync)
+        with self._state.nodes.writing(executed.changes.tree_writes):
+            self.kv.write(batch, sync=self._sync)
         self._tip = new_tip
         if b"S" + K_CHAIN in batch:  # parameters changed at this height
             self._chain = chain_info_of(self._state)
@@ -569,6 +579,7 @@ class ChainStore:
         if reopen is not None:
             with self.files_lock:
                 reopen()
+                self._state.nodes.clear()
 
     # ---- accepted, not yet committed transactions (a durable mempool)
     def accept(self, records: dict[int, bytes]) -> None:
