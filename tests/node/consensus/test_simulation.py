@@ -49,7 +49,7 @@ def test_a_validator_killed_for_good_leaves_the_others_deciding():
     # Stakes 280/270/250/200: without the 270 the other three hold 730 of 1,000, just enough,
     # so each of them must keep up. It is killed at a random moment while a fifth of the
     # messages are lost; one of the others may then lack a height the dead one helped decide
-    # and must fetch it from a live peer (the dead one, asked first, never answers).
+    # and must fetch it from a live peer (the dead one, which it may ask first, never answers).
     forever = 10**9
     stalled = []
     for seed in range(40):
