@@ -141,13 +141,12 @@ def log_key(level: int, index: int) -> bytes:
 class StateOnKV:
     """The state as a :class:`ledger.state.view.StateReader` over the ``S`` prefix."""
 
-    __slots__ = ("_kv", "_read_node", "nodes")
+    __slots__ = ("_kv", "nodes")
 
     def __init__(self, kv: KV) -> None:
         self._kv = kv
         #: every write of tree nodes to ``kv`` goes through ``nodes.writing``
         self.nodes = NodeCache()
-        self._read_node = self._stored_node
 
     def get(self, key: bytes) -> bytes | None:
         return self._kv.get(b"S" + key)
@@ -157,7 +156,7 @@ class StateOnKV:
             yield k[1:], v
 
     def tree_node(self, position: bytes) -> bytes | None:
-        return self.nodes.get(position, self._read_node)
+        return self.nodes.get(position, self._stored_node)
 
     def _stored_node(self, position: bytes) -> bytes | None:
         return self._kv.get(b"M" + position)

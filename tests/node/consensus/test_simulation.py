@@ -61,11 +61,14 @@ def test_a_validator_killed_for_good_leaves_the_others_deciding():
         while queue.now < 6_000 and queue.run_one():
             pass
         before = [len(n.blocks) for n in live]
-        while queue.now < 6_000 + 40_000 and queue.run_one():
-            if all(len(n.blocks) >= b + 3 for n, b in zip(live, before, strict=True)):
-                break
+
+        def three_more(live=live, before=before) -> bool:
+            return all(len(n.blocks) >= b + 3 for n, b in zip(live, before, strict=True))
+
+        while queue.now < 6_000 + 40_000 and queue.run_one() and not three_more():
+            pass
         assert not sim.failures, sim.failures
-        if not all(len(n.blocks) >= b + 3 for n, b in zip(live, before, strict=True)):
+        if not three_more():
             stalled.append(f"seed {seed} (killed at {crash_at} ms): heights {before} -> "
                            f"{[len(n.blocks) for n in live]}")
     assert not stalled, "no three more blocks within 40 s: " + "; ".join(stalled)
