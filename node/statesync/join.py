@@ -5,7 +5,8 @@ The steps (docs/adr/0007-state-sync.md):
 
 1. **Offers.** Ask every connected peer for the newest snapshot it holds; take the highest
    height, from the peers that offer the same manifest (honest nodes at one height offer the
-   same bytes).
+   same bytes). A peer a snapshot behind (it had not yet planned the newest) is asked again for
+   up to a second, so that the snapshot can be fetched from it too.
 2. **Header.** Fetch the headers from genesis to that height and certify the last one as the
    light client does (:mod:`ledger.light`): links, validator sets followed from the pinned
    genesis, each set change and the target certified by more than 2/3 of the stake of the set
@@ -65,8 +66,11 @@ log = logging.getLogger("custos.statesync")
 IN_FLIGHT_PER_PEER = 2
 #: bad chunks after which a peer is asked for nothing more
 MAX_BAD_CHUNKS = 3
-#: how long after the first offer the other connected peers have to offer theirs
+#: how long after the first offer the other connected peers have to offer theirs, or to catch
+#: up with the highest one
 OFFER_GRACE_S = 1.0
+#: how often a peer whose offer is below the highest is asked again during the grace
+BEHIND_ASK_S = 0.2
 
 
 class JoinFailed(CustosError):
@@ -179,25 +183,31 @@ class Joiner:
             return store
 
     async def _choose_offer(self) -> tuple[Offer, list[bytes]]:
-        """The highest offer, once every peer (connected, and configured) offered one or a second
-        went by since the first (a peer still planning answers as soon as it is done)."""
+        """The highest offer, once every peer (connected, and configured) offered it, or a second
+        went by since the first offer. Peers plan a snapshot each as it commits the height, so a
+        join that asks just then finds some a snapshot behind: those are asked again meanwhile,
+        and the snapshot is fetched from every peer that caught up (more peers to fetch from in
+        parallel, and to turn to when one sends a false chunk)."""
         deadline = time.monotonic() + self.wait_s
         asked: dict[bytes, float] = {}
         first: float | None = None
+        behind: set[bytes] = set()  # peers whose offer is below the highest
         while True:
             now = time.monotonic()
             for peer in self.peers():
-                if self._bad.get(peer, 0) < MAX_BAD_CHUNKS and now - asked.get(peer, 0) > 2.0:
+                again = BEHIND_ASK_S if peer in behind else 2.0
+                if self._bad.get(peer, 0) < MAX_BAD_CHUNKS and now - asked.get(peer, 0) > again:
                     asked[peer] = now
                     self.send(peer, GetOffer())
             # an offer may have been taken back meanwhile (the peer dropped its snapshots)
             offers = self._usable_offers()
             if offers:
                 first = now if first is None else first
+                best = max(offers.values(), key=lambda o: (o.height, sum(1 for x in offers.values() if x == o)))
                 connected = [p for p in self.peers() if self._bad.get(p, 0) < MAX_BAD_CHUNKS]
                 silent = max(sum(1 for p in connected if p not in offers), self.expected_peers - len(offers))
-                if silent <= 0 or now - first > OFFER_GRACE_S:
-                    best = max(offers.values(), key=lambda o: (o.height, sum(1 for x in offers.values() if x == o)))
+                behind = {p for p, o in offers.items() if o != best}
+                if (silent <= 0 and not behind) or now - first > OFFER_GRACE_S:
                     peers = sorted(p for p, o in offers.items() if o == best)
                     log.info("state sync: snapshot at height %d (%d chunks, manifest %d bytes) offered by %d peers",
                              best.height, best.chunks, best.size, len(peers))

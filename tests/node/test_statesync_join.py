@@ -53,6 +53,7 @@ class Peers:
         self.plan = plan(self.view, chain.store.header(chain.store.height))
         self.lie = lie
         self.joiner: Joiner | None = None
+        self.asked: dict[bytes, list[object]] = {}
 
     def send(self, peer: bytes, msg: object) -> None:
         reply = self.answer(peer, msg)
@@ -62,7 +63,11 @@ class Peers:
 
     def answer(self, peer: bytes, msg: object) -> object | None:
         p, liar = self.plan, peer == LIAR
+        self.asked.setdefault(peer, []).append(msg)
         if isinstance(msg, GetOffer):
+            if peer == HONEST[0] and self.lie == "behind" and len(self.asked[peer]) == 1:
+                # asked just before it planned the snapshot at the tip: it offers the one before
+                return Offer(p.manifest.height - 1, bytes(range(32)), len(p.encoded), p.chunk_count)
             height = p.manifest.height + (1000 if liar and self.lie == "offer" else 0)
             return Offer(height, p.hash, len(p.encoded), p.chunk_count)
         if isinstance(msg, GetHeaders):
@@ -108,6 +113,16 @@ def test_an_offer_beyond_the_chain_is_given_up_and_the_honest_one_taken(chain, t
         lie = peers.plan.manifest.height + 1000
         assert f"no peer gave headers up to {lie} that certify from genesis" in caplog.text
         assert f"snapshot at height {lie} failed" in caplog.text
+
+
+def test_a_peer_a_snapshot_behind_is_asked_again_and_the_snapshot_fetched_from_every_peer(chain, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="custos.statesync")
+    with joined(chain, "behind", tmp_path) as (_store, peers):
+        assert f"snapshot at height {peers.plan.manifest.height} " in caplog.text
+        assert "offered by 3 peers" in caplog.text
+        late = peers.asked[HONEST[0]]
+        assert sum(isinstance(m, GetOffer) for m in late) >= 2
+        assert any(isinstance(m, GetChunk) for m in late), "the peer that caught up is asked for chunks too"
 
 
 def test_headers_their_certificates_do_not_sign_are_refused_and_asked_of_another_peer(chain, tmp_path, caplog):
