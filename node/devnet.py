@@ -21,6 +21,7 @@ network where it stopped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -64,19 +65,39 @@ class NodeInfo:
         return f"{'https' if self.tls else 'http'}://{self.api}"
 
 
+#: where devnets' ports are taken from: below the ephemeral ranges (Linux hands out 32768-60999 for
+#: outgoing connections, Windows and macOS 49152-65535), so that no client connection's source port
+#: takes a port between the moment it is chosen and the moment its node binds it
+PORT_RANGE = (20_000, 32_000)
+#: each process takes its ports from its own stretch of the range (test workers run side by side)
+PORT_STRETCHES = 24
+_port_turn = itertools.count()
+
+
+def _port_stretch() -> range:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
+    slot = int(worker[2:]) if worker[2:].isdigit() else os.getpid()
+    size = (PORT_RANGE[1] - PORT_RANGE[0]) // PORT_STRETCHES
+    start = PORT_RANGE[0] + (slot % PORT_STRETCHES) * size
+    return range(start, start + size)
+
+
 def free_ports(n: int) -> list[int]:
-    """Ports the kernel hands out now; closed again before the nodes bind them."""
-    socks, ports = [], []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
+    """``n`` ports free now (nothing bound to them), for nodes to bind soon after; taken in turn from
+    this process's stretch of :data:`PORT_RANGE`, so that ports freed lately are the last reused."""
+    stretch = _port_stretch()
+    ports: list[int] = []
+    for _ in range(len(stretch)):
+        port = stretch[next(_port_turn) % len(stretch)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise OSError(f"fewer than {n} free ports in {stretch.start}-{stretch.stop - 1}")
 
 
 def create(directory: Path, validators: int = 4, *, chain_id: str = "custos-devnet",

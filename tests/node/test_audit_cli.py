@@ -12,7 +12,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -36,6 +35,7 @@ from node.access.purpose import Purpose
 from node.cli import main
 from node.client.http import NodeClient
 from node.client.signed import SignedClient
+from node.devnet import free_ports
 from node.genesis_file import load_genesis
 from node.keyfile import MINIMAL, write_key_file
 from tests.ledger.audit.chainforge import (
@@ -578,16 +578,8 @@ def test_node_serving_a_tampered_block_is_caught(story, capsys):
     assert doc["checked_height"] == h - 1
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_unreachable_node_exits_3(capsys):
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_ports(1)[0]}"
     assert main(["audit", "verify", "--node", url, "--timeout", "2s"]) == 3
     assert main(["audit", "prove", "00" * 32, "--node", url, "--timeout", "2s"]) == 3
 

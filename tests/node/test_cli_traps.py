@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def closed_url() -> str:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{devnet.free_ports(1)[0]}"
 
 
 @pytest.fixture(autouse=True)

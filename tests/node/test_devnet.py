@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +62,27 @@ class Supervised:
             self.proc.kill()
             return self.proc.wait()
 
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_each_test_worker_has_its_own(monkeypatch):
+    """A client connection's source port never takes a node's port before the node binds it, and
+    two test workers creating devnets side by side never hand out the same port."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    taken: dict[str, set[int]] = {}
+    for worker in ("gw0", "gw1"):
+        monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+        ports = devnet.free_ports(40)
+        assert len(set(ports)) == 40 and max(ports) < ephemeral_low
+        taken[worker] = set(ports)
+    assert not taken["gw0"] & taken["gw1"]
+    # a port someone holds is passed over
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    stretch = devnet._port_stretch()
+    with socket.socket() as held:
+        nxt = devnet.free_ports(1)[0]
+        held.bind(("127.0.0.1", nxt + 1 if nxt + 1 in stretch else stretch.start))
+        held_port = held.getsockname()[1]
+        assert held_port not in devnet.free_ports(5)
 
 def status(directory) -> dict:
     proc = cli("devnet", "status", "--dir", str(directory), "--json", check=True)

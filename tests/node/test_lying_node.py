@@ -5,25 +5,19 @@ the liar to ask they exit 1."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
+from node.devnet import free_ports
 from tests.node.clientkit import cli, cli_env, json_lines, now_ms
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Liar:
     def __init__(self, upstream: str, mode: str) -> None:
-        port = free_port()
+        port = free_ports(1)[0]
         self.url = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.node.lying_proxy", "--listen", f"127.0.0.1:{port}", "--upstream", upstream,
