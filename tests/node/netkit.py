@@ -71,7 +71,11 @@ class Net:
             else:
                 self.procs.update(devnet.launch(self.dir, [self.nodes[name]]))
         if wait:
-            devnet.wait_ready([self.nodes[n] for n in names], timeout_s=30)
+            try:
+                devnet.wait_ready([self.nodes[n] for n in names], timeout_s=30)
+            except BaseException:
+                self.stop()  # a test that fails here never reaches its own stop: leave no node running
+                raise
 
     def _launch_in_harness(self, name: str, module: str, args: tuple[str, ...] = ()) -> subprocess.Popen:
         command = [*devnet.node_command(self.dir, name), *args]
