@@ -58,6 +58,7 @@ from node import devnet
 from node.access.signature import sign_request
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.txs import TxFactory
+from node.ops.scrape import first_sample, parse_samples
 
 TARGET = "val-0"
 
@@ -316,12 +317,9 @@ async def metric(url: str, name: str) -> float | None:
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as s, \
                 s.get(url + "/metrics") as r:
-            for line in (await r.text()).splitlines():
-                if line.startswith(name + " ") or line.startswith(name + "{"):
-                    return float(line.rsplit(" ", 1)[1])
+            return first_sample(parse_samples(await r.text()), name)
     except (TimeoutError, aiohttp.ClientError, OSError):
         return None
-    return None
 
 
 EDGE_COUNTERS = ("custos_http_connections_", "custos_p2p_listener_connections_", "custos_p2p_handshakes_evicted",
@@ -336,12 +334,8 @@ async def edge_counters(url: str) -> dict[str, float]:
             text = await r.text()
     except (TimeoutError, aiohttp.ClientError, OSError):
         return {}
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(EDGE_COUNTERS) and line.split(" ")[0].endswith("_total"):
-            name, value = line.rsplit(" ", 1)
-            out[name.removeprefix("custos_")] = float(value)
-    return out
+    return {name.removeprefix("custos_"): value for name, value in parse_samples(text).items()
+            if name.startswith(EDGE_COUNTERS) and name.endswith("_total")}
 
 
 async def main_async(args) -> dict:

@@ -55,6 +55,7 @@ from node.client.txs import TxFactory  # noqa: E402
 from node.consensus.privval import PRIVVAL_FILE, initialise_signer_state  # noqa: E402
 from node.genesis_file import load_genesis  # noqa: E402
 from node.keyfile import load_key_file  # noqa: E402
+from node.ops.scrape import read_metrics  # noqa: E402
 
 DAY_MS = 86_400_000
 
@@ -134,15 +135,8 @@ async def proven_height(url: str, genesis) -> int | None:
 
 def counter(metrics: str, name: str) -> float | None:
     """A counter's value from a node's metrics listener (classic text format), if it has one."""
-    try:
-        with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=5) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return None
+    samples = read_metrics(f"http://{metrics}/metrics")
+    return None if samples is None else samples.get(name)
 
 
 def wait_for_snapshot(url: str, timeout_s: float) -> dict:

@@ -17,11 +17,11 @@ import json
 import os
 import signal
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterable
 
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
+from node.ops.scrape import read_metrics
 from tests.node.netkit import Net, Traveller
 
 
@@ -45,15 +45,8 @@ def rss_mb(net: Net, name: str) -> float:
 
 def metric(net: Net, name: str, metric_name: str, timeout_s: float = 2.0) -> float | None:
     """One value of a node's ``/metrics``, or None if the node does not answer or lacks it."""
-    try:
-        with urllib.request.urlopen(net.url(name) + "/metrics", timeout=timeout_s) as r:
-            text = r.read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith(metric_name + " "):
-            return float(line.split()[1])
-    return None
+    samples = read_metrics(net.url(name) + "/metrics", timeout_s)
+    return None if samples is None else samples.get(metric_name)
 
 
 def peers_connected(net: Net, name: str) -> int:

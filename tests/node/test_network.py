@@ -16,6 +16,7 @@ import urllib.request
 import pytest
 
 from node.client.http import NodeClient, ProblemError
+from node.ops.scrape import parse_samples
 from tests.node.netkit import Net, adult_traveller, run
 
 VALIDATORS = ["val-0", "val-1", "val-2", "val-3"]
@@ -86,10 +87,7 @@ def assert_same_chain(net, names):
 
 def metric(net, name, metric_name) -> int:
     with urllib.request.urlopen(net.url(name) + "/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(metric_name + " "):
-                return int(float(line.split()[1]))
-    return 0
+        return int(parse_samples(r.read().decode()).get(metric_name, 0))
 
 
 def test_four_validators_commit_a_stream_of_transactions(net, border):
