@@ -69,16 +69,20 @@ class NodeInfo:
 #: outgoing connections, Windows and macOS 49152-65535), so that no client connection's source port
 #: takes a port between the moment it is chosen and the moment its node binds it
 PORT_RANGE = (20_000, 32_000)
-#: each process takes its ports from its own stretch of the range (test workers run side by side)
+#: each process takes its ports from its own stretch of the range: test workers from the first
+#: half, one each, and any other process (a devnet, a benchmark) from the second, by its pid
 PORT_STRETCHES = 24
-_port_turn = itertools.count()
+#: where this process's next port is, counted from its stretch's start (processes that share a
+#: stretch start apart)
+_port_turn = itertools.count(os.getpid() * 7)
 
 
 def _port_stretch() -> range:
+    half = PORT_STRETCHES // 2
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ...
-    slot = int(worker[2:]) if worker[2:].isdigit() else os.getpid()
+    slot = int(worker[2:]) % half if worker[2:].isdigit() else half + os.getpid() % half
     size = (PORT_RANGE[1] - PORT_RANGE[0]) // PORT_STRETCHES
-    start = PORT_RANGE[0] + (slot % PORT_STRETCHES) * size
+    start = PORT_RANGE[0] + slot * size
     return range(start, start + size)
 
 

@@ -75,6 +75,11 @@ def test_free_ports_are_below_the_ephemeral_range_and_each_test_worker_has_its_o
         assert len(set(ports)) == 40 and max(ports) < ephemeral_low
         taken[worker] = set(ports)
     assert not taken["gw0"] & taken["gw1"]
+    # a devnet or benchmark process never takes a test worker's ports
+    monkeypatch.delenv("PYTEST_XDIST_WORKER")
+    outside = devnet._port_stretch()
+    workers = range(devnet.PORT_RANGE[0], devnet.PORT_RANGE[0] + len(outside) * devnet.PORT_STRETCHES // 2)
+    assert outside.start >= workers.stop and set(devnet.free_ports(5)) <= set(outside)
     # a port someone holds is passed over
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     stretch = devnet._port_stretch()
