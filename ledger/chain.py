@@ -23,7 +23,6 @@ from ledger.block import (
     is_stub,
     stub_parts,
     tx_leaf,
-    tx_root,
 )
 from ledger.errors import (
     ChainError,
@@ -33,7 +32,7 @@ from ledger.errors import (
     InvalidBlock,
     RejectedTransaction,
 )
-from ledger.merkle import MerkleLog, leaf_hash
+from ledger.merkle import MerkleLog, leaf_hash, root_of
 from ledger.rules.validators import validator_set_at
 from ledger.state.machine import BlockExecution, StateChanges
 from ledger.state.records import ChainInfo
@@ -153,8 +152,9 @@ def build_block(
         size += len(tx.raw)
     changes = execution.finish()
     log = MerkleLog(view.get_log_node, tip.log_size)
-    for tx in included:
-        log.append(leaf_hash(tx.raw))
+    leaves = [leaf_hash(tx.raw) for tx in included]  # the block's transaction root and the log's
+    for leaf in leaves:
+        log.append(leaf)
     raws = tuple(tx.raw for tx in included)
     header = Header(
         version=changes.version,
@@ -162,7 +162,7 @@ def build_block(
         height=height,
         time=time,
         prev_hash=tip.hash,
-        tx_root=tx_root(raws),
+        tx_root=root_of(leaves),
         tx_count=len(raws),
         state_root=changes.state_root,
         results_hash=changes.results_hash,
@@ -236,7 +236,8 @@ def execute_block(
         raise _fail("tx-count", "header counts a different number of transactions", height, len(block.txs), h.tx_count)
     if len(block.txs) > params.max_block_txs or sum(map(len, block.txs)) > params.max_block_bytes:
         raise _fail("block-size", "block exceeds the size limits", height, obj="block")
-    root = tx_root(block.txs)
+    leaves = [tx_leaf(raw) for raw in block.txs]  # the block's transaction root and the log's
+    root = root_of(leaves)
     if h.tx_root != root:
         raise _fail("tx-root", "transaction root does not match the transactions", height, root, h.tx_root)
     # Rule: only whole transactions execute; a stored block's stubs of erased ones stand for
@@ -279,8 +280,8 @@ def execute_block(
     changes = execution.finish()
     # Rule: every root in the header is what re-execution gives.
     log = MerkleLog(view.get_log_node, tip.log_size)
-    for raw in block.txs:
-        log.append(tx_leaf(raw))
+    for leaf in leaves:
+        log.append(leaf)
     checks = (
         ("log-size", tip.log_size + len(block.txs), h.log_size),
         ("log-root", log.root(), h.log_root),
