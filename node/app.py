@@ -392,6 +392,10 @@ class NodeApp:
         finally:
             release.set()
 
+    def signature_workers(self) -> int:
+        """Worker processes checking the signatures of blocks' unadmitted transactions now."""
+        return self._sigcheck.running()
+
     def close(self) -> None:
         """Finish pending acceptance writes (the store closes after this)."""
         self._checker.shutdown(wait=True, cancel_futures=True)

@@ -300,6 +300,12 @@ class SigChecker:
         if not keep:
             pool.close()
 
+    def running(self) -> int:
+        """How many worker processes take batches now (0 while they start, and after one died
+        until the next large batch starts new ones)."""
+        pool = self._pool
+        return 0 if pool is None or pool.broken else len(pool.procs)
+
     def ahead(self, chain_id: str, raws: Sequence[bytes],
               already: Callable[[bytes], Transaction | None] | None = None) -> Ahead:
         """Start checking the signatures of ``raws`` not in ``already`` (the mempool's, which

@@ -8,7 +8,7 @@ One registry per node (tests run several nodes in one process). What it holds:
   each consensus round lasted at this node, sampled every :data:`SAMPLE_S`, so to about 25 ms),
   ``custos_consensus_rounds_per_height`` (rounds a height needed: 1 when the first proposal won);
 * gauges read when scraped: height, connected peers, mempool, last block time, seconds since
-  the last block, uptime;
+  the last block, signature workers running, uptime;
 * the counters and gauges the node, the consensus driver and the peer network keep in their
   own dictionaries, each exported under a stable name with its help text.
 
@@ -116,6 +116,9 @@ class NodeMetrics:
               registry=r).set_function(lambda: store.tip.time / 1000)
         Gauge("custos_last_block_age_seconds", "Wall-clock time since the last committed block's time.",
               registry=r).set_function(lambda: max(0.0, time.time() - store.tip.time / 1000))
+        Gauge("custos_signature_workers", "Signature worker processes taking blocks' unadmitted transactions "
+              "(0: checked in the node's own process; they start with the first large block).",
+              registry=r).set_function(lambda: app.signature_workers())
         Gauge("custos_uptime_seconds", "Seconds since this node started.", registry=r).set_function(
             lambda: self.clock() - self.started)
         r.register(_Dictionaries(self))

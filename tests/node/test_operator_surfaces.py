@@ -36,6 +36,10 @@ def net(tmp_path_factory):
     net = Net(tmp_path_factory.mktemp("ops"), validators=4, heartbeat_ms=300,
               extra_consensus={"timeout_propose_ms": 800, "rebroadcast_ms": 300})
     net.start()
+    # ready once a block newer than the readiness bound commits (the genesis may be older): every
+    # test starts from there, whichever of them runs first
+    for node in net.nodes.values():
+        net.wait_until(f"{node.name} ready", lambda n=node: fetch(n.url + "/readyz")[0] == 200, timeout_s=30)
     yield net
     for proc in net.procs.values():  # a test that failed half-way may leave one paused
         os.kill(proc.pid, signal.SIGCONT)

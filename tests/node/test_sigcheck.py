@@ -17,8 +17,11 @@ from ledger.errors import InvalidBlock
 from ledger.tx.envelope import decode_tx
 from node import sigcheck
 from node.app import NodeApp
+from node.client.http import NodeClient, ProblemError
 from node.sigcheck import SigChecker
 from tests.ledger.chainkit import Chain
+from tests.node.faultkit import metric
+from tests.node.netkit import Net, adult_traveller, run
 
 
 @pytest.fixture
@@ -197,3 +200,60 @@ def test_a_node_validates_a_block_of_unadmitted_transactions_through_its_workers
         assert app.metrics.counters["signature_jobs"] == 2
     finally:
         app.close()
+
+
+def test_a_running_observer_checks_blocks_it_never_admitted_through_its_signature_workers(tmp_path):
+    """Through real processes: the observer peers with val-1 only, and the crossings go to val-0,
+    which hands them to its peers but no further, so they reach the observer in blocks alone.
+    The first large block starts its worker in the background; once it runs, the next large
+    block's signatures go to it, and the observer's state is the validators'."""
+    net = Net(tmp_path / "net", validators=2, observers=1, heartbeat_ms=300,
+              node_consensus={"obs-0": {"signature_workers": 1}})
+    apart = {"obs-0": net.nodes["val-0"].key, "val-0": net.nodes["obs-0"].key}
+    for name, key in apart.items():
+        config = net.dir / name / "node.toml"
+        config.write_text("\n".join(line for line in config.read_text().splitlines() if key not in line) + "\n")
+    net.start()
+    try:
+        traveller = adult_traveller(net, "P-SIG")
+
+        async def submit(raws: list[bytes]) -> None:
+            async with NodeClient([net.url("val-0")]) as c:
+                for i in range(0, len(raws), 100):
+                    assert {r["status"] for r in await c.submit_batch(raws[i:i + 100])} == {"accepted"}
+
+        def committed_on_observer(tx_id: bytes) -> bool:
+            async def ask() -> bool:
+                async with NodeClient([net.url("obs-0")]) as c:
+                    try:
+                        return (await c.tx(tx_id))["status"] == "committed"
+                    except ProblemError:
+                        return False
+            return run(ask())
+
+        def burst() -> None:
+            txs = [traveller.crossing(net.txs) for _ in range(400)]
+            run(submit([tx.raw for tx in txs]))
+            net.wait_until("the observer to commit the crossings",
+                           lambda: all(committed_on_observer(tx.id) for tx in txs[-1:]), timeout_s=60)
+
+        async def setup() -> None:
+            async with NodeClient([net.url("val-0")]) as c:
+                for tx in traveller.setup:
+                    assert (await c.submit(tx.raw, wait=True))["status"] == "committed"
+
+        run(setup())
+        net.wait_until("the observer to follow the setup", lambda: committed_on_observer(traveller.setup[-1].id))
+        assert metric(net, "obs-0", "custos_signature_workers") == 0  # not before a large block
+        burst()
+        net.wait_until("the observer's signature worker to start",
+                       lambda: metric(net, "obs-0", "custos_signature_workers") == 1, timeout_s=30)
+        before = metric(net, "obs-0", "custos_signature_jobs_total") or 0
+        burst()
+        assert (metric(net, "obs-0", "custos_signature_jobs_total") or 0) > before
+        height = net.height("val-0")
+        net.wait_height(height, "obs-0")
+        for name in ("val-0", "val-1", "obs-0"):
+            assert net.get(name, f"/v1/blocks/{height}")["hash"] == net.get("val-0", f"/v1/blocks/{height}")["hash"]
+    finally:
+        net.stop()
