@@ -63,7 +63,6 @@ class Supervised:
             return self.proc.wait()
 
 
-
 def test_free_ports_are_below_the_ephemeral_range_and_each_test_worker_has_its_own(monkeypatch):
     """A client connection's source port never takes a node's port before the node binds it, and
     two test workers creating devnets side by side never hand out the same port."""
@@ -88,6 +87,7 @@ def test_free_ports_are_below_the_ephemeral_range_and_each_test_worker_has_its_o
         held.bind(("127.0.0.1", nxt + 1 if nxt + 1 in stretch else stretch.start))
         held_port = held.getsockname()[1]
         assert held_port not in devnet.free_ports(5)
+
 
 def status(directory) -> dict:
     proc = cli("devnet", "status", "--dir", str(directory), "--json", check=True)
