@@ -217,10 +217,9 @@ def test_a_running_observer_checks_blocks_it_never_admitted_through_its_signatur
     try:
         traveller = adult_traveller(net, "P-SIG")
 
-        async def submit(raws: list[bytes]) -> None:
+        async def submit(raws: list[bytes]) -> None:  # in one batch: in the mempool together, in one block
             async with NodeClient([net.url("val-0")]) as c:
-                for i in range(0, len(raws), 100):
-                    assert {r["status"] for r in await c.submit_batch(raws[i:i + 100])} == {"accepted"}
+                assert {r["status"] for r in await c.submit_batch(raws)} == {"accepted"}
 
         def committed_on_observer(tx_id: bytes) -> bool:
             async def ask() -> bool:
