@@ -61,8 +61,8 @@ from node.sync import MAX_RESPONSE_BYTES, Item, Status, decode_sync, encode_sync
 
 log = logging.getLogger("custos.consensus")
 
-#: peers' transaction batches checked at once (each up to MAX_TX_BATCH transactions)
-MAX_GOSSIP_CHECKS = 64
+#: peers' gossiped transactions waiting to be checked, at most (64 full batches)
+MAX_GOSSIP_QUEUED = 64 * MAX_TX_BATCH
 
 
 class Network(Protocol):
@@ -204,11 +204,12 @@ class ConsensusDriver:
         self.ledger = NodeLedger(app)
         self.replica = Replica(engine, self.ledger, ReplicaConfig(
             heartbeat_ms=config.heartbeat_ms, block_interval_ms=config.block_interval_ms,
-            rebroadcast_ms=config.rebroadcast_ms))
+            rebroadcast_ms=config.rebroadcast_ms, tx_gossip_ms=config.tx_gossip_ms))
         self.engine = engine
         self._timers: set[asyncio.TimerHandle] = set()
         self._storing: asyncio.Task | None = None  # the decided block on its way to disk
-        self._gossip: set[asyncio.Task] = set()  # peers' transaction batches being checked
+        self._gossip_queue: list[bytes] = []  # peers' transactions waiting to be checked
+        self._gossip_check: asyncio.Task | None = None  # checks them, all that wait at a time
         self._stopped = False
         #: fails if the node can no longer work (it cannot store blocks); the node then stops
         self.fatal: asyncio.Future | None = None
@@ -229,8 +230,8 @@ class ConsensusDriver:
         for t in self._timers:
             t.cancel()
         self._timers.clear()
-        for task in list(self._gossip):
-            task.cancel()
+        if self._gossip_check is not None:
+            self._gossip_check.cancel()
         self.wal.close()
 
     def forget_decided_inputs(self) -> bool:
@@ -348,22 +349,29 @@ class ConsensusDriver:
 
     def _on_transactions(self, payload: bytes) -> None:
         """A peer's gossip: checked off the event loop (signatures are most of a transaction's
-        admission cost), so consensus messages are not kept waiting behind it. Batches beyond
-        :data:`MAX_GOSSIP_CHECKS` in flight are dropped: gossip only warms the mempool, and a
-        proposal carrying those transactions has them checked when it is validated."""
+        admission cost), so consensus messages are not kept waiting behind it. Batches that come
+        while others are being checked wait, and are then checked together (one hand-off to the
+        checking thread for all of them, however many peers sent them). Beyond
+        :data:`MAX_GOSSIP_QUEUED` transactions waiting, a batch is dropped: gossip only warms the
+        mempool, and a proposal carrying those transactions has them checked when it is validated."""
         raws = decode_tx_batch(payload, max_items=MAX_TX_BATCH)
-        if len(self._gossip) >= MAX_GOSSIP_CHECKS:
+        if len(self._gossip_queue) + len(raws) > MAX_GOSSIP_QUEUED:
             self.app.metrics.inc("tx_gossip_dropped")
             return
-        task = asyncio.get_running_loop().create_task(self._admit_gossip(raws), name="gossip-check")
-        self._gossip.add(task)
-        task.add_done_callback(self._gossip.discard)
+        self._gossip_queue.extend(raws)
+        if self._gossip_check is None:
+            self._gossip_check = asyncio.get_running_loop().create_task(self._admit_gossip(), name="gossip-check")
 
-    async def _admit_gossip(self, raws: list[bytes]) -> None:
-        outcomes = await self.app.submit_many(raws, from_peer=True)
-        # refusals (committed meanwhile, or refused here already) are never relayed further
-        if any(isinstance(o, Submitted) and o.status == "accepted" for o in outcomes):
-            self.feed(TxAdmitted(None))
+    async def _admit_gossip(self) -> None:
+        try:
+            while self._gossip_queue:
+                raws, self._gossip_queue = self._gossip_queue, []
+                outcomes = await self.app.submit_many(raws, from_peer=True)
+                # refusals (committed meanwhile, or refused here already) are never relayed further
+                if any(isinstance(o, Submitted) and o.status == "accepted" for o in outcomes):
+                    self.feed(TxAdmitted(None))
+        finally:
+            self._gossip_check = None
 
     def _on_evidence(self, peer: bytes, payload: bytes) -> None:
         msg = decode_message(payload)

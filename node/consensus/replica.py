@@ -22,8 +22,9 @@ It owns five decisions that used to live in the asyncio driver:
   (rounds going by there do not count as progress); a peer that sends nothing within
   ``SYNC_REQUEST_TIMEOUT_MS`` (gone, or too slow) is asked again only after every other peer
   ahead has been; it serves its own blocks to others;
-* **gossip and evidence**: client transactions are batched for broadcast; evidence of a double
-  vote is checked, kept for the next proposals and relayed once.
+* **gossip and evidence**: client transactions are gathered for ``tx_gossip_ms`` (or until
+  :data:`MAX_TX_BATCH` are waiting) and broadcast in one batch; evidence of a double vote is
+  checked, kept for the next proposals and relayed once.
 """
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ class ReplicaConfig:
     heartbeat_ms: int = 5_000
     block_interval_ms: int = 200
     rebroadcast_ms: int = 1_000
+    #: client transactions wait this long to go to the peers together: a peer pays for each batch
+    #: (decrypting, decoding, a hand-off to its signature-checking thread) besides each transaction
+    tx_gossip_ms: int = 25
 
 
 # --------------------------------------------------------------------------- events
@@ -409,6 +413,7 @@ class Replica:
             self._tick()
             self._out.append(SetTimer(Tick(), self.config.rebroadcast_ms))
         elif isinstance(timer, FlushTxs):
+            self._flush_armed = False
             self._flush_txs()
 
     def _on_consensus(self, peer: bytes, msg: Proposal | Vote) -> None:
@@ -429,14 +434,15 @@ class Replica:
     def _on_tx(self, raw: bytes | None) -> None:
         if raw is not None:
             self._tx_batch.append(raw)
-            if not self._flush_armed:
+            if len(self._tx_batch) >= MAX_TX_BATCH:
+                self._flush_txs()  # a full batch goes at once (the armed timer sends what follows)
+            elif not self._flush_armed:
                 self._flush_armed = True
-                self._out.append(SetTimer(FlushTxs(), 0))
+                self._out.append(SetTimer(FlushTxs(), self.config.tx_gossip_ms))
         if not self.running and self.storing is None:
             self._arm_pace(self._now + self.config.block_interval_ms)
 
     def _flush_txs(self) -> None:
-        self._flush_armed = False
         batch, self._tx_batch = self._tx_batch, []
         # straight to every peer (validators keep a full mesh): relaying by gossip would make each
         # node receive, decrypt and hash every batch once per neighbour

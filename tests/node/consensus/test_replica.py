@@ -17,8 +17,10 @@ from node.consensus.messages import sign_proposal
 from node.consensus.privval import MemoryPrivValidator
 from node.consensus.recorder import RecordedEngine
 from node.consensus.replica import (
+    MAX_TX_BATCH,
     Broadcast,
     EvidenceReceived,
+    FlushTxs,
     Pace,
     Received,
     Relay,
@@ -34,6 +36,7 @@ from node.consensus.replica import (
     Tick,
     TimerFired,
     TxAdmitted,
+    TxBatch,
 )
 from node.consensus.simscenario import CHAIN_ID, ToyApp
 from node.consensus.wal import ConsensusWal, MemoryStorage
@@ -42,7 +45,7 @@ from node.sync import Blocks, Get, Item, Status
 KEY = SigningKey(hashlib.sha256(b"replica-test").digest())
 OTHER = SigningKey(hashlib.sha256(b"replica-test-other").digest())
 PEER = b"\x07" * 32
-CONFIG = ReplicaConfig(heartbeat_ms=5_000, block_interval_ms=200, rebroadcast_ms=1_000)
+CONFIG = ReplicaConfig(heartbeat_ms=5_000, block_interval_ms=200, rebroadcast_ms=1_000, tx_gossip_ms=25)
 
 
 class FakeLedger:
@@ -130,6 +133,38 @@ def test_an_idle_chain_makes_a_block_only_when_the_heartbeat_is_due():
     assert [e.delay_ms for e in sooner] == [CONFIG.block_interval_ms]
     assert [s.decision.height for s in of(r.handle(2_200, TimerFired(sooner[0].timer)), StoreBlock)] == [2]
     assert not r.handle(6_000, TimerFired(pace.timer))  # superseded: the height is not started twice
+
+
+def _gossiped(effects) -> list[tuple[bytes, ...]]:
+    return [e.message.raws for e in of(effects, Broadcast) if isinstance(e.message, TxBatch)]
+
+
+def test_client_transactions_go_to_the_peers_together_after_the_gossip_delay():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    first = r.handle(100, TxAdmitted(b"tx-1"))
+    (flush,) = [e for e in of(first, SetTimer) if isinstance(e.timer, FlushTxs)]
+    assert flush.delay_ms == CONFIG.tx_gossip_ms and not _gossiped(first)
+    # more arrive meanwhile (and a peer's, which is not relayed): no second timer, nothing sent yet
+    for now, raw in ((105, b"tx-2"), (110, None), (120, b"tx-3")):
+        later = r.handle(now, TxAdmitted(raw))
+        assert not _gossiped(later) and not [e for e in of(later, SetTimer) if isinstance(e.timer, FlushTxs)]
+    assert _gossiped(r.handle(125, TimerFired(flush.timer))) == [(b"tx-1", b"tx-2", b"tx-3")]
+    # the next transaction starts the next gathering
+    again = r.handle(130, TxAdmitted(b"tx-4"))
+    assert [e.delay_ms for e in of(again, SetTimer) if isinstance(e.timer, FlushTxs)] == [CONFIG.tx_gossip_ms]
+
+
+def test_a_full_batch_of_client_transactions_goes_to_the_peers_at_once():
+    ledger = FakeLedger()
+    r = replica(ledger)
+    store(r, ledger, r.handle(0, Start()), now=10)
+    sent = []
+    for i in range(MAX_TX_BATCH + 1):
+        sent += _gossiped(r.handle(100, TxAdmitted(b"tx-%d" % i)))
+    assert [len(batch) for batch in sent] == [MAX_TX_BATCH]  # without waiting for the timer
+    assert _gossiped(r.handle(125, TimerFired(FlushTxs()))) == [(b"tx-%d" % MAX_TX_BATCH,)]
 
 
 def test_a_node_behind_asks_the_highest_peer_and_waits_before_asking_again():
