@@ -93,6 +93,7 @@ class NodeApp:
         self._to_persist: dict[int, bytes] = {}
         self._flush_future: asyncio.Future | None = None
         self._last_write: asyncio.Future | None = None
+        self._closed = False
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-accept")
         self._sigcheck = SigChecker(signature_workers, count=self.metrics.inc)
         self._checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="custos-check")
@@ -188,14 +189,17 @@ class NodeApp:
     async def durable(self) -> None:
         """Return once every transaction accepted so far is on disk.
 
-        Group commit: all submissions that arrive in one loop iteration share one synchronous
-        write, made by a dedicated writer thread so the event loop keeps serving while the
-        disk syncs. Writes happen in order, so awaiting the latest covers all earlier ones.
+        Group commit: one synchronous write at a time, made by a dedicated writer thread so the
+        event loop keeps serving while the disk syncs; submissions accepted while a write is on
+        its way all share the next one, which starts when it ends. Writes happen in order, so
+        awaiting the latest covers all earlier ones.
         """
         loop = asyncio.get_running_loop()
         if self._to_persist and self._flush_future is None:
             self._flush_future = loop.create_future()
-            loop.call_soon(self._flush)
+            if self._last_write is None or self._last_write.done():
+                loop.call_soon(self._flush)
+            # else the write on its way starts this one when it ends
         latest = self._flush_future or self._last_write
         if latest is not None:
             await asyncio.shield(latest)
@@ -203,18 +207,23 @@ class NodeApp:
     def _flush(self) -> None:
         batch, self._to_persist = self._to_persist, {}
         future, self._flush_future = self._flush_future, None
+        if not batch:  # every one of them committed or dropped meanwhile: nothing to keep
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
         written = asyncio.wrap_future(self._writer.submit(self.store.accept, batch))
         self._last_write = written
 
         def done(f: asyncio.Future) -> None:
-            if future is None or future.done():
-                return
-            exc = f.exception()
-            if exc is not None:  # the caller must not acknowledge what is not on disk
-                log.error("could not persist accepted transactions: %s", exc)
-                future.set_exception(exc)
-            else:
-                future.set_result(None)
+            if future is not None and not future.done():
+                exc = f.exception()
+                if exc is not None:  # the caller must not acknowledge what is not on disk
+                    log.error("could not persist accepted transactions: %s", exc)
+                    future.set_exception(exc)
+                else:
+                    future.set_result(None)
+            if self._flush_future is not None and not self._closed:
+                self._flush()  # what was accepted meanwhile
 
         written.add_done_callback(done)
 
@@ -398,7 +407,11 @@ class NodeApp:
 
     def close(self) -> None:
         """Finish pending acceptance writes (the store closes after this)."""
+        self._closed = True
         self._checker.shutdown(wait=True, cancel_futures=True)
+        if self._to_persist:  # accepted while the last write was on its way
+            batch, self._to_persist = self._to_persist, {}
+            self._writer.submit(self.store.accept, batch)
         self._writer.shutdown(wait=True)
         self._sigcheck.close()
 
