@@ -4,10 +4,12 @@
 The send schedule is fixed before the run (transaction i is due at t0 + i / rate), and every
 crossing carries its scheduled send time as its event time, so latency is measured from when a
 transaction *should* have left, not from when a lagging generator got round to it (no
-coordinated omission). Transactions go out in small batches every ``--tick-ms``, spread over
-the nodes. A watcher follows committed blocks on one node (the block feed, which a node serves
-only to integrity readers: it signs with a council key of the devnet) and records, per
-transaction, the time its block became visible there.
+coordinated omission). A transaction goes out when it falls due, in one request with any
+others due by then (one or two at a thousand a second, as from many terminals each sending its
+own crossings), the requests taking the nodes in turn; the generator sleeps at most
+``--tick-ms`` between sends. A watcher follows committed blocks on one node (the block feed,
+which a node serves only to integrity readers: it signs with a council key of the devnet) and
+records, per transaction, the time its block became visible there.
 
 Reports committed transactions per second over the measured window and submit-to-commit
 latency percentiles, as JSON::
@@ -273,7 +275,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=200, help="offered crossings per second")
     ap.add_argument("--duration", type=int, default=20, help="seconds of load")
     ap.add_argument("--identities", type=int, default=200)
-    ap.add_argument("--tick-ms", type=int, default=20)
+    ap.add_argument("--tick-ms", type=int, default=20, help="the longest sleep between sends")
     ap.add_argument("--drain-s", type=float, default=20.0, help="how long to wait for stragglers")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
