@@ -22,9 +22,10 @@ It owns five decisions that used to live in the asyncio driver:
   (rounds going by there do not count as progress); a peer that sends nothing within
   ``SYNC_REQUEST_TIMEOUT_MS`` (gone, or too slow) is asked again only after every other peer
   ahead has been; it serves its own blocks to others;
-* **gossip and evidence**: client transactions are gathered for ``tx_gossip_ms`` (or until
-  :data:`MAX_TX_BATCH` are waiting) and broadcast in one batch; evidence of a double vote is
-  checked, kept for the next proposals and relayed once.
+* **gossip and evidence**: client transactions are broadcast in batches, at most one per
+  ``tx_gossip_ms`` (the first after a quiet spell at once, the rest gathered until the time is
+  up or :data:`MAX_TX_BATCH` are waiting); evidence of a double vote is checked, kept for the
+  next proposals and relayed once.
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ class ReplicaConfig:
     heartbeat_ms: int = 5_000
     block_interval_ms: int = 200
     rebroadcast_ms: int = 1_000
-    #: client transactions wait this long to go to the peers together: a peer pays for each batch
-    #: (decrypting, decoding, a hand-off to its signature-checking thread) besides each transaction
+    #: client transactions go to the peers in one batch per this long at most: a peer pays for
+    #: each batch (decrypting, decoding, a hand-off to its signature-checking thread) besides
+    #: each transaction
     tx_gossip_ms: int = 25
 
 
@@ -282,6 +284,7 @@ class Replica:
         self._pace_at: int | None = None
         self._tx_batch: list[bytes] = []
         self._flush_armed = False
+        self._last_flush_ms: int | None = None  # when gathered transactions last went out
         self._out: list[Effect] = []
         self._now = 0
 
@@ -434,16 +437,23 @@ class Replica:
     def _on_tx(self, raw: bytes | None) -> None:
         if raw is not None:
             self._tx_batch.append(raw)
-            if len(self._tx_batch) >= MAX_TX_BATCH:
-                self._flush_txs()  # a full batch goes at once (the armed timer sends what follows)
+            last = self._last_flush_ms
+            wait = 0 if last is None else last + self.config.tx_gossip_ms - self._now
+            if len(self._tx_batch) >= MAX_TX_BATCH or (wait <= 0 and not self._flush_armed):
+                # a full batch, or the first transaction after a quiet spell: at once (a quiet
+                # node adds no delay; a busy one sends a batch per tx_gossip_ms at most)
+                self._flush_txs()
             elif not self._flush_armed:
                 self._flush_armed = True
-                self._out.append(SetTimer(FlushTxs(), self.config.tx_gossip_ms))
+                self._out.append(SetTimer(FlushTxs(), wait))
         if not self.running and self.storing is None:
             self._arm_pace(self._now + self.config.block_interval_ms)
 
     def _flush_txs(self) -> None:
         batch, self._tx_batch = self._tx_batch, []
+        if not batch:
+            return
+        self._last_flush_ms = self._now
         # straight to every peer (validators keep a full mesh): relaying by gossip would make each
         # node receive, decrypt and hash every batch once per neighbour
         for i in range(0, len(batch), MAX_TX_BATCH):

@@ -139,30 +139,41 @@ def _gossiped(effects) -> list[tuple[bytes, ...]]:
     return [e.message.raws for e in of(effects, Broadcast) if isinstance(e.message, TxBatch)]
 
 
-def test_client_transactions_go_to_the_peers_together_after_the_gossip_delay():
+def _flush_timers(effects) -> list[SetTimer]:
+    return [e for e in of(effects, SetTimer) if isinstance(e.timer, FlushTxs)]
+
+
+def test_client_transactions_go_to_the_peers_at_most_one_batch_per_gossip_interval():
     ledger = FakeLedger()
     r = replica(ledger)
     store(r, ledger, r.handle(0, Start()), now=10)
+    # the first after a quiet spell goes at once: a quiet node adds no delay
     first = r.handle(100, TxAdmitted(b"tx-1"))
-    (flush,) = [e for e in of(first, SetTimer) if isinstance(e.timer, FlushTxs)]
-    assert flush.delay_ms == CONFIG.tx_gossip_ms and not _gossiped(first)
-    # more arrive meanwhile (and a peer's, which is not relayed): no second timer, nothing sent yet
-    for now, raw in ((105, b"tx-2"), (110, None), (120, b"tx-3")):
+    assert _gossiped(first) == [(b"tx-1",)] and not _flush_timers(first)
+    # those that follow within the interval wait for its end (a peer's are not relayed at all)
+    second = r.handle(105, TxAdmitted(b"tx-2"))
+    (flush,) = _flush_timers(second)
+    assert flush.delay_ms == 100 + CONFIG.tx_gossip_ms - 105 and not _gossiped(second)
+    for now, raw in ((110, None), (120, b"tx-3")):
         later = r.handle(now, TxAdmitted(raw))
-        assert not _gossiped(later) and not [e for e in of(later, SetTimer) if isinstance(e.timer, FlushTxs)]
-    assert _gossiped(r.handle(125, TimerFired(flush.timer))) == [(b"tx-1", b"tx-2", b"tx-3")]
-    # the next transaction starts the next gathering
-    again = r.handle(130, TxAdmitted(b"tx-4"))
-    assert [e.delay_ms for e in of(again, SetTimer) if isinstance(e.timer, FlushTxs)] == [CONFIG.tx_gossip_ms]
+        assert not _gossiped(later) and not _flush_timers(later)
+    assert _gossiped(r.handle(125, TimerFired(flush.timer))) == [(b"tx-2", b"tx-3")]
+    # still busy: the next one waits for the interval after that batch
+    busy = r.handle(130, TxAdmitted(b"tx-4"))
+    assert [e.delay_ms for e in _flush_timers(busy)] == [125 + CONFIG.tx_gossip_ms - 130] and not _gossiped(busy)
+    assert _gossiped(r.handle(150, TimerFired(FlushTxs()))) == [(b"tx-4",)]
+    # quiet again for an interval: at once
+    assert _gossiped(r.handle(400, TxAdmitted(b"tx-5"))) == [(b"tx-5",)]
 
 
 def test_a_full_batch_of_client_transactions_goes_to_the_peers_at_once():
     ledger = FakeLedger()
     r = replica(ledger)
     store(r, ledger, r.handle(0, Start()), now=10)
+    assert _gossiped(r.handle(100, TxAdmitted(b"first"))) == [(b"first",)]
     sent = []
     for i in range(MAX_TX_BATCH + 1):
-        sent += _gossiped(r.handle(100, TxAdmitted(b"tx-%d" % i)))
+        sent += _gossiped(r.handle(101, TxAdmitted(b"tx-%d" % i)))
     assert [len(batch) for batch in sent] == [MAX_TX_BATCH]  # without waiting for the timer
     assert _gossiped(r.handle(125, TimerFired(FlushTxs()))) == [(b"tx-%d" % MAX_TX_BATCH,)]
 
