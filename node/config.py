@@ -111,8 +111,8 @@ class ConsensusSection(_Strict):
     max_clock_drift_ms: int = Field(default=10_000, ge=100)
     #: re-send own messages of the current height this often (liveness under message loss)
     rebroadcast_ms: int = Field(default=1_000, ge=50)
-    #: send this node's client transactions to the peers in one batch per this long at most (the
-    #: first after a quiet spell at once, those that follow gathered until the time is up)
+    #: send this node's client transactions to the peers in one batch per this long at most (after
+    #: a quiet spell without waiting, otherwise gathered until the time is up); 0: every turn
     tx_gossip_ms: int = Field(default=25, ge=0, le=1_000)
     #: processes checking the signatures of block transactions this node's mempool did not admit
     #: (node/sigcheck.py); absent: one fewer than the cores; 0: checked in the node's own process

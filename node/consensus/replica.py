@@ -23,7 +23,7 @@ It owns five decisions that used to live in the asyncio driver:
   ``SYNC_REQUEST_TIMEOUT_MS`` (gone, or too slow) is asked again only after every other peer
   ahead has been; it serves its own blocks to others;
 * **gossip and evidence**: client transactions are broadcast in batches, at most one per
-  ``tx_gossip_ms`` (the first after a quiet spell at once, the rest gathered until the time is
+  ``tx_gossip_ms`` (after a quiet spell without waiting, otherwise gathered until the time is
   up or :data:`MAX_TX_BATCH` are waiting); evidence of a double vote is checked, kept for the
   next proposals and relayed once.
 """
@@ -437,13 +437,14 @@ class Replica:
     def _on_tx(self, raw: bytes | None) -> None:
         if raw is not None:
             self._tx_batch.append(raw)
-            last = self._last_flush_ms
-            wait = 0 if last is None else last + self.config.tx_gossip_ms - self._now
-            if len(self._tx_batch) >= MAX_TX_BATCH or (wait <= 0 and not self._flush_armed):
-                # a full batch, or the first transaction after a quiet spell: at once (a quiet
-                # node adds no delay; a busy one sends a batch per tx_gossip_ms at most)
-                self._flush_txs()
+            if len(self._tx_batch) >= MAX_TX_BATCH:
+                self._flush_txs()  # a full batch goes at once (the armed timer sends what follows)
             elif not self._flush_armed:
+                # after a quiet spell at the end of this turn of the event loop (with the rest of
+                # its client's request), else when tx_gossip_ms have passed since the last batch
+                # (bounded: a clock stepped back does not hold gossip up)
+                last, interval = self._last_flush_ms, self.config.tx_gossip_ms
+                wait = 0 if last is None else min(max(0, last + interval - self._now), interval)
                 self._flush_armed = True
                 self._out.append(SetTimer(FlushTxs(), wait))
         if not self.running and self.storing is None:

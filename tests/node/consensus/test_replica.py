@@ -147,30 +147,32 @@ def test_client_transactions_go_to_the_peers_at_most_one_batch_per_gossip_interv
     ledger = FakeLedger()
     r = replica(ledger)
     store(r, ledger, r.handle(0, Start()), now=10)
-    # the first after a quiet spell goes at once: a quiet node adds no delay
+    # after a quiet spell, without waiting: at the end of this turn of the event loop, so that
+    # the rest of the client's request goes in the same batch
     first = r.handle(100, TxAdmitted(b"tx-1"))
-    assert _gossiped(first) == [(b"tx-1",)] and not _flush_timers(first)
+    (flush,) = _flush_timers(first)
+    assert flush.delay_ms == 0 and not _gossiped(first)
+    assert not _flush_timers(r.handle(100, TxAdmitted(b"tx-2")))
+    assert _gossiped(r.handle(100, TimerFired(flush.timer))) == [(b"tx-1", b"tx-2")]
     # those that follow within the interval wait for its end (a peer's are not relayed at all)
-    second = r.handle(105, TxAdmitted(b"tx-2"))
+    second = r.handle(105, TxAdmitted(b"tx-3"))
     (flush,) = _flush_timers(second)
     assert flush.delay_ms == 100 + CONFIG.tx_gossip_ms - 105 and not _gossiped(second)
-    for now, raw in ((110, None), (120, b"tx-3")):
+    for now, raw in ((110, None), (120, b"tx-4")):
         later = r.handle(now, TxAdmitted(raw))
         assert not _gossiped(later) and not _flush_timers(later)
-    assert _gossiped(r.handle(125, TimerFired(flush.timer))) == [(b"tx-2", b"tx-3")]
-    # still busy: the next one waits for the interval after that batch
-    busy = r.handle(130, TxAdmitted(b"tx-4"))
-    assert [e.delay_ms for e in _flush_timers(busy)] == [125 + CONFIG.tx_gossip_ms - 130] and not _gossiped(busy)
-    assert _gossiped(r.handle(150, TimerFired(FlushTxs()))) == [(b"tx-4",)]
-    # quiet again for an interval: at once
-    assert _gossiped(r.handle(400, TxAdmitted(b"tx-5"))) == [(b"tx-5",)]
+    assert _gossiped(r.handle(125, TimerFired(flush.timer))) == [(b"tx-3", b"tx-4")]
+    # quiet again for an interval: without waiting
+    assert [e.delay_ms for e in _flush_timers(r.handle(400, TxAdmitted(b"tx-5")))] == [0]
+    # a clock stepped back holds gossip up for one interval at most
+    assert _gossiped(r.handle(401, TimerFired(FlushTxs()))) == [(b"tx-5",)]
+    assert [e.delay_ms for e in _flush_timers(r.handle(50, TxAdmitted(b"tx-6")))] == [CONFIG.tx_gossip_ms]
 
 
 def test_a_full_batch_of_client_transactions_goes_to_the_peers_at_once():
     ledger = FakeLedger()
     r = replica(ledger)
     store(r, ledger, r.handle(0, Start()), now=10)
-    assert _gossiped(r.handle(100, TxAdmitted(b"first"))) == [(b"first",)]
     sent = []
     for i in range(MAX_TX_BATCH + 1):
         sent += _gossiped(r.handle(101, TxAdmitted(b"tx-%d" % i)))
