@@ -194,9 +194,23 @@ def _mth(leaf_hashes: Sequence[bytes], start: int, end: int) -> bytes:
 
 
 def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH(D[n]) over already hashed leaves (RFC 9162 section 2.1.1); EMPTY_ROOT when n = 0."""
+    """MTH(D[n]) over already hashed leaves (RFC 9162 section 2.1.1); EMPTY_ROOT when n = 0.
+
+    Computed level by level, pairing neighbours and carrying an odd last node up unchanged:
+    the same tree as the definition's split at the largest power of two below n (its left
+    subtrees are complete, so every pair below a level's last node is one of its nodes), in
+    one pass per level instead of a call per node."""
     _check_leaves(leaf_hashes)
-    return _mth(leaf_hashes, 0, len(leaf_hashes))
+    if not leaf_hashes:
+        return EMPTY_ROOT
+    level = list(leaf_hashes)
+    sha256, prefix = hashlib.sha256, NODE_PREFIX
+    while len(level) > 1:
+        paired = [sha256(prefix + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        if len(level) & 1:
+            paired.append(level[-1])
+        level = paired
+    return level[0]
 
 
 def inclusion_proof_of(leaf_hashes: Sequence[bytes], index: int) -> list[bytes]:

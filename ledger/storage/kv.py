@@ -8,6 +8,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
+import plyvel
+
 from ledger.errors import StorageError
 
 
@@ -135,8 +137,6 @@ class LevelKV:
         self._db = self._open(create_if_missing=self.created)
 
     def _open(self, *, create_if_missing: bool = False):
-        import plyvel
-
         try:
             return plyvel.DB(
                 str(self.path), create_if_missing=create_if_missing, paranoid_checks=True,
@@ -159,8 +159,6 @@ class LevelKV:
         return StorageError(message)
 
     def get(self, key: bytes) -> bytes | None:
-        import plyvel
-
         try:
             return self._db.get(key, verify_checksums=True)
         except plyvel.Error as exc:
@@ -168,16 +166,12 @@ class LevelKV:
 
     def get_verified(self, key: bytes) -> bytes | None:
         """``get``, verifying the checksum of every table block read, without filling the cache."""
-        import plyvel
-
         try:
             return self._db.get(key, verify_checksums=True, fill_cache=False)
         except plyvel.Error as exc:
             raise self._failed("a read", exc) from None
 
     def iterate(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        import plyvel
-
         try:
             with self._db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True) as it:
                 yield from it
@@ -185,17 +179,16 @@ class LevelKV:
             raise self._failed("a scan", exc) from None
 
     def write(self, changes: Mapping[bytes, bytes | None], *, sync: bool = True) -> None:
-        import plyvel
-
         # transaction=True: if anything raises half way, plyvel drops the batch instead of writing
         # the half already collected (its default writes it)
         try:
             with self._db.write_batch(sync=sync, transaction=True) as batch:
+                put, delete = batch.put, batch.delete
                 for k, v in changes.items():
                     if v is None:
-                        batch.delete(k)
+                        delete(k)
                     else:
-                        batch.put(k, v)
+                        put(k, v)
         except plyvel.Error as exc:
             raise self._failed("a write", exc) from None
 

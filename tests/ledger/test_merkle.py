@@ -23,6 +23,7 @@ from ledger.merkle import (
     MerkleError,
     MerkleLog,
     MissingNodeError,
+    _mth,
     consistency_proof_of,
     inclusion_proof_of,
     leaf_hash,
@@ -178,8 +179,8 @@ LEAVES = [leaf_hash(b"tx-%d" % i) for i in range(MAX_LEAVES)]
 
 @functools.cache
 def ref_root(size: int) -> bytes:
-    """Reference MTH of the first ``size`` shared test leaves (in-memory recursion)."""
-    return root_of(LEAVES[:size])
+    """Reference MTH of the first ``size`` shared test leaves (the definition's recursion)."""
+    return _mth(LEAVES, 0, size)
 
 
 class CountingStore(MemoryNodeStore):
@@ -265,6 +266,12 @@ def test_leaf_and_node_hashes_are_domain_separated() -> None:
 
 
 # --------------------------------------------------------------------------- known answers
+
+
+def test_root_of_levels_agree_with_the_recursive_definition_at_every_size() -> None:
+    """``root_of`` pairs neighbours level by level; the RFC splits at the largest power of two."""
+    for size in range(MAX_LEAVES + 1):
+        assert root_of(LEAVES[:size]) == ref_root(size), size
 
 
 @pytest.mark.parametrize("size", range(9))

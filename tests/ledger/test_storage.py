@@ -197,3 +197,39 @@ def test_a_transaction_is_not_committed_for_readers_before_the_tip_that_holds_it
     assert store.tx_location(crossing.id) is not None
     store._tip = before  # the instant between the batch and the tip's update
     assert store.tx_location(crossing.id) is None
+
+
+def test_index_records_and_slot_changes_are_stored_as_their_schemas_encode_them(chain: Chain, border):
+    """The store builds a block's index records and slot changes without the schemas' generic
+    walk; the bytes must be the schemas' own, for every status, with and without a ref, and for
+    blocks whose executed transactions sit at other places than 0, 1, ... (stubs between)."""
+    from dataclasses import replace
+
+    from ledger.encoding import encode
+    from ledger.storage.chainstore import (
+        SLOTS,
+        TX_LOCATION,
+        Slot,
+        encode_slots,
+        encoded_locations,
+        expected_location,
+    )
+
+    authority, terminal = border
+    adult, minor = chain.enrol_child(authority, minor=False), chain.enrol_child(authority)
+    consented = chain.enrol_child(authority)
+    chain.commit(chain.grant_consent(consented))
+    executed = chain.commit(chain.crossing(terminal, adult), chain.crossing(terminal, minor),
+                            chain.crossing(terminal, consented))
+    statuses = [r.outcome.status for r in executed.changes.results]
+    refs = [r.outcome.ref for r in executed.changes.results]
+    assert statuses == ["permitted", "pending", "permitted"] and refs[0] is None and refs[2] is not None
+    for block in (executed, replace(executed, positions=(0, 2, 5))):
+        expected = [TX_LOCATION.encode(expected_location(block, i)) for i in range(len(block.txs))]
+        assert encoded_locations(block) == expected
+    assert [TX_LOCATION.decode(r).index for r in encoded_locations(replace(executed, positions=(0, 2, 5)))] == [0, 2, 5]
+
+    slots = (*executed.changes.slots, (b"\xff" * 32, None))
+    assert len(executed.changes.slots) == 3
+    assert encode_slots(slots) == encode(SLOTS.wire([Slot(tag, value) for tag, value in slots]))
+    assert encode_slots(()) == encode([])
