@@ -1,12 +1,16 @@
 """The in-process benchmarks (``scripts/bench_ledger.py``, ``bench_mempool.py``,
-``bench_proofs.py``) run on a tiny chain and report what the README quotes from them."""
+``bench_proofs.py``, ``bench_instructions.py``) run on a tiny chain and report what the README
+quotes from them."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +35,20 @@ def test_bench_ledger_reports_rates_and_the_state_maps_share(tmp_path):
     # the validator's time split: its parts are timed on their own and none exceeds the whole
     split = r["validator_us_per_crossing"]
     assert 0 < split["signature_checks"] < split["total"] and 0 < split["decoding"] < split["total"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_bench_instructions_counts_the_validator_path_and_its_parts(tmp_path):
+    """Under valgrind (about three minutes on two cores): the path with signatures costs more
+    than without, and without the state map less still; a crossing's two signatures cost about
+    two raw verifications."""
+    r = bench(tmp_path, "bench_instructions", "--blocks", "1", "--block-txs", "40", "--children", "20",
+              "--verifications", "100")
+    per = r["instructions_per_crossing"]
+    assert per["validator"] > per["validator_without_signatures"] > per["validator_without_state_map"] > 0
+    assert 1.8 < r["signature_instructions_per_crossing"] / r["instructions_per_raw_verify"] < 2.2
+    assert 0 < r["state_map_share"] < r["state_map_share_without_signatures"] < 1
 
 
 def test_bench_mempool_runs_fewer_rules_by_footprint(tmp_path):
