@@ -77,8 +77,17 @@ class Overlay:
                 pending = next(base_iter, None)
 
     def merge_into(self, parent: Overlay) -> None:
-        for key, value in self.writes.items():
-            parent.put(key, value)
+        """``parent.put`` of every write here: in one pass (a transaction's writes into its
+        block's), unless the parent's class watches its writes through ``put``."""
+        if type(parent).put is not Overlay.put:
+            for key, value in self.writes.items():
+                parent.put(key, value)
+            return
+        theirs, keys, insort = parent.writes, parent._keys, bisect.insort
+        for key in self._keys:
+            if key not in theirs:
+                insort(keys, key)
+        theirs.update(self.writes)
 
     def sorted_writes(self) -> list[tuple[bytes, bytes | None]]:
         return [(k, self.writes[k]) for k in self._keys]

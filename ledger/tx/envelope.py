@@ -38,6 +38,8 @@ class Sig:
 
 
 SIG = Schema(Sig, {"key": Bytes(32), "sig": Bytes(64)})
+_SIGS_KEY = pack("sigs")
+_SIG_BYTES = len(SIG.encode(Sig(bytes(32), bytes(64))))  # every checked signature encodes to this many
 
 
 class Transaction:
@@ -156,5 +158,8 @@ def decode_tx(data: bytes) -> Transaction:
     for i in range(1, len(sigs)):
         if not sigs[i - 1].key < sigs[i].key:
             raise DecodeError("signatures must be sorted by key, one per key", "sigs")
-    unsigned = _unsigned_bytes(kind, value["body"], nonce)
-    return Transaction(kind, body, nonce, sigs, bytes(data), unsigned)
+    # ``data`` is canonical (``decode`` re-encoded it), so the unsigned part is its body, kind
+    # and nonce under a three-entry map header: ``_unsigned_bytes`` without packing them again
+    raw = bytes(data)
+    end = len(raw) - len(_SIGS_KEY) - (1 if len(sigs) < 16 else 3) - _SIG_BYTES * len(sigs)
+    return Transaction(kind, body, nonce, sigs, raw, b"\x83" + raw[1:end])

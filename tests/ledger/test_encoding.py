@@ -12,7 +12,7 @@ from ledger.block import PREVOTE, VOTE, sign_vote
 from ledger.crypto.keys import DOMAIN_TX, DOMAIN_VOTE, SigningKey, verify
 from ledger.encoding import MAX_ENCODED, Bytes, Int, Schema, Str, decode, encode
 from ledger.errors import DecodeError
-from ledger.tx.bodies import CROSSING, GOV_REGISTER_POST, CrossingRequest, RegisterPost
+from ledger.tx.bodies import BODIES, CROSSING, GOV_REGISTER_POST, CrossingRequest, RegisterPost
 from ledger.tx.envelope import add_signatures, decode_tx, decode_tx_batch, make_tx
 
 
@@ -177,6 +177,19 @@ def test_transaction_id_does_not_depend_on_who_signed(request_tx):
     assert partial.id == completed.id == tx.id
     assert completed.signers == tx.signers and completed.bad_signatures(CHAIN_ID) == []
     assert decode_tx(completed.raw).id == tx.id
+
+
+@pytest.mark.parametrize("signers", [1, 2, 15, 16])
+def test_a_decoded_transaction_has_the_id_of_the_one_made(signers):
+    """A decoded transaction's unsigned part is cut from its bytes, not packed again: the same
+    bytes and id as the maker's, however many signatures follow (16 need a longer array header)."""
+    keys = [SigningKey.generate() for _ in range(signers)]
+    body = CrossingRequest(keys[0].public, b"\x01" * 16, "MD-01", "exit", 1_000, "RO", None)
+    tx = make_tx(CROSSING, body, 2**64 - 1, keys, CHAIN_ID)
+    again = decode_tx(tx.raw)
+    wire = {"body": BODIES[CROSSING].wire(body), "kind": CROSSING, "nonce": 2**64 - 1}
+    assert again._unsigned == tx._unsigned == encode(wire)
+    assert again.id == tx.id and again.bad_signatures(CHAIN_ID) == []
 
 
 def test_signatures_bind_the_chain_id(request_tx):
