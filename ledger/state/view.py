@@ -58,7 +58,12 @@ class Overlay:
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         """Merge the base's entries with the buffered writes, in key order."""
         keys = self._keys
-        mine = keys[bisect.bisect_left(keys, start):bisect.bisect_left(keys, stop)]
+        low, high = bisect.bisect_left(keys, start), bisect.bisect_left(keys, stop)
+        if low == high:  # nothing buffered in the range (the usual case): the base's entries
+            return self.base.scan(start, stop)
+        return self._merged(keys[low:high], start, stop)
+
+    def _merged(self, mine: list[bytes], start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         base_iter = self.base.scan(start, stop)
         pending = next(base_iter, None)
         j = 0
