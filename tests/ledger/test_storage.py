@@ -201,8 +201,9 @@ def test_a_transaction_is_not_committed_for_readers_before_the_tip_that_holds_it
 
 def test_index_records_and_slot_changes_are_stored_as_their_schemas_encode_them(chain: Chain, border):
     """The store builds a block's index records and slot changes without the schemas' generic
-    walk; the bytes must be the schemas' own, for every status, with and without a ref, and for
-    blocks whose executed transactions sit at other places than 0, 1, ... (stubs between)."""
+    walk; the bytes must be the schemas' own, for crossings permitted and pending, with and
+    without a ref, and for blocks whose executed transactions sit at other places than 0, 1, ...
+    (stubs between), and for a slot emptied (nil)."""
     from dataclasses import replace
 
     from ledger.encoding import encode
