@@ -78,6 +78,11 @@ class _Recorder(Overlay):
             self.current.ranges.append((start, stop))
         return super().scan(start, stop)
 
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        if self.current is not None:  # what it returns depends on the whole range
+            self.current.ranges.append((start, stop))
+        return super().last(start, stop)
+
     def put(self, key: bytes, value: bytes | None) -> None:
         if self.current is not None:
             self.current.writes[key] = value

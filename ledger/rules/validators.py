@@ -28,19 +28,15 @@ _VSET_PREFIX = b"vset/"
 
 def validator_set_at(state: StateReader, height: int) -> ValidatorSet:
     """The set in force at ``height``: the latest entry scheduled at or before it."""
-    last = None
-    for _key, value in state.scan(_VSET_PREFIX, k_valset(height + 1)):
-        last = value
+    last = state.last(_VSET_PREFIX, k_valset(height + 1))
     if last is None:
         raise StakeError(f"no validator set is in force at height {height}")
-    return ValidatorSet.from_wire(decode(last))
+    return ValidatorSet.from_wire(decode(last[1]))
 
 
 def latest_scheduled_set(state: StateReader) -> tuple[int, ValidatorSet]:
     """The newest scheduled set (it may take effect in the future) and its height."""
-    last = None
-    for key, value in state.scan(_VSET_PREFIX, b"vset0"):
-        last = (key, value)
+    last = state.last(_VSET_PREFIX, b"vset0")
     if last is None:
         raise StakeError("no validator set was ever scheduled")
     return int.from_bytes(last[0][len(_VSET_PREFIX):], "big"), ValidatorSet.from_wire(decode(last[1]))

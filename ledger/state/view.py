@@ -19,6 +19,11 @@ class StateReader(Protocol):
         """Entries with start <= key < stop, in key order."""
         ...
 
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        """The entry with the greatest key in start <= key < stop, or None: the last of
+        :meth:`scan`, without reading the others."""
+        ...
+
 
 class StoredState(StateReader, Protocol):
     """Committed state: its records and the nodes of its authenticated trees."""
@@ -81,6 +86,22 @@ class Overlay:
                     yield pending  # type: ignore[misc]
                 pending = next(base_iter, None)
 
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        keys, writes = self._keys, self.writes
+        low, i = bisect.bisect_left(keys, start), bisect.bisect_left(keys, stop)
+        mine: tuple[bytes, bytes] | None = None  # the greatest entry buffered here (not a deletion)
+        while i > low and mine is None:
+            i -= 1
+            value = writes[keys[i]]
+            if value is not None:
+                mine = keys[i], value
+        # the base's greatest key from there on, unless buffered here (then written or deleted)
+        floor = start if mine is None else mine[0]
+        below = self.base.last(floor, stop)
+        while below is not None and below[0] in writes:
+            below = self.base.last(floor, below[0])
+        return below if below is not None else mine
+
     def merge_into(self, parent: Overlay) -> None:
         """``parent.put`` of every write here: in one pass (a transaction's writes into its
         block's), unless the parent's class watches its writes through ``put``."""
@@ -122,6 +143,9 @@ class ReadCache:
 
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         return self.base.scan(start, stop)
+
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        return self.base.last(start, stop)
 
     def tree_node(self, position: bytes) -> bytes | None:
         return self.base.tree_node(position)

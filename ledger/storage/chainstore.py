@@ -158,6 +158,11 @@ class StateOnKV:
         for k, v in self._kv.iterate(b"S" + start, b"S" + stop):
             yield k[1:], v
 
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        for k, v in self._kv.iterate(b"S" + start, b"S" + stop, reverse=True):
+            return k[1:], v
+        return None
+
     def tree_node(self, position: bytes) -> bytes | None:
         return self.nodes.get(position, self._stored_node)
 
@@ -181,6 +186,12 @@ class StateSnapshot:
         with self._snap.iterator(start=b"S" + start, stop=b"S" + stop) as it:
             for k, v in it:
                 yield k[1:], v
+
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        found = None  # a snapshot iterates forwards only
+        for found in self.scan(start, stop):  # noqa: B007
+            pass
+        return found
 
     def tree_node(self, position: bytes) -> bytes | None:
         return self._snap.get(b"M" + position)

@@ -96,6 +96,21 @@ class MemoryKV:
 DEFAULT_MAX_OPEN_FILES = 64
 
 
+def plyvel_range(db: Any, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    """The entries of a plyvel database with start <= key < stop, in key order (or reversed),
+    every table block read checked. plyvel (1.5.1) going backwards from ``stop`` leaves out
+    ``start`` itself when it is the only key of the range, so the backward walk is bounded here."""
+    if not reverse:
+        with db.iterator(start=start, stop=stop, verify_checksums=True) as it:
+            yield from it
+        return
+    with db.iterator(stop=stop, reverse=True, verify_checksums=True) as it:
+        for key, value in it:
+            if key < start:
+                return
+            yield key, value
+
+
 class LevelKV:
     """LevelDB through plyvel. Every batch written with ``sync=True`` is fsynced before return.
 
@@ -173,8 +188,7 @@ class LevelKV:
 
     def iterate(self, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         try:
-            with self._db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True) as it:
-                yield from it
+            yield from plyvel_range(self._db, start, stop, reverse=reverse)
         except plyvel.Error as exc:
             raise self._failed("a scan", exc) from None
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ledger.audit.source import SourceError, StoreSource
 from ledger.errors import StorageError
+from ledger.storage.kv import plyvel_range
 
 
 class _ReadOnlyLevelDB:
@@ -46,8 +47,7 @@ class _ReadOnlyLevelDB:
         import plyvel
 
         try:
-            with self._db.iterator(start=start, stop=stop, reverse=reverse, verify_checksums=True) as it:
-                yield from it
+            yield from plyvel_range(self._db, start, stop, reverse=reverse)
         except plyvel.Error as exc:
             raise StorageError(f"LevelDB: {exc}") from None
 

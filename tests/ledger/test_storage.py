@@ -234,3 +234,42 @@ def test_index_records_and_slot_changes_are_stored_as_their_schemas_encode_them(
     assert len(executed.changes.slots) == 3
     assert encode_slots(slots) == encode(SLOTS.wire([Slot(tag, value) for tag, value in slots]))
     assert encode_slots(()) == encode([])
+
+
+def test_the_stored_state_finds_the_last_entry_of_a_range_as_its_scan_ends(disk_chain: Chain):
+    """``last`` reads LevelDB backwards (a snapshot forwards): the same entry a scan ends with,
+    for ranges that hold many entries, one, or none, and for bounds between entries."""
+    chain = disk_chain
+    authority, terminal = chain.open_border()
+    validator = chain.add_validator()
+    chain.commit(chain.set_validator(validator.public, 7))
+    for _ in range(3):
+        chain.enrol_child(authority)
+    state, snapshot = chain.store.state, chain.store.snapshot()
+    keys = [k for k, _ in state.scan(b"", b"\xff")]
+    assert len(keys) > 20 and sum(k.startswith(b"vset/") for k in keys) >= 2
+    bounds = [b"", b"\xff", b"vset/", b"vset0", b"c/", b"c0", b"zz"] + keys[::3] + [k + b"\x00" for k in keys[::5]]
+    try:
+        for start in bounds:
+            for stop in bounds:
+                entries = list(state.scan(start, stop))
+                expected = entries[-1] if entries else None
+                assert state.last(start, stop) == expected == snapshot.last(start, stop), (start, stop)
+    finally:
+        snapshot.close()
+
+
+def test_leveldb_iterates_a_range_backwards_as_memory_does(tmp_path):
+    """Every range, both ways, the same on LevelDB as in memory: plyvel alone, going backwards,
+    leaves out the range's first key when it is the only one (``[b"a1", b"a2")`` gave nothing)."""
+    keys = [b"a1", b"a2", b"b", b"c"]
+    disk, memory = LevelKV(tmp_path / "kv"), MemoryKV()
+    for kv in (disk, memory):
+        kv.write({k: b"v" + k for k in keys})
+    bounds = [b"\x01", b"a", b"a1", b"a1\x00", b"a2", b"a3", b"b", b"c", b"d"]
+    for start in bounds:
+        for stop in bounds:
+            for reverse in (False, True):
+                expected = list(memory.iterate(start, stop, reverse=reverse))
+                assert list(disk.iterate(start, stop, reverse=reverse)) == expected, (start, stop, reverse)
+    assert list(disk.iterate(b"a1", b"a2", reverse=True)) == [(b"a1", b"va1")]

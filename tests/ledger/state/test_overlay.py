@@ -1,5 +1,6 @@
-"""Overlays (a transaction's writes over its block's, over the committed state) read and scan
-like the plain dictionary of what they hold, whichever layer holds a key."""
+"""Overlays (a transaction's writes over its block's, over the committed state) read, scan and
+find the last entry of a range like the plain dictionary of what they hold, whichever layer
+holds a key."""
 
 from __future__ import annotations
 
@@ -24,11 +25,14 @@ class DictReader:
     def scan(self, start: bytes, stop: bytes) -> Iterator[tuple[bytes, bytes]]:
         return iter(sorted((k, v) for k, v in self.data.items() if start <= k < stop))
 
+    def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
+        return max(self.scan(start, stop), default=None)
+
 
 @settings(max_examples=300, deadline=None)
 @given(base=st.dictionaries(KEYS, st.binary(min_size=1, max_size=2), max_size=20), block=WRITES, tx=WRITES,
        merge=st.booleans(), bounds=st.lists(KEYS, min_size=2, max_size=2), prefix=st.binary(max_size=2))
-def test_stacked_overlays_scan_and_read_as_the_dictionary_they_hold(base, block, tx, merge, bounds, prefix):
+def test_stacked_overlays_read_and_scan_as_the_dictionary_they_hold(base, block, tx, merge, bounds, prefix):
     model = dict(base)
     block_layer = Overlay(DictReader(dict(base)))
     for key, value in block:
@@ -47,5 +51,10 @@ def test_stacked_overlays_scan_and_read_as_the_dictionary_they_hold(base, block,
     assert list(scan_prefix(top, b"k" + prefix)) == sorted((k, v) for k, v in live.items()
                                                          if k.startswith(b"k" + prefix))
     assert all(top.get(k) == live.get(k) for k in model)
+    in_range = sorted((k, v) for k, v in live.items() if start <= k < stop)
+    assert top.last(start, stop) == (in_range[-1] if in_range else None)
+    for key in model:  # every key as a bound, so the greatest entry below a deletion is asked too
+        below = sorted((k, v) for k, v in live.items() if k < key)
+        assert top.last(b"", key) == (below[-1] if below else None)
     buffered = {k for k, _ in tx} | ({k for k, _ in block} if merge else set())
     assert [k for k, _ in top.sorted_writes()] == sorted(buffered)

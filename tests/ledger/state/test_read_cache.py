@@ -21,6 +21,9 @@ class Counting:
     def scan(self, start, stop):
         return self.base.scan(start, stop)
 
+    def last(self, start, stop):
+        return self.base.last(start, stop)
+
     def tree_node(self, position):
         return self.base.tree_node(position)
 
