@@ -58,13 +58,7 @@ def build(blocks: int, block_txs: int, children: int, path: Path) -> None:
     try:
         chain = Proposer(world, ChainStore.open(work / "proposer", world.genesis))
         made = [(chain.commit(setup, T0 + 1000).block.encode(), chain.last)]
-        k = 0
-        for b in range(blocks):
-            txs = []
-            for _ in range(block_txs):
-                txs.append(world.crossing(kids[k % len(kids)], k, event_time=T0 + 1000 * (b + 2),
-                                          direction="exit" if k % 2 else "entry"))
-                k += 1
+        for b, txs in enumerate(world.crossing_blocks(kids, blocks, block_txs)):
             made.append((chain.commit(txs, T0 + 1000 * (b + 2)).block.encode(), chain.last))
         sample = world.terminal.sign_raw(b"m" * 80)
         path.write_bytes(pickle.dumps({"genesis": world.genesis, "blocks": made,

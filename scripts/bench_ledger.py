@@ -83,15 +83,7 @@ def main() -> None:
         raw["n"] += n
 
     setup = world.registrations() + [world.enrol(c) for c in children]
-    blocks_txs = []
-    k = 0
-    for b in range(args.blocks):
-        txs = []
-        for _ in range(args.block_txs):
-            txs.append(world.crossing(children[k % len(children)], k, event_time=T0 + 1000 * (b + 2),
-                                      direction="exit" if k % 2 else "entry"))
-            k += 1
-        blocks_txs.append(txs)
+    blocks_txs = world.crossing_blocks(children, args.blocks, args.block_txs)
 
     # The prebuilt blocks are a benchmark's own heap (tens of thousands of objects a node would
     # never hold at once): frozen, so that the collector's full passes do not scan them inside

@@ -75,6 +75,19 @@ class BenchWorld:
         return self.txs.crossing(self.terminal, child.biometric, child.identity, post=POST, direction=direction,
                                  event_time=event_time, destination="RO", nonce=nonce)
 
+    def crossing_blocks(self, children: list[Child], blocks: int, block_txs: int) -> list[list[Transaction]]:
+        """The crossings of ``blocks`` blocks, the children taking turns, exits and entries
+        alternating; block ``b`` is meant for time ``T0 + 1000 * (b + 2)`` (after a setup block)."""
+        out, k = [], 0
+        for b in range(blocks):
+            txs = []
+            for _ in range(block_txs):
+                txs.append(self.crossing(children[k % len(children)], k, event_time=T0 + 1000 * (b + 2),
+                                         direction="exit" if k % 2 else "entry"))
+                k += 1
+            out.append(txs)
+        return out
+
 
 class Proposer:
     """Builds blocks on ``store`` as the chain's only validator and commits them with its vote."""

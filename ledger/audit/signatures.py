@@ -35,6 +35,7 @@ from ledger.crypto.keys import DOMAIN_TX, DOMAIN_VOTE, sign_bytes, verify_raw
 from ledger.encoding import pack
 from ledger.errors import CustosError
 from ledger.hashing import TAG_TX, tagged_hash
+from ledger.tx.envelope import unsigned_part
 
 #: signatures per task: large enough to amortise the IPC, small enough to balance the workers
 TASK_SIGNATURES = 384
@@ -116,8 +117,7 @@ def tx_signing_parts(raw: bytes) -> tuple[bytes, list[tuple[bytes, bytes]]] | No
         if type(s) is not dict or len(s) != 2 or type(s.get("key")) is not bytes or type(s.get("sig")) is not bytes:
             return None
         pairs.append((s["key"], s["sig"]))
-    unsigned = b"\x83" + raw[1:len(raw) - len(tail)]
-    return tagged_hash(TAG_TX, unsigned), pairs
+    return tagged_hash(TAG_TX, unsigned_part(raw, len(tail))), pairs
 
 
 def verify_task(chain_id: str, txs: list[bytes],

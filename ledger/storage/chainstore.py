@@ -35,6 +35,7 @@ purge leaves it to be resumed at the next start (see :mod:`ledger.storage.erasur
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,8 +85,11 @@ TX_LOCATION = Schema(
 def encode_location(location: TxLocation) -> bytes:
     """``TX_LOCATION.encode`` of a location this software made (its fields in range): the same
     bytes without the schema's generic walk, which every indexed transaction would pay."""
-    return pack({"height": location.height, "index": location.index, "log_index": location.log_index,
-                 "ref": location.ref, "status": location.status})
+    return _pack_location(location.height, location.index, location.log_index, location.status, location.ref)
+
+
+def _pack_location(height: int, index: int, log_index: int, status: str, ref: bytes | None) -> bytes:
+    return pack({"height": height, "index": index, "log_index": log_index, "ref": ref, "status": status})
 
 
 _GENESIS, _TIP = b"G", b"T"
@@ -188,10 +192,8 @@ class StateSnapshot:
                 yield k[1:], v
 
     def last(self, start: bytes, stop: bytes) -> tuple[bytes, bytes] | None:
-        found = None  # a snapshot iterates forwards only
-        for found in self.scan(start, stop):  # noqa: B007
-            pass
-        return found
+        tail = deque(self.scan(start, stop), maxlen=1)  # a snapshot iterates forwards only
+        return tail[0] if tail else None
 
     def tree_node(self, position: bytes) -> bytes | None:
         return self._snap.get(b"M" + position)
@@ -267,8 +269,7 @@ def encoded_locations(executed: ExecutedBlock) -> list[bytes]:
     for i in range(len(executed.txs)):
         outcome = results[i].outcome
         position = i if positions is None else positions[i]
-        out.append(pack({"height": height, "index": position, "log_index": first + position,
-                         "ref": outcome.ref, "status": outcome.status}))
+        out.append(_pack_location(height, position, first + position, outcome.status, outcome.ref))
     return out
 
 

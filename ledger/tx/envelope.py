@@ -86,6 +86,14 @@ def _unsigned_bytes(kind: str, body_wire: dict, nonce: int) -> bytes:
     return pack({"body": body_wire, "kind": kind, "nonce": nonce})
 
 
+def unsigned_part(raw: bytes, sigs_bytes: int) -> bytes:
+    """The bytes a transaction's id hashes, cut from canonical envelope bytes whose last
+    ``sigs_bytes`` are the ``sigs`` entry (its key and list): the envelope is the map of body,
+    kind, nonce and sigs in that order, so ``_unsigned_bytes`` is the rest under a three-entry
+    map header."""
+    return b"\x83" + raw[1:len(raw) - sigs_bytes]
+
+
 def make_tx(kind: str, body: Any, nonce: int, signers: list[SigningKey] | tuple[SigningKey, ...],
             chain_id: str) -> Transaction:
     """Build and sign a transaction (client side)."""
@@ -161,5 +169,5 @@ def decode_tx(data: bytes) -> Transaction:
     # ``data`` is canonical (``decode`` re-encoded it), so the unsigned part is its body, kind
     # and nonce under a three-entry map header: ``_unsigned_bytes`` without packing them again
     raw = bytes(data)
-    end = len(raw) - len(_SIGS_KEY) - (1 if len(sigs) < 16 else 3) - _SIG_BYTES * len(sigs)
-    return Transaction(kind, body, nonce, sigs, raw, b"\x83" + raw[1:end])
+    sigs_bytes = len(_SIGS_KEY) + (1 if len(sigs) < 16 else 3) + _SIG_BYTES * len(sigs)
+    return Transaction(kind, body, nonce, sigs, raw, unsigned_part(raw, sigs_bytes))
