@@ -125,10 +125,10 @@ def main() -> None:
     if args.child:
         child(Path(args.child[0]), args.child[1], int(args.child[2]))
         return
+    if args.blocks < 1 or args.block_txs < 1 or args.children < 1 or args.verifications < 1:
+        ap.error("--blocks, --block-txs, --children and --verifications must be at least 1")
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
-    if args.blocks < 1 or args.block_txs < 1:
-        raise SystemExit("--blocks and --block-txs must be at least 1")
     work = Path(tempfile.mkdtemp(prefix="custos-instr-data-"))
     data_path = args.data or work / "chain.pickle"
     try:

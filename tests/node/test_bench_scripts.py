@@ -51,6 +51,14 @@ def test_bench_instructions_counts_the_validator_path_and_its_parts(tmp_path):
     assert 0 < r["state_map_share"] < r["state_map_share_without_signatures"] < 1
 
 
+def test_bench_instructions_refuses_an_empty_run_in_one_line():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_instructions.py"), "--blocks", "0"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("--blocks, --block-txs, --children and --verifications "
+                                                         "must be at least 1")
+
+
 def test_bench_mempool_runs_fewer_rules_by_footprint(tmp_path):
     r = bench(tmp_path, "bench_mempool", "--backlog", "200", "--block-txs", "50", "--blocks", "2",
               "--children", "40")
