@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
 import platform
 import re
 import shutil
@@ -42,59 +41,31 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchkit import T0, BenchWorld, Proposer, write_result
+from benchkit import ChainFile, apply_block, write_result
 
 PATHS = ("validator", "validator_without_signatures", "validator_without_state_map")
 
 
-def build(blocks: int, block_txs: int, children: int, path: Path) -> None:
-    """The chain's blocks and certificates, pickled for the measured runs."""
-    from ledger.storage.chainstore import ChainStore
-
-    world = BenchWorld()
-    kids = world.children(children, adults="half")
-    setup = world.registrations() + [world.enrol(c) for c in kids]
-    work = Path(tempfile.mkdtemp(prefix="custos-instr-build-"))
-    try:
-        chain = Proposer(world, ChainStore.open(work / "proposer", world.genesis))
-        made = [(chain.commit(setup, T0 + 1000).block.encode(), chain.last)]
-        for b, txs in enumerate(world.crossing_blocks(kids, blocks, block_txs)):
-            made.append((chain.commit(txs, T0 + 1000 * (b + 2)).block.encode(), chain.last))
-        sample = world.terminal.sign_raw(b"m" * 80)
-        path.write_bytes(pickle.dumps({"genesis": world.genesis, "blocks": made,
-                                       "raw": (world.terminal.public, b"m" * 80, sample)}))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
 def child(data_path: Path, what: str, count: int) -> None:
-    """One measured run: the setup block, then ``count`` blocks (or verifications) of ``what``."""
+    """One measured run: the setup blocks, then ``count`` blocks (or verifications) of ``what``."""
     from ledger.block import Block
-    from ledger.chain import execute_block
     from ledger.crypto.keys import verify_raw
-    from ledger.state import machine
-    from ledger.state.authenticated import Commitment
     from ledger.storage.chainstore import ChainStore
 
-    data = pickle.loads(data_path.read_bytes())
+    data = ChainFile.load(data_path)
     if what == "raw_verify":
-        public, message, signature = data["raw"]
         for _ in range(count):
-            if not verify_raw(public, message, signature):
+            if not verify_raw(*data.raw):
                 raise SystemExit("the sample signature does not verify")
         return
-    blocks = [(Block.decode(raw), commit) for raw, commit in data["blocks"][:count + 1]]
     work = Path(tempfile.mkdtemp(prefix="custos-instr-"))
     try:
-        store = ChainStore.open(work / "store", data["genesis"])
-        (setup, setup_commit), rest = blocks[0], blocks[1:]
-        store.commit_block(execute_block(store, setup), setup_commit)
-        for block, commit in rest:
-            if what == "validator_without_state_map":
-                root = block.header.state_root
-                machine.commit = lambda get, writes, known=None, root=root: Commitment(root, {}, ())  # type: ignore[assignment]
-            executed = execute_block(store, block, verify_signatures=what == "validator")
-            store.commit_block(executed, commit)
+        store = ChainStore.open(work / "store", data.genesis)
+        for raw, commit in data.setup:
+            apply_block(store, Block.decode(raw), commit)
+        for raw, commit in data.blocks[:count]:
+            apply_block(store, Block.decode(raw), commit, signatures=what == "validator",
+                        state_map=what != "validator_without_state_map")
         store.close()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -133,7 +104,7 @@ def main() -> None:
     data_path = args.data or work / "chain.pickle"
     try:
         if not data_path.exists():
-            build(args.blocks, args.block_txs, args.children, data_path)
+            ChainFile.build(args.blocks, args.block_txs, args.children).save(data_path)
         runs = [(what, n) for what in PATHS for n in (0, args.blocks)]
         runs += [("raw_verify", 0), ("raw_verify", args.verifications)]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

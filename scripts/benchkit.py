@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ledger.block import PRECOMMIT, Commit, sign_vote
-from ledger.chain import ExecutedBlock, build_block
+from ledger.block import PRECOMMIT, Block, Commit, sign_vote
+from ledger.chain import ExecutedBlock, build_block, execute_block
 from ledger.crypto.keys import SigningKey
 from ledger.genesis import Genesis, GenesisValidator
+from ledger.state import machine
+from ledger.state.authenticated import Commitment
 from ledger.state.records import DEFAULT_PARAMS, Council
 from ledger.storage.chainstore import ChainStore
 from ledger.tx.envelope import Transaction
@@ -110,6 +115,69 @@ class Proposer:
         self.last = self.certify(executed)
         self.store.commit_block(executed, self.last)
         return executed
+
+
+SETUP_BLOCK_TXS = 1000  # enrolments a setup block holds, so that a large population fits the block limit
+
+
+@dataclass
+class ChainFile:
+    """A benchmark chain built once and replayed in child processes (so that each measured run
+    starts from a fresh interpreter and store): the genesis, the setup blocks (registrations,
+    then the enrolments), the blocks of crossings (``BenchWorld.crossing_blocks``, half adults,
+    half minors), each encoded with its certificate, and a signature to time raw verification
+    with (public key, message, signature)."""
+
+    genesis: Genesis
+    setup: list[tuple[bytes, Commit]]
+    blocks: list[tuple[bytes, Commit]]
+    raw: tuple[bytes, bytes, bytes]
+
+    @classmethod
+    def build(cls, blocks: int, block_txs: int, children: int) -> ChainFile:
+        world = BenchWorld()
+        kids = world.children(children, adults="half")
+        enrolments = [world.enrol(c) for c in kids]
+        work = Path(tempfile.mkdtemp(prefix="custos-bench-build-"))
+        try:
+            chain = Proposer(world, ChainStore.open(work / "proposer", world.genesis))
+            setup_txs = [world.registrations()] + [enrolments[i:i + SETUP_BLOCK_TXS]
+                                                   for i in range(0, len(enrolments), SETUP_BLOCK_TXS)]
+            # the setup blocks' times lie before the first block of crossings (T0 + 2000)
+            setup = [(chain.commit(txs, T0 + 1000 + i).block.encode(), chain.last) for i, txs in enumerate(setup_txs)]
+            made = [(chain.commit(txs, T0 + 1000 * (b + 2)).block.encode(), chain.last)
+                    for b, txs in enumerate(world.crossing_blocks(kids, blocks, block_txs))]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        message = b"m" * 80
+        return cls(world.genesis, setup, made, (world.terminal.public, message, world.terminal.sign_raw(message)))  # type: ignore[arg-type]
+
+    def save(self, path: Path) -> None:
+        path.write_bytes(pickle.dumps(self))
+
+    @staticmethod
+    def load(path: Path) -> ChainFile:
+        chain = pickle.loads(path.read_bytes())
+        if not isinstance(chain, ChainFile):
+            raise SystemExit(f"{path} is not a benchmark chain file")
+        return chain
+
+
+def apply_block(store: ChainStore, block: Block, commit: Commit, *, signatures: bool = True,
+                state_map: bool = True) -> None:
+    """A validator's path for one block: execute (checking its signatures, or taking them as
+    checked) and store. Without the state map, the tree update is skipped by a benchmark-only
+    stand-in that returns the header's root: no tree nodes computed or stored."""
+    if state_map:
+        store.commit_block(execute_block(store, block, verify_signatures=signatures), commit)
+        return
+    root = block.header.state_root
+    real = machine.commit
+    machine.commit = lambda get, writes, known=None: Commitment(root, {}, ())  # type: ignore[assignment]
+    try:
+        store.commit_block(execute_block(store, block, verify_signatures=signatures), commit)
+    finally:
+        machine.commit = real  # type: ignore[assignment]
 
 
 def write_result(result: dict, out: Path | None) -> None:

@@ -1,6 +1,6 @@
 """The in-process benchmarks (``scripts/bench_ledger.py``, ``bench_mempool.py``,
-``bench_proofs.py``, ``bench_instructions.py``) run on a tiny chain and report what the README
-quotes from them."""
+``bench_proofs.py``, ``bench_instructions.py``, ``bench_store.py``) run on a tiny chain and
+report what the README quotes from them."""
 
 from __future__ import annotations
 
@@ -57,6 +57,34 @@ def test_bench_instructions_refuses_an_empty_run_in_one_line():
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].endswith("--blocks, --block-txs, --children and --verifications "
                                                          "must be at least 1")
+
+
+def test_bench_store_counts_the_state_maps_cpu_with_the_compactions(tmp_path):
+    """Two blocks warm the store up, two are counted; the stand-in store (no tree) writes fewer
+    bytes, and the shares follow from the parts they print."""
+    r = bench(tmp_path, "bench_store", "--blocks", "4", "--warmup", "2", "--block-txs", "40", "--children", "30",
+              "--rounds", "1")
+    assert r["crossings_counted"] == 80 and r["warmup_crossings"] == 80
+    with_, without = r["per_crossing"]["with_state_map"], r["per_crossing"]["without_state_map"]
+    assert with_["main_thread_us"] > 0 and without["main_thread_us"] > 0
+    assert with_["background_us"] >= 0 and without["background_us"] >= 0
+    assert r["store_bytes_per_crossing"]["with_state_map"] > r["store_bytes_per_crossing"]["without_state_map"]
+    verify = r["raw_verify_us"]
+    assert verify > 0
+    expected = 1 - (without["main_thread_us"] + 2 * verify) / (with_["main_thread_us"] + 2 * verify)
+    assert r["validator_cpu_lost_to_state_map_main_thread"] == pytest.approx(expected, abs=0.002)
+    assert len(r["runs"]["with_state_map"]) == len(r["runs"]["without_state_map"]) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--blocks", "0"], "--blocks, --block-txs, --children and --rounds must be at least 1"),
+    (["--blocks", "3", "--warmup", "3"], "--warmup must leave at least one block to count (0 <= warmup < blocks)"),
+])
+def test_bench_store_refuses_an_empty_count_in_one_line(args, message):
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_store.py"), *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith(message)
 
 
 def test_bench_mempool_runs_fewer_rules_by_footprint(tmp_path):
