@@ -94,6 +94,13 @@ class MemoryKV:
 #: table files LevelDB keeps open unless told otherwise (its own default, 1000, can exhaust a
 #: small open-file limit; a node sizes its chain store's from the limit, node/edge/fdbudget.py)
 DEFAULT_MAX_OPEN_FILES = 64
+#: LevelDB's memtable. A block of 1,000 crossings writes about 2.5 MB, much of it tree nodes
+#: rewritten at the same positions block after block; a larger memtable flushes less often and
+#: absorbs more of those rewrites before they reach the table files. From 16 MB to 64 MB, the
+#: background threads' CPU (flushes and compactions) fell by a fifth with the state map and by
+#: half without it (``scripts/bench_store.py``, steady state). It costs memory: up to twice
+#: this while one memtable is flushed, and a longer log to replay when a store is reopened.
+WRITE_BUFFER_BYTES = 64 * 1024 * 1024
 
 
 def plyvel_range(db: Any, start: bytes, stop: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
@@ -159,7 +166,7 @@ class LevelKV:
                 # transaction new?): bloom filters answer those without touching the tables
                 bloom_filter_bits=10,
                 lru_cache_size=64 * 1024 * 1024,
-                write_buffer_size=16 * 1024 * 1024,
+                write_buffer_size=WRITE_BUFFER_BYTES,
                 max_open_files=self.max_open_files,
             )
         except (plyvel.IOError, OSError) as exc:
