@@ -32,6 +32,7 @@ POST = "P1"
 DAY_MS = 86_400_000
 #: a majority day far after T0: a child enrolled with it is a minor throughout a run
 MINOR_UNTIL_DAY = (T0 + 10**12) // DAY_MS
+SETUP_BLOCK_TXS = 1000  # enrolments a setup block holds
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,14 @@ class BenchWorld:
                               majority_day=0 if child.adult else MINOR_UNTIL_DAY, guardians=[guardian.public],
                               approvals=1, deadline_ms=deadline_ms, veto=False)
 
+    def setup_blocks(self, children: list[Child]) -> list[list[Transaction]]:
+        """The registrations, then the children's enrolments, at most ``SETUP_BLOCK_TXS`` a
+        block (so that a large population fits the block limit); block ``i`` is meant for time
+        ``T0 + 1000 + i`` (before the first block of crossings)."""
+        enrolments = [self.enrol(c) for c in children]
+        return [self.registrations()] + [enrolments[i:i + SETUP_BLOCK_TXS]
+                                         for i in range(0, len(enrolments), SETUP_BLOCK_TXS)]
+
     def crossing(self, child: Child, nonce: int, *, event_time: int, direction: str = "exit") -> Transaction:
         return self.txs.crossing(self.terminal, child.biometric, child.identity, post=POST, direction=direction,
                                  event_time=event_time, destination="RO", nonce=nonce)
@@ -117,9 +126,6 @@ class Proposer:
         return executed
 
 
-SETUP_BLOCK_TXS = 1000  # enrolments a setup block holds, so that a large population fits the block limit
-
-
 @dataclass
 class ChainFile:
     """A benchmark chain built once and replayed in child processes (so that each measured run
@@ -137,14 +143,11 @@ class ChainFile:
     def build(cls, blocks: int, block_txs: int, children: int) -> ChainFile:
         world = BenchWorld()
         kids = world.children(children, adults="half")
-        enrolments = [world.enrol(c) for c in kids]
         work = Path(tempfile.mkdtemp(prefix="custos-bench-build-"))
         try:
             chain = Proposer(world, ChainStore.open(work / "proposer", world.genesis))
-            setup_txs = [world.registrations()] + [enrolments[i:i + SETUP_BLOCK_TXS]
-                                                   for i in range(0, len(enrolments), SETUP_BLOCK_TXS)]
-            # the setup blocks' times lie before the first block of crossings (T0 + 2000)
-            setup = [(chain.commit(txs, T0 + 1000 + i).block.encode(), chain.last) for i, txs in enumerate(setup_txs)]
+            setup = [(chain.commit(txs, T0 + 1000 + i).block.encode(), chain.last)
+                     for i, txs in enumerate(world.setup_blocks(kids))]
             made = [(chain.commit(txs, T0 + 1000 * (b + 2)).block.encode(), chain.last)
                     for b, txs in enumerate(world.crossing_blocks(kids, blocks, block_txs))]
         finally:
