@@ -19,7 +19,7 @@ else (see :class:`SlotDeltas`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger.hashing import tagged_hash
@@ -51,6 +51,11 @@ def child_tree(identity: bytes, get: Get) -> smt.Tree:
     return smt.Tree(CHILD_NAMESPACE + identity, get)
 
 
+#: one tree's changes: (the tree's namespace, {key hash: value hash, or None to delete}, the
+#: tree's root after them)
+TreeUpdate = tuple[bytes, dict[bytes, bytes | None], bytes]
+
+
 @dataclass(frozen=True, slots=True)
 class Commitment:
     """What a block's writes do to the authenticated state."""
@@ -58,6 +63,9 @@ class Commitment:
     root: bytes
     node_writes: dict[bytes, bytes | None]  # tree nodes to store (keys relative to the tree store)
     slots: tuple[tuple[bytes, bytes | None], ...]  # (child tag, new slot value or None), by tag
+    #: the trees' changes, in the order applied (the children's trees, then the global tree):
+    #: :func:`apply_updates` makes ``node_writes`` from them again
+    updates: tuple[TreeUpdate, ...] = ()
 
 
 def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
@@ -85,9 +93,12 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
             global_changes[key_hash(key)] = vh
     node_writes: dict[bytes, bytes | None] = {}
     slots: dict[bytes, bytes | None] = {}
+    updates: list[TreeUpdate] = []
     for identity, changes in child_changes.items():
-        root, nodes = child_tree(identity, get).update(changes)
+        tree = child_tree(identity, get)
+        root, nodes = tree.update(changes)
         node_writes.update(nodes)
+        updates.append((tree.namespace, changes, root))
         slots[child_tag(identity)] = None if root == smt.EMPTY else root
     slots.update(tombstones)  # an erased child's slot holds its tombstone
     if followed:
@@ -95,7 +106,21 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
     global_changes.update(slots)
     root, nodes = global_tree(get).update(global_changes)
     node_writes.update(nodes)
-    return Commitment(root, node_writes, tuple(sorted(slots.items())))
+    updates.append((GLOBAL_NAMESPACE, global_changes, root))
+    return Commitment(root, node_writes, tuple(sorted(slots.items())), tuple(updates))
+
+
+def apply_updates(get: Get, updates: Sequence[TreeUpdate]) -> dict[bytes, bytes | None]:
+    """The node writes of a block's tree changes (:attr:`Commitment.updates`) on the trees read
+    through ``get``: what :func:`commit` computed, again (each tree reads only its own nodes).
+    Raises ValueError if a tree's root does not come out as recorded."""
+    node_writes: dict[bytes, bytes | None] = {}
+    for namespace, changes, recorded in updates:
+        root, nodes = smt.Tree(namespace, get).update(changes)
+        if root != recorded:
+            raise ValueError(f"the tree at {namespace.hex()[:20]} does not come out with its recorded root")
+        node_writes.update(nodes)
+    return node_writes
 
 
 def root_of(get: Get) -> bytes:

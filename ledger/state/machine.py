@@ -23,7 +23,7 @@ from ledger.rules.crossing import expire_requests
 from ledger.rules.erasure import erase_due
 from ledger.rules.validators import punish_equivocation, validator_set_at
 from ledger.state import txindex
-from ledger.state.authenticated import commit
+from ledger.state.authenticated import TreeUpdate, commit
 from ledger.state.records import (
     CHAIN_INFO,
     K_CHAIN,
@@ -75,6 +75,7 @@ class StateChanges:
     writes: list[tuple[bytes, bytes | None]]
     state_root: bytes
     tree_writes: dict[bytes, bytes | None]  # the authenticated state's tree nodes
+    tree_updates: tuple[TreeUpdate, ...]  # the trees' changes those nodes come from, in order
     slots: tuple[tuple[bytes, bytes | None], ...]  # children's slots this block changed
     followed_slots: tuple[bytes, ...]  # of those, the ones taken from the recorded changes
     results: list[TxResult]
@@ -191,6 +192,7 @@ class BlockExecution:
             writes=writes,
             state_root=committed.root,
             tree_writes=committed.node_writes,
+            tree_updates=committed.updates,
             slots=committed.slots,
             followed_slots=tuple(sorted(followed)),
             results=self.results,

@@ -12,6 +12,8 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
                             transaction index in log order, which a state-sync snapshot serves)
     b"S" + state key        state
     b"M" + tree position    a node of the authenticated state's trees (ledger/state/authenticated.py)
+    b"W" + height           that block's changes to the trees, while its tree nodes are held in
+                            memory and not yet written (see "Tree nodes held in memory" below)
     b"R" + height           the children's slots that block changed: (child tag, value or nil)
     b"L" + level + index    a complete subtree of the global RFC 6962 log
     b"P" + sequence         a transaction the node accepted and has not committed yet
@@ -30,6 +32,19 @@ A block and every change it causes go to LevelDB in ONE synchronous write batch,
 included: after a crash the store holds block h or block h+1 completely, never a mix. The block
 that erases a child records the pending purge (``E``) in that same batch, so a crash before the
 purge leaves it to be resumed at the next start (see :mod:`ledger.storage.erasure`).
+
+Tree nodes held in memory. A block rewrites the nodes on the paths it changes: a child's tree
+root at each crossing, the global tree's top at every block. Written with each block, those
+rewrites were most of the store's bytes and of LevelDB's compactions (``scripts/bench_store.py``).
+A store opened with ``tree_blocks`` > 0 keeps them in memory instead, and writes with each block
+only the block's tree changes (``W``: key and value hashes by tree, a tenth of the nodes'
+bytes). Every ``tree_blocks`` blocks (or once more nodes than ``TREE_NODES_HELD`` are held, or
+at close, or before a purge) it writes the nodes held, each once however often it changed, and
+deletes those ``W`` records, in one batch. Opening a store that holds ``W`` records (it stopped
+without writing its nodes) applies them again to the nodes on disk and checks the resulting
+root against the tip's state root. Readers see the nodes held: the live state, and the frozen
+views (:meth:`ChainStore.snapshot`, :meth:`ChainStore.raw_view`), which keep the blocks' node
+writes as of their height.
 """
 
 from __future__ import annotations
@@ -49,6 +64,7 @@ from ledger.merkle import EMPTY_ROOT, MerkleLog
 from ledger.privacy.subjects import subject_of
 from ledger.privacy.tags import child_tag
 from ledger.rules.erasure import EVENT_ERASED
+from ledger.state.authenticated import TreeUpdate, apply_updates, root_of
 from ledger.state.machine import chain_info_of, result_row
 from ledger.state.records import K_CHAIN, ChainInfo
 from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES, KV, LevelKV, MemoryKV, Snapshot
@@ -96,6 +112,11 @@ _GENESIS, _TIP = b"G", b"T"
 _SUBJECT, _ERASURE = b"I", b"E"
 COMPACTION_DUE = _ERASURE
 _ANCHOR, _HEADER = b"A", b"H"
+_TREE_LOG = b"W"
+#: blocks whose tree nodes a node's store holds in memory before writing them (ChainStore.open)
+DEFAULT_TREE_BLOCKS = 64
+#: tree nodes held in memory at most (about 800 bytes each): written sooner when a store holds more
+TREE_NODES_HELD = 65536
 ANCHOR_KEY = _ANCHOR
 _UNREAD = object()
 #: prefixes a state-sync snapshot reads and writes (ledger/snapshot/)
@@ -148,12 +169,14 @@ def log_key(level: int, index: int) -> bytes:
 class StateOnKV:
     """The state as a :class:`ledger.state.view.StateReader` over the ``S`` prefix."""
 
-    __slots__ = ("_kv", "nodes")
+    __slots__ = ("_kv", "nodes", "pending")
 
     def __init__(self, kv: KV) -> None:
         self._kv = kv
         #: every write of tree nodes to ``kv`` goes through ``nodes.writing``
         self.nodes = NodeCache()
+        #: tree nodes held in memory, not written yet (None: deleted), ahead of the store's
+        self.pending: dict[bytes, bytes | None] = {}
 
     def get(self, key: bytes) -> bytes | None:
         return self._kv.get(b"S" + key)
@@ -168,6 +191,9 @@ class StateOnKV:
         return None
 
     def tree_node(self, position: bytes) -> bytes | None:
+        pending = self.pending
+        if position in pending:
+            return pending[position]
         return self.nodes.get(position, self._stored_node)
 
     def _stored_node(self, position: bytes) -> bytes | None:
@@ -178,10 +204,11 @@ class StateSnapshot:
     """The state records and tree nodes as they were at ``height`` (a store snapshot), for
     serving proofs while later blocks are written."""
 
-    __slots__ = ("_snap", "height")
+    __slots__ = ("_layers", "_snap", "height")
 
-    def __init__(self, snap: Snapshot, height: int) -> None:
+    def __init__(self, snap: Snapshot, height: int, layers: tuple[dict[bytes, bytes | None], ...] = ()) -> None:
         self._snap, self.height = snap, height
+        self._layers = layers  # the tree nodes of the blocks up to ``height`` not written yet, oldest first
 
     def get(self, key: bytes) -> bytes | None:
         return self._snap.get(b"S" + key)
@@ -196,6 +223,9 @@ class StateSnapshot:
         return tail[0] if tail else None
 
     def tree_node(self, position: bytes) -> bytes | None:
+        for layer in reversed(self._layers):
+            if position in layer:
+                return layer[position]
         return self._snap.get(b"M" + position)
 
     def close(self) -> None:
@@ -206,15 +236,23 @@ class RawView:
     """The whole store as it was when the view was taken (a store snapshot), key by key: what a
     state-sync snapshot is planned and served from (ledger/snapshot/make.py)."""
 
-    __slots__ = ("_snap", "height")
+    __slots__ = ("_layers", "_snap", "height")
 
-    def __init__(self, snap: Snapshot, height: int) -> None:
+    def __init__(self, snap: Snapshot, height: int, layers: tuple[dict[bytes, bytes | None], ...] = ()) -> None:
         self._snap, self.height = snap, height
+        self._layers = layers  # as StateSnapshot's
 
     def get(self, key: bytes) -> bytes | None:
+        if self._layers and key[:1] == TREE_NODES:
+            position = key[1:]
+            for layer in reversed(self._layers):
+                if position in layer:
+                    return layer[position]
         return self._snap.get(key)
 
     def items(self, start: bytes, stop: bytes) -> Generator[tuple[bytes, bytes], None, None]:
+        if self._layers and start < TREE_NODES + b"\xff" and stop > TREE_NODES:
+            raise StorageError("tree nodes held in memory are read by position, not scanned")
         with self._snap.iterator(start=start, stop=stop) as it:
             yield from it
 
@@ -240,6 +278,30 @@ def encode_slots(slots: tuple[tuple[bytes, bytes | None], ...]) -> bytes:
 
 def decode_slots(raw: bytes) -> tuple[tuple[bytes, bytes | None], ...]:
     return tuple((slot.child, slot.value) for slot in SLOTS.check(decode(raw), "slots"))
+
+
+def encode_tree_updates(updates: tuple[TreeUpdate, ...]) -> bytes:
+    """A block's tree changes (``W``): ``[[namespace, [key hash, value hash or nil, ...], root], ...]``."""
+    return pack([[namespace, [x for item in changes.items() for x in item], root]
+                 for namespace, changes, root in updates])
+
+
+def decode_tree_updates(raw: bytes) -> list[TreeUpdate]:
+    out: list[TreeUpdate] = []
+    trees = decode(raw)
+    if not isinstance(trees, list):
+        raise DecodeError("tree changes are a list")
+    for tree in trees:
+        if not (isinstance(tree, list) and len(tree) == 3 and type(tree[0]) is bytes and isinstance(tree[1], list)
+                and len(tree[1]) % 2 == 0 and type(tree[2]) is bytes and len(tree[2]) == 32):
+            raise DecodeError("a tree's changes are [namespace, [key, value, ...], root]")
+        flat = tree[1]
+        keys, values = flat[0::2], flat[1::2]
+        if not (all(type(k) is bytes and len(k) == 32 for k in keys)
+                and all(v is None or (type(v) is bytes and len(v) == 32) for v in values)):
+            raise DecodeError("a tree change is a 32-byte key hash and a 32-byte value hash or nil")
+        out.append((tree[0], dict(zip(keys, values, strict=True)), tree[2]))
+    return out
 
 
 ERASED_STATUS = "erased"
@@ -289,13 +351,20 @@ class ChainStore:
 
     ``sync`` makes every block's batch durable before ``commit_block`` returns;
     ``keep_blocks=False`` keeps only what executing later blocks needs (state, log, indexes),
-    as the auditor's own replay does.
+    as the auditor's own replay does; ``tree_blocks`` > 0 holds that many blocks' tree nodes in
+    memory before writing them (see the module doc).
     """
 
-    def __init__(self, kv: KV, *, sync: bool = True, keep_blocks: bool = True) -> None:
+    def __init__(self, kv: KV, *, sync: bool = True, keep_blocks: bool = True, tree_blocks: int = 0) -> None:
         self.kv = kv
         self._sync = sync
         self._keep_blocks = keep_blocks
+        self._tree_blocks = tree_blocks
+        #: the tree nodes each block wrote since they were last written to ``kv``, with the
+        #: block's height (the store's own view of them is ``_state.pending``, all merged)
+        self._layers: list[tuple[int, dict[bytes, bytes | None]]] = []
+        #: held while tree nodes move between memory and ``kv``, and while a frozen view is taken
+        self._tree_lock = threading.RLock()
         self._state = StateOnKV(kv)
         self._tip: Tip | None = None
         self._chain: ChainInfo | None = None
@@ -315,17 +384,18 @@ class ChainStore:
                 self._chain = chain_info_of(self._state)
             except DecodeError as exc:
                 raise StorageError(f"the store's tip, genesis or chain record does not decode: {exc}") from None
+            self._recover_tree()
 
     # ---- opening
     @classmethod
     def open(cls, path: str | Path, genesis: Genesis | None = None, *, create: bool = True,
-             max_open_files: int = DEFAULT_MAX_OPEN_FILES) -> ChainStore:
+             max_open_files: int = DEFAULT_MAX_OPEN_FILES, tree_blocks: int = DEFAULT_TREE_BLOCKS) -> ChainStore:
         """Open the store at ``path``. With ``create``, a missing (or empty) directory becomes a
         new store holding ``genesis``; an existing store is never made anew (see
         :class:`~ledger.storage.kv.LevelKV`), and one that lost its tip record is refused."""
         kv = LevelKV(path, create=create, max_open_files=max_open_files)
         try:
-            store = cls(kv)
+            store = cls(kv, tree_blocks=tree_blocks)
             if store._tip is None and not kv.created:
                 raise StorageError(f"the store at {path} holds no tip record: it is damaged (a new store "
                                    "is only made in a missing or empty directory)")
@@ -365,7 +435,55 @@ class ChainStore:
         self._chain = chain_info_of(self._state)
 
     def close(self) -> None:
-        self.kv.close()
+        try:
+            if self._tree_blocks and self.damage is None:
+                self.flush_tree()  # (if this fails, the next start rebuilds them)
+        finally:
+            self.kv.close()
+
+    # ---- tree nodes held in memory
+    def _hold(self, height: int, nodes: dict[bytes, bytes | None]) -> None:
+        self._state.pending.update(nodes)
+        self._layers.append((height, nodes))
+
+    def flush_tree(self) -> None:
+        """Write the tree nodes held in memory, each once, and delete the blocks' tree changes
+        kept to rebuild them, in one batch."""
+        with self._tree_lock:
+            if not self._layers:
+                return
+            pending = self._state.pending
+            batch: dict[bytes, bytes | None] = {TREE_NODES + position: node for position, node in pending.items()}
+            for height, _ in self._layers:
+                batch[_TREE_LOG + _h(height)] = None
+            with self._state.nodes.writing(pending):
+                self.kv.write(batch, sync=self._sync)
+            self._state.pending = {}  # a new dict: what readers already hold stays as it was
+            self._layers = []
+
+    def _recover_tree(self) -> None:
+        """Apply the tree changes of the blocks whose nodes were held in memory when the store
+        last stopped (``W`` records) to the nodes on disk, checking each tree's root as it was
+        recorded and the last against the tip's state root."""
+        kept = [(int.from_bytes(key[1:], "big"), raw) for key, raw in self.kv.iterate(_TREE_LOG, _TREE_LOG + b"\xff")]
+        if not kept:
+            return
+        heights = [height for height, _ in kept]
+        if heights != list(range(heights[0], self.tip.height + 1)):
+            raise StorageError(f"the store holds the tree changes of blocks {heights[0]} to {heights[-1]}, "
+                               f"not a run up to its tip {self.tip.height}: it is damaged")
+        for height, raw in kept:
+            try:
+                nodes = apply_updates(self._state.tree_node, decode_tree_updates(raw))
+            except DecodeError as exc:
+                raise StorageError(f"the tree changes of block {height} do not decode: {exc}") from None
+            except ValueError as exc:
+                raise StorageError(f"the tree changes of block {height} do not apply: {exc}; the store is "
+                                   "damaged") from None
+            self._hold(height, nodes)
+        if root_of(self._state.tree_node) != self.tip.state_root:
+            raise StorageError("the state tree rebuilt from the stored tree changes does not match the tip's "
+                               "state root: the store is damaged")
 
     @property
     def damage(self) -> str | None:
@@ -493,19 +611,24 @@ class ChainStore:
         take = getattr(self.kv, "snapshot", None)
         if take is None:
             raise StorageError("this store cannot take snapshots")
-        return StateSnapshot(take(), self.tip.height)
+        with self._tree_lock:
+            return StateSnapshot(take(), self.tip.height, self._held_layers())
+
+    def _held_layers(self) -> tuple[dict[bytes, bytes | None], ...]:
+        return tuple(nodes for _, nodes in self._layers)
 
     def raw_view(self) -> RawView:
         """The whole store at the tip, frozen (LevelDB and in-memory stores can take one)."""
         take = getattr(self.kv, "snapshot", None)
         if take is None:
             raise StorageError("this store cannot take snapshots")
-        snap = take()
+        with self._tree_lock:
+            snap, layers = take(), self._held_layers()
         raw = snap.get(_TIP)  # the tip as the snapshot sees it (a block may be landing meanwhile)
         if raw is None:
             snap.close()
             raise StorageError("the store is not initialised with a genesis")
-        return RawView(snap, TIP.decode(raw).height)
+        return RawView(snap, TIP.decode(raw).height, layers)
 
     def tx_location(self, tx_id: bytes) -> TxLocation | None:
         """Where a committed transaction is. A block being written by another thread is not
@@ -534,8 +657,13 @@ class ChainStore:
         batch: dict[bytes, bytes | None] = {}
         for key, value in executed.changes.writes:
             batch[b"S" + key] = value
-        for position, node in executed.changes.tree_writes.items():
-            batch[b"M" + position] = node
+        deferred = self._tree_blocks > 0
+        if deferred:
+            batch[_TREE_LOG + _h(h.height)] = encode_tree_updates(executed.changes.tree_updates)
+        else:
+            self.flush_tree()  # nodes a restart rebuilt in memory go first
+            for position, node in executed.changes.tree_writes.items():
+                batch[b"M" + position] = node
         if executed.changes.slots:
             batch[b"R" + _h(h.height)] = encode_slots(executed.changes.slots)
         for (level, index), node in executed.log_nodes.items():
@@ -559,11 +687,19 @@ class ChainStore:
         new_tip = Tip(height=h.height, hash=block.hash, time=h.time, state_root=h.state_root,
                       log_size=h.log_size, log_root=h.log_root)
         batch[_TIP] = TIP.encode(new_tip)
-        with self._state.nodes.writing(executed.changes.tree_writes):
-            self.kv.write(batch, sync=self._sync)
+        if deferred:
+            with self._tree_lock:  # a frozen view sees the block, its nodes and its height, or none
+                self.kv.write(batch, sync=self._sync)
+                self._hold(h.height, executed.changes.tree_writes)
+                self._tip = new_tip
+        else:
+            with self._state.nodes.writing(executed.changes.tree_writes):
+                self.kv.write(batch, sync=self._sync)
         self._tip = new_tip
         if b"S" + K_CHAIN in batch:  # parameters changed at this height
             self._chain = chain_info_of(self._state)
+        if deferred and (len(self._layers) >= self._tree_blocks or len(self._state.pending) >= TREE_NODES_HELD):
+            self.flush_tree()
 
     @staticmethod
     def _erasure_records(executed: ExecutedBlock, batch: dict[bytes, bytes | None]) -> None:

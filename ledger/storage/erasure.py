@@ -103,5 +103,8 @@ def plan_purge(store: ChainStore, tag: bytes, identity: bytes) -> Purge:
 
 
 def apply_purge(store: ChainStore, purge: Purge) -> None:
-    """Write the purge's one synchronous batch."""
+    """Write the purge's one synchronous batch, after the tree nodes the store holds in memory
+    (the erasing block deleted the child's tree; the compaction that follows a purge is what
+    takes deleted records out of the files)."""
+    store.flush_tree()
     store.kv.write(purge.batch, sync=True)

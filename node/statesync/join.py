@@ -44,7 +44,7 @@ from ledger.errors import CustosError, DecodeError
 from ledger.genesis import Genesis
 from ledger.light import LightError, Step, Trusted, advance
 from ledger.snapshot.verify import Assembly, NotCovered, SnapshotError
-from ledger.storage.chainstore import ChainStore
+from ledger.storage.chainstore import DEFAULT_TREE_BLOCKS, ChainStore
 from ledger.storage.kv import LevelKV
 from ledger.validators import ValidatorSet
 from node.statesync.messages import (
@@ -304,7 +304,7 @@ class Joiner:
         await loop.run_in_executor(None, partial(kv.write, {**assembly.finish(), **first}, sync=True))
         await loop.run_in_executor(None, partial(kv.write, tip, sync=True))
         self.report.seconds["chunks"] = time.monotonic() - t0
-        return ChainStore(kv)
+        return ChainStore(kv, tree_blocks=DEFAULT_TREE_BLOCKS)
 
     async def _chunks(self, offer: Offer, assembly: Assembly, peers: list[bytes], kv: LevelKV) -> None:
         loop = asyncio.get_running_loop()

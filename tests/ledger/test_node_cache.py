@@ -49,7 +49,7 @@ def test_holds_at_most_its_limit():
 
 def test_a_leveldb_store_with_a_small_cache_follows_a_chain_with_erasures_and_holds_what_it_wrote(tmp_path):
     chain = Chain(path=tmp_path / "leader")
-    follower = ChainStore.open(tmp_path / "follower", chain.genesis)
+    follower = ChainStore.open(tmp_path / "follower", chain.genesis, tree_blocks=0)  # nodes written with each block
     cache = follower.state.nodes
     cache.limit = 16  # emptied again and again
     authority, terminal = chain.open_border()

@@ -314,6 +314,7 @@ def test_a_leveldb_store_written_before_lone_entries_moved_up_goes_on_with_the_s
     twin.kv.write(dict(chain.store.kv.iterate(b"\x00", b"\xff")))
     twin = ChainStore(twin.kv)
 
+    chain.store.flush_tree()  # every node on disk, none held in memory
     nodes = dict(chain.store.kv.iterate(b"M", b"N"))
     legacy: dict[bytes, bytes | None] = dict.fromkeys(nodes)
     for ns in [GLOBAL_NAMESPACE] + [CHILD_NAMESPACE + child.identity for child in children]:
