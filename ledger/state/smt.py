@@ -248,6 +248,13 @@ class Tree:
             return self.root(), writes
         ns = self.namespace
         stored = self.get(ns)
+        if len(changes) == 1 and stored is not None and stored[:1] == _NODE:  # one key, below a node: a path
+            ((key, value),) = changes.items()
+            if value is not None:
+                node = _Updater(self.get, writes)._put(0, ns, stored, key, value)
+                if node != stored:
+                    writes[ns] = node
+                return node[1:33], writes
         record = _Updater(self.get, writes).subtree(0, ns, stored, None, list(changes.items()))
         if record != stored:
             writes[ns] = record  # the root is kept at its position even when it is a lone entry
