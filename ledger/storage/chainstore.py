@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -200,6 +200,16 @@ class StateOnKV:
         return self._kv.get(b"M" + position)
 
 
+def _node_through(layers: tuple[dict[bytes, bytes | None], ...], position: bytes,
+                  stored: Callable[[], bytes | None]) -> bytes | None:
+    """The node at ``position`` as the newest of ``layers`` (blocks' node writes not yet in the
+    store, oldest first) has it (None: deleted), else as ``stored()`` reads it."""
+    for layer in reversed(layers):
+        if position in layer:
+            return layer[position]
+    return stored()
+
+
 class StateSnapshot:
     """The state records and tree nodes as they were at ``height`` (a store snapshot), for
     serving proofs while later blocks are written."""
@@ -223,10 +233,7 @@ class StateSnapshot:
         return tail[0] if tail else None
 
     def tree_node(self, position: bytes) -> bytes | None:
-        for layer in reversed(self._layers):
-            if position in layer:
-                return layer[position]
-        return self._snap.get(b"M" + position)
+        return _node_through(self._layers, position, lambda: self._snap.get(b"M" + position))
 
     def close(self) -> None:
         self._snap.close()
@@ -244,10 +251,7 @@ class RawView:
 
     def get(self, key: bytes) -> bytes | None:
         if self._layers and key[:1] == TREE_NODES:
-            position = key[1:]
-            for layer in reversed(self._layers):
-                if position in layer:
-                    return layer[position]
+            return _node_through(self._layers, key[1:], lambda: self._snap.get(key))
         return self._snap.get(key)
 
     def items(self, start: bytes, stop: bytes) -> Generator[tuple[bytes, bytes], None, None]:
@@ -661,7 +665,8 @@ class ChainStore:
         if deferred:
             batch[_TREE_LOG + _h(h.height)] = encode_tree_updates(executed.changes.tree_updates)
         else:
-            self.flush_tree()  # nodes a restart rebuilt in memory go first
+            if self._layers:
+                self.flush_tree()  # nodes a restart rebuilt in memory go first
             for position, node in executed.changes.tree_writes.items():
                 batch[b"M" + position] = node
         if executed.changes.slots:
@@ -695,7 +700,7 @@ class ChainStore:
         else:
             with self._state.nodes.writing(executed.changes.tree_writes):
                 self.kv.write(batch, sync=self._sync)
-        self._tip = new_tip
+            self._tip = new_tip
         if b"S" + K_CHAIN in batch:  # parameters changed at this height
             self._chain = chain_info_of(self._state)
         if deferred and (len(self._layers) >= self._tree_blocks or len(self._state.pending) >= TREE_NODES_HELD):
