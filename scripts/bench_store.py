@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """What the authenticated state map costs a validator in CPU, LevelDB's compactions included.
 
-    python scripts/bench_store.py [--blocks 40] [--block-txs 1000] [--children 5000] [--rounds 2] [--out FILE]
+    python scripts/bench_store.py [--blocks 120] [--warmup 40] [--block-txs 1000] [--children 5000]
+                                  [--rounds 2] [--data FILE] [--out FILE]
 
 ``bench_ledger.py`` times the validator's executing thread. A store does more work than that
 thread sees: LevelDB writes each batch to a log and a memtable, and a background thread later
