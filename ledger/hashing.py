@@ -23,10 +23,19 @@ TAG_GENESIS = b"custos/genesis"
 _PREFIXED: dict[bytes, hashlib._Hash] = {}
 
 
+def tagged_state(tag: bytes) -> hashlib._Hash:
+    """The SHA-256 state after ``len(tag) || tag``, kept for every later hash under the tag:
+    copy it and add the data (what :func:`tagged_hash` does, for a loop that hashes many)."""
+    start = _PREFIXED.get(tag)
+    if start is None:
+        start = _PREFIXED[tag] = hashlib.sha256(len(tag).to_bytes(1, "big") + tag)
+    return start
+
+
 def tagged_hash(tag: bytes, data: bytes) -> bytes:
     start = _PREFIXED.get(tag)
-    if start is None:  # the hash state after len(tag) || tag, reused for every hash under the tag
-        start = _PREFIXED[tag] = hashlib.sha256(len(tag).to_bytes(1, "big") + tag)
+    if start is None:
+        start = tagged_state(tag)
     h = start.copy()
     h.update(data)
     return h.digest()

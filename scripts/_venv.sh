@@ -9,7 +9,9 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 stamp="$VENV/.custos-installed"
-if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+# installed again after pyproject.toml changes, or the C source of the state tree's walk (which
+# the install compiles)
+if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ] || [ "$ROOT/ledger/state/_smt_native.c" -nt "$stamp" ]; then
   # the first time only (and after pyproject.toml changes): about 30 s; each package is named as it comes
   echo "[setup 2/2] installing Custos and its dependencies into $VENV (first run only)" >&2
   started=$SECONDS

@@ -54,7 +54,7 @@ from benchkit import CHAIN, T0, BenchWorld, Proposer, apply_block, write_result
 
 from ledger.chain import execute_block
 from ledger.crypto.keys import verify_raw
-from ledger.state import machine
+from ledger.state import machine, smt
 from ledger.storage.chainstore import ChainStore
 from ledger.tx.envelope import decode_tx
 from node.sigcheck import SigChecker
@@ -72,8 +72,12 @@ def main() -> None:
                          "children have crossed before (their trees and the store past their first growth)")
     ap.add_argument("--block-txs", type=int, default=1000)
     ap.add_argument("--children", type=int, default=5000)
+    ap.add_argument("--python-tree", action="store_true",
+                    help="update the state tree in Python even where its C walk is built (to compare the two)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
+    if args.python_tree:
+        smt.NATIVE = None
 
     world = BenchWorld()
     terminal = world.terminal
@@ -189,6 +193,7 @@ def main() -> None:
         "crossings": total,
         "warmup_crossings": args.warmup * args.block_txs,
         "children": args.children,
+        "state_tree_walk": "python" if smt.NATIVE is None else "c",
         "block_txs": args.block_txs,
         "raw_ed25519_verify_per_s": round(raw_verify_per_s),
         "proposer_build_and_commit_tx_per_s": round(total / build_s),

@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ledger.hashing import tagged_hash
-from ledger.privacy.tags import child_tag
+from ledger.hashing import tagged_hash, tagged_state
+from ledger.privacy.tags import TAG_CHILD
 from ledger.state import smt
-from ledger.state.records import P_DERIVED, P_ERASED, child_of_key
+from ledger.state.records import CHILD_KEY_LEN, P_CHILD, P_DERIVED, P_ERASED
 
 TAG_STATE_KEY = b"custos/state-key"
 TAG_STATE_VALUE = b"custos/state-value"
@@ -33,6 +33,13 @@ GLOBAL_NAMESPACE = b"g"
 CHILD_NAMESPACE = b"c"
 
 Get = Callable[[bytes], bytes | None]
+
+
+_KEY_STATE = tagged_state(TAG_STATE_KEY)
+_VALUE_STATE = tagged_state(TAG_STATE_VALUE)
+_CHILD_TAG_STATE = tagged_state(TAG_CHILD)
+_CHILD_START = len(P_CHILD)
+assert CHILD_KEY_LEN - _CHILD_START == 16  # an identity id: what child_tag hashes
 
 
 def key_hash(key: bytes) -> bytes:
@@ -80,26 +87,41 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
     global_changes: dict[bytes, bytes | None] = {}
     child_changes: dict[bytes, dict[bytes, bytes | None]] = {}
     tombstones: dict[bytes, bytes | None] = {}
+    # key_hash, value_hash and child_of_key inlined: this loop runs for every write of a block
+    key_state, value_state = _KEY_STATE.copy, _VALUE_STATE.copy
     for key, value in writes:
         if key.startswith(P_DERIVED):
             continue
-        vh = None if value is None else value_hash(value)
-        identity = child_of_key(key)
-        if identity is not None:
-            child_changes.setdefault(identity, {})[key_hash(key)] = vh
+        if value is None:
+            vh = None
+        else:
+            h = value_state()
+            h.update(value)
+            vh = h.digest()
+        h = key_state()
+        h.update(key)
+        if key.startswith(P_CHILD) and len(key) > CHILD_KEY_LEN:
+            identity = key[_CHILD_START:CHILD_KEY_LEN]
+            changes = child_changes.get(identity)
+            if changes is None:
+                changes = child_changes[identity] = {}
+            changes[h.digest()] = vh
         elif key.startswith(P_ERASED):
             tombstones[key[len(P_ERASED):]] = vh
         else:
-            global_changes[key_hash(key)] = vh
+            global_changes[h.digest()] = vh
     node_writes: dict[bytes, bytes | None] = {}
     slots: dict[bytes, bytes | None] = {}
     updates: list[TreeUpdate] = []
+    tag_state, update_tree, empty = _CHILD_TAG_STATE.copy, smt.update_tree, smt.EMPTY
     for identity, changes in child_changes.items():
-        tree = child_tree(identity, get)
-        root, nodes = tree.update(changes)
+        namespace = CHILD_NAMESPACE + identity
+        root, nodes = update_tree(namespace, get, changes)
         node_writes.update(nodes)
-        updates.append((tree.namespace, changes, root))
-        slots[child_tag(identity)] = None if root == smt.EMPTY else root
+        updates.append((namespace, changes, root))
+        h = tag_state()  # child_tag(identity), the identity being 16 bytes here
+        h.update(identity)
+        slots[h.digest()] = None if root == empty else root
     slots.update(tombstones)  # an erased child's slot holds its tombstone
     if followed:
         slots.update(followed)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TypeVar
 
 from ledger.errors import DecodeError
@@ -52,6 +53,12 @@ _NIBBLE_BYTES = [bytes((i,)) for i in range(RADIX)]
 _sha256 = hashlib.sha256
 
 Get = Callable[[bytes], bytes | None]
+
+NATIVE: ModuleType | None
+try:  # the update walk in C (built with the package where a compiler is at hand): same results
+    from ledger.state import _smt_native as NATIVE
+except ImportError:  # pragma: no cover - installs without the extension
+    NATIVE = None
 
 
 def leaf_hash(key: bytes, value: bytes) -> bytes:
@@ -241,11 +248,21 @@ class Tree:
         """Apply ``changes`` (key -> value hash, None deletes); returns (new root, node writes).
 
         Deleting an absent key and writing a value a key already has are allowed and change
-        nothing.
+        nothing. Keys and value hashes are 32 bytes. The walk runs in C when the extension
+        ``ledger.state._smt_native`` is built (:data:`NATIVE`), else in Python
+        (:meth:`update_in_python`, the reference the C code follows).
         """
+        if not changes:
+            return self.root(), {}
+        return update_tree(self.namespace, self.get, changes)
+
+    def update_in_python(self, changes: dict[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes | None]]:
+        """:meth:`update` in Python: the reference reading of the walk."""
         writes: dict[bytes, bytes | None] = {}
         if not changes:
             return self.root(), writes
+        if not all(len(k) == 32 and (v is None or len(v) == 32) for k, v in changes.items()):
+            raise ValueError("tree keys and values are 32-byte hashes")
         ns = self.namespace
         stored = self.get(ns)
         if len(changes) == 1 and stored is not None and stored[:1] == _NODE:  # one key, below a node: a path
@@ -280,6 +297,14 @@ class Tree:
 
         walk(self.namespace)
         return out
+
+
+def update_tree(namespace: bytes, get: Get,
+                changes: dict[bytes, bytes | None]) -> tuple[bytes, dict[bytes, bytes | None]]:
+    """``Tree(namespace, get).update(changes)`` for non-empty ``changes``, in C where built."""
+    if NATIVE is not None:
+        return NATIVE.update(namespace, get, changes)
+    return Tree(namespace, get).update_in_python(changes)
 
 
 # --------------------------------------------------------------------------- parts of a tree
