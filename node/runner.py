@@ -16,6 +16,7 @@ from ledger.crypto.keys import SigningKey
 from ledger.errors import DecodeError, StorageError
 from ledger.genesis import Genesis
 from ledger.rules.validators import validator_set_at
+from ledger.state import smt
 from ledger.storage.chainstore import ChainStore
 from ledger.storage.files import private_dir
 from ledger.storage.health import Patrol, check_recent
@@ -380,6 +381,9 @@ async def run(config: NodeConfig, *, init: bool = False, state_sync: bool = Fals
     metrics = f", metrics http://{config.metrics.listen}/metrics" if config.metrics.listen else ""
     log.info("node %s %s serving %s%s (chain %s, height %d)", config.node.name, version(), url, metrics,
              node.store.chain.chain_id, node.store.height)
+    if smt.NATIVE is None:
+        log.warning("the state tree is updated in Python, about twice as slowly as by its C walk, which was not "
+                    "built with this install (it needs a C compiler and OpenSSL's headers: docs/OPERATOR.md)")
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
