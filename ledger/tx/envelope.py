@@ -49,7 +49,7 @@ class Transaction:
     the unsigned part.
     """
 
-    __slots__ = ("_unsigned", "body", "id", "kind", "nonce", "raw", "sigs")
+    __slots__ = ("_signers", "_unsigned", "body", "id", "kind", "nonce", "raw", "sigs")
 
     def __init__(self, kind: str, body: Any, nonce: int, sigs: tuple[Sig, ...], raw: bytes,
                  unsigned: bytes) -> None:
@@ -60,10 +60,14 @@ class Transaction:
         self.raw = raw
         self._unsigned = unsigned
         self.id = tagged_hash(TAG_TX, unsigned)
+        self._signers: frozenset[bytes] | None = None
 
     @property
     def signers(self) -> frozenset[bytes]:
-        return frozenset(s.key for s in self.sigs)
+        """The keys that signed (each rule that checks signers asks: made once)."""
+        if self._signers is None:
+            self._signers = frozenset(s.key for s in self.sigs)
+        return self._signers
 
     def bad_signatures(self, chain_id: str) -> list[bytes]:
         """Keys whose signature does not verify for this chain and id (empty when all do)."""
@@ -162,7 +166,10 @@ def decode_tx(data: bytes) -> Transaction:
     raw_sigs = value["sigs"]
     if type(raw_sigs) is not list or not 1 <= len(raw_sigs) <= MAX_SIGS:
         raise DecodeError(f"expected 1..{MAX_SIGS} signatures", "sigs")
-    sigs = tuple(SIG.check_canonical(s, f"sigs[{i}]") for i, s in enumerate(raw_sigs))
+    try:
+        sigs = tuple([SIG.check_canonical(s) for s in raw_sigs])
+    except DecodeError:  # again, naming each signature's place in the error
+        sigs = tuple(SIG.check_canonical(s, f"sigs[{i}]") for i, s in enumerate(raw_sigs))
     for i in range(1, len(sigs)):
         if not sigs[i - 1].key < sigs[i].key:
             raise DecodeError("signatures must be sorted by key, one per key", "sigs")

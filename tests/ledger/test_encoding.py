@@ -232,6 +232,15 @@ def test_rejects_malformed_transactions(request_tx, mutate):
         decode_tx(encode(wire))
 
 
+def test_a_malformed_signature_is_named_by_its_place_in_the_list(request_tx):
+    wire = _wire(request_tx[0])
+    assert len(wire["sigs"]) == 2
+    wire["sigs"][1] = {**wire["sigs"][1], "sig": b"\x00" * 63}
+    with pytest.raises(DecodeError) as caught:
+        decode_tx(encode(wire))
+    assert "sigs[1].sig" in str(caught.value)
+
+
 def test_rejects_a_transaction_over_the_size_limit():
     post = make_tx(GOV_REGISTER_POST, RegisterPost("MD-01", "x"), 1, [SigningKey.generate()], CHAIN_ID)
     wire = decode(post.raw)
