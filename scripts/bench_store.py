@@ -2,7 +2,7 @@
 """What the authenticated state map costs a validator in CPU, LevelDB's compactions included.
 
     python scripts/bench_store.py [--blocks 120] [--warmup 40] [--block-txs 1000] [--children 5000]
-                                  [--rounds 2] [--data FILE] [--out FILE]
+                                  [--rounds 2] [--data FILE] [--python-tree] [--out FILE]
 
 ``bench_ledger.py`` times the validator's executing thread. A store does more work than that
 thread sees: LevelDB writes each batch to a log and a memtable, and a background thread later
@@ -30,6 +30,14 @@ a block of 1,000 crossings writes about 2.5 MB). Each child reports, per crossin
 * ``wall_us``: the elapsed time of the applying thread;
 * ``store_bytes``: the store's files at the end.
 
+A machine whose speed drifts between processes (by a sixth, some days) hides a difference of
+that size between two runs, so one more child applies the chain to both stores in one process,
+each block to one and then the other (in turns which first), and reports the median over the
+counted blocks of the difference (``paired_in_one_process``): the executing thread's cost of the
+map, the time in the tree's update walk, and the validator's rate lost with two raw
+verifications added, without LevelDB's background threads. ``--python-tree`` runs every child
+with the tree's Python walk instead of its C walk.
+
 Derived (medians over the rounds): ``state_map_cpu_us_per_crossing`` with and without the
 background threads, and the validator's CPU lost to the map, 1 - (CPU without it) / (CPU with
 it), where a validator's CPU per crossing is the main thread's (or all threads') plus two raw
@@ -40,6 +48,7 @@ verifications. ``validator_cpu_lost_to_state_map_main_thread`` is the counterpar
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -53,6 +62,8 @@ import time
 from pathlib import Path
 
 from benchkit import ChainFile, apply_block, write_result
+
+from ledger.state import smt
 
 VARIANTS = ("with_state_map", "without_state_map")
 
@@ -110,8 +121,68 @@ def child(data_path: Path, variant: str, warmup: int) -> None:
                       "raw_verify_us": verify_s * 1e6}))
 
 
+def paired_child(data_path: Path, warmup: int) -> None:
+    """Both stores in one process, each block applied to one and then the other (in turns which
+    first), the executing thread's CPU timed per block: the map's cost as the median of the
+    block pairs after ``warmup``. Prints JSON."""
+    from ledger.block import Block
+    from ledger.crypto.keys import verify_raw
+    from ledger.state import machine
+    from ledger.storage.chainstore import ChainStore
+
+    data = ChainFile.load(data_path)
+    blocks = [(Block.decode(raw), commit) for raw, commit in data.blocks]
+    work = Path(tempfile.mkdtemp(prefix="custos-store-"))
+    real_commit = machine.commit
+    walk = [0.0]
+
+    def timed_commit(get, writes, known_slots=None):  # type: ignore[no-untyped-def]
+        t = time.thread_time()
+        try:
+            return real_commit(get, writes, known_slots)
+        finally:
+            walk[0] += time.thread_time() - t
+
+    try:
+        stores = {v: ChainStore.open(work / v, data.genesis) for v in VARIANTS}
+        for store in stores.values():
+            for raw, commit in data.setup:
+                apply_block(store, Block.decode(raw), commit)
+        gc.collect()
+        gc.freeze()  # the prebuilt blocks: out of the collector's passes
+        pairs: dict[str, list[float]] = {"state_map_us": [], "tree_us": [], "without_us": [], "raw_verify_us": []}
+        for i, (block, commit) in enumerate(blocks):
+            spent = {}
+            for variant in VARIANTS if i % 2 else reversed(VARIANTS):
+                gc.collect()
+                walk[0] = 0.0
+                machine.commit = timed_commit  # type: ignore[assignment]
+                t = time.thread_time()
+                apply_block(stores[variant], block, commit, signatures=False, state_map=variant == "with_state_map")
+                spent[variant] = time.thread_time() - t
+                machine.commit = real_commit  # type: ignore[assignment]
+                if variant == "with_state_map":
+                    tree = walk[0]
+            if i < warmup:
+                continue
+            n = len(block.txs)
+            pairs["state_map_us"].append((spent["with_state_map"] - spent["without_state_map"]) / n * 1e6)
+            pairs["tree_us"].append(tree / n * 1e6)
+            pairs["without_us"].append(spent["without_state_map"] / n * 1e6)
+            t = time.perf_counter()
+            for _ in range(200):
+                verify_raw(*data.raw)
+            pairs["raw_verify_us"].append((time.perf_counter() - t) / 200 * 1e6)
+        for store in stores.values():
+            store.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: statistics.median(v) for k, v in pairs.items()} | {"blocks": len(pairs["tree_us"])}))
+
+
 def run_child(data_path: Path, variant: str, warmup: int) -> dict:
-    done = subprocess.run([sys.executable, __file__, "--child", str(data_path), variant, str(warmup)],
+    python_tree = ["--python-tree"] if smt.NATIVE is None else []
+    done = subprocess.run([sys.executable, __file__, *python_tree, "--child", str(data_path), variant, str(warmup)],
                           capture_output=True, text=True, timeout=1800, check=False)
     if done.returncode != 0:
         raise SystemExit(f"the {variant} run failed:\n{done.stderr[-2000:]}")
@@ -126,11 +197,18 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--data", type=Path, help="reuse (or keep) the built chain here")
+    ap.add_argument("--python-tree", action="store_true",
+                    help="update the state tree in Python even where its C walk is built (to compare the two)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child", nargs=3, metavar=("DATA", "VARIANT", "WARMUP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.python_tree:
+        smt.NATIVE = None
     if args.child:
-        child(Path(args.child[0]), args.child[1], int(args.child[2]))
+        if args.child[1] == "paired":
+            paired_child(Path(args.child[0]), int(args.child[2]))
+        else:
+            child(Path(args.child[0]), args.child[1], int(args.child[2]))
         return
     if min(args.blocks, args.block_txs, args.children, args.rounds) < 1:
         ap.error("--blocks, --block-txs, --children and --rounds must be at least 1")
@@ -145,6 +223,7 @@ def main() -> None:
         for r in range(args.rounds):  # alternated, so that a slow spell of the machine hits both
             for variant in VARIANTS if r % 2 == 0 else reversed(VARIANTS):
                 runs[variant].append(run_child(data_path, variant, args.warmup))
+        paired = run_child(data_path, "paired", args.warmup)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -173,6 +252,18 @@ def main() -> None:
         "validator_cpu_lost_to_state_map_main_thread": round(
             1 - (main_thread[without] + 2 * verify) / (main_thread[with_] + 2 * verify), 3),
         "validator_cpu_lost_to_state_map": round(1 - (every[without] + 2 * verify) / (every[with_] + 2 * verify), 3),
+        # the same chain, both stores in one process, each block to both in turn: the executing
+        # thread's share, without the drift between processes (medians of the block pairs)
+        "paired_in_one_process": {
+            "state_map_us_per_crossing": round(paired["state_map_us"], 1),
+            "tree_walk_us_per_crossing": round(paired["tree_us"], 1),
+            "without_state_map_us_per_crossing": round(paired["without_us"], 1),
+            "raw_verify_us": round(paired["raw_verify_us"], 1),
+            "validator_rate_lost_to_state_map": round(paired["state_map_us"] / (
+                paired["without_us"] + paired["state_map_us"] + 2 * paired["raw_verify_us"]), 3),
+            "blocks": paired["blocks"],
+        },
+        "state_tree_walk": "python" if smt.NATIVE is None else "c",
         "runs": runs,
     }
     write_result(result, args.out)
