@@ -581,20 +581,26 @@ static PyObject *update(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "no changes");
         return NULL;
     }
+    /* the items point into the keys and values: `held` keeps them alive whatever `get` does */
+    PyObject *held = PyDict_Items(changes);
+    if (held == NULL) return NULL;
     Item *items = PyMem_Malloc(sizeof(Item) * n);
-    if (items == NULL) return PyErr_NoMemory();
-    PyObject *k, *v;
-    Py_ssize_t i = 0, it = 0;
-    while (PyDict_Next(changes, &it, &k, &v)) {
+    if (items == NULL) {
+        Py_DECREF(held);
+        return PyErr_NoMemory();
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *pair = PyList_GET_ITEM(held, i);
+        PyObject *k = PyTuple_GET_ITEM(pair, 0), *v = PyTuple_GET_ITEM(pair, 1);
         if (!PyBytes_Check(k) || PyBytes_GET_SIZE(k) != KEY ||
             (v != Py_None && (!PyBytes_Check(v) || PyBytes_GET_SIZE(v) != KEY))) {
             PyMem_Free(items);
+            Py_DECREF(held);
             PyErr_SetString(PyExc_ValueError, "tree keys and values are 32-byte hashes");
             return NULL;
         }
         items[i].key = data(k);
         items[i].value = v == Py_None ? NULL : data(v);
-        i++;
     }
     unsigned char pos[MAX_POS];
     memcpy(pos, PyBytes_AS_STRING(namespace), ns_len);
@@ -628,6 +634,7 @@ done:
     Py_XDECREF(record);
     Py_XDECREF(u.writes);
     PyMem_Free(items);
+    Py_DECREF(held);
     return result;
 }
 

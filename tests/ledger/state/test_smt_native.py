@@ -140,3 +140,19 @@ def test_a_node_with_the_python_walk_follows_a_chain_made_with_the_c_walk_to_the
     follow(in_python, chain)  # every block's state root checked against its header
     assert records(in_python, b"M", b"N") == records(with_c, b"M", b"N")
     assert len(records(with_c, b"M", b"N")) > 10
+
+
+def test_a_store_read_that_empties_the_changes_midway_changes_nothing_in_the_result():
+    store = built({h(i): h(i) for i in range(200)})
+    changes = {h(i): h(i + 1) for i in range(150, 260)}
+    expected = Tree(b"t", store.kv.get).update_in_python(dict(changes))
+
+    junk = []
+
+    def get(pos):  # the C walk holds on to the keys and values it was given
+        if changes:
+            changes.clear()  # their last references gone: freed, then their memory taken by others
+            junk.extend(bytes([n % 251]) * 32 for n in range(5000))
+        return store.kv.get(pos)
+
+    assert smt.NATIVE.update(b"t", get, changes) == expected  # type: ignore[union-attr]
