@@ -156,3 +156,32 @@ def test_a_store_read_that_empties_the_changes_midway_changes_nothing_in_the_res
         return store.kv.get(pos)
 
     assert smt.NATIVE.update(b"t", get, changes) == expected  # type: ignore[union-attr]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(keys, values, min_size=2, max_size=40), batch, st.data())
+def test_a_store_damaged_anywhere_gives_a_result_or_an_error_never_a_crash(model, changes, data):
+    """Whatever bytes a record holds (flipped, cut, grown, of the other kind), the C walk reads
+    only within them: it returns, or raises ValueError, as the Python walk would not always."""
+    kv = dict(built(model).kv)
+    position = data.draw(st.sampled_from(sorted(kv)))
+    record = bytearray(kv[position])
+    how = data.draw(st.sampled_from(["flip", "cut", "grow", "kind", "mask"]))
+    if how == "flip":
+        for _ in range(data.draw(st.integers(1, 8))):
+            i = data.draw(st.integers(0, len(record) - 1))
+            record[i] ^= data.draw(st.integers(1, 255))
+    elif how == "cut":
+        del record[data.draw(st.integers(0, len(record) - 1)):]
+    elif how == "grow":
+        record += bytes(data.draw(st.integers(1, 200)))
+    elif how == "kind":
+        record[0] ^= 1
+    elif len(record) > 546:  # a mask naming other children than the entries kept
+        record[545:547] = data.draw(st.integers(1, 0xFFFF)).to_bytes(2, "big")
+    kv[position] = bytes(record)
+    try:
+        root, writes = smt.NATIVE.update(b"t", kv.get, changes)  # type: ignore[union-attr]
+    except ValueError:
+        return
+    assert len(root) == 32 and all(type(v) in (bytes, type(None)) for v in writes.values())
