@@ -37,6 +37,13 @@ def test_bench_ledger_reports_rates_and_the_state_maps_share(tmp_path):
     assert 0 < split["signature_checks"] < split["total"] and 0 < split["decoding"] < split["total"]
 
 
+
+def test_bench_ledger_refuses_an_empty_run_in_one_line():
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_ledger.py"), "--warmup", "-1"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("--warmup at least 0")
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_bench_instructions_counts_the_validator_path_and_its_parts(tmp_path):
