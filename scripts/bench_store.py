@@ -34,9 +34,9 @@ A machine whose speed drifts between processes (by a sixth, some days) hides a d
 that size between two runs, so one more child applies the chain to both stores in one process,
 each block to one and then the other (in turns which first), and reports the median over the
 counted blocks of the difference (``paired_in_one_process``): the executing thread's cost of the
-map, the time in the tree's update walk, and the validator's rate lost with two raw
-verifications added, without LevelDB's background threads. ``--python-tree`` runs every child
-with the tree's Python walk instead of its C walk.
+map, the time computing the trees (the update walk and the hashing around it), and the
+validator's rate lost with two raw verifications added, without LevelDB's background threads.
+``--python-tree`` runs every child with the tree's Python walk instead of its C walk.
 
 Derived (medians over the rounds): ``state_map_cpu_us_per_crossing`` with and without the
 background threads, and the validator's CPU lost to the map, 1 - (CPU without it) / (CPU with
@@ -256,7 +256,7 @@ def main() -> None:
         # thread's share, without the drift between processes (medians of the block pairs)
         "paired_in_one_process": {
             "state_map_us_per_crossing": round(paired["state_map_us"], 1),
-            "tree_walk_us_per_crossing": round(paired["tree_us"], 1),
+            "computing_trees_us_per_crossing": round(paired["tree_us"], 1),
             "without_state_map_us_per_crossing": round(paired["without_us"], 1),
             "raw_verify_us": round(paired["raw_verify_us"], 1),
             "validator_rate_lost_to_state_map": round(paired["state_map_us"] / (

@@ -80,9 +80,9 @@ def test_bench_store_counts_the_state_maps_cpu_with_the_compactions(tmp_path):
     assert verify > 0
     expected = 1 - (without["main_thread_us"] + 2 * verify) / (with_["main_thread_us"] + 2 * verify)
     assert r["validator_cpu_lost_to_state_map_main_thread"] == pytest.approx(expected, abs=0.002)
-    # the paired run, in one process: the two counted blocks, the tree's walk timed within the map's cost
+    # the paired run, in one process: the two counted blocks, computing the trees timed within the map's cost
     paired = r["paired_in_one_process"]
-    assert paired["blocks"] == 2 and paired["tree_walk_us_per_crossing"] > 0
+    assert paired["blocks"] == 2 and paired["computing_trees_us_per_crossing"] > 0
     assert paired["without_state_map_us_per_crossing"] > 0 and paired["raw_verify_us"] > 0
     share = paired["state_map_us_per_crossing"] / (paired["without_state_map_us_per_crossing"]
                                                    + paired["state_map_us_per_crossing"] + 2 * paired["raw_verify_us"])
