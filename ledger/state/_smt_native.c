@@ -2,8 +2,8 @@
  *
  * smt.py is the reference: this file follows it function by function (subtree, _inner, _put,
  * _pair, _merge, _build), with the same cases in the same order, so that both produce the same
- * root and the same node writes for any tree and any changes (tests/ledger/state/test_smt.py
- * checks the two against each other, and both against a plain dictionary). The one difference
+ * root and the same node writes for any tree and any changes (tests/ledger/state/test_smt_native.py
+ * checks the two against each other; test_smt.py checks the tree against a plain dictionary). The one difference
  * is the order in which _build visits the children of a new node (nibble order here, first
  * appearance there): it changes the insertion order of the writes dictionary, not its content.
  *
@@ -117,7 +117,7 @@ static int check_record(PyObject *rec) {
     if (len >= CHILDREN_END && p[0] == 1) {
         if (len == CHILDREN_END) return 0;
         if (len >= ENTRIES_START) {
-            unsigned int mask = ((unsigned int)p[CHILDREN_END] << 8) | p[CHILDREN_END + 1];
+            unsigned int mask = mask_of(rec);
             if (mask && len == ENTRIES_START + (Py_ssize_t)ENTRY * popcount(mask)) return 0;
         }
     }
