@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ledger.hashing import tagged_hash, tagged_state
-from ledger.privacy.tags import TAG_CHILD
+from ledger.privacy.tags import child_tag
 from ledger.state import smt
-from ledger.state.records import CHILD_KEY_LEN, P_CHILD, P_DERIVED, P_ERASED
+from ledger.state.records import P_DERIVED, P_ERASED, child_of_key
 
 TAG_STATE_KEY = b"custos/state-key"
 TAG_STATE_VALUE = b"custos/state-value"
@@ -37,9 +37,6 @@ Get = Callable[[bytes], bytes | None]
 
 _KEY_STATE = tagged_state(TAG_STATE_KEY)
 _VALUE_STATE = tagged_state(TAG_STATE_VALUE)
-_CHILD_TAG_STATE = tagged_state(TAG_CHILD)
-_CHILD_START = len(P_CHILD)
-assert CHILD_KEY_LEN - _CHILD_START == 16  # an identity id: what child_tag hashes
 
 
 def key_hash(key: bytes) -> bytes:
@@ -87,7 +84,7 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
     global_changes: dict[bytes, bytes | None] = {}
     child_changes: dict[bytes, dict[bytes, bytes | None]] = {}
     tombstones: dict[bytes, bytes | None] = {}
-    # key_hash, value_hash and child_of_key inlined: this loop runs for every write of a block
+    # key_hash and value_hash inlined: this loop runs for every write of a block
     key_state, value_state = _KEY_STATE.copy, _VALUE_STATE.copy
     for key, value in writes:
         if key.startswith(P_DERIVED):
@@ -100,8 +97,8 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
             vh = h.digest()
         h = key_state()
         h.update(key)
-        if key.startswith(P_CHILD) and len(key) > CHILD_KEY_LEN:
-            identity = key[_CHILD_START:CHILD_KEY_LEN]
+        identity = child_of_key(key)
+        if identity is not None:
             changes = child_changes.get(identity)
             if changes is None:
                 changes = child_changes[identity] = {}
@@ -113,15 +110,13 @@ def commit(get: Get, writes: list[tuple[bytes, bytes | None]],
     node_writes: dict[bytes, bytes | None] = {}
     slots: dict[bytes, bytes | None] = {}
     updates: list[TreeUpdate] = []
-    tag_state, update_tree, empty = _CHILD_TAG_STATE.copy, smt.update_tree, smt.EMPTY
+    update_tree, empty = smt.update_tree, smt.EMPTY
     for identity, changes in child_changes.items():
         namespace = CHILD_NAMESPACE + identity
         root, nodes = update_tree(namespace, get, changes)
         node_writes.update(nodes)
         updates.append((namespace, changes, root))
-        h = tag_state()  # child_tag(identity), the identity being 16 bytes here
-        h.update(identity)
-        slots[h.digest()] = None if root == empty else root
+        slots[child_tag(identity)] = None if root == empty else root
     slots.update(tombstones)  # an erased child's slot holds its tombstone
     if followed:
         slots.update(followed)
