@@ -10,8 +10,7 @@ makes the timed blocks those of a chain that has run for a while (children who c
 trees and a store past their first growth), where the state map costs more than in a chain's
 first blocks: in one run of 40 timed blocks (with the tree's Python walk), the map took 24.3 us
 a crossing and 12.8% of the validator's rate after 40 blocks of warm-up, against 20.3 us and
-9.5% with none. Measures, in
-the same run:
+9.5% with none. Measures, in the same run:
 
 * raw Ed25519 verifications per second (the floor every node pays: two signatures a crossing),
   in bursts of 1,000 before each timed run, so a busy machine slows baseline and paths alike;
@@ -51,7 +50,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchkit import CHAIN, T0, BenchWorld, Proposer, apply_block, write_result
+from benchkit import CHAIN, T0, BenchWorld, Proposer, apply_block, timed_tree_commit, write_result
 
 from ledger.chain import execute_block
 from ledger.crypto.keys import verify_raw
@@ -118,13 +117,7 @@ def main() -> None:
         checker.start()
         real_commit = machine.commit
         in_tree = [0.0]
-
-        def timed_commit(get, writes, known_slots=None):
-            t0 = time.perf_counter()
-            try:
-                return real_commit(get, writes, known_slots)
-            finally:
-                in_tree[0] += time.perf_counter() - t0
+        timed_commit = timed_tree_commit(in_tree)
 
         for i, txs in enumerate(setup):
             ex = chain.commit(txs, T0 + 1000 + i)

@@ -61,7 +61,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchkit import ChainFile, apply_block, write_result
+from benchkit import ChainFile, apply_block, timed_tree_commit, write_result
 
 from ledger.state import smt
 
@@ -135,13 +135,7 @@ def paired_child(data_path: Path, warmup: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="custos-store-"))
     real_commit = machine.commit
     walk = [0.0]
-
-    def timed_commit(get, writes, known_slots=None):  # type: ignore[no-untyped-def]
-        t = time.thread_time()
-        try:
-            return real_commit(get, writes, known_slots)
-        finally:
-            walk[0] += time.thread_time() - t
+    timed_commit = timed_tree_commit(walk, time.thread_time)
 
     try:
         stores = {v: ChainStore.open(work / v, data.genesis) for v in VARIANTS}
