@@ -12,8 +12,10 @@ Key layout (one-byte prefixes; heights and indices big-endian so iteration is or
                             transaction index in log order, which a state-sync snapshot serves)
     b"S" + state key        state
     b"M" + tree position    a node of the authenticated state's trees (ledger/state/authenticated.py)
-    b"W" + height           that block's changes to the trees, while its tree nodes are held in
-                            memory and not yet written (see "Tree nodes held in memory" below)
+    b"J"                    the height the tree nodes on disk are at, while the nodes of later
+                            blocks are held in memory (see "Tree nodes held in memory" below)
+    b"W" + height           that block's changes to the trees (stores written before the tree
+                            journal; see below)
     b"R" + height           the children's slots that block changed: (child tag, value or nil)
     b"L" + level + index    a complete subtree of the global RFC 6962 log
     b"P" + sequence         a transaction the node accepted and has not committed yet
@@ -36,15 +38,19 @@ purge leaves it to be resumed at the next start (see :mod:`ledger.storage.erasur
 Tree nodes held in memory. A block rewrites the nodes on the paths it changes: a child's tree
 root at each crossing, the global tree's top at every block. Written with each block, those
 rewrites were most of the store's bytes and of LevelDB's compactions (``scripts/bench_store.py``).
-A store opened with ``tree_blocks`` > 0 keeps them in memory instead, and writes with each block
-only the block's tree changes (``W``: key and value hashes by tree, a tenth of the nodes'
-bytes). Every ``tree_blocks`` blocks (or once more nodes than ``TREE_NODES_HELD`` are held, or
-at close, or before a purge) it writes the nodes held, each once however often it changed, and
-deletes those ``W`` records, in one batch. Opening a store that holds ``W`` records (it stopped
-without writing its nodes) applies them again to the nodes on disk and checks the resulting
-root against the tip's state root. Readers see the nodes held: the live state, and the frozen
-views (:meth:`ChainStore.snapshot`, :meth:`ChainStore.raw_view`), which keep the blocks' node
-writes as of their height.
+A store opened with ``tree_blocks`` > 0 keeps them in memory instead. Each block's tree changes
+(key and value hashes by tree, a tenth of the nodes' bytes) go to the tree journal, a file in the
+store's directory (:mod:`ledger.storage.treejournal`), durably and before the block's batch; the
+first block held since the nodes were last written records in its batch the height the nodes on
+disk are at (``J``). Every ``tree_blocks`` blocks (or once more nodes than ``TREE_NODES_HELD``
+are held, or at close, or before a purge) the store writes the nodes held, each once however
+often it changed, and deletes ``J``, in one batch, then empties the journal. Opening a store that
+holds ``J`` (it stopped without writing its nodes) applies the journal's entries for the blocks
+after that height again to the nodes on disk, checking every tree's recorded root and the last
+against the tip's state root. Readers see the nodes held: the live state, and the frozen views
+(:meth:`ChainStore.snapshot`, :meth:`ChainStore.raw_view`), which keep the blocks' node writes as
+of their height. (Stores written before the journal kept each block's changes as a ``W`` record;
+opening one that holds them rebuilds the nodes from those and writes them at once.)
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ from ledger.state.machine import chain_info_of, result_row
 from ledger.state.records import K_CHAIN, ChainInfo
 from ledger.storage.kv import DEFAULT_MAX_OPEN_FILES, KV, LevelKV, MemoryKV, Snapshot
 from ledger.storage.nodecache import NodeCache
+from ledger.storage.treejournal import JOURNAL_NAME, TreeJournal
 
 TIP = Schema(
     Tip,
@@ -112,7 +119,8 @@ _GENESIS, _TIP = b"G", b"T"
 _SUBJECT, _ERASURE = b"I", b"E"
 COMPACTION_DUE = _ERASURE
 _ANCHOR, _HEADER = b"A", b"H"
-_TREE_LOG = b"W"
+_TREE_LOG = b"W"  # (stores written before the tree journal)
+_TREE_BASE = b"J"
 #: blocks whose tree nodes a node's store holds in memory before writing them (ChainStore.open)
 DEFAULT_TREE_BLOCKS = 64
 #: tree nodes held in memory at most (about 800 bytes each): written sooner when a store holds more
@@ -370,6 +378,9 @@ class ChainStore:
         #: held while tree nodes move between memory and ``kv``, and while a frozen view is taken
         self._tree_lock = threading.RLock()
         self._state = StateOnKV(kv)
+        path = getattr(kv, "path", None)
+        #: the held blocks' tree changes, for a restart to rebuild their nodes (none in memory)
+        self._journal = TreeJournal(Path(path) / JOURNAL_NAME) if path is not None else None
         self._tip: Tip | None = None
         self._chain: ChainInfo | None = None
         self._genesis: Genesis | None = None
@@ -443,6 +454,8 @@ class ChainStore:
             if self._tree_blocks and self.damage is None:
                 self.flush_tree()  # (if this fails, the next start rebuilds them)
         finally:
+            if self._journal is not None:
+                self._journal.close()
             self.kv.close()
 
     # ---- tree nodes held in memory
@@ -451,27 +464,55 @@ class ChainStore:
         self._layers.append((height, nodes))
 
     def flush_tree(self) -> None:
-        """Write the tree nodes held in memory, each once, and delete the blocks' tree changes
-        kept to rebuild them, in one batch."""
+        """Write the tree nodes held in memory, each once, in one batch, then empty the journal
+        of their blocks' tree changes."""
         with self._tree_lock:
             if not self._layers:
                 return
-            pending = self._state.pending
-            batch: dict[bytes, bytes | None] = {TREE_NODES + position: node for position, node in pending.items()}
-            for height, _ in self._layers:
-                batch[_TREE_LOG + _h(height)] = None
-            with self._state.nodes.writing(pending):
-                self.kv.write(batch, sync=self._sync)
-            self._state.pending = {}  # a new dict: what readers already hold stays as it was
-            self._layers = []
+            self._write_held({_TREE_BASE: None})
+            if self._journal is not None:
+                self._journal.cut(0)
+
+    def _write_held(self, batch: dict[bytes, bytes | None]) -> None:
+        pending = self._state.pending
+        batch.update((TREE_NODES + position, node) for position, node in pending.items())
+        with self._state.nodes.writing(pending):
+            self.kv.write(batch, sync=self._sync)
+        self._state.pending = {}  # a new dict: what readers already hold stays as it was
+        self._layers = []
 
     def _recover_tree(self) -> None:
-        """Apply the tree changes of the blocks whose nodes were held in memory when the store
-        last stopped (``W`` records) to the nodes on disk, checking each tree's root as it was
-        recorded and the last against the tip's state root."""
-        kept = [(int.from_bytes(key[1:], "big"), raw) for key, raw in self.kv.iterate(_TREE_LOG, _TREE_LOG + b"\xff")]
-        if not kept:
+        """Rebuild the tree nodes of the blocks whose nodes were held in memory when the store
+        last stopped: apply their tree changes, from the journal, to the nodes on disk."""
+        legacy = [(int.from_bytes(key[1:], "big"), raw)
+                  for key, raw in self.kv.iterate(_TREE_LOG, _TREE_LOG + b"\xff")]
+        if legacy:
+            self._rebuild(legacy, "stored tree changes")
+            self._write_held({_TREE_LOG + _h(height): None for height, _ in legacy})
             return
+        raw = self.kv.get(_TREE_BASE)
+        if raw is None:  # the nodes on disk are the tip's; entries left are of blocks before it
+            if self._journal is not None:
+                self._journal.cut(0)
+            return
+        base, tip = int.from_bytes(raw, "big"), self.tip.height
+        if len(raw) != 8 or base >= tip:
+            raise StorageError(f"the store's record of where its tree nodes stand ({raw.hex()}) is not a height "
+                               f"below its tip {tip}: it is damaged")
+        entries = [] if self._journal is None else self._journal.read()
+        run = entries[:tip - base]
+        if [height for height, _, _ in run] != list(range(base + 1, tip + 1)):
+            found = ", ".join(str(height) for height, _, _ in entries[:5]) or "none"
+            raise StorageError(f"the tree journal does not hold the tree changes of blocks {base + 1} to {tip} "
+                               f"(it holds blocks: {found}): the store's state tree cannot be rebuilt; "
+                               "the store is damaged")
+        assert self._journal is not None
+        self._journal.cut(run[-1][2])  # an entry past the tip belongs to a block never stored
+        self._rebuild([(height, payload) for height, payload, _ in run], "tree journal")
+
+    def _rebuild(self, kept: list[tuple[int, bytes]], source: str) -> None:
+        """Hold the nodes that the blocks' tree changes ``kept`` (height, encoded changes) make,
+        checking each tree's root as it was recorded and the last against the tip's state root."""
         heights = [height for height, _ in kept]
         if heights != list(range(heights[0], self.tip.height + 1)):
             raise StorageError(f"the store holds the tree changes of blocks {heights[0]} to {heights[-1]}, "
@@ -480,13 +521,13 @@ class ChainStore:
             try:
                 nodes = apply_updates(self._state.tree_node, decode_tree_updates(raw))
             except DecodeError as exc:
-                raise StorageError(f"the tree changes of block {height} do not decode: {exc}") from None
+                raise StorageError(f"the tree changes of block {height} ({source}) do not decode: {exc}") from None
             except ValueError as exc:
-                raise StorageError(f"the tree changes of block {height} do not apply: {exc}; the store is "
-                                   "damaged") from None
+                raise StorageError(f"the tree changes of block {height} ({source}) do not apply: {exc}; "
+                                   "the store is damaged") from None
             self._hold(height, nodes)
         if root_of(self._state.tree_node) != self.tip.state_root:
-            raise StorageError("the state tree rebuilt from the stored tree changes does not match the tip's "
+            raise StorageError(f"the state tree rebuilt from the {source} does not match the tip's "
                                "state root: the store is damaged")
 
     @property
@@ -663,7 +704,8 @@ class ChainStore:
             batch[b"S" + key] = value
         deferred = self._tree_blocks > 0
         if deferred:
-            batch[_TREE_LOG + _h(h.height)] = encode_tree_updates(executed.changes.tree_updates)
+            if not self._layers:  # the first block held: the nodes on disk are its parent's
+                batch[_TREE_BASE] = _h(tip.height)
         else:
             if self._layers:
                 self.flush_tree()  # nodes a restart rebuilt in memory go first
@@ -694,7 +736,7 @@ class ChainStore:
         batch[_TIP] = TIP.encode(new_tip)
         if deferred:
             with self._tree_lock:  # a frozen view sees the block, its nodes and its height, or none
-                self.kv.write(batch, sync=self._sync)
+                self._write_deferred(h.height, batch, executed.changes.tree_updates)
                 self._hold(h.height, executed.changes.tree_writes)
                 self._tip = new_tip
         else:
@@ -705,6 +747,20 @@ class ChainStore:
             self._chain = chain_info_of(self._state)
         if deferred and (len(self._layers) >= self._tree_blocks or len(self._state.pending) >= TREE_NODES_HELD):
             self.flush_tree()
+
+    def _write_deferred(self, height: int, batch: dict[bytes, bytes | None],
+                        updates: tuple[TreeUpdate, ...]) -> None:
+        """Write a block's batch, its tree changes in the journal first."""
+        journal = self._journal
+        if journal is None:
+            self.kv.write(batch, sync=self._sync)
+            return
+        mark = journal.append(height, encode_tree_updates(updates), sync=self._sync)
+        try:
+            self.kv.write(batch, sync=self._sync)
+        except BaseException:
+            journal.cut(mark)  # the block is not stored: neither are its tree changes
+            raise
 
     @staticmethod
     def _erasure_records(executed: ExecutedBlock, batch: dict[bytes, bytes | None]) -> None:

@@ -310,11 +310,11 @@ def test_a_leveldb_store_written_before_lone_entries_moved_up_goes_on_with_the_s
     authority, terminal = chain.open_border()
     children = [chain.enrol_child(authority) for _ in range(6)]
     requests = [(chain.pending_crossing(terminal, child), child) for child in children[:4]]
+    chain.store.flush_tree()  # every node on disk, none held in memory (nor in the tree journal)
     twin = ChainStore(MemoryKV())  # a node that wrote the same blocks in the new layout
     twin.kv.write(dict(chain.store.kv.iterate(b"\x00", b"\xff")))
     twin = ChainStore(twin.kv)
 
-    chain.store.flush_tree()  # every node on disk, none held in memory
     nodes = dict(chain.store.kv.iterate(b"M", b"N"))
     legacy: dict[bytes, bytes | None] = dict.fromkeys(nodes)
     for ns in [GLOBAL_NAMESPACE] + [CHILD_NAMESPACE + child.identity for child in children]:
