@@ -1,5 +1,6 @@
 """A validator killed with SIGKILL in the middle of a stream of submissions loses nothing it
-acknowledged, and its chain still verifies block by block from genesis."""
+acknowledged (it dies holding the last blocks' tree nodes in memory, and rebuilds them from its
+tree journal), and its chain still verifies block by block from genesis."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import time
 
 from ledger.chain import execute_block
 from ledger.storage.chainstore import ChainStore
+from ledger.storage.kv import LevelKV
+from ledger.storage.treejournal import JOURNAL_NAME, TreeJournal
 from node.client.http import NodeClient, NodeUnreachable
 from node.genesis_file import load_genesis
 from tests.node.netkit import Net, adult_traveller, run
@@ -31,6 +34,19 @@ def replay_from_genesis(net: Net, name: str) -> int:
         return stored.height
     finally:
         stored.close()
+
+
+def held_blocks(net: Net, name: str) -> tuple[int | None, list[int]]:
+    """What a stopped node's store says of the tree nodes it held in memory: the height the
+    nodes on disk are at (None: all written) and the heights in its tree journal."""
+    directory = net.dir / name / "chain"
+    kv = LevelKV(directory, create=False)
+    try:
+        raw = kv.get(b"J")
+    finally:
+        kv.close()
+    entries = TreeJournal(directory / JOURNAL_NAME).read()
+    return (None if raw is None else int.from_bytes(raw, "big")), [height for height, _, _ in entries]
 
 
 def test_sigkill_mid_stream_loses_no_acknowledged_transaction(tmp_path):
@@ -64,7 +80,9 @@ def test_sigkill_mid_stream_loses_no_acknowledged_transaction(tmp_path):
 
         run(both())
         assert len(acknowledged) > 50, "the stream should have been running when the node died"
-        net.start("val-0")
+        base, journalled = held_blocks(net, "val-0")
+        assert base is not None and journalled, "the node should have died holding blocks' tree nodes"
+        net.start("val-0")  # rebuilds them from the tree journal
 
         async def all_committed() -> list[bytes]:
             async with NodeClient(net.url()) as c:
