@@ -219,14 +219,24 @@ def test_a_block_whose_batch_fails_leaves_no_entry_in_the_journal(busy, tmp_path
     store.close()
 
 
-def test_a_store_written_before_the_journal_rebuilds_from_its_w_records_and_writes_the_nodes(busy, tmp_path):
-    chain, _ = busy
-    path = tmp_path / "store"
+def in_the_earlier_layout(path, chain: Chain, leave_out: int | None = None) -> None:
+    """A crashed store as the code before the journal left it: the tree changes as ``W`` +
+    height records (but block ``leave_out``'s), no ``J``, no journal."""
     crashed(path, chain)
-    kv = LevelKV(path, create=False)  # as the earlier layout kept them: W + height, no J, no journal
-    kv.write({J: None, **{W + height.to_bytes(8, "big"): payload for height, payload in journal(path)}})
+    kv = LevelKV(path, create=False)
+    kv.write({J: None, **{W + height.to_bytes(8, "big"): payload for height, payload in journal(path)
+                          if height != leave_out}})
     kv.close()
     (path / JOURNAL_NAME).unlink()
+
+
+def test_a_store_written_before_the_journal_rebuilds_from_its_w_records_and_writes_the_nodes(busy, tmp_path):
+    chain, _ = busy
+    in_the_earlier_layout(tmp_path / "gap", chain, leave_out=chain.height // 2)
+    with pytest.raises(StorageError, match="not a run up to its tip"):
+        ChainStore.open(tmp_path / "gap", chain.genesis)
+    path = tmp_path / "store"
+    in_the_earlier_layout(path, chain)
     store = ChainStore.open(path, chain.genesis)
     assert records(store, W, b"X") == {} and held_since(store) is None
     reference = ChainStore.memory(chain.genesis)
