@@ -160,7 +160,8 @@ def test_after_the_purge_no_file_of_the_store_holds_the_childs_data(tmp_path):
     needles = {"identity": child.identity, "commitment": child.biometric.public,
                **{f"guardian {i}": g.public for i, g in enumerate(child.guardians)},
                **{f"{tx.kind} signature": tx.sigs[0].sig for tx in mine}}
-    assert files_holding(tmp_path / "chain", needles)
+    # the erasing block's tree changes name the child's id (its tree's namespace) in the journal
+    assert "identity in TREE-JOURNAL" in files_holding(tmp_path / "chain", needles)
     tag = child_tag(child.identity)
     apply_purge(chain.store, plan_purge(chain.store, tag, child.identity))
     chain.store.compact_files()
