@@ -463,6 +463,12 @@ class ChainStore:
         self._state.pending.update(nodes)
         self._layers.append((height, nodes))
 
+    @property
+    def tree_blocks_held(self) -> int:
+        """Blocks whose tree nodes are held in memory (and their changes in the journal): what a
+        restart after a crash would replay."""
+        return len(self._layers)
+
     def flush_tree(self) -> None:
         """Write the tree nodes held in memory, each once, in one batch, then empty the journal
         of their blocks' tree changes."""

@@ -119,6 +119,9 @@ class NodeMetrics:
         Gauge("custos_signature_workers", "Signature worker processes taking blocks' unadmitted transactions "
               "(0: checked in the node's own process; they start with the first large block).",
               registry=r).set_function(lambda: app.signature_workers())
+        Gauge("custos_tree_blocks_held", "Blocks whose state-tree nodes are held in memory, not yet written "
+              "(their changes are in the tree journal; a restart after a crash replays them).",
+              registry=r).set_function(lambda: store.tree_blocks_held)
         Gauge("custos_uptime_seconds", "Seconds since this node started.", registry=r).set_function(
             lambda: self.clock() - self.started)
         r.register(_Dictionaries(self))

@@ -82,6 +82,7 @@ def test_holding_nodes_for_three_blocks_ends_with_the_nodes_of_a_store_that_writ
         written = height - height % 3  # the last height whose nodes were written
         assert [h for h, _ in journal(held)] == list(range(written + 1, height + 1))
         assert held_since(held) == (written if height % 3 else None)
+        assert held.tree_blocks_held == height % 3
         assert records(held, b"S", b"T") == records(every, b"S", b"T")
     assert records(held, b"M", b"N") != records(every, b"M", b"N") or chain.height % 3 == 0
     held.flush_tree()

@@ -79,6 +79,7 @@ def test_metrics_listener_serves_openmetrics_that_a_strict_parser_accepts(net):
     for name in ("custos_height", "custos_peers", "custos_mempool_txs", "custos_last_block_time_seconds"):
         assert families[name].type == "gauge", name
     assert families["custos_peers"].samples[0].value == 3
+    assert 0 <= families["custos_tree_blocks_held"].samples[0].value <= 64  # written every 64 blocks
     assert families["custos_blocks_committed"].type == "counter"
     for family in families.values():
         assert family.documentation, f"{family.name} has no HELP"
