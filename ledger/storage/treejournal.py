@@ -5,9 +5,9 @@ held in memory").
 Kept inside LevelDB (one record per block, deleted once the nodes were written), those changes,
 about 190 KB a block of 1,000 crossings, went through LevelDB's log, memtable, flushes and
 compactions only to be deleted: they were most of the background work the state map caused
-(``scripts/bench_store.py``, medians of three runs each: 22 us a crossing of LevelDB's background
-threads with them in LevelDB, 3 us with them here). In a file of their own they cost one append
-and one ``fdatasync`` a block.
+(``scripts/bench_store.py``, medians, one morning: 21 us a crossing of LevelDB's background
+threads with them in LevelDB, three runs; 7 us with them here, fourteen runs). In a file of
+their own they cost one append and one ``fdatasync`` a block.
 
 The file is a run of entries, each::
 
