@@ -493,6 +493,10 @@ class ChainStore:
         legacy = [(int.from_bytes(key[1:], "big"), raw)
                   for key, raw in self.kv.iterate(_TREE_LOG, _TREE_LOG + b"\xff")]
         if legacy:
+            heights = [height for height, _ in legacy]
+            if heights != list(range(heights[0], self.tip.height + 1)):
+                raise StorageError(f"the store holds the tree changes of blocks {heights[0]} to {heights[-1]}, "
+                                   f"not a run up to its tip {self.tip.height}: it is damaged")
             self._rebuild(legacy, "stored tree changes")
             self._write_held({_TREE_LOG + _h(height): None for height, _ in legacy})
             return
@@ -517,12 +521,9 @@ class ChainStore:
         self._rebuild([(height, payload) for height, payload, _ in run], "tree journal")
 
     def _rebuild(self, kept: list[tuple[int, bytes]], source: str) -> None:
-        """Hold the nodes that the blocks' tree changes ``kept`` (height, encoded changes) make,
-        checking each tree's root as it was recorded and the last against the tip's state root."""
-        heights = [height for height, _ in kept]
-        if heights != list(range(heights[0], self.tip.height + 1)):
-            raise StorageError(f"the store holds the tree changes of blocks {heights[0]} to {heights[-1]}, "
-                               f"not a run up to its tip {self.tip.height}: it is damaged")
+        """Hold the nodes that the tree changes ``kept`` (height, encoded changes) of the blocks
+        up to the tip, in order, make, checking each tree's root as it was recorded and the last
+        against the tip's state root."""
         for height, raw in kept:
             try:
                 nodes = apply_updates(self._state.tree_node, decode_tree_updates(raw))
