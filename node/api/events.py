@@ -17,7 +17,9 @@ and a watcher can resume on another node. The node keeps the events of recent bl
 reconnecting watcher sends ``Last-Event-ID`` and gets what it missed. Every stream begins with
 the current state (a guardian gets their pending requests, flagged ``"replayed": true``) and a
 ``sync`` event; ``sync`` says ``"complete": false`` when the cursor was older than the kept
-events, so the client reconciles through signed reads.
+events, so the client reconciles through signed reads. A cursor naming a height the node has not
+reached is refused (503 ``behind-cursor``, which sends the client to another node) rather than
+taken as a promise that the blocks in between held nothing for the watcher.
 
 Each subscriber has a bounded queue; one that falls behind is sent a final ``dropped`` event
 and disconnected (it reconnects with its cursor). Comments (``: keepalive``) keep idle
@@ -32,6 +34,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections import deque
 from collections.abc import Callable
 
@@ -95,12 +98,16 @@ def frame(kind: str, data: dict, event_id: str | None = None) -> bytes:
     return f"{head}event: {kind}\ndata: {json.dumps(jsonable(data), separators=(',', ':'))}\n\n".encode()
 
 
+_CURSOR = re.compile(r"([0-9]{1,19})\.([0-9]{1,9}|x)")
+
+
 def parse_cursor(value: str) -> tuple[int, int]:
-    height, _, index = value.partition(".")
-    try:
-        return int(height), END if index == "x" else int(index)
-    except ValueError:
-        raise Refused(400, "bad-cursor", "malformed Last-Event-ID", "expected HEIGHT.INDEX or HEIGHT.x") from None
+    """``HEIGHT.INDEX`` or ``HEIGHT.x`` (after every event of that height), in ASCII digits."""
+    match = _CURSOR.fullmatch(value)
+    if match is None:
+        raise Refused(400, "bad-cursor", "malformed Last-Event-ID", "expected HEIGHT.INDEX or HEIGHT.x")
+    height, index = match.groups()
+    return int(height), END if index == "x" else int(index)
 
 
 def cursor_text(position: tuple[int, int]) -> str:
@@ -191,7 +198,8 @@ class EventStreams:
         app.on_commit(self._on_commit)
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/v1/events", self.subscribe)]
+        # no HEAD: a stream has no end, so a HEAD answered by it would carry a body
+        return [web.get("/v1/events", self.subscribe, allow_head=False)]
 
     @property
     def subscribers(self) -> int:
@@ -395,6 +403,12 @@ class EventStreams:
         # ward; a terminal's (its own requests) and an authority's (every alert) name no child
         self.recorder.record(caller, "events", self.policy.wards(caller.key, 1000) if kind == GUARDIAN else ())
         tip = (self.app.store.height, END)
+        if cursor is not None and cursor[0] > tip[0]:
+            # a cursor from a node further on (or made up): resuming here would skip, unseen, the
+            # events of the blocks between; the client's fail-over tries another node on a 503
+            raise Refused(503, "behind-cursor", "this node has not reached the cursor",
+                          f"its chain ends at height {tip[0]}, the cursor names height {cursor[0]}: "
+                          "resume on another node, or here in a moment")
         after = max(cursor, tip) if cursor is not None else tip
         sub = Subscriber(kind, caller.key, after, self.queue_size, connected=lambda: _connected(request),
                          guards=lambda identity: self.policy.guardian_of(caller.key, identity))

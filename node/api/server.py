@@ -104,8 +104,10 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return problem(413, "too-large", "request body too large", exc.text or "")
     except web.HTTPNotFound:
         return problem(404, "not-found", "no such resource", request.path)
-    except web.HTTPMethodNotAllowed:
-        return problem(405, "method-not-allowed", "method not allowed", request.method)
+    except web.HTTPMethodNotAllowed as exc:
+        response = problem(405, "method-not-allowed", "method not allowed", request.method)
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))  # RFC 9110 15.5.6
+        return response
     except MalformedTransaction as exc:
         return rejection(exc, 400)
     except MempoolFull as exc:

@@ -122,6 +122,10 @@ async def _read_all(request: web.Request, timeout_s: float, limit: int, refuse: 
     except TimeoutError as exc:
         _forget(exc)
         return refuse(408, "request-timeout", "request body too slow", f"a body must arrive within {timeout_s:g} s")
+    except web.RequestPayloadError as exc:  # a Content-Encoding whose bytes do not decode, say
+        _forget(exc)
+        return refuse(400, "bad-body", "unreadable request body",
+                      "the body does not decode as its Content-Encoding or chunked framing says")
     except (ConnectionError, OSError, aiohttp.ClientError, aiohttp.http_exceptions.HttpProcessingError) as exc:
         _forget(exc)
         return refuse(400, "incomplete-body", "incomplete request body", "the connection ended inside the body")

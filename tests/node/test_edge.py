@@ -178,6 +178,11 @@ MALFORMED = {
     "superscript-height": b"GET /v1/blocks/1%C2%B2 HTTP/1.1\r\nHost: x\r\n\r\n",
     "json-nested-120k-deep": (b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                               b"Content-Length: %d\r\n\r\n" % len(DEEP)) + DEEP,
+    # bytes that are no gzip stream under a Content-Encoding that says they are
+    "corrupt-gzip-submission": (b"POST /v1/txs HTTP/1.1\r\nHost: x\r\nContent-Type: application/msgpack\r\n"
+                                b"Content-Encoding: gzip\r\nContent-Length: 4\r\n\r\nabcd"),
+    "corrupt-gzip-on-a-read": (b"GET /v1/status HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+                               b"Content-Length: 4\r\n\r\nabcd"),
 }
 
 
@@ -187,6 +192,35 @@ def test_rejects_malformed_requests_with_a_problem_document(net, case):
     assert status == 400, body[:200]
     assert ctype == "application/problem+json"
     assert json.loads(body)["type"].startswith(PROBLEM_BASE)
+
+
+def test_a_body_that_does_not_decode_is_the_callers_fault_not_the_nodes(net):
+    before = net.log("val-0").count("Traceback")
+    status, _, body = exchange(net, MALFORMED["corrupt-gzip-submission"])
+    assert status == 400 and json.loads(body)["type"] == PROBLEM_BASE + "bad-body"
+    assert net.log("val-0").count("Traceback") == before
+
+
+def test_a_method_a_route_does_not_take_is_refused_with_the_ones_it_does(net):
+    status, ctype, body = exchange(net, b"DELETE /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status == 405 and ctype == "application/problem+json"
+    with connect(net) as s:
+        s.sendall(b"DELETE /v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    allow = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"allow:"))
+    assert set(allow.decode().split(", ")) == {"GET", "HEAD"}
+
+
+def test_the_event_stream_answers_no_head_request(net):
+    # a HEAD answered by the stream would send a body that never ends on a connection whose
+    # next response the client then reads from it
+    status, ctype, _ = exchange(net, b"HEAD /v1/events HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout_s=5)
+    assert status == 405 and ctype == "application/problem+json"
 
 
 def test_a_flood_of_malformed_requests_writes_no_traceback_per_request(net):

@@ -267,3 +267,28 @@ def test_watch_fails_over_to_another_validator(tmp_path):
         assert any(s.startswith("connected to") and net4.url(first) not in s for s in states[1:])
     finally:
         net4.stop()
+
+
+def test_a_cursor_beyond_the_nodes_chain_is_refused_not_silently_skipped(world, net):
+    """A cursor names a height this node has not reached (made up, or from a node further on):
+    resuming after it would drop, unseen, the events of every block in between."""
+    ivy = world.enrol("ivy", guardians=1, approvals=1)
+
+    async def refusal(cursor: str) -> Exception:
+        async with SignedClient(net.url(), ivy.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
+            with pytest.raises((ProblemError, NodeUnreachable)) as caught:
+                await collect(c, cursor=cursor, until=lambda evs: True, timeout_s=10)
+            return caught.value
+
+    async def go():
+        async with SignedClient(net.url(), ivy.guardians[0], chain_id=net.chain_id, purpose=GUARDIAN_REVIEW) as c:
+            tip = int((await collect(c, until=lambda evs: evs[-1].type == "sync"))[-1].id.split(".")[0])
+        ahead = [await refusal(f"{height}.0") for height in (tip + 1000, 999_999_999)]
+        malformed = [await refusal(text) for text in ("-5.-3", "1_0.x", "7", "7.x.1", "7.0123456789")]
+        return ahead, malformed
+
+    ahead, malformed = run(go())
+    # the client moves to another node on a 503 and gives up after max_reconnects=0
+    assert all(isinstance(e, NodeUnreachable) and "behind-cursor" in str(e) for e in ahead), ahead
+    assert {(e.status, e.rule) for e in malformed if isinstance(e, ProblemError)} == {(400, "bad-cursor")}
+    assert all(isinstance(e, ProblemError) for e in malformed), malformed
