@@ -8,10 +8,14 @@ For every height, in order::
       transaction's encoding, signatures and rules, the log, state
       and results roots, the next validator set                     (ledger.chain)
     the block's own certificate against the set in force at it     commit-*
-    (data directories) the index records the block wrote           hash-index, tx-index, log-node
+    (data directories) the index records the block wrote           hash-index, tx-index, log-node,
+                                                                   subject-index
+    (data directories) at the height the store's tree nodes
+      stand at, every tree node                                    tree-node
 
 then, at the end, what the source claims about its tip, and for a data directory every state,
-index and log record against the auditor's own replay. An incremental audit first checks that
+index, log and slot record against the auditor's own replay, and the tree journal's entries
+against the blocks' tree changes (see :mod:`ledger.audit.records`). An incremental audit first checks that
 the chain still holds the audited header at the checkpoint height, and at the end proves with an
 RFC 6962 consistency proof that the log it audited is a prefix of today's.
 
@@ -26,7 +30,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ledger.audit.findings import AuditFailure, AuditReport, AuditStop, Erasure
-from ledger.audit.records import LogHeights, check_block_records, compare_records
+from ledger.audit.records import (
+    LogHeights,
+    check_block_records,
+    check_subject_extras,
+    check_tree_journal,
+    compare_records,
+    compare_tree_nodes,
+    holds_legacy_tree_changes,
+    tree_base,
+    tree_changes_digest,
+)
 from ledger.audit.replay import ReplayKV, ReplayStore, encoded_locations
 from ledger.audit.signatures import Prepared, Verdict, prepare, serial_blocks, verified_blocks
 from ledger.audit.source import BlockSource, SourceError, StoreSource
@@ -34,6 +48,7 @@ from ledger.chain import ExecutedBlock, execute_block
 from ledger.errors import ChainError, CustosError, StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import MerkleError, verify_consistency
+from ledger.privacy.subjects import subject_of
 from ledger.privacy.tags import child_tag
 from ledger.rules.erasure import EVENT_ERASED, NO_ORDER, RETENTION_BASIS
 from ledger.storage.kv import KV
@@ -101,6 +116,12 @@ class Auditor:
         self.clock = clock
         self.store = source.kv if isinstance(source, StoreSource) else None
         self.blocks_executed = 0
+        # a data directory's tree nodes: the height they stand at (None: the tip), whether they
+        # were compared, and the digests of the tree changes its journal must hold
+        self._tree_base: int | None = None
+        self._tree_nodes_checked = False
+        self._journal_digests: dict[int, bytes] = {}
+        self._subject_entries = 0
 
     # ------------------------------------------------------------------ the run
     def run(self) -> AuditReport:
@@ -159,12 +180,16 @@ class Auditor:
         if self.anchor is not None:
             self._check_anchor_header(report, target)
         log_heights = LogHeights(replay.tip.log_size, replay.tip.height)
+        if self.store is not None:
+            self._tree_base = tree_base(self.store)
+            self._tree_nodes_at(report)
         self._blocks(report, replay.tip.height + 1, target, log_heights)
         self._claimed_tip(report, target)
         if self.store is not None:
             self._store(report, log_heights)
         else:
-            for check in ("hash-index", "tx-index", "log-node", "state", "tip-record"):
+            for check in ("hash-index", "tx-index", "log-node", "state", "tip-record", "tx-order", "slot-record",
+                          "subject-index", "tree-node"):
                 report.skipped(check, "only a node's data directory holds these records; the API does not serve "
                                       "them (audit the data directory to check them)")
         if self.anchor is not None:
@@ -298,7 +323,12 @@ class Auditor:
         locations = encoded_locations(executed)
         if self.store is not None:
             report.counts.store_entries += check_block_records(self.store, executed, locations)
+            self._subject_entries += sum(1 for tx in executed.txs if subject_of(tx) is not None)
+            if self._tree_base is not None and h > self._tree_base:
+                self._journal_digests[h] = tree_changes_digest(executed)
         replay.record(executed, locations)
+        if self.store is not None:
+            self._tree_nodes_at(report)
         self.blocks_executed += 1
         self._count(report, executed, p)
         self._erasures(report, executed, slots)
@@ -364,13 +394,57 @@ class Auditor:
                 raise _stop(beyond[0] if beyond[0] > 0 else target + 1, "block", "extra-block",
                             "the store holds blocks or commits beyond its tip", None, f"heights {beyond[:5]}")
 
+    def _tree_nodes_at(self, report: AuditReport) -> None:
+        """Compare the store's tree nodes with the replay's once the replay stands where they do:
+        at the height ``J`` names, or at the tip when the store holds its nodes whole."""
+        assert self.store is not None
+        replay = self._replaying
+        stands_at = self._tree_base if self._tree_base is not None else self.source.tip_height()
+        if self._tree_nodes_checked or replay.tip.height != stands_at:
+            return
+        if self._tree_base is None and holds_legacy_tree_changes(self.store):
+            return  # said at the end
+        report.counts.store_entries += compare_tree_nodes(self.store, replay)
+        self._tree_nodes_checked = True
+
     def _store(self, report: AuditReport, log_heights: LogHeights) -> None:
         assert self.store is not None and self.replay is not None
         report.did("state")
         report.counts.store_entries += compare_records(self.store, self.replay, log_heights)
-        if next(iter(self.store.iterate(b"P", b"Q")), None) is not None:
-            report.skipped("accepted-transactions", "the store's P records are the node's durable mempool: "
-                                                    "accepted, not committed, and vouched for by no block")
+        for check in ("tx-order", "slot-record", "subject-index"):
+            report.did(check)
+        check_subject_extras(self.store, report.start_height, self._subject_entries)
+        self._tree_nodes_at(report)
+        if self._tree_base is not None:
+            self._tree_journal(report)
+        if self._tree_nodes_checked:
+            report.did("tree-node")
+        elif self._tree_base is None:
+            report.skipped("tree-node", "the store keeps blocks' tree changes in the layout before the tree "
+                                        "journal (W records): start the node once, which writes its tree nodes, "
+                                        "and audit again")
+        else:
+            report.skipped("tree-node", f"the store's tree nodes stand at height {self._tree_base}, before this "
+                                        f"audit's first block {report.start_height}: audit from genesis or from an "
+                                        "earlier checkpoint to compare them")
+
+    def _tree_journal(self, report: AuditReport) -> None:
+        """The journal a restart would rebuild the tree nodes from, against the blocks' changes."""
+        assert isinstance(self.source, StoreSource) and self._tree_base is not None  # the only source with a store
+        if self._tree_base + 1 < report.start_height:
+            report.skipped("tree-journal", "the journal holds tree changes of blocks before this audit's first")
+            return
+        try:
+            entries = self.source.tree_journal()
+        except StorageError as exc:
+            raise _stop(self._tree_base + 1, "tree journal", "tree-journal",
+                        f"the tree journal cannot be read: {exc}") from None
+        if entries is None:
+            report.skipped("tree-journal", "this source reads the store's records, not the files beside them")
+            return
+        report.did("tree-journal")
+        report.counts.store_entries += check_tree_journal(entries, self._tree_base, self._replaying.tip.height,
+                                                          self._journal_digests)
 
     def _consistency(self, report: AuditReport) -> None:
         """RFC 6962: the log the checkpoint audited is a prefix of the log at the tip."""

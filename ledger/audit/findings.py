@@ -25,6 +25,14 @@ AUDIT_CHECKS = {
     "tx-index": "the store's transaction index agrees with re-execution (height, position, log index, result)",
     "log-node": "the store's log nodes agree with the re-executed log",
     "state": "the store's state equals the re-executed state",
+    "tx-order": "the store's index of transactions in log order (what state-sync snapshots serve) agrees with "
+                "re-execution",
+    "slot-record": "the store's record of each block's changes to children's slots agrees with re-execution",
+    "subject-index": "the store's index of each child's transactions (what an erasure stubs) names exactly the "
+                     "child's whole transactions",
+    "tree-node": "the store's state-tree nodes equal re-execution's, at the height they stand at",
+    "tree-journal": "the store's tree journal holds the tree changes of the blocks after its nodes' height, as "
+                    "re-execution made them",
     "extra-block": "the store holds no block beyond its tip",
     "tip-record": "the store's tip record names the last block and its roots",
     "status": "the node's status names the last block and its roots",

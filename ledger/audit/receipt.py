@@ -338,6 +338,11 @@ def _verify(doc: dict[str, Any], v: ReceiptVerdict, genesis: Genesis | None, val
         raise fail("receipt-encoding", f"the receipt does not decode: {exc}") from None
     v.receipt = r
     h = r.header
+    # The header's hash the file names (for people and scripts) is the header it carries.
+    did("header-hash")
+    if doc.get("header_hash") != h.hash.hex():
+        raise fail("header-hash", "the receipt names another header hash than the header it carries",
+                   height=h.height, obj="header", expected=h.hash, found=doc.get("header_hash"))
     # The transaction: canonical, the one named, validly signed for this chain.
     did("tx-encoding")
     try:

@@ -31,8 +31,11 @@ from ledger.storage.chainstore import (  # noqa: F401  (re-exported for the audi
 from ledger.storage.kv import KV
 from ledger.validators import ValidatorSet
 
-#: the prefixes a replay writes, in key order; the audit compares these with a node's store
-PREFIXES = (b"L", b"N", b"S", b"X")
+#: the prefixes a replay writes that the audit compares with a node's store, every record, at
+#: the end: the transaction index in log order, log nodes, the hash index, the children's slot
+#: changes by block, state, the transaction index (the tree nodes, ``M``, are compared where the
+#: store's nodes stand: see :func:`ledger.audit.records.compare_tree_nodes`)
+PREFIXES = (b"K", b"L", b"N", b"R", b"S", b"X")
 
 
 class ReplayKV:

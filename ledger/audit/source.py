@@ -124,6 +124,11 @@ class StoreSource:
     def tip_height(self) -> int:
         return self._tip_height
 
+    def tree_journal(self) -> list[tuple[int, bytes]] | None:
+        """(height, payload) of each whole entry of the store's tree journal, in file order (see
+        :mod:`ledger.storage.treejournal`); None where the source reads records only."""
+        return None
+
     def claimed_tip(self) -> dict[str, object]:
         return dict(self._claimed)
 

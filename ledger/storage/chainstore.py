@@ -126,6 +126,9 @@ DEFAULT_TREE_BLOCKS = 64
 #: tree nodes held in memory at most (about 800 bytes each): written sooner when a store holds more
 TREE_NODES_HELD = 65536
 ANCHOR_KEY = _ANCHOR
+#: the record of the height the tree nodes on disk are at, and the legacy prefix of blocks' tree
+#: changes (what an audit of a data directory reads to know which tree nodes it can compare)
+TREE_BASE_KEY, LEGACY_TREE_CHANGES = _TREE_BASE, _TREE_LOG
 _UNREAD = object()
 #: prefixes a state-sync snapshot reads and writes (ledger/snapshot/)
 STATE, TREE_NODES, TX_INDEX, TX_ORDER = b"S", b"M", b"X", b"K"

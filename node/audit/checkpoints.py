@@ -29,6 +29,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {path} is not JSON: {exc}") from None
+    except RecursionError:  # arrays in arrays, deeper than the parser follows
+        raise CheckpointError(f"checkpoint {path} is not a checkpoint: its JSON is nested too deeply") from None
     return Checkpoint.from_json(doc)
 
 

@@ -15,6 +15,12 @@ from pathlib import Path
 from ledger.audit.source import SourceError, StoreSource
 from ledger.errors import StorageError
 from ledger.storage.kv import plyvel_range
+from ledger.storage.treejournal import JOURNAL_NAME, TreeJournal
+
+
+class DamagedStore(SourceError):
+    """The store's files are damaged so that LevelDB will not open them: a finding about the
+    store (exit 1, like a table that cannot be read), not a mistake of the caller's."""
 
 
 class _ReadOnlyLevelDB:
@@ -32,6 +38,8 @@ class _ReadOnlyLevelDB:
                     f"a copy taken while it was stopped (cp -a {path} COPY)"
                 ) from None
             raise SourceError(f"cannot open the LevelDB at {path}: {exc}") from None
+        except plyvel.CorruptionError as exc:  # a damaged log, table or MANIFEST, a table missing
+            raise DamagedStore(f"the LevelDB at {path} is damaged: {exc}") from None
         except plyvel.Error as exc:
             raise SourceError(f"the LevelDB at {path} is unusable: {exc}") from None
 
@@ -102,16 +110,21 @@ class DataDirSource(StoreSource):
         self.path = directory
         self._scratch: Path | None = None
         opened = directory
+        self._journal = TreeJournal(directory / JOURNAL_NAME)
         if copy:
             _refuse_if_locked(directory)
             self._scratch = Path(tempfile.mkdtemp(prefix="custos-audit-"))
             opened = self._scratch / "chain"
             shutil.copytree(directory, opened, ignore=shutil.ignore_patterns("LOCK"))
+            self._journal = TreeJournal(opened / JOURNAL_NAME)
         try:
             super().__init__(_ReadOnlyLevelDB(opened), f"data directory {directory}")
         except BaseException:
             self._remove_scratch()
             raise
+
+    def tree_journal(self) -> list[tuple[int, bytes]]:
+        return [(height, payload) for height, payload, _ in self._journal.read()]  # read only: never created
 
     def _remove_scratch(self) -> None:
         if self._scratch is not None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.audit.auditor import Auditor
-from ledger.audit.findings import AuditReport
+from ledger.audit.findings import AuditFailure, AuditReport
 from ledger.audit.receipt import Certified, Outcome, Receipt, SetChange, request_key, verify_receipt
 from ledger.audit.source import SourceError, read_slots
 from ledger.audit.text import receipt_summary, summary
@@ -49,7 +49,7 @@ from ledger.state.proof import RecordProof
 from ledger.validators import ValidatorSet
 from node.access.purpose import Purpose
 from node.audit.checkpoints import open_checkpoint_replay, read_checkpoint, write_checkpoint
-from node.audit.datadir import DataDirSource
+from node.audit.datadir import DamagedStore, DataDirSource
 from node.audit.pool import available_cores, start_pool
 from node.audit.progress import ProgressBar
 from node.audit.receipts import read_receipt
@@ -175,8 +175,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     bar = None
     pool = None
     try:
-        source = (DataDirSource(args.data_dir, copy=args.copy) if urls is None else
-                  _first_answering(urls, lambda url: HttpSource(url, timeout_s=args.timeout, key=key)))
+        try:
+            source = (DataDirSource(args.data_dir, copy=args.copy) if urls is None else
+                      _first_answering(urls, lambda url: HttpSource(url, timeout_s=args.timeout, key=key)))
+        except DamagedStore as exc:
+            report = AuditReport(mode="full" if anchor is None else "incremental", source=f"data directory "
+                                 f"{args.data_dir}", jobs=jobs or 1)
+            report.failure = AuditFailure(None, "store", "store-readable", f"the store cannot be opened: {exc}")
+            _print_report(report, args.json)
+            return EXIT_INVALID
         if jobs is None:
             jobs = _auto_jobs(source, checkpoint.log_size if checkpoint else 0,
                               checkpoint.height if checkpoint else 0)
@@ -500,6 +507,17 @@ def cmd_prove(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
         sys.stderr.write(receipt_summary(verdict) + "\n")
+    return _receipt_exit(verdict)
+
+
+def _receipt_exit(verdict) -> int:
+    """0 for a receipt proven from a trust anchor, 1 for one that fails, 2 for one consistent in
+    itself but anchored in nothing (the node that served it could have made up its validators)."""
+    if verdict.ok and not verdict.anchored:
+        sys.stderr.write("custos: the receipt is consistent but anchored in nothing: its validator set came with it. "
+                         "Pin a trust anchor: --genesis FILE (the network's genesis) or --validators-hash HEX "
+                         "(a set hash from your own audit)\n")
+        return EXIT_USAGE
     return EXIT_OK if verdict.ok else EXIT_INVALID
 
 
@@ -654,12 +672,7 @@ def cmd_verify_receipt(args: argparse.Namespace) -> int:
     doc = read_receipt(args.receipt)
     verdict = verify_receipt(doc, genesis=genesis, validators_hash=vh)
     _print_verdict(verdict, args.json)
-    if verdict.ok and not verdict.anchored:
-        sys.stderr.write("custos: the receipt is consistent but anchored in nothing: its validator set came with it. "
-                         "Pin a trust anchor: --genesis FILE (the network's genesis) or --validators-hash HEX "
-                         "(a set hash from your own audit)\n")
-        return EXIT_USAGE
-    return EXIT_OK if verdict.ok else EXIT_INVALID
+    return _receipt_exit(verdict)
 
 
 def _print_verdict(verdict, as_json: bool) -> None:

@@ -520,7 +520,8 @@ def test_node_mode_verifies_the_live_chain(story, capsys):
     assert code == 0, doc["failure"]
     assert doc["checked_height"] >= story.tip
     assert "status" in doc["checks"]
-    assert {n["check"] for n in doc["not_checked"]} == {"hash-index", "tx-index", "log-node", "state", "tip-record"}
+    assert {n["check"] for n in doc["not_checked"]} == {"hash-index", "tx-index", "log-node", "state", "tip-record",
+                                                        "tx-order", "slot-record", "subject-index", "tree-node"}
 
 
 class TamperingProxy:
@@ -584,6 +585,16 @@ def test_unreachable_node_exits_3(capsys):
     assert main(["audit", "prove", "00" * 32, "--node", url, "--timeout", "2s"]) == 3
 
 
+def test_a_store_too_damaged_for_leveldb_to_open_is_a_finding_not_a_usage_error(story, tmp_path, capsys):
+    copy = shutil.copytree(story.pristine, tmp_path / "copy")
+    manifest = next(copy.glob("MANIFEST-*"))
+    data = bytearray(manifest.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    manifest.write_bytes(bytes(data))
+    code, doc = audit(capsys, "verify", "--data-dir", str(copy))
+    assert code == 1 and doc["failure"]["check"] == "store-readable" and "damaged" in doc["failure"]["message"]
+
+
 def test_usage_and_input_errors_exit_2(story, tmp_path, capsys):
     # both a data directory and nodes (without either, the default node or $CUSTOS_NODES is audited)
     assert main(["audit", "verify", "--data-dir", str(tmp_path), "--node", "http://127.0.0.1:1"]) == 2
@@ -595,6 +606,9 @@ def test_usage_and_input_errors_exit_2(story, tmp_path, capsys):
     bad.write_text("{}")
     assert main(["audit", "verify", "--data-dir", str(story.pristine), "--from-checkpoint", str(bad)]) == 2
     assert main(["audit", "verify-receipt", str(bad)]) == 2
+    deep = tmp_path / "deep.json"  # arrays in arrays, deeper than a JSON parser follows
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["audit", "verify", "--data-dir", str(story.pristine), "--from-checkpoint", str(deep)]) == 2
     assert main(["audit", "verify", "--node", "127.0.0.1:8700"]) == 2  # no scheme
     assert main(["audit", "verify", "--data-dir", str(story.pristine), "--write-checkpoint",
                  str(tmp_path / "missing" / "cp.json")]) == 2
@@ -654,6 +668,10 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
 
     code, doc = audit(capsys, "verify-receipt", str(receipt), "--genesis", str(story.genesis))
     assert code == 0 and doc["trust_anchor"]["kind"] == "genesis"
+    # proven from nothing the auditor holds: written, and said to be unanchored (exit 2)
+    unanchored = tmp_path / "unanchored.json"
+    code = main(["audit", "prove", tx, "--node", story.net.url(), "--out", str(unanchored), *story.key_args()])
+    assert code == 2 and "--genesis FILE" in capsys.readouterr().err and unanchored.exists()
     code = main(["audit", "verify-receipt", str(receipt), "--json"])
     captured = capsys.readouterr()
     assert code == 2 and json.loads(captured.out)["anchored"] is False  # consistent, anchored in nothing
@@ -669,6 +687,7 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
             bytes.fromhex(d["commit"]), COMMIT.decode(bytes.fromhex(d["commit"])).signatures[0].signature).hex()),
         "block-height": lambda d: d.__setitem__("height", d["height"] - 1),
         "block-position": lambda d: d.__setitem__("index", d["index"] + 1),
+        "header-hash": lambda d: d.__setitem__("header_hash", "22" * 32),
     }
     for check, tamper in cases.items():
         doc = json.loads(json.dumps(original))
@@ -677,6 +696,11 @@ def test_prove_and_verify_receipt_round_trip(story, tmp_path, capsys):
         code, verdict = audit(capsys, "verify-receipt", str(receipt), "--genesis", str(story.genesis))
         assert code == 1, check
         assert verdict["failure"]["check"] == check
+    # arrays in arrays, deeper than a JSON parser follows: an unreadable file, not a crash
+    receipt.write_text('{"format": "custos-receipt/2", "a": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    code = main(["audit", "verify-receipt", str(receipt), "--genesis", str(story.genesis)])
+    err = capsys.readouterr().err
+    assert code == 2 and "nested too deeply" in err and "Traceback" not in err
 
 
 def test_a_crossing_receipt_proves_its_final_outcome(story, tmp_path, capsys):

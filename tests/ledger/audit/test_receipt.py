@@ -67,8 +67,9 @@ TAMPERS = {
     "log-size": ("log-size", lambda d: d["log"].__setitem__("size", d["log"]["size"] + 1)),
     "tx-bytes": ("tx-signature", lambda d: d.__setitem__("tx", _flip_hex(d["tx"]))),
     "tx-id": ("tx-id", lambda d: d.__setitem__("tx_id", "00" * 32)),
-    "header-field": ("commit-block", lambda d: d.__setitem__("header", HEADER.encode(replace(
-        HEADER.decode(bytes.fromhex(d["header"])), time=1)).hex())),
+    "header-field": ("commit-block", lambda d: _set_header(d, replace(HEADER.decode(bytes.fromhex(d["header"])),
+                                                                      time=1))),
+    "header-hash": ("header-hash", lambda d: d.__setitem__("header_hash", "00" * 32)),
     "commit-signature": ("commit-signature", lambda d: d.__setitem__("commit", _flip_hex(d["commit"], -60))),
     "commit-signer": ("commit-signer", lambda d: d.__setitem__("commit", _flip_hex(d["commit"], -3))),
     "receipt-encoding": ("receipt-encoding", lambda d: d.__setitem__("header", d["header"][:-2])),
@@ -81,6 +82,11 @@ TAMPERS = {
     "outcome-missing": ("outcome", lambda d: d.__setitem__("outcome", None)),
     "outcome-status": ("outcome", lambda d: d["outcome"].__setitem__("proof", _edit_status(d["outcome"]["proof"]))),
 }
+
+
+def _set_header(doc: dict, header) -> None:
+    """A forger's edit: the header and the hash the file names for it, both changed."""
+    doc["header"], doc["header_hash"] = HEADER.encode(header).hex(), header.hash.hex()
 
 
 def _edit_status(proof_hex: str) -> str:
