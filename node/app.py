@@ -12,7 +12,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,6 +32,8 @@ log = logging.getLogger("custos.app")
 
 #: transactions of a batch decoded and signature-checked per turn of the checker thread
 CHECK_SLICE = 256
+#: dropped transactions whose reason a node keeps for their status (in memory: a restart forgets)
+DROPPED_KEPT = 10_000
 
 
 def wall_clock_ms() -> int:
@@ -84,6 +86,9 @@ class NodeApp:
         self.evidence_pool: dict[bytes, DuplicateVoteEvidence] = {}
         self._executed: dict[bytes, ExecutedBlock] = {}
         self._waiters: dict[bytes, list[asyncio.Future]] = defaultdict(list)
+        #: why the latest transactions were dropped after admission (a conflicting one committed
+        #: first, an event grew too old): what their status answers, newest last
+        self.dropped: OrderedDict[bytes, RejectedTransaction] = OrderedDict()
         self._tx_listeners: list[Callable[[Transaction], None]] = []
         self._commit_listeners: list[Callable[[ExecutedBlock], None]] = []
         self.new_txs = asyncio.Event()
@@ -278,7 +283,7 @@ class NodeApp:
         if rejected:
             for tx, exc in rejected:
                 self.mempool.remove(tx.id)
-                self._fail_waiters(tx.id, exc)
+                self._drop(tx.id, exc)
             self._settle(tx.id for tx, _ in rejected)
             self.mempool.update((), ())  # only what the dropped ones wrote may have changed
         self._executed[executed.hash] = executed
@@ -347,7 +352,7 @@ class NodeApp:
                         future.set_result(location)
         self._settle(tx.id for tx, _ in dropped)
         for tx, exc in dropped:
-            self._fail_waiters(tx.id, exc)
+            self._drop(tx.id, exc)
         for listener in self._commit_listeners:
             listener(executed)
         if len(self.mempool):
@@ -355,6 +360,14 @@ class NodeApp:
         else:
             self.new_txs.clear()
         return executed
+
+    def _drop(self, tx_id: bytes, exc: RejectedTransaction) -> None:
+        """An admitted transaction will not commit: tell its waiters, and keep why for its status."""
+        self.dropped[tx_id] = exc
+        self.dropped.move_to_end(tx_id)
+        while len(self.dropped) > DROPPED_KEPT:
+            self.dropped.popitem(last=False)
+        self._fail_waiters(tx_id, exc)
 
     def _fail_waiters(self, tx_id: bytes, exc: RejectedTransaction) -> None:
         for future in self._waiters.pop(tx_id, []):

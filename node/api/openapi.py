@@ -134,6 +134,8 @@ def openapi_document() -> dict:
             "summary": "a transaction's status, result and inclusion proof (its bytes for those who may read them)",
             "parameters": [_path_param("id", HEX32, "transaction id"), _PURPOSE], "security": _SIGNED,
             "responses": {"200": _json("committed"), "202": _json("accepted, waiting in the mempool"),
+                          "410": _problem("accepted, then left out for good: a transaction it conflicts with "
+                                          "committed first, or its event grew too old (the problem names the rule)"),
                           "400": _BAD, "401": _UNSIGNED, "403": _FORBIDDEN, "404": _NOT_FOUND,
                           "429": _TOO_MANY, "503": _UNRECORDED}}},
         "/v1/blocks": {"get": {

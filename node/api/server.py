@@ -231,6 +231,10 @@ class Api:
         if location is None:
             if tx_id in self.app.mempool:
                 return reply(request, {"id": tx_id, "status": "accepted"}, status=202)
+            dropped = self.app.dropped.get(tx_id)
+            if dropped is not None:  # accepted once, then left out: say why, not "never heard of it"
+                return problem(410, "dropped", "transaction dropped",
+                               f"accepted, then dropped before it could commit: {dropped}", rule=dropped.rule)
             return problem(404, "unknown-transaction", "no such transaction", tx_id.hex())
         block = store.block(location.height)
         if block is None and location.height <= store.base:

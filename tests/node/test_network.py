@@ -184,3 +184,35 @@ def test_a_council_change_of_the_validator_set_takes_effect_two_blocks_later(net
     assert leaving.hex() not in set_at(h + 2)
     assert leaving.hex() not in signers(h + 2) and leaving.hex() not in signers(h + 3)
     assert net.get("val-3", "/v1/status")["validator"] is False
+
+
+def test_a_transaction_accepted_then_left_out_answers_why_not_that_it_is_unknown(net):
+    """Two nodes accept, each from its own client, transactions that exclude each other (the same
+    post registered twice). One commits; the other can never commit, and its status says so,
+    with the rule, instead of "no such transaction"."""
+    first = net.txs.register_post(net.council[:2], "P-TWICE", "first")
+    second = net.txs.register_post(net.council[:2], "P-TWICE", "second")
+
+    async def go():
+        async with NodeClient(net.url("val-0")) as a, NodeClient(net.url("val-1")) as b:
+            accepted = await asyncio.gather(a.submit(first.raw), b.submit(second.raw))
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                answers = []
+                for client, tx in ((a, first), (b, second)):
+                    try:
+                        answers.append(await client.tx(tx.id))
+                    except ProblemError as exc:
+                        answers.append(exc)
+                if all(isinstance(x, ProblemError) or x.get("status") == "committed" for x in answers):
+                    return accepted, answers
+                await asyncio.sleep(0.3)
+            raise AssertionError(f"neither settled: {answers}")
+
+    accepted, answers = run(go())
+    assert [doc["status"] for doc in accepted] == ["accepted", "accepted"]
+    committed = [x for x in answers if isinstance(x, dict)]
+    refused = [x for x in answers if isinstance(x, ProblemError)]
+    assert len(committed) == 1 and len(refused) == 1, answers
+    assert refused[0].status == 410 and refused[0].type.endswith("/dropped")
+    assert refused[0].rule == "already-exists"  # the rule the transaction broke once the other committed
