@@ -51,6 +51,16 @@ def rejection(exc: RejectedTransaction, status: int = 422) -> web.Response:
     return problem(status, exc.rule, "transaction rejected", str(exc), rule=exc.rule)
 
 
+def not_routed(request: web.Request, exc: web.HTTPNotFound | web.HTTPMethodNotAllowed) -> web.Response:
+    """A path no route serves (404), or a method its route does not take (405, with the Allow
+    header naming those it does: RFC 9110 15.5.6), as a problem document."""
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        response = problem(405, "method-not-allowed", "method not allowed", request.method)
+        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))
+        return response
+    return problem(404, "not-found", "no such resource", request.path)
+
+
 def error(exc: CustosError, status: int) -> web.Response:
     return problem(status, exc.code, type(exc).__name__, str(exc))
 

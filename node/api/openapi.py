@@ -72,6 +72,8 @@ def _limit(maximum: int) -> dict:
 
 
 _BEFORE = _query("before_height", {"type": "integer", "minimum": 1}, "only requests recorded below this height")
+_HEIGHT = _query("height", {"type": "integer", "minimum": 1}, "prove at this certified height (default: the newest)")
+_PROVEN = _json("the proof, the certified header and commit it is checked against, and the validator set")
 
 _SCHEMAS = {
     "Problem": {
@@ -193,6 +195,26 @@ def openapi_document() -> dict:
         "/v1/terminals/{key}/requests": _signed_read(
             "the requests a terminal submitted", [_path_param("key", HEX32, "terminal key"), _limit(100), _BEFORE],
             _json("requests"), not_found=False),
+        "/v1/state/proof": _signed_read(
+            "a state record (or its absence) proven against the state root of a certified header: global records "
+            "to anyone, a child's to those who may read it, the rest to integrity readers",
+            [_query("key", {"type": "string", "pattern": "^([0-9a-f]{2})+$"}, "the state key, hex (required)"),
+             _HEIGHT], _PROVEN),
+        "/v1/requests/{id}/proof": _signed_read(
+            "a crossing request's record, proven", [_path_param("id", HEX32, "request id"), _HEIGHT], _PROVEN,
+            erasable=True),
+        "/v1/identities/{id}/proof": _signed_read(
+            "a child's identity record, proven", [_path_param("id", HEX16, "identity id"), _HEIGHT], _PROVEN,
+            erasable=True),
+        "/v1/guardians/{key}/pending/proof": _signed_read(
+            "the crossings waiting for this guardian, each record proven",
+            [_path_param("key", HEX32, "guardian key"), _HEIGHT], _PROVEN, not_found=False),
+        "/v1/light/headers": {"get": {
+            "summary": "consecutive certified headers (at most 500) with their commits and validator set changes: "
+                       "what a light client follows from its trusted genesis",
+            "parameters": [_query("from", {"type": "integer", "minimum": 1}, "first height (required)"),
+                           _query("to", {"type": "integer", "minimum": 1}, "last height (default: the tip)")],
+            "responses": {"200": _json("the tip and the headers"), "400": _BAD}}},
         "/v1/identify": {"post": {
             "summary": "1:N identification of a scan among an enrolment authority's children (only on a node "
                        "configured with the authority's gallery; elsewhere 404)",

@@ -56,6 +56,7 @@ from node.api.codec import (
     error,
     hex_arg,
     int_arg,
+    not_routed,
     parse_int,
     problem,
     read_tx_body,
@@ -102,12 +103,8 @@ async def problems_middleware(request: web.Request, handler: Handler) -> web.Str
         return exc.response()
     except web.HTTPRequestEntityTooLarge as exc:
         return problem(413, "too-large", "request body too large", exc.text or "")
-    except web.HTTPNotFound:
-        return problem(404, "not-found", "no such resource", request.path)
-    except web.HTTPMethodNotAllowed as exc:
-        response = problem(405, "method-not-allowed", "method not allowed", request.method)
-        response.headers["Allow"] = ", ".join(sorted(exc.allowed_methods))  # RFC 9110 15.5.6
-        return response
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return not_routed(request, exc)
     except MalformedTransaction as exc:
         return rejection(exc, 400)
     except MempoolFull as exc:

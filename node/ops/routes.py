@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from node.api.codec import problem
+from node.api.codec import not_routed, problem
 from node.ops.metrics import NodeMetrics
 from node.ops.readiness import readiness
 
@@ -49,8 +49,16 @@ class OpsRoutes:
         return web.json_response({"ok": True, "height": self.store.height})
 
 
+@web.middleware
+async def _unrouted_as_problems(request: web.Request, handler: Callable) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        return not_routed(request, exc)
+
+
 def metrics_app(ops: OpsRoutes) -> web.Application:
-    """The separate listener's application."""
-    app = web.Application(client_max_size=64 * 1024)
+    """The separate listener's application (its errors are problem documents too)."""
+    app = web.Application(client_max_size=64 * 1024, middlewares=[_unrouted_as_problems])
     app.add_routes(ops.routes(with_healthz=True))
     return app

@@ -20,6 +20,7 @@ from node.api.access_log import AccessLogRoutes
 from node.api.events import EventStreams
 from node.api.identify import Identify
 from node.api.openapi import openapi_document
+from node.api.proofs import Proofs
 from node.api.reads import Reads
 from node.api.server import Api
 from node.client.http import NodeClient
@@ -98,8 +99,15 @@ def test_metrics_in_the_classic_text_format_carry_help_and_type(net):
 
 def test_metrics_listener_serves_nothing_of_the_api(net):
     base = f"http://{net.nodes['val-0'].metrics}"
-    assert fetch(base + "/v1/status")[0] == 404
+    status, ctype, body = fetch(base + "/v1/status")
+    assert status == 404 and ctype.startswith("application/problem+json")
+    assert json.loads(body)["type"].endswith("/not-found")
     assert fetch(base + "/healthz")[0] == 200
+    request = urllib.request.Request(base + "/metrics", method="POST", data=b"")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=5)
+    assert refused.value.code == 405 and refused.value.headers["Content-Type"].startswith("application/problem+json")
+    assert "GET" in refused.value.headers["Allow"]
 
 
 def test_readyz_turns_503_when_two_of_four_validators_are_paused_and_recovers(net):
@@ -138,7 +146,7 @@ def test_openapi_describes_every_route_the_node_serves(net):
     assert status == 200 and doc["openapi"].startswith("3.1") and doc == json.loads(json.dumps(openapi_document()))
     routes = (Api.__new__(Api).routes() + Reads.__new__(Reads).routes() + EventStreams.__new__(EventStreams).routes()
               + AccessLogRoutes.__new__(AccessLogRoutes).routes() + OpsRoutes.__new__(OpsRoutes).routes()
-              + Identify.__new__(Identify).routes())
+              + Identify.__new__(Identify).routes() + Proofs.__new__(Proofs).routes())
     served = {(r.method.lower(), r.path) for r in routes}
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert served == described
