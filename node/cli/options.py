@@ -203,6 +203,10 @@ def iso_day(day: int) -> str:
 
 _UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*")
+#: the longest duration any option takes: 100 years (a timer, a deadline, a window of a watch)
+MAX_DURATION_MS = 36_525 * 86_400_000
+#: the latest time any option takes: the end of year 9999, the last the ISO 8601 forms can write
+MAX_TIME_MS = 253_402_300_799_999
 
 
 def parse_duration(text: str) -> int:
@@ -215,7 +219,10 @@ def parse_duration(text: str) -> int:
     if m.group(2) is None and float(m.group(1)) != 0:  # zero needs no unit
         raise InputError(f"{text!r} has no unit: write {m.group(1)}s, {m.group(1)}m or {m.group(1)}h "
                          "(units: ms, s, m, h, d)")
-    return round(float(m.group(1)) * _UNITS[m.group(2) or "ms"])
+    ms = float(m.group(1)) * _UNITS[m.group(2) or "ms"]  # 400 nines: inf, which round() cannot take
+    if not ms <= MAX_DURATION_MS:
+        raise InputError(f"{text!r} is too long a duration (at most 36525d, 100 years)")
+    return round(ms)
 
 
 def duration(text: str) -> int:
@@ -240,7 +247,7 @@ def parse_time(text: str, now_ms: int | None = None) -> int:
         return now
     if t[:1] in "+-" and len(t) > 1:
         delta = parse_duration(t[1:])
-        return now + delta if t[0] == "+" else now - delta
+        return _in_range(text, now + delta if t[0] == "+" else now - delta)
     try:
         when = datetime.datetime.fromisoformat(t)
     except ValueError:
@@ -248,7 +255,17 @@ def parse_time(text: str, now_ms: int | None = None) -> int:
                          "2025-06-01T08:30Z), 'now', or a duration from now ('+2h', '-30m')") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
-    return int(when.timestamp() * 1000)
+    try:
+        return _in_range(text, int(when.timestamp() * 1000))
+    except OverflowError:  # 9999-12-31T23:59-05:00 is past the end of year 9999 in UTC
+        return _in_range(text, MAX_TIME_MS + 1)
+
+
+def _in_range(text: str, ms: int) -> int:
+    """``ms`` if it lies between 1970 and the end of year 9999 (UTC); the chain has no time outside."""
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise InputError(f"{text!r} is out of range: a time lies between 1970-01-01 and 9999-12-31 (UTC)")
+    return ms
 
 
 def iso(ms: int | None) -> str:

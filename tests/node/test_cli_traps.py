@@ -204,3 +204,31 @@ def test_setup_shows_install_progress(tmp_path):
     assert "[setup 2/2] installing Custos" in proc.stderr and "  Collecting aiohttp" in proc.stderr
     assert "Requirement already satisfied" not in proc.stderr and "[setup] done in" in proc.stderr
     assert (venv / ".custos-installed").exists()
+
+
+# --------------------------------------------------------------------------- hostile input: numbers, URLs, files
+
+NINES = "9" * 400
+
+
+@pytest.mark.parametrize("args", [
+    ("guardian", "watch", "--key", "k", "--for", f"{NINES}s"),
+    ("terminal", "run", "--retry", f"{NINES}d"),
+    ("audit", "verify", "--timeout", "36526d"),
+])
+def test_rejects_a_duration_too_long_for_any_timer(args):
+    assert "too long a duration" in one_line_error(cli(*args))
+
+
+def test_rejects_times_outside_1970_to_9999():
+    for bad in (f"+{NINES}s", "-36525d", "1969-12-31", "9999-12-31T23:00-05:00"):
+        with pytest.raises(InputError):
+            parse_time(bad, now_ms=1_748_736_000_000)
+    assert parse_time("9999-12-31T23:59:59.999Z") == 253_402_300_799_999
+    assert parse_duration("36525d") == 36_525 * 86_400_000
+
+
+def test_rejects_a_relative_time_too_far_in_one_line(tmp_path):
+    key, _ = key_file(tmp_path, "authority")
+    line = one_line_error(cli("enrol", "alerts", "--key", str(key), f"--since=+{NINES}s", "--node", closed_url()))
+    assert "too long a duration" in line
