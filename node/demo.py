@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import secrets
 import subprocess
@@ -63,7 +62,7 @@ class Demo:
     def __init__(self, directory: Path, out=print) -> None:
         self.dir = Path(directory)
         self.out = out
-        doc = json.loads((self.dir / "devnet.json").read_text())
+        doc = devnet.describe(self.dir)
         self.urls = [n.url for n in devnet.load(self.dir)]  # trusts the devnet's CA
         self.ca = devnet.ca_file(self.dir)
         self.genesis_hash = doc.get("genesis_hash")

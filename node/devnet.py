@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.crypto.keys import SigningKey
+from ledger.errors import CustosError
 from ledger.genesis import Genesis, GenesisValidator, genesis_to_toml
 from ledger.state.records import DEFAULT_PARAMS, Council
 from ledger.storage.files import private_dir, write_atomically
@@ -214,9 +215,55 @@ def _node_config(node: NodeInfo, peers: list[NodeInfo], allow: list[str], observ
     return "\n".join(lines) + "\n"
 
 
+class BadDevnet(CustosError, ValueError):
+    """A ``devnet.json`` that is not the description :func:`create` writes; names the file."""
+
+    code = "devnet"
+
+    def diagnostics(self) -> str:
+        return str(self)
+
+
+#: the fields of a node in ``devnet.json``, with their types (the last two may be absent)
+_NODE_FIELDS = {"name": str, "api": str, "p2p": str, "key": str, "stake": int, "metrics": str, "tls": bool}
+
+
+def describe(directory: Path) -> dict:
+    """The devnet's description (``DIR/devnet.json``), checked for the shape :func:`create` writes:
+    a :class:`BadDevnet` naming the file if it is not JSON or not that shape (OSError if unreadable)."""
+    path = Path(directory) / DESCRIPTION
+    raw = path.read_bytes()
+    try:
+        doc = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise BadDevnet(f"{path} is not a devnet description (not JSON)") from None
+
+    def bad(what: str) -> BadDevnet:
+        return BadDevnet(f"{path} is not a devnet description: {what}")
+
+    if not isinstance(doc, dict):
+        raise bad("not a JSON object")
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list) or not nodes:
+        raise bad('"nodes" is not a list of nodes')
+    for n in nodes:
+        if not isinstance(n, dict) or not set(_NODE_FIELDS) - {"metrics", "tls"} <= set(n) <= set(_NODE_FIELDS):
+            raise bad(f"a node is not an object with the fields {', '.join(_NODE_FIELDS)}")
+        for field, kind in _NODE_FIELDS.items():
+            if field in n and (type(n[field]) is not kind):
+                raise bad(f"a node's {field!r} is not {'a number' if kind is int else 'a ' + kind.__name__}")
+    council = doc.get("council", [])
+    if not isinstance(council, list) or not all(isinstance(p, str) and p for p in council):
+        raise bad('"council" is not a list of key files')
+    for field in ("ca", "chain_id", "genesis_hash"):
+        if doc.get(field) is not None and not isinstance(doc[field], str):
+            raise bad(f"{field!r} is not a string")
+    return doc
+
+
 def load(directory: Path) -> list[NodeInfo]:
     """The devnet's nodes; this process trusts its CA from then on."""
-    doc = json.loads((directory / DESCRIPTION).read_text())
+    doc = describe(directory)
     if doc.get("ca"):
         trust(directory / doc["ca"])
     return [NodeInfo(**n) for n in doc["nodes"]]
@@ -224,7 +271,7 @@ def load(directory: Path) -> list[NodeInfo]:
 
 def ca_file(directory: Path) -> Path | None:
     """The devnet's CA certificate, if it made one."""
-    doc = json.loads((directory / DESCRIPTION).read_text())
+    doc = describe(directory)
     return directory / doc["ca"] if doc.get("ca") else None
 
 

@@ -9,7 +9,6 @@ the devnet's own council keys sign (development only).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ledger.errors import DecodeError
@@ -162,8 +161,9 @@ def _erase(factory: TxFactory, keys: list, args: argparse.Namespace):
 def _council_keys(args) -> list:
     paths = list(args.key)
     if not paths and args.devnet is not None:
-        doc = json.loads((Path(args.devnet) / "devnet.json").read_text())
-        paths = [Path(args.devnet) / p for p in doc["council"]]
+        from node import devnet
+
+        paths = [Path(args.devnet) / p for p in devnet.describe(Path(args.devnet))["council"]]
     if not paths:
         raise InputError("name the signing council members with --key FILE (repeat for k of n)")
     return load_keys(paths, args)

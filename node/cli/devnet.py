@@ -76,6 +76,8 @@ def _existing(directory: Path) -> list[devnet.NodeInfo]:
         raise InputError(f"no devnet in {directory} (create one with `custos devnet up --dir {directory}`)")
     try:
         return devnet.load(directory)
+    except devnet.BadDevnet:
+        raise
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise InputError(f"{directory / devnet.DESCRIPTION} is unreadable: {exc}") from None
 

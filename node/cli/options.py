@@ -73,19 +73,40 @@ def chosen_node_urls(args) -> list[str] | None:
             raise InputError(f"--ca {ca}: no such file")
         trust(ca)
     if getattr(args, "node", None):
-        return [u.rstrip("/") for u in args.node]
+        return [node_url(u, "--node") for u in args.node]
     devnet_dir = getattr(args, "devnet", None)
     if devnet_dir is not None:
         from node import devnet
 
         try:
-            return [n.url for n in devnet.load(Path(devnet_dir))]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            nodes = devnet.load(Path(devnet_dir))
+        except devnet.BadDevnet:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"cannot read {devnet_dir}/devnet.json: {exc}") from None
+        return [node_url(n.url, f"{devnet_dir}/devnet.json") for n in nodes]
     env = os.environ.get("CUSTOS_NODES")
     if env:
-        return [u.strip().rstrip("/") for u in env.split(",") if u.strip()]
+        return [node_url(u.strip(), "$CUSTOS_NODES") for u in env.split(",") if u.strip()]
     return None
+
+
+def node_url(url: str, where: str) -> str:
+    """``url`` without a trailing slash if it is a node's API base URL (``http(s)://HOST[:PORT][/PATH]``);
+    else an InputError naming it and where it came from (``where``)."""
+    from urllib.parse import urlsplit
+
+    bad = f"{where}: {url!r} is not a node URL (http://HOST:PORT or https://HOST:PORT)"
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a ValueError if not a number or out of range
+    except ValueError:
+        raise InputError(bad) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise InputError(bad)
+    if port == 0:
+        raise InputError(f"{where}: {url!r} names port 0")
+    return url.rstrip("/")
 
 
 def add_purpose_args(parser, default: str) -> None:

@@ -232,3 +232,33 @@ def test_rejects_a_relative_time_too_far_in_one_line(tmp_path):
     key, _ = key_file(tmp_path, "authority")
     line = one_line_error(cli("enrol", "alerts", "--key", str(key), f"--since=+{NINES}s", "--node", closed_url()))
     assert "too long a duration" in line
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://127.0.0.1:21", "http://127.0.0.1:99999", "http://127.0.0.1:abc",
+                                 "http://[::1", "", "http://:80", "http://127.0.0.1:0"])
+def test_rejects_a_malformed_node_url_naming_it(url, tmp_path, monkeypatch):
+    key, _ = key_file(tmp_path, "someone")
+    line = one_line_error(cli("guardian", "pending", "--key", str(key), "--node", url))
+    assert f"--node: {url!r}" in line
+    line = one_line_error(cli("audit", "prove", "00" * 32, "--node", url))
+    assert f"{url!r}" in line
+    if url:
+        monkeypatch.setenv("CUSTOS_NODES", f"{closed_url()},{url}")
+        line = one_line_error(cli("council", "register-post", "--post", "P", "--key", str(key)))
+        assert f"$CUSTOS_NODES: {url!r}" in line
+
+
+@pytest.mark.parametrize("text", ["[]", "garbage", "{}", '{"nodes": [{"name": 1}]}', '{"nodes": "x"}',
+                                  '{"nodes": [{"name": "v", "api": "a", "p2p": "p", "key": "k", "stake": "1"}]}',
+                                  "\xff"])
+def test_rejects_a_malformed_devnet_description_naming_it(text, tmp_path):
+    key, _ = key_file(tmp_path, "someone")
+    d = tmp_path / "net"
+    d.mkdir()
+    (d / "devnet.json").write_bytes(text.encode("latin-1"))
+    for args in (("guardian", "pending", "--key", str(key), "--devnet", str(d)),
+                 ("devnet", "status", "--dir", str(d)), ("devnet", "kill", "val-0", "--dir", str(d)),
+                 ("devnet", "demo", "--dir", str(d)),
+                 ("council", "register-post", "--post", "P", "--devnet", str(d))):
+        line = one_line_error(cli(*args))
+        assert f"{d / 'devnet.json'} is not a devnet description" in line, args
