@@ -534,7 +534,9 @@ async def fetch_receipt(url: str, tx_id: bytes, *, timeout_s: float = 15.0,
             if exc.status == 404:
                 raise InputError(f"the node knows no transaction {tx_id.hex()}") from None
             raise _refusal(exc, key, "the transaction") from None
-        if status != 200 or not isinstance(doc, dict) or doc.get("status") != "committed":
+        if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
+            raise Unreachable(f"{url} is not a Custos node (its answer for a transaction is not a node's)")
+        if status != 200 or doc.get("status") != "committed":
             raise InputError(f"transaction {tx_id.hex()} is not committed yet (status "
                              f"{doc.get('status') if isinstance(doc, dict) else status}); try again later")
         raw = doc.get("tx")

@@ -109,18 +109,26 @@ class NodeClient:
             except (TimeoutError, aiohttp.ClientConnectionError, OSError, NodeUnreachable) as exc:
                 errors.append(f"{url}: {type(exc).__name__} {exc}".strip())
                 continue
-            self._current = (self._current + attempt) % len(self.urls)
             parsed = _parse(body, ctype)
+            if resp.status >= 400 and not is_problem(parsed):
+                # not a Custos node's refusal (a node's is always a problem document): a proxy's
+                # error page, another server on that port, an empty 500; try the next node
+                errors.append(f"{url}: {not_a_node(resp.status, body, ctype)}")
+                continue
+            self._current = (self._current + attempt) % len(self.urls)
             if resp.status >= 400:
-                if isinstance(parsed, dict):
-                    raise ProblemError(resp.status, parsed)
-                raise ProblemError(resp.status, {"title": "error", "detail": str(parsed)[:200]})
+                raise ProblemError(resp.status, parsed)
             return resp.status, parsed
         raise NodeUnreachable("; ".join(errors))
 
     # ---- conveniences
     async def status(self) -> dict:
-        return (await self.request("GET", "/v1/status"))[1]
+        """``GET /v1/status`` of the first node that answers; NodeUnreachable if what answered is not
+        a Custos node's status."""
+        doc = (await self.request("GET", "/v1/status"))[1]
+        if not is_status(doc):
+            raise NodeUnreachable(f"{self.current_url} is not a Custos node (its /v1/status is not a node's status)")
+        return doc
 
     async def status_at(self, url: str) -> dict:
         """``GET /v1/status`` of the node at ``url`` only (no fail-over)."""
@@ -130,8 +138,10 @@ class NodeClient:
                 parsed = _parse(body, resp.content_type)
         except (TimeoutError, aiohttp.ClientConnectionError, OSError) as exc:
             raise NodeUnreachable(f"{url}: {type(exc).__name__} {exc}".strip()) from None
-        if resp.status != 200 or not isinstance(parsed, dict):
+        if resp.status != 200:
             raise NodeUnreachable(f"{url} answered /v1/status with {resp.status}")
+        if not is_status(parsed):
+            raise NodeUnreachable(f"{url} is not a Custos node (its /v1/status is not a node's status)")
         return parsed
 
     async def submit(self, raw: bytes, *, wait: bool = False, timeout_ms: int | None = None) -> dict:
@@ -153,6 +163,23 @@ class NodeClient:
 
     async def block(self, height: int | str) -> dict:
         return (await self.request("GET", f"/v1/blocks/{height}"))[1]
+
+
+def is_problem(doc: Any) -> bool:
+    """Whether ``doc`` is a Custos node's problem document (RFC 9457, with a Custos problem type)."""
+    return isinstance(doc, dict) and isinstance(doc.get("type"), str) and doc["type"].startswith(PROBLEM_BASE)
+
+
+def is_status(doc: Any) -> bool:
+    """Whether ``doc`` has the shape of a Custos node's ``/v1/status``: a chain id and a height."""
+    return (isinstance(doc, dict) and isinstance(doc.get("chain_id"), str) and bool(doc["chain_id"])
+            and type(doc.get("height")) is int)
+
+
+def not_a_node(status: int, body: bytes, ctype: str) -> str:
+    """One line for an error answer that is not a problem document: what came back, never the body."""
+    what = "an empty body" if not body else f"{len(body)} bytes of {ctype or 'unknown type'}"
+    return f"answered HTTP {status} with {what}, not a Custos problem document (not a Custos node?)"
 
 
 def _parse(body: bytes, ctype: str) -> Any:

@@ -35,7 +35,7 @@ from node.access.signature import (
     request_digest,
     sign_request,
 )
-from node.client.http import NodeClient, NodeUnreachable, ProblemError
+from node.client.http import NodeClient, NodeUnreachable, ProblemError, is_problem, not_a_node
 
 log = logging.getLogger("custos.client.signed")
 
@@ -248,8 +248,10 @@ class SignedClient:
                     try:
                         doc = json.loads(body)
                     except ValueError:
-                        doc = {"title": "error", "detail": body.decode(errors="replace")[:200]}
-                    raise ProblemError(resp.status, doc if isinstance(doc, dict) else {"detail": str(doc)})
+                        doc = None
+                    if not is_problem(doc):
+                        raise NodeUnreachable(f"{url}: {not_a_node(resp.status, body, resp.content_type)}")
+                    raise ProblemError(resp.status, doc)
                 if on_state is not None:
                     on_state(f"connected to {url}")
                 async for event in parse_sse(resp.content):

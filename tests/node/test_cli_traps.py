@@ -10,9 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -262,3 +265,53 @@ def test_rejects_a_malformed_devnet_description_naming_it(text, tmp_path):
                  ("council", "register-post", "--post", "P", "--devnet", str(d))):
         line = one_line_error(cli(*args))
         assert f"{d / 'devnet.json'} is not a devnet description" in line, args
+
+
+@contextlib.contextmanager
+def other_server(status: int, body: bytes, ctype: str = "application/json"):
+    """A server on 127.0.0.1 that is not a Custos node: every request gets ``status`` and ``body``."""
+    class Handler(BaseHTTPRequestHandler):
+        def answer(self):
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status, body, ctype", [
+    (200, b'{"a": 1}', "application/json"),
+    (200, b"[1, 2]", "application/json"),
+    (200, b"not json", "application/json"),
+    (404, b"<html><body>" + b"x" * 5000 + b"</body></html>", "text/html"),
+    (500, b"", "application/json"),
+    (400, b'{"a": 1}', "application/problem+json"),
+])
+def test_a_server_that_is_not_a_custos_node_is_unreachable_in_one_line(status, body, ctype, tmp_path):
+    key, _ = key_file(tmp_path, "someone")
+    with other_server(status, body, ctype) as url:
+        for args in (("council", "register-auditor", "--public", "00" * 32, "--key", str(key), "--node", url),
+                     ("council", "register-post", "--post", "P", "--key", str(key), "--node", url),
+                     ("audit", "verify", "--node", url, "--timeout", "5s"),
+                     ("audit", "prove", "00" * 32, "--node", url, "--timeout", "5s"),
+                     ("terminal", "init", "--dir", str(tmp_path / "t"), "--key", str(key), "--post", "P",
+                      "--node", url),
+                     ("guardian", "pending", "--key", str(key), "--node", url),
+                     ("enrol", "alerts", "--key", str(key), "--node", url)):
+            line = one_line_error(cli(*args), 3)
+            assert url in line and "<html>" not in line, (args, line)
+            assert "custos: cannot reach node: " in line and not line.endswith(": "), (args, line)
