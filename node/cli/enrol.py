@@ -27,9 +27,11 @@ from node.cli.options import (
     duration,
     emit_json,
     identity_arg,
+    identity_hex,
     iso,
     iso_day,
     load_key,
+    max_shift_arg,
     node_urls,
     order_arg,
     parse_day,
@@ -58,7 +60,7 @@ def register(sub) -> None:
                        help="where to write the guardians' ward file (default: the card's name + .ward)")
     child.add_argument("--majority-date", required=True,
                        help="the day the child comes of age (ISO date; only the day goes on the chain)")
-    child.add_argument("--identity", help="a chosen identity id (32 hex digits; default random)")
+    child.add_argument("--identity", type=identity_hex, help="a chosen identity id (32 hex digits; default random)")
     _policy(child)
     child.set_defaults(func=cmd_child)
 
@@ -111,7 +113,8 @@ def _common(p) -> None:
 def _gallery(p) -> None:
     p.add_argument("--gallery", type=Path, default=os.environ.get("CUSTOS_GALLERY"),
                    help="the authority's gallery file (default $CUSTOS_GALLERY)")
-    p.add_argument("--max-shift", type=int, default=8, help="angular positions searched each way (default 8)")
+    p.add_argument("--max-shift", type=max_shift_arg, default=8,
+                   help="angular positions searched each way, 0..63 (default 8)")
 
 
 def _biometric(p) -> None:
@@ -168,9 +171,7 @@ def cmd_child(args: argparse.Namespace) -> int:
     authority, gallery, enrolled, card_key = _enrolment(args)
     helper, biometric = enrolled.helper_bytes, enrolled.key
     pseudonym_key = new_pseudonym_key()
-    identity = bytes.fromhex(args.identity) if args.identity else os.urandom(16)
-    if len(identity) != 16:
-        raise InputError("an identity id is 16 bytes (32 hex digits)")
+    identity = args.identity or os.urandom(16)
     guardians = [public_key_arg(g) for g in args.guardian]
     majority = parse_day(args.majority_date)
     ward_out = args.ward_out or args.card_out.with_name(args.card_out.name + ".ward")

@@ -178,6 +178,35 @@ def identity_arg(text: str) -> bytes:
     raise InputError(f"{text!r} is neither an identity id (32 hex digits) nor a card file")
 
 
+def identity_hex(text: str) -> bytes:
+    """An argparse ``type``: a chosen identity id, 32 hex digits."""
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an identity id (32 hex digits)")
+    return bytes.fromhex(text)
+
+
+def max_shift_arg(text: str) -> int:
+    """An argparse ``type``: angular positions a scan is turned each way, 0..63 (an iris code has 64
+    columns of angle: a turn of 64 is no turn, and the biometric code refuses more)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of positions (0..63)") from None
+    if not 0 <= value <= 63:
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range: a scan turns 0..63 positions each way")
+    return value
+
+
+def hostport(text: str) -> str:
+    """An argparse ``type``: a listening address ``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0..65535)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080; a port is 0..65535)")
+    if (host.startswith("[") or host.endswith("]")) and not (host.startswith("[") and host.endswith("]")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (an IPv6 host is written [::1])")
+    return text
+
+
 def hash_arg(text: str, what: str) -> bytes:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise InputError(f"a {what} is 64 hex digits")

@@ -27,8 +27,10 @@ from node.cli.options import (
     companion_arg,
     emit_json,
     hash_arg,
+    hostport,
     iso,
     load_key,
+    max_shift_arg,
     node_urls,
     run,
     say,
@@ -77,8 +79,8 @@ def register(sub) -> None:
     cross.add_argument("--companion", metavar="DOCUMENT",
                        help="the accompanying adult's document number, issuing country first (e.g. 'MDA AB123456'); "
                             "the chain holds only a tag keyed with the child's card")
-    cross.add_argument("--max-shift", type=int, default=8,
-                       help="angular positions the scan is turned each way to match (default 8)")
+    cross.add_argument("--max-shift", type=max_shift_arg, default=8,
+                       help="angular positions the scan is turned each way to match, 0..63 (default 8)")
     cross.add_argument("--wait", type=seconds, default=300.0, metavar="DURATION",
                        help="how long to wait for the decision (e.g. 5m; default 5m; 0: do not wait)")
     cross.set_defaults(func=cmd_cross)
@@ -101,7 +103,7 @@ def register(sub) -> None:
                       help="stop after this long (e.g. 8h; default: until Ctrl-C)")
     run_.add_argument("--retry", type=seconds, default=2.0, metavar="DURATION",
                       help="time between delivery attempts while offline (default 2s)")
-    run_.add_argument("--console", metavar="HOST:PORT",
+    run_.add_argument("--console", type=hostport, metavar="HOST:PORT",
                       help="also serve the border officer's web console on this loopback address "
                            "(it prints the address to open, with its access token)")
     run_.set_defaults(func=cmd_run)

@@ -315,3 +315,23 @@ def test_a_server_that_is_not_a_custos_node_is_unreachable_in_one_line(status, b
             line = one_line_error(cli(*args), 3)
             assert url in line and "<html>" not in line, (args, line)
             assert "custos: cannot reach node: " in line and not line.endswith(": "), (args, line)
+
+
+@pytest.mark.parametrize("args, says", [
+    (("enrol", "child", "--identity", "zz"), "'zz' is not an identity id"),
+    (("enrol", "child", "--identity", "00" * 17), "is not an identity id"),
+    (("enrol", "child", "--max-shift", "-1"), "'-1' is out of range"),
+    (("enrol", "identify", "--max-shift", "99999999"), "'99999999' is out of range"),
+    (("enrol", "identify", "--max-shift", "-1"), "'-1' is out of range"),
+    (("enrol", "reenrol", "--max-shift", "x"), "'x' is not a whole number"),
+    (("terminal", "cross", "--max-shift", "64"), "'64' is out of range"),
+    (("terminal", "cross", "--max-shift", "-1"), "'-1' is out of range"),
+    (("terminal", "run", "--console", "foo"), "'foo' is not HOST:PORT"),
+    (("terminal", "run", "--console", "[::1]:abc"), "'[::1]:abc' is not HOST:PORT"),
+    (("terminal", "run", "--console", "127.0.0.1:70000"), "'127.0.0.1:70000' is not HOST:PORT"),
+    (("terminal", "run", "--console", "[::1:80"), "is not HOST:PORT"),
+])
+def test_rejects_out_of_range_arguments_when_parsing(args, says):
+    """Refused before any key is read or node asked: the value is checked where it is parsed."""
+    line = one_line_error(cli(*args))
+    assert says in line
