@@ -14,6 +14,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ledger.errors import CustosError
+from node.keyfile import read_bounded, read_passphrase_file
 
 
 class ConfigError(CustosError):
@@ -184,13 +185,13 @@ class NodeConfig(_Strict):
     def passphrase(self) -> bytes:
         if self.node.passphrase_file is not None:
             try:
-                return self.node.passphrase_file.read_bytes().rstrip(b"\r\n")
+                return read_passphrase_file(self.node.passphrase_file)
             except OSError as exc:
                 raise ConfigError(f"cannot read passphrase file {self.node.passphrase_file}: {exc.strerror}") from None
         path = os.environ.get("CUSTOS_PASSPHRASE_FILE")  # a container secret, a systemd credential
         if path:
             try:
-                return Path(path).read_bytes().rstrip(b"\r\n")
+                return read_passphrase_file(path)
             except OSError as exc:
                 raise ConfigError(f"cannot read $CUSTOS_PASSPHRASE_FILE {path}: {exc.strerror}") from None
         env = os.environ.get("CUSTOS_PASSPHRASE")
@@ -217,13 +218,18 @@ def _resolve(doc: dict, base: Path) -> dict:
     return out
 
 
+#: the largest node config read (one is a few KiB; /dev/zero is refused, not read to the end)
+MAX_CONFIG_BYTES = 1 << 20
+
+
 def load_config(path: str | Path) -> NodeConfig:
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
+        doc = tomllib.loads(read_bounded(path, MAX_CONFIG_BYTES).decode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a node config: not UTF-8 text ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     try:

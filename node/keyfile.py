@@ -12,6 +12,7 @@ public key was edited is refused rather than silently signing with a different k
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -32,6 +33,8 @@ INTERACTIVE = (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, nacl.pwhash.argon2id.M
 MINIMAL = (nacl.pwhash.argon2id.OPSLIMIT_MIN, nacl.pwhash.argon2id.MEMLIMIT_MIN)
 
 _MAX_FILE = 64 * 1024
+#: the longest passphrase file read (a passphrase is a line, not a document)
+MAX_PASSPHRASE_FILE = 4096
 
 
 def _derive(passphrase: bytes, salt: bytes, ops: int, mem: int) -> bytes:
@@ -91,17 +94,35 @@ def write_key_file(path: str | Path, key: SigningKey, passphrase: bytes, *, labe
     path = Path(path)
     if path.exists():
         raise KeyFileError(f"{path} exists; refusing to overwrite a key")
-    write_atomically(path, json.dumps(seal(key, passphrase, label=label, cost=cost), indent=2).encode() + b"\n")
+    data = json.dumps(seal(key, passphrase, label=label, cost=cost), indent=2).encode() + b"\n"
+    if len(data) > _MAX_FILE:  # every reader would refuse it: never write it
+        raise KeyFileError(f"the label is too long: a key file holds at most {_MAX_FILE // 1024} KiB")
+    write_atomically(path, data)
+
+
+def read_bounded(path: str | Path, limit: int) -> bytes:
+    """The content of ``path`` if it holds at most ``limit`` bytes (at most ``limit`` + 1 are read:
+    /dev/zero or a huge file is refused, not loaded); OSError for a file too large."""
+    with open(path, "rb") as f:
+        raw = f.read(limit + 1)
+    if len(raw) > limit:
+        raise OSError(errno.EFBIG, f"larger than {limit} bytes", str(path))
+    return raw
+
+
+def read_passphrase_file(path: str | Path) -> bytes:
+    """The passphrase a file holds (its first line's end trimmed); OSError if unreadable or too large."""
+    return read_bounded(path, MAX_PASSPHRASE_FILE).rstrip(b"\r\n")
 
 
 def read_key_doc(path: str | Path) -> dict:
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_bounded(path, _MAX_FILE)
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise KeyFileError(f"{path} is too large to be a key file") from None
         raise KeyFileError(f"cannot read key file {path}: {exc.strerror}") from None
-    if len(raw) > _MAX_FILE:
-        raise KeyFileError(f"{path} is too large to be a key file")
     try:
         doc = json.loads(raw)
     except ValueError:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from pathlib import Path
 
 
@@ -27,7 +29,7 @@ def write_atomically(path: str | Path, data: bytes, *, mode: int = 0o600) -> Non
     """
     path = Path(path)
     tmp = temporary_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = _create_new(tmp, mode)
     try:
         view = memoryview(data)
         while view:
@@ -37,6 +39,21 @@ def write_atomically(path: str | Path, data: bytes, *, mode: int = 0o600) -> Non
         os.close(fd)
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def _create_new(tmp: Path, mode: int) -> int:
+    """A new file at ``tmp`` made by this call (O_EXCL, so never through a link planted there, and
+    with ``mode`` whatever was there). A regular file left there by a write a crash interrupted is
+    replaced; anything else there (a symbolic link, a directory, a device) is refused."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return os.open(tmp, flags, mode)
+    except FileExistsError:
+        if not stat.S_ISREG(os.lstat(tmp).st_mode):
+            raise FileExistsError(errno.EEXIST, "something other than a file is in the way of the temporary file",
+                                  str(tmp)) from None
+    os.unlink(tmp)  # a stale staging file of an interrupted write
+    return os.open(tmp, flags, mode)
 
 
 def fsync_dir(directory: Path) -> None:

@@ -11,7 +11,7 @@ from types import ModuleType
 
 from ledger.crypto.keys import SigningKey
 from ledger.errors import CustosError, KeyFileError
-from node.keyfile import load_key_file
+from node.keyfile import load_key_file, read_passphrase_file
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -48,7 +48,7 @@ def read_passphrase(args, *, confirm: bool = False) -> bytes:
     path = getattr(args, "passphrase_file", None)
     if path is not None:
         try:
-            return Path(path).read_bytes().rstrip(b"\r\n")
+            return read_passphrase_file(path)
         except OSError as exc:
             raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror}") from None
     env = os.environ.get("CUSTOS_PASSPHRASE")

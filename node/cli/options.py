@@ -36,7 +36,7 @@ from ledger.tx.envelope import Transaction, add_signatures, decode_tx
 from node.cli.common import Unreachable, read_passphrase
 from node.client.http import NodeUnreachable
 from node.client.tls import trust
-from node.keyfile import load_key_file, public_key_of
+from node.keyfile import load_key_file, public_key_of, read_passphrase_file
 
 DEFAULT_NODE = "http://127.0.0.1:8700"
 PARTIAL_FORMAT = "custos-partial-tx/1"
@@ -138,7 +138,7 @@ def passphrase_for(path: Path, args) -> bytes:
     if getattr(args, "passphrase_file", None) is None and devnet_dir is not None:
         secret = Path(devnet_dir) / "passphrase"
         if secret.exists() and Path(path).resolve().is_relative_to(Path(devnet_dir).resolve()):
-            return secret.read_bytes().rstrip(b"\r\n")
+            return read_passphrase_file(secret)
     return read_passphrase(args)
 
 

@@ -335,3 +335,44 @@ def test_rejects_out_of_range_arguments_when_parsing(args, says):
     """Refused before any key is read or node asked: the value is checked where it is parsed."""
     line = one_line_error(cli(*args))
     assert says in line
+
+
+# --------------------------------------------------------------------------- files read and written
+
+
+def test_rejects_a_node_config_that_is_not_text(tmp_path):
+    config = tmp_path / "node.toml"
+    config.write_bytes(b"\xff\xfe\x00binary")
+    assert "not UTF-8 text" in one_line_error(cli("node", "start", "--config", str(config)))
+
+
+def test_reads_key_and_passphrase_files_only_up_to_their_limit(tmp_path):
+    """/dev/zero never ends: it was read to exhaustion (MemoryError); now at most the limit + 1 bytes."""
+    key, _ = key_file(tmp_path, "someone")
+    assert "too large to be a key file" in one_line_error(cli("guardian", "pending", "--key", "/dev/zero"))
+    line = one_line_error(cli("guardian", "pending", "--key", str(key), "--passphrase-file", "/dev/zero"))
+    assert "/dev/zero" in line and "larger than" in line
+
+
+def test_keys_new_never_writes_through_a_link_planted_at_its_temporary_file(tmp_path):
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    (tmp_path / "k.key.tmp").symlink_to(target)
+    proc = cli("keys", "new", str(tmp_path / "k.key"), "--fast-kdf")
+    assert "k.key.tmp" in one_line_error(proc)
+    assert target.read_text() == "precious\n" and (tmp_path / "k.key.tmp").is_symlink()
+    assert not (tmp_path / "k.key").exists()
+    # a stale regular file there (a write a crash interrupted) is replaced, and the key is 0600
+    (tmp_path / "k.key.tmp").unlink()
+    (tmp_path / "k.key.tmp").write_text("half a key")
+    (tmp_path / "k.key.tmp").chmod(0o644)
+    cli("keys", "new", str(tmp_path / "k.key"), "--fast-kdf", check=True)
+    assert not (tmp_path / "k.key.tmp").exists() and (tmp_path / "k.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_keys_new_refuses_a_label_no_reader_would_accept(tmp_path):
+    line = one_line_error(cli("keys", "new", str(tmp_path / "k.key"), "--fast-kdf", "--label", "x" * 100_000))
+    assert "label is too long" in line and not (tmp_path / "k.key").exists()
+    assert not list(tmp_path.iterdir())
+    cli("keys", "new", str(tmp_path / "k.key"), "--fast-kdf", "--label", "x" * 1000, check=True)
+    cli("keys", "show", str(tmp_path / "k.key"), check=True)
