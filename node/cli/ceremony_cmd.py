@@ -17,7 +17,7 @@ from pathlib import Path
 from ledger.crypto.keys import SigningKey
 from node import ceremony
 from node.cli.common import EXIT_INVALID, EXIT_OK, add_passphrase_arg, read_passphrase
-from node.cli.options import InputError, parse_time, public_key_arg, say
+from node.cli.options import InputError, parse_time, public_key_arg, refuse, say
 from node.config import NodeConfig, _hostport, load_config
 from node.consensus.privval import PRIVVAL_FILE, initialise_signer_state
 from node.genesis_file import load_genesis
@@ -188,12 +188,12 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(f"{source}/peers.json is not JSON: {exc}") from None
     if args.expect_hash is not None and args.expect_hash.lower() != genesis.hash.hex():
-        say(f"REFUSED: the genesis hash is {genesis.hash.hex()}, not the expected {args.expect_hash}")
+        refuse(f"REFUSED: the genesis hash is {genesis.hash.hex()}, not the expected {args.expect_hash}")
         return EXIT_INVALID
     try:
         joins = ceremony.check_assembly(genesis, bundle, own)
     except ceremony.CeremonyError as exc:
-        say(f"REFUSED: {exc}")
+        refuse(f"REFUSED: {exc}")
         return EXIT_INVALID
     config_path = directory / "node.toml"
     text = config_path.read_text()

@@ -27,6 +27,7 @@ from node.cli.options import (
     order_arg,
     public_key_arg,
     read_partial,
+    refuse,
     run,
     say,
     write_partial,
@@ -204,9 +205,9 @@ def _submit(args, tx) -> int:
     try:
         result = run(go())
     except ProblemError as exc:
-        say(f"refused: {exc.diagnostics()}")
-        if exc.rule == "council-quorum":
-            say("too few council members signed: use --out FILE and `custos council cosign FILE --key ...`")
+        hint = "; too few council members signed: use --out FILE and `custos council cosign FILE --key ...`" \
+            if exc.rule == "council-quorum" else ""
+        refuse(f"refused: {exc.diagnostics()}{hint}")
         return EXIT_USAGE
     if args.json:
         emit_json(result)

@@ -32,12 +32,14 @@ from node.cli.options import (
     iso_day,
     load_key,
     max_shift_arg,
+    new_file,
     node_urls,
     order_arg,
     parse_day,
     parse_time,
     public_key_arg,
     purpose_arg,
+    refuse,
     run,
     say,
 )
@@ -159,6 +161,16 @@ def _enrolment(args: argparse.Namespace):
     return authority, gallery, enrolled, public_key_arg(str(args.card_key))
 
 
+def _pending(card_out: Path) -> Path:
+    """Where the card waits while its transaction is sent; one left there by an earlier run may be
+    the only card of an enrolled child, so it is never overwritten."""
+    pending = card_out.with_name(card_out.name + ".pending")
+    if pending.exists() or pending.is_symlink():
+        raise InputError(f"{pending} exists (the card of an earlier enrolment that may have reached the chain): "
+                         "check it with `custos enrol show`, then move it away")
+    return pending
+
+
 def _gallery_path(args: argparse.Namespace) -> Path:
     if args.gallery is None:
         raise InputError("name the authority's gallery file with --gallery FILE (or $CUSTOS_GALLERY)")
@@ -168,13 +180,20 @@ def _gallery_path(args: argparse.Namespace) -> Path:
 def cmd_child(args: argparse.Namespace) -> int:
     from node.client.cards import new_pseudonym_key, write_card
 
+    # every file this enrolment writes, checked before anything is sent: a child enrolled on the
+    # chain without its card, or another child's card overwritten, cannot be undone
+    new_file(args.card_out, "--card-out")
+    ward_out = new_file(args.ward_out or args.card_out.with_name(args.card_out.name + ".ward"),
+                        "--ward-out" if args.ward_out else "--card-out (its .ward file)")
+    pending = _pending(args.card_out)
+    if ward_out.resolve() in (args.card_out.resolve(), pending.resolve()):
+        raise InputError(f"--ward-out {ward_out} is where the card goes: name another file")
     authority, gallery, enrolled, card_key = _enrolment(args)
     helper, biometric = enrolled.helper_bytes, enrolled.key
     pseudonym_key = new_pseudonym_key()
     identity = args.identity or os.urandom(16)
     guardians = [public_key_arg(g) for g in args.guardian]
     majority = parse_day(args.majority_date)
-    ward_out = args.ward_out or args.card_out.with_name(args.card_out.name + ".ward")
 
     async def go() -> dict:
         async with SignedClient(node_urls(args), authority) as client:
@@ -183,14 +202,17 @@ def cmd_child(args: argparse.Namespace) -> int:
                 approvals=args.approvals, deadline_ms=args.deadline, veto=args.veto)
             # the card first (atomically, beside its final name): a crash after the commit
             # must not leave an enrolled child without the card that unlocks its key
-            pending = args.card_out.with_name(args.card_out.name + ".pending")
             write_card(pending, identity, helper, pseudonym_key, card_key)
-            write_ward(ward_out, identity, pseudonym_key)
+            try:
+                write_ward(ward_out, identity, pseudonym_key)
+            except BaseException:
+                pending.unlink(missing_ok=True)  # nothing was sent: the card made above is unneeded
+                raise
             try:
                 result = await _submit(client, tx.raw)
             except ProblemError:
-                pending.unlink(missing_ok=True)  # refused: nothing was enrolled
-                ward_out.unlink(missing_ok=True)
+                pending.unlink(missing_ok=True)  # refused: nothing was enrolled; both files are
+                ward_out.unlink(missing_ok=True)  # this run's (checked absent before it began)
                 raise
             except BaseException:
                 say(f"the enrolment may or may not have reached the chain: the card is kept as {pending}; "
@@ -205,7 +227,7 @@ def cmd_child(args: argparse.Namespace) -> int:
     try:
         doc = run(go())
     except ProblemError as exc:
-        say(f"enrolment refused: {exc.diagnostics()}")
+        refuse(f"enrolment refused: {exc.diagnostics()}")
         return EXIT_USAGE
     if args.json:
         emit_json(doc)
@@ -232,7 +254,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     try:
         result = run(go())
     except ProblemError as exc:
-        say(f"refused: {exc.diagnostics()}")
+        refuse(f"refused: {exc.diagnostics()}")
         return EXIT_USAGE
     if args.json:
         emit_json(result)
@@ -246,6 +268,11 @@ def cmd_reenrol(args: argparse.Namespace) -> int:
     from node.client.cards import new_pseudonym_key, write_card
 
     identity = identity_arg(args.child)
+    if args.card_out.name in ("", ".", "..") or args.card_out.is_dir():
+        raise InputError(f"--card-out {args.card_out}: name a file, not a directory")
+    if not args.card_out.parent.is_dir():
+        raise InputError(f"--card-out {args.card_out}: {args.card_out.parent} is not a directory")
+    pending = _pending(args.card_out)
     authority, gallery, enrolled, card_key = _enrolment(args)
     helper, biometric = enrolled.helper_bytes, enrolled.key
     pseudonym_key = gallery.gallery.pseudonym_key(identity)
@@ -256,7 +283,6 @@ def cmd_reenrol(args: argparse.Namespace) -> int:
     async def go() -> dict:
         async with SignedClient(node_urls(args), authority) as client:
             tx = TxFactory(await client.chain_id()).reenrol(authority, biometric, identity)
-            pending = args.card_out.with_name(args.card_out.name + ".pending")
             write_card(pending, identity, helper, pseudonym_key, card_key)
             try:
                 result = await _submit(client, tx.raw)
@@ -270,7 +296,7 @@ def cmd_reenrol(args: argparse.Namespace) -> int:
     try:
         result = run(go())
     except ProblemError as exc:
-        say(f"refused: {exc.diagnostics()}")
+        refuse(f"refused: {exc.diagnostics()}")
         return EXIT_USAGE
     say(f"re-enrolled {identity.hex()} at height {result.get('height')}; new card {args.card_out} "
         "(the old card no longer works)")

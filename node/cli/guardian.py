@@ -35,6 +35,7 @@ from node.cli.options import (
     node_urls,
     parse_time,
     read_partial,
+    refuse,
     run,
     say,
     seconds,
@@ -291,7 +292,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
             try:
                 result = await client.decide(doc, args.decision, args.reason)
             except ProblemError as exc:
-                say(f"refused: {exc.diagnostics()}")
+                refuse(f"refused: {exc.diagnostics()}")
                 return EXIT_USAGE
             if args.json:
                 emit_json(result)
@@ -341,9 +342,9 @@ def cmd_consent(args: argparse.Namespace) -> int:
             try:
                 result = await client.submit(tx)
             except ProblemError as exc:
-                say(f"refused: {exc.diagnostics()}")
-                if exc.rule == "missing-signature":
-                    say("the policy needs more guardians: use --out FILE and `custos guardian cosign FILE`")
+                hint = "; the policy needs more guardians: use --out FILE and `custos guardian cosign FILE`" \
+                    if exc.rule == "missing-signature" else ""
+                refuse(f"refused: {exc.diagnostics()}{hint}")
                 return EXIT_USAGE
             if args.json:
                 emit_json({**result, "consent": tx.id.hex()})
@@ -368,7 +369,7 @@ def cmd_cosign(args: argparse.Namespace) -> int:
             try:
                 result = await c.submit(tx.raw, wait=True)
             except ProblemError as exc:
-                say(f"refused: {exc.diagnostics()}")
+                refuse(f"refused: {exc.diagnostics()}")
                 return EXIT_USAGE
         say(f"{tx.kind} {tx.id.hex()} {result['status']} at height {result.get('height')}")
         return EXIT_OK
@@ -384,7 +385,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
             try:
                 result = await client.revoke(cid)
             except ProblemError as exc:
-                say(f"refused: {exc.diagnostics()}")
+                refuse(f"refused: {exc.diagnostics()}")
                 return EXIT_USAGE
         if args.json:
             emit_json(result)

@@ -371,6 +371,27 @@ def warn(line: str) -> None:
     sys.stderr.flush()
 
 
+def refuse(line: str) -> None:
+    """A refusal (a node's, a check's): one line on stderr; stdout keeps the command's output."""
+    sys.stderr.write(f"custos: {line}\n")
+    sys.stderr.flush()
+
+
+def new_file(path: Path, option: str) -> Path:
+    """``path`` if a file may be created there: it names a file (not ``.`` or ``/``), nothing is
+    there yet (neither a file, which would be lost, nor a directory), and its directory exists.
+    Checked before anything is sent, so a refusal changes nothing on the chain or on disk."""
+    if path.name in ("", ".", ".."):
+        raise InputError(f"{option} {path}: name a file, not a directory")
+    if path.is_dir():
+        raise InputError(f"{option} {path} is a directory: name a file in it")
+    if path.exists() or path.is_symlink():
+        raise InputError(f"{option} {path} exists: refusing to overwrite it; choose a new name")
+    if not path.parent.is_dir():
+        raise InputError(f"{option} {path}: {path.parent} is not a directory")
+    return path
+
+
 def say(line: str = "") -> None:
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

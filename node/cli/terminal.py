@@ -32,6 +32,7 @@ from node.cli.options import (
     load_key,
     max_shift_arg,
     node_urls,
+    refuse,
     run,
     say,
     seconds,
@@ -184,7 +185,7 @@ def cmd_cross(args: argparse.Namespace) -> int:
     try:
         unlocked = unlock_files(args.scan, args.card, card_keys, max_shift=args.max_shift)
     except BiometricError as exc:
-        say(f"NO MATCH: the scan does not unlock this card ({exc}); rescan, or check the card")
+        refuse(f"NO MATCH: the scan does not unlock this card ({exc}); rescan, or check the card")
         return EXIT_USAGE
     identity, biometric = unlocked.identity, unlocked.key
     companion = companion_arg(args.companion, unlocked.pseudonym_key)
@@ -202,7 +203,9 @@ def cmd_cross(args: argparse.Namespace) -> int:
             report = await client.deliver()
             for entry, rule, detail in report.refused:
                 if entry.request_id == tx.id:
-                    out("refused", {"id": rid, "rule": rule, "detail": detail}, f"REFUSED by rule {rule}: {detail}")
+                    if args.json:
+                        out("refused", {"id": rid, "rule": rule, "detail": detail}, "")
+                    refuse(f"REFUSED by rule {rule}: {detail}")
                     return EXIT_USAGE
             if not any(sent.request_id == tx.id for sent, _ in report.acknowledged):
                 out("offline", {"id": rid, "error": report.error, "waiting": report.left},

@@ -157,7 +157,7 @@ def test_finalize_refuses_a_genesis_that_left_the_node_out(tmp_path, three):
     proc = assemble(tmp_path, {k: three[k] for k in ("ministry", "police")})
     assert proc.returncode == 0, proc.stderr
     proc = finalize(three["childcare"], tmp_path / "assembled")
-    assert proc.returncode == 1 and "left out" in proc.stdout
+    assert proc.returncode == 1 and "left out" in proc.stderr
     assert not (three["childcare"]["dir"] / "genesis.toml").exists()
 
 
@@ -166,13 +166,13 @@ def test_finalize_refuses_a_validator_nobody_signed_for(tmp_path, three):
     genesis = tmp_path / "assembled" / "genesis.toml"
     genesis.write_text(genesis.read_text() + '\n[[validators]]\nkey = "' + "ab" * 32 + '"\nstake = 1000\nlabel = "x"\n')
     proc = finalize(three["ministry"], tmp_path / "assembled")
-    assert proc.returncode == 1 and "without a statement" in proc.stdout
+    assert proc.returncode == 1 and "without a statement" in proc.stderr
 
 
 def test_finalize_refuses_a_hash_other_than_the_one_read_out(tmp_path, three):
     assert assemble(tmp_path, three).returncode == 0
     proc = finalize(three["ministry"], tmp_path / "assembled", "--expect-hash", "00" * 32)
-    assert proc.returncode == 1 and "REFUSED" in proc.stdout
+    assert proc.returncode == 1 and "REFUSED" in proc.stderr
 
 
 def test_rejects_node_init_over_an_existing_node(tmp_path, three):

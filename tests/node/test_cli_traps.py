@@ -376,3 +376,96 @@ def test_keys_new_refuses_a_label_no_reader_would_accept(tmp_path):
     assert not list(tmp_path.iterdir())
     cli("keys", "new", str(tmp_path / "k.key"), "--fast-kdf", "--label", "x" * 1000, check=True)
     cli("keys", "show", str(tmp_path / "k.key"), check=True)
+
+
+# --------------------------------------------------------------------------- enrolment outputs and refusals
+
+
+def _enrol_child(tmp_path, key, *extra: str) -> Ran:
+    return cli("enrol", "child", "--key", str(key), "--template", "t.scan", "--card-key", "00" * 32,
+               "--gallery", str(tmp_path / "gallery"), "--majority-date", "2040-01-01", "--guardian", "00" * 32,
+               "--approvals", "1", "--node", closed_url(), *extra)
+
+
+@pytest.mark.parametrize("card_out", [".", "/", "..", "DIR"])
+def test_enrol_refuses_a_card_out_that_is_a_directory_before_it_sends_anything(card_out, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "DIR").mkdir()
+    key, _ = key_file(tmp_path, "authority")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    line = one_line_error(_enrol_child(tmp_path, key, "--card-out", card_out))  # not 3: no node was asked
+    assert "--card-out" in line
+    line = one_line_error(cli("enrol", "reenrol", "--key", str(key), "--child", "00" * 16, "--template", "t.scan",
+                              "--card-key", "00" * 32, "--card-out", card_out, "--node", closed_url()))
+    assert "--card-out" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_enrol_never_overwrites_a_card_or_ward_file_and_checks_before_it_sends(tmp_path):
+    key, _ = key_file(tmp_path, "authority")
+    card, ward, other = tmp_path / "a.card", tmp_path / "a.card.ward", tmp_path / "b.ward"
+    card.write_text("another child's card")
+    line = one_line_error(_enrol_child(tmp_path, key, "--card-out", str(card)))
+    assert f"--card-out {card} exists" in line
+    card.unlink()
+    ward.write_text("another child's ward file")
+    assert "exists" in one_line_error(_enrol_child(tmp_path, key, "--card-out", str(card)))
+    other.write_text("another ward")
+    assert f"--ward-out {other} exists" in one_line_error(
+        _enrol_child(tmp_path, key, "--card-out", str(card), "--ward-out", str(other)))
+    assert "is a directory" in one_line_error(
+        _enrol_child(tmp_path, key, "--card-out", str(card), "--ward-out", str(tmp_path)))
+    pending = tmp_path / "c.card.pending"
+    pending.write_text("the card of an enrolment that may have reached the chain")
+    line = one_line_error(_enrol_child(tmp_path, key, "--card-out", str(tmp_path / "c.card")))
+    assert "c.card.pending exists" in line
+    assert ward.read_text() == "another child's ward file" and other.read_text() == "another ward"
+    assert pending.read_text().startswith("the card") and not card.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+@contextlib.contextmanager
+def refusing_node():
+    """A stand-in node that answers its status and refuses every transaction with a problem document."""
+    import json
+
+    status = json.dumps({"chain_id": "stand-in", "height": 1, "node_id": "11" * 32}).encode()
+    problem = json.dumps({"type": "https://custos.dev/problems/unknown-authority", "title": "transaction rejected",
+                          "detail": "the signer is no registered authority", "rule": "unknown-authority"}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def reply(self, code, body, ctype):
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):
+            self.reply(200, status, "application/json")
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.reply(422, problem, "application/problem+json")
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refusal_is_one_line_on_stderr(tmp_path):
+    key, _ = key_file(tmp_path, "someone")
+    with refusing_node() as url:
+        for args in (("council", "register-post", "--post", "P", "--key", str(key), "--node", url),
+                     ("enrol", "update-guardians", "--key", str(key), "--child", "00" * 16, "--order-ref", "X",
+                      "--guardian", "00" * 32, "--approvals", "1", "--node", url)):
+            proc = cli(*args)
+            line = one_line_error(proc)
+            assert line.startswith("custos: refused: unknown-authority") and proc.stdout == "", (args, proc)

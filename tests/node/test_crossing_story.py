@@ -54,7 +54,7 @@ def register_through_the_council_cli(net: Net, actors: Actors, tmp_path: Path) -
     cli("council", "register-post", "--post", actors.post, "--label", "Leuseni", "--key", council[0],
         "--out", str(partial), *secret, *actors.nodes, check=True)
     alone = cli("council", "cosign", str(partial), "--submit", *secret, *actors.nodes)
-    assert alone.returncode == 2 and "council-quorum" in alone.stdout  # one signature is not enough
+    assert alone.returncode == 2 and "council-quorum" in alone.stderr  # one signature is not enough
     cli("council", "cosign", str(partial), "--key", council[2], "--submit", *secret, *actors.nodes, check=True)
     # a devnet's own council keys
     cli("council", "register-terminal", "--public", actors.terminal.public.hex(), "--post", actors.post,
@@ -178,7 +178,7 @@ def test_the_crossing_story(tmp_path):
                "--card-out", str(new_card), *nodes)
         old = cli("terminal", "cross", "--dir", str(tdir), "--card", str(card), "--scan", str(scans[7]),
                   "--direction", "exit", "--destination", "RO", "--wait", "0")
-        assert old.returncode == 2 and "REFUSED by rule biometric-mismatch" in old.stdout
+        assert old.returncode == 2 and "REFUSED by rule biometric-mismatch" in old.stderr
         fresh = cli("terminal", "cross", "--dir", str(tdir), "--card", str(new_card), "--scan", str(scans[7]),
                     "--direction", "exit", "--destination", "RO", "--wait", "0")
         assert fresh.returncode == 0 and "delivered" in fresh.stdout

@@ -95,7 +95,7 @@ def test_consent_cosigned_by_both_guardians_then_revoked(world, tmp_path):
 def test_consent_short_of_signatures_is_refused_with_a_hint(world):
     child = world.enrol("quin", guardians=2, approvals=2)
     proc = g(world, child, 0, "consent", "--child", child.identity.hex(), "--until", "+1d", check=False)
-    assert proc.returncode == 2 and "cosign" in proc.stdout
+    assert proc.returncode == 2 and "cosign" in proc.stderr
 
 
 def test_pending_lists_what_waits_for_this_guardian(world):

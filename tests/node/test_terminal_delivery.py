@@ -122,7 +122,7 @@ def test_cross_refuses_a_scan_that_does_not_unlock_the_card(world, tmp_path):
     tdir = world.init_terminal(tmp_path / "terminal")
     proc = cli("terminal", "cross", "--dir", str(tdir), "--card", str(kim.card), "--scan", str(lea.scans[0]),
                "--direction", "exit", "--destination", "RO")
-    assert proc.returncode == 2 and "NO MATCH" in proc.stdout
+    assert proc.returncode == 2 and "NO MATCH" in proc.stderr
     outbox = json_lines(cli("terminal", "queue", "--dir", str(tdir), "--json", check=True).stdout)[0]
     assert outbox["waiting"] == [] and outbox["sent"] == []  # nothing was signed, nothing queued
 
