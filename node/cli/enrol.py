@@ -99,8 +99,9 @@ def register(sub) -> None:
     _common(alerts)
     add_purpose_args(alerts, "alert-follow-up")
     alerts.add_argument("--post", help="only this border post")
-    alerts.add_argument("--since", help="from this time (ISO 8601, or -24h)")
-    alerts.add_argument("--until", help="up to this time")
+    alerts.add_argument("--since", metavar="TIME",
+                        help="from this time (ISO 8601, now, or relative; a past time as --since=-24h)")
+    alerts.add_argument("--until", metavar="TIME", help="up to this time (as --since; --until=-1h)")
     alerts.add_argument("--limit", type=int, default=100)
     alerts.set_defaults(func=cmd_alerts)
 

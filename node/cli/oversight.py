@@ -31,7 +31,7 @@ from node.access.verify import (
     compare_checkpoints,
 )
 from node.cli.common import EXIT_INVALID, EXIT_OK, Unreachable, add_passphrase_arg
-from node.cli.options import add_node_args, emit_json, identity_arg, iso, load_key, node_urls, say
+from node.cli.options import InputError, add_node_args, emit_json, identity_arg, iso, load_key, node_urls, say
 from node.client.http import NodeClient, NodeUnreachable, ProblemError
 from node.client.signed import SignedClient
 from node.genesis_file import load_genesis
@@ -113,12 +113,16 @@ async def _gather(urls: list[str], key, identity: bytes, genesis: Genesis | None
 
 
 async def _purpose(urls: list[str], key, answering: list[str]) -> Purpose:
-    """``oversight`` for an oversight key, ``guardian-review`` for a guardian's."""
+    """``oversight`` for an oversight key, ``guardian-review`` for a guardian's; a key of another
+    role (an auditor's, an authority's) is refused here, in one line, as the nodes would refuse it."""
     async with SignedClient(answering or urls, key) as client:
         try:
             role = (await client.get("/v1/access/whoami")).get("role")
         except (ProblemError, NodeUnreachable):
             role = None
+    if role not in (None, "oversight", "guardian"):
+        raise InputError(f"key {key.public.hex()[:16]} is registered as {role}: a child's access log is read "
+                         "with an oversight body's key or the key of one of the child's guardians")
     return Purpose("oversight" if role == "oversight" else "guardian-review")
 
 

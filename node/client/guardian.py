@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from ledger.crypto.keys import SigningKey
+from ledger.errors import PROBLEM_BASE
 from ledger.genesis import Genesis
 from ledger.tx.bodies import ANY, APPROVE, DENY
 from ledger.tx.envelope import Transaction
@@ -53,7 +54,8 @@ class GuardianClient:
         """The request's record proven at a certified header (node.client.light)."""
         doc = await request_status(self.light, request_id)
         if doc is None:
-            raise ProblemError(404, {"title": "no such crossing request", "detail": request_id.hex()})
+            raise ProblemError(404, {"type": PROBLEM_BASE + "not-found", "title": "no such crossing request",
+                                     "detail": f"no crossing request {request_id.hex()} is on the chain"})
         return doc
 
     async def pending(self) -> list[dict]:

@@ -36,7 +36,9 @@ class ProblemError(CustosError):
         super().__init__(f"{status} {doc.get('title', '')}: {doc.get('detail', '')}".strip())
 
     def diagnostics(self) -> str:
-        return f"{self.rule}: {self.doc.get('detail', self.doc.get('title', ''))}"
+        what = str(self.rule or self.doc.get("title") or f"HTTP {self.status}")
+        said = str(self.doc.get("detail") or self.doc.get("title") or "")
+        return f"{what}: {said}" if said and said != what else what
 
 
 class NodeClient:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ledger.crypto.keys import SigningKey
-from ledger.errors import CustosError
+from ledger.errors import PROBLEM_BASE, CustosError
 from ledger.state.records import PENDING
 from ledger.tx.envelope import Transaction
 from node.access.purpose import Purpose
@@ -298,7 +298,8 @@ class TerminalClient:
         the submitting terminal may); raises :class:`ProblemError` 404 if no node holds it."""
         doc = await self.status_or_none(request_id)
         if doc is None:
-            raise ProblemError(404, {"title": "no such crossing request", "detail": request_id.hex()})
+            raise ProblemError(404, {"type": PROBLEM_BASE + "not-found", "title": "no such crossing request",
+                                     "detail": f"no crossing request {request_id.hex()} is on the chain"})
         return doc
 
     async def status_or_none(self, request_id: bytes) -> dict | None:

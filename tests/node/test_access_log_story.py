@@ -197,3 +197,10 @@ def test_an_access_log_entry_edited_on_disk_is_detected(tmp_path):
         assert "entry 0 is not in the log it claims (the checkpoint on the chain): it was altered" in failures, err
     finally:
         net.stop()
+
+
+def test_a_key_of_another_role_is_refused_in_one_line(world, net):
+    for key_path in (world.auditor_file, world.authority_file):
+        code, doc, err = oversight_log(net, key_path, world.child.identity)
+        assert code == 2 and doc is None and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and "is registered as" in err and "NOT VERIFIED" not in err

@@ -469,3 +469,20 @@ def test_a_refusal_is_one_line_on_stderr(tmp_path):
             proc = cli(*args)
             line = one_line_error(proc)
             assert line.startswith("custos: refused: unknown-authority") and proc.stdout == "", (args, proc)
+
+
+def test_a_problem_without_a_type_still_says_what_it_is():
+    from node.client.http import ProblemError
+
+    assert ProblemError(404, {"title": "no such thing", "detail": "abc"}).diagnostics() == "no such thing: abc"
+    assert ProblemError(500, {}).diagnostics() == "HTTP 500"
+    assert ProblemError(422, {"type": "https://custos.dev/problems/x", "detail": "d"}).diagnostics() == "x: d"
+
+
+def test_help_writes_a_past_relative_time_the_way_argparse_takes_it(capsys):
+    """argparse takes '-24h' after '--since ' for an option: the help shows the form that works."""
+    with pytest.raises(SystemExit):
+        main(["enrol", "alerts", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--since=-24h" in text and "or -24h" not in text
+    assert cli("enrol", "alerts", "--since", "-24h").returncode == 2  # the form the help no longer shows

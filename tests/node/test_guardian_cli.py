@@ -116,3 +116,11 @@ def test_watch_refuses_a_key_that_guards_nobody(world, tmp_path):
     path, _ = key_file(tmp_path, "nobody")
     proc = cli("guardian", "watch", "--key", str(path), "--for", "5s", *world.node_args())
     assert proc.returncode == 2 and "forbidden" in proc.stderr
+
+
+def test_an_unknown_request_is_named_in_one_line(world):
+    child = world.enrol("uma", guardians=1, approvals=1)
+    for action in (("show",), ("approve", "--yes"), ("deny", "--yes")):
+        proc = g(world, child, 0, action[0], "00" * 32, *action[1:], check=False)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert proc.stderr.strip() == f"custos: not-found: no crossing request {'00' * 32} is on the chain"
