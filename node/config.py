@@ -198,7 +198,7 @@ class NodeConfig(_Strict):
         if env is None:
             raise ConfigError("no passphrase: set node.passphrase_file, $CUSTOS_PASSPHRASE_FILE or "
                               "$CUSTOS_PASSPHRASE")
-        return env.encode()
+        return os.fsencode(env)  # its very bytes, as a passphrase file gives them (UTF-8 or not)
 
 
 #: the path settings of each section, taken relative to the config file's directory

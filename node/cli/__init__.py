@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    for arg in sys.argv[1:] if argv is None else argv:
+        if not _is_utf8(arg):  # bytes the locale could not decode, kept as lone surrogates
+            print(f"custos: argument {arg!a} is not valid UTF-8", file=sys.stderr)
+            return common.EXIT_USAGE
     args = parser.parse_args(argv)
     from node.ops.logs import configure
 
@@ -72,6 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         print("custos: internal error (a bug in Custos, not in what you typed); please report the traceback above",
               file=sys.stderr)
         return EXIT_BUG
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 __all__ = ["keys", "main", "node_cmd"]

@@ -53,7 +53,7 @@ def read_passphrase(args, *, confirm: bool = False) -> bytes:
             raise KeyFileError(f"cannot read passphrase file {path}: {exc.strerror}") from None
     env = os.environ.get("CUSTOS_PASSPHRASE")
     if env is not None:
-        return env.encode()
+        return os.fsencode(env)  # its very bytes, as a passphrase file gives them (UTF-8 or not)
     if not sys.stdin.isatty():
         raise KeyFileError("no passphrase: use --passphrase-file or set CUSTOS_PASSPHRASE")
     first = getpass.getpass("passphrase: ").encode()

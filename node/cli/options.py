@@ -97,6 +97,8 @@ def node_url(url: str, where: str) -> str:
     from urllib.parse import urlsplit
 
     bad = f"{where}: {url!r} is not a node URL (http://HOST:PORT or https://HOST:PORT)"
+    if not url.isascii():  # an IDN host is written in its ASCII (xn--) form
+        raise InputError(f"{where}: {url!a} is not a node URL (write it in ASCII)")
     try:
         parts = urlsplit(url)
         port = parts.port  # a ValueError if not a number or out of range

@@ -486,3 +486,25 @@ def test_help_writes_a_past_relative_time_the_way_argparse_takes_it(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "--since=-24h" in text and "or -24h" not in text
     assert cli("enrol", "alerts", "--since", "-24h").returncode == 2  # the form the help no longer shows
+
+
+# --------------------------------------------------------------------------- bytes that are not UTF-8
+
+
+def test_rejects_an_argument_that_is_not_utf8():
+    """Undecodable bytes in argv reach Python as lone surrogates: refused before anything is done."""
+    line = one_line_error(cli("council", "register-post", "--post", "\udcff", "--key", "k"))
+    assert line == r"custos: argument '\udcff' is not valid UTF-8"
+
+
+def test_a_passphrase_in_the_environment_is_taken_as_its_bytes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUSTOS_PASSPHRASE", "\udcffpw")  # the bytes b"\xffpw", not UTF-8
+    key = tmp_path / "k.key"
+    cli("keys", "new", str(key), "--fast-kdf", check=True)
+    (tmp_path / "pass").write_bytes(b"\xffpw\n")
+    proc = cli("guardian", "pending", "--key", str(key), "--passphrase-file", str(tmp_path / "pass"),
+               "--node", closed_url())
+    assert proc.returncode == 3, proc.stderr  # the key opened with the same bytes from a file
+    monkeypatch.setenv("CUSTOS_NODES", "http://h\udcff:1")
+    line = one_line_error(cli("guardian", "pending", "--key", str(key)))
+    assert "$CUSTOS_NODES" in line and "not a node URL" in line
