@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.crypto.keys import SigningKey, verify
-from ledger.errors import CustosError
-from ledger.genesis import Genesis, GenesisValidator, genesis_to_toml
+from ledger.errors import CustosError, DecodeError
+from ledger.genesis import Genesis, GenesisValidator, genesis_from_toml, genesis_to_toml
 from ledger.state.records import DEFAULT_PARAMS, Council
 
 JOIN_FORMAT = "custos-join/1"
@@ -161,9 +161,18 @@ def assemble(joins: list[Join], *, chain_id: str, stakes: dict[str, int] | None 
     k = threshold if threshold is not None else len(members) // 2 + 1
     if not 1 <= k <= len(members):
         raise CeremonyError(f"the council threshold must lie in 1..{len(members)}")
-    return Genesis(chain_id=chain_id, genesis_time=genesis_time,
-                   council=Council(threshold=k, members=tuple(members)),
-                   validators=tuple(sorted(validators, key=lambda v: v.key)), params=DEFAULT_PARAMS)
+    genesis = Genesis(chain_id=chain_id, genesis_time=genesis_time,
+                      council=Council(threshold=k, members=tuple(members)),
+                      validators=tuple(sorted(validators, key=lambda v: v.key)), params=DEFAULT_PARAMS)
+    # what `genesis finalize` will read back: a genesis it would refuse is never written
+    try:
+        again = genesis_from_toml(genesis_to_toml(genesis).encode(), "the assembled genesis")
+    except (DecodeError, OverflowError, ValueError) as exc:
+        raise CeremonyError(f"the genesis would not be valid: {exc}") from None
+    if again != genesis:
+        raise CeremonyError("the chain id or a validator's label does not survive the genesis file (TOML): "
+                            "use letters, digits and -_. in them")
+    return genesis
 
 
 def write_assembly(out: Path, genesis: Genesis, joins: list[Join]) -> None:

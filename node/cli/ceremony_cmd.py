@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from ledger.crypto.keys import SigningKey
+from ledger.validators import MAX_POWER
 from node import ceremony
 from node.cli.common import EXIT_INVALID, EXIT_OK, add_passphrase_arg, read_passphrase
 from node.cli.options import InputError, parse_time, public_key_arg, refuse, say
@@ -138,8 +139,8 @@ def _stakes(items: list[str]) -> dict[str, int]:
     stakes = {}
     for item in items:
         m = re.fullmatch(r"([a-z0-9-]+)=(\d+)", item)
-        if not m or int(m.group(2)) < 1:
-            raise InputError(f"--stake {item!r}: write NAME=N with N >= 1")
+        if not m or not 1 <= int(m.group(2)) <= MAX_POWER:
+            raise InputError(f"--stake {item!r}: write NAME=N with N in 1..{MAX_POWER}")
         stakes[m.group(1)] = int(m.group(2))
     return stakes
 
@@ -179,6 +180,8 @@ def _initialise_signer(config: NodeConfig, key: bytes, chain_id: str) -> None:
 def cmd_finalize(args: argparse.Namespace) -> int:
     directory: Path = args.dir
     source: Path = args.source
+    if args.expect_hash is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", args.expect_hash):
+        raise InputError(f"--expect-hash {args.expect_hash!r}: a genesis hash is 64 hex digits")
     own = ceremony.read_join(directory / "join.json")
     if public_key_of(directory / "node.key") != own.key:
         raise InputError(f"{directory}/join.json is not signed by {directory}/node.key")

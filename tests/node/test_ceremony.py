@@ -179,3 +179,26 @@ def test_rejects_node_init_over_an_existing_node(tmp_path, three):
     proc = cli("node", "init", "--dir", str(three["police"]["dir"]), "--chain-id", CHAIN, "--public-p2p",
                "127.0.0.1:1", "--fast-kdf")
     assert proc.returncode == 2 and "holds a node already" in proc.stderr
+
+
+def test_assemble_refuses_a_stake_beyond_the_largest_voting_power(tmp_path):
+    agencies = init_agencies(tmp_path, names=("ministry",))
+    proc = assemble(tmp_path, agencies, "--stake", "ministry=99999999999999999999999")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--stake" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "assembled").exists()
+
+
+@pytest.mark.parametrize("chain_id", ["c" * 65, 'a"b', "a\\tb"])
+def test_assemble_never_writes_a_genesis_that_finalize_would_refuse(tmp_path, chain_id):
+    agencies = init_agencies(tmp_path, names=("ministry",), chain_id=chain_id)
+    joins = ("--join", str(agencies["ministry"]["dir"] / "join.json"))
+    proc = cli("genesis", "assemble", "--chain-id", chain_id, *joins, "--out", str(tmp_path / "assembled"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "assembled").exists()
+
+
+def test_finalize_refuses_an_expected_hash_that_is_not_one(tmp_path):
+    agencies = init_agencies(tmp_path, names=("ministry",))
+    assert assemble(tmp_path, agencies).returncode == 0
+    proc = finalize(agencies["ministry"], tmp_path / "assembled", "--expect-hash", "zz")
+    assert proc.returncode == 2 and "64 hex digits" in proc.stderr and proc.stdout == "", proc
