@@ -111,8 +111,12 @@ def write_checkpoint(path: str | Path, replay: ReplayStore, *, source: str) -> C
         final.rename(old)
     staging.rename(final)
     tmp = path.with_name(f"{path.name}.new-{pid}")
-    tmp.write_text(json.dumps(checkpoint.to_json(), indent=2) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(checkpoint.to_json(), indent=2) + "\n")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # this process's (named by its pid)
+        raise
     shutil.rmtree(old, ignore_errors=True)
     return checkpoint
 

@@ -46,6 +46,7 @@ from ledger.errors import PROBLEM_BASE, CustosError
 from ledger.genesis import Genesis
 from ledger.merkle import inclusion_proof_of, leaf_hash
 from ledger.state.proof import RecordProof
+from ledger.storage.files import write_atomically
 from ledger.validators import ValidatorSet
 from node.access.purpose import Purpose
 from node.audit.checkpoints import open_checkpoint_replay, read_checkpoint, write_checkpoint
@@ -147,6 +148,10 @@ def _url_arg(url: str) -> str:
 
 
 def _writable(path: Path, what: str) -> None:
+    """Checked before the work: a file can be written at ``path`` (a directory there, or a missing
+    parent, would fail only at the end, leaving staged files behind)."""
+    if path.name in ("", ".", "..") or path.is_dir():
+        raise InputError(f"cannot write the {what} {path}: it is a directory; name a file")
     if not path.parent.is_dir():
         raise InputError(f"cannot write the {what} {path}: {path.parent} is not a directory")
 
@@ -162,6 +167,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         raise InputError("--key signs reads over the API: use it with --node (a data directory is read directly)")
     if args.write_checkpoint is not None:
         _writable(args.write_checkpoint, "checkpoint")
+        beside = args.write_checkpoint.with_name(args.write_checkpoint.name + ".replay")
+        if beside.exists() and not beside.is_dir():
+            raise InputError(f"cannot write the checkpoint {args.write_checkpoint}: {beside}, where its replay "
+                             "state goes, is not a directory")
     pinned = load_genesis(args.genesis) if args.genesis is not None else None
     key = _key(args)
     if args.from_checkpoint is not None:
@@ -495,10 +504,8 @@ def cmd_prove(args: argparse.Namespace) -> int:
     verdict = verify_receipt(doc, genesis=genesis, validators_hash=vh)
     text = json.dumps(doc, indent=2) + "\n"
     if args.out is not None:
-        tmp = args.out.with_name(args.out.name + ".tmp")
         try:
-            tmp.write_text(text)
-            tmp.replace(args.out)
+            write_atomically(args.out, text.encode(), mode=0o644)  # never through a link at OUT.tmp
         except OSError as exc:
             raise InputError(f"cannot write the receipt {args.out}: {exc}") from None
         _print_verdict(verdict, args.json)

@@ -508,3 +508,19 @@ def test_a_passphrase_in_the_environment_is_taken_as_its_bytes(tmp_path, monkeyp
     monkeypatch.setenv("CUSTOS_NODES", "http://h\udcff:1")
     line = one_line_error(cli("guardian", "pending", "--key", str(key)))
     assert "$CUSTOS_NODES" in line and "not a node URL" in line
+
+
+@pytest.mark.parametrize("args", [
+    ("audit", "prove", "00" * 32, "--out", "{d}"),
+    ("audit", "prove", "00" * 32, "--out", "."),
+    ("audit", "verify", "--write-checkpoint", "{d}"),
+    ("audit", "verify", "--write-checkpoint", "{f}"),
+])
+def test_audit_checks_where_it_writes_before_the_work_and_leaves_nothing(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f.replay").write_text("not a directory")
+    args = tuple(a.format(d=tmp_path / "d", f=tmp_path / "f") for a in args)
+    line = one_line_error(cli(*args, "--node", closed_url(), "--timeout", "2s"))  # 2, not 3: no node asked
+    assert "cannot write the" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.replay"] and not list((tmp_path / "d").iterdir())
