@@ -370,7 +370,14 @@ async def run(config: NodeConfig, *, init: bool = False, state_sync: bool = Fals
         joined = None if report is None else report.to_json()
     node = Node(config, init=init)
     node.joined = joined
-    url = await node.start()
+    try:
+        url = await node.start()
+    except BaseException:
+        # a port in use, say: what start() opened (p2p listener, sessions, stores) is closed, so
+        # the one-line error is not followed by asyncio's complaints about what was left open
+        with contextlib.suppress(Exception):
+            await node.stop()
+        raise
     # A node allocates many short-lived objects per transaction; with the default thresholds
     # the collector runs full passes over the long-lived ones (caches, event rings) often
     # enough to stall consensus for tens of milliseconds. Start-up objects are frozen out of

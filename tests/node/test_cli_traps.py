@@ -524,3 +524,20 @@ def test_audit_checks_where_it_writes_before_the_work_and_leaves_nothing(args, t
     line = one_line_error(cli(*args, "--node", closed_url(), "--timeout", "2s"))  # 2, not 3: no node asked
     assert "cannot write the" in line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.replay"] and not list((tmp_path / "d").iterdir())
+
+
+def test_a_node_whose_api_port_is_taken_says_so_in_one_line(tmp_path):
+    import socket
+    import sys
+
+    node = devnet.create(tmp_path / "net", 1, tls=False)[0]
+    host, port = node.api.rsplit(":", 1)
+    with socket.socket() as taken:
+        taken.bind((host, int(port)))
+        taken.listen()
+        proc = subprocess.run([sys.executable, "-m", "node.cli", "node", "start", "--init", "--config",
+                               str(tmp_path / "net" / node.name / "node.toml")], capture_output=True, text=True,
+                              timeout=60, stdin=subprocess.DEVNULL, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if " INFO " not in line and " WARNING " not in line]
+    assert len(errors) == 1 and "address already in use" in errors[0], proc.stderr  # no "Unclosed client session"
