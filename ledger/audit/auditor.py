@@ -209,6 +209,9 @@ class Auditor:
                                            "report with the published one")
             return genesis
         report.genesis_pinned = True
+        # the trust anchor is the pinned genesis, whatever the source runs (a report naming the
+        # source's hash beside "pinned" would vouch for the very genesis that failed the check)
+        report.chain_id, report.genesis_hash = self.pinned.chain_id, self.pinned.hash
         report.did("genesis-hash")
         if genesis.hash != self.pinned.hash:
             raise _stop(0, "genesis", "genesis-hash", "the source runs another genesis than the pinned one",

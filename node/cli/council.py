@@ -154,9 +154,10 @@ async def _chain_params(args) -> Params:
 def _erase(factory: TxFactory, keys: list, args: argparse.Namespace):
     """The erasure order names the child by its tag and the order by a salted hash; the salt is
     printed once here, for the council's file of the order."""
+    child = child_tag(identity_arg(args.identity))  # a bad --identity fails before a salt is shown
     order, salt = order_arg(args.order)
     say(f"erasure order {order.hex()[:16]}...: keep the salt {salt.hex()} with the order's file")
-    return factory.erase(keys, child_tag(identity_arg(args.identity)), order, args.basis)
+    return factory.erase(keys, child, order, args.basis)
 
 
 def _council_keys(args) -> list:

@@ -25,6 +25,7 @@ from node.cli.options import (
     companion_arg,
     confirm,
     cosign,
+    country,
     duration,
     emit_json,
     hash_arg,
@@ -99,7 +100,7 @@ def register(sub) -> None:
                          help="start (ISO 8601, now, +1d; a past time as --from=-1h)")
     consent.add_argument("--until", dest="not_after", required=True, help="end (ISO 8601 or +14d)")
     consent.add_argument("--direction", choices=("exit", "entry", "any"), default="any")
-    consent.add_argument("--destination", help="only to this country (default: any)")
+    consent.add_argument("--destination", type=country, help="only to this country (default: any)")
     consent.add_argument("--companion", metavar="DOCUMENT",
                          help="only with the adult holding this document (issuing country first, e.g. "
                               "'MDA AB123456'; needs --ward; the chain holds only a keyed tag)")

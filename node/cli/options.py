@@ -199,6 +199,14 @@ def max_shift_arg(text: str) -> int:
     return value
 
 
+def country(text: str) -> str:
+    """An argparse ``type``: an ISO 3166-1 alpha-2 country code (two ASCII letters), upper-cased.
+    ``str.upper`` alone would make 'ß' into 'SS', a code the user never typed."""
+    if not re.fullmatch(r"[A-Za-z]{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a country code (ISO 3166 alpha-2: two letters, e.g. RO)")
+    return text.upper()
+
+
 def hostport(text: str) -> str:
     """An argparse ``type``: a listening address ``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0..65535)."""
     host, sep, port = text.rpartition(":")

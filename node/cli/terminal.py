@@ -25,6 +25,7 @@ from node.cli.options import (
     add_node_args,
     chosen_node_urls,
     companion_arg,
+    country,
     emit_json,
     hash_arg,
     hostport,
@@ -76,7 +77,7 @@ def register(sub) -> None:
     cross.add_argument("--card", type=Path, required=True, help="the child's card file")
     cross.add_argument("--scan", type=Path, required=True, help="a fresh scan of the child's eye")
     cross.add_argument("--direction", choices=("exit", "entry"), required=True)
-    cross.add_argument("--destination", required=True, help="country code of the destination (e.g. RO)")
+    cross.add_argument("--destination", type=country, required=True, help="country code of the destination (e.g. RO)")
     cross.add_argument("--companion", metavar="DOCUMENT",
                        help="the accompanying adult's document number, issuing country first (e.g. 'MDA AB123456'); "
                             "the chain holds only a tag keyed with the child's card")
@@ -136,29 +137,39 @@ def cmd_init(args: argparse.Namespace) -> int:
     urls = node_urls(args)
     chain_id = args.chain_id
     whoami = None
-
     genesis_hash = hash_arg(args.genesis_hash, "genesis hash") if args.genesis_hash else None
 
-    async def ask() -> tuple[str, dict | None]:
-        nonlocal genesis_hash
+    async def ask() -> tuple[str, bytes, str, dict | None]:
         async with SignedClient(urls, key, chain_id=chain_id) as client:
-            cid = await client.chain_id()
-            if genesis_hash is None:
-                _, g = await client.node.request("GET", "/v1/genesis")
-                genesis_hash = bytes.fromhex(g["hash"])
-                say(f"pinned genesis {genesis_hash.hex()} of chain {cid}: compare it with your network's "
-                    "published genesis hash (or pass --genesis-hash)")
+            status = await client.node.status()  # the node's own chain id, even when --chain-id names one
+            _, g = await client.node.request("GET", "/v1/genesis")
             try:
-                return cid, await client.get("/v1/access/whoami")
+                node_hash = bytes.fromhex(g["hash"])
+            except (KeyError, TypeError, ValueError):
+                raise Unreachable(f"{client.node.current_url} does not serve its genesis hash") from None
+            try:
+                whoami = await client.get("/v1/access/whoami")
             except ProblemError:
-                return cid, None
+                whoami = None
+            return str(status["chain_id"]), node_hash, client.node.current_url, whoami
 
     try:
-        chain_id, whoami = run(ask())
+        node_chain, node_hash, url, whoami = run(ask())
     except Exception as exc:
         if chain_id is None:
             raise
         say(f"note: no node answered ({exc}); set up offline")
+    else:
+        # what was given is checked against the node asked: a terminal set up for another network
+        # would have every request refused (or, with another genesis, trust nothing it is told)
+        if chain_id is not None and node_chain != chain_id:
+            raise InputError(f"--chain-id {chain_id}: the node at {url} serves chain {node_chain}")
+        if genesis_hash is not None and node_hash != genesis_hash:
+            raise InputError(f"--genesis-hash {genesis_hash.hex()}: the node at {url} runs genesis {node_hash.hex()}")
+        if genesis_hash is None:
+            say(f"pinned genesis {node_hash.hex()} of chain {node_chain}: compare it with your network's "
+                "published genesis hash (or pass --genesis-hash)")
+        chain_id, genesis_hash = node_chain, node_hash
     if whoami is not None and (whoami.get("role") != "terminal" or whoami.get("post") != args.post):
         say(f"warning: the chain knows this key as {whoami.get('role') or 'nothing'}"
             f"{' of post ' + str(whoami.get('post')) if whoami.get('post') else ''}, not as a terminal of "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -722,3 +723,13 @@ def test_the_installed_command_reports_through_its_exit_code(story):
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 1, proc.stderr
     assert f"INVALID at height {height}" in proc.stdout and check in proc.stdout
+
+
+def test_another_pinned_genesis_is_the_anchor_the_report_names(story, capsys, tmp_path):
+    text = story.genesis.read_text()
+    other = tmp_path / "other.toml"
+    other.write_text(re.sub(r"genesis_time = (\d+)", lambda m: f"genesis_time = {int(m.group(1)) + 1}", text))
+    pinned = load_genesis(other).hash
+    code, doc = audit(capsys, "verify", "--data-dir", str(copy_of(story, "other-genesis")), "--genesis", str(other))
+    assert code == 1 and doc["failure"]["check"] == "genesis-hash"
+    assert doc["trust_anchor"]["genesis_hash"] == pinned.hex() != load_genesis(story.genesis).hash.hex()

@@ -426,7 +426,8 @@ def test_enrol_never_overwrites_a_card_or_ward_file_and_checks_before_it_sends(t
 
 @contextlib.contextmanager
 def refusing_node():
-    """A stand-in node that answers its status and refuses every transaction with a problem document."""
+    """A stand-in node that answers its status and genesis, and refuses every transaction with a
+    problem document."""
     import json
 
     status = json.dumps({"chain_id": "stand-in", "height": 1, "node_id": "11" * 32}).encode()
@@ -442,7 +443,10 @@ def refusing_node():
             self.wfile.write(body)
 
         def do_GET(self):
-            self.reply(200, status, "application/json")
+            if self.path.startswith("/v1/genesis"):
+                self.reply(200, json.dumps({"hash": "ab" * 32, "chain_id": "stand-in"}).encode(), "application/json")
+            else:
+                self.reply(200, status, "application/json")
 
         def do_POST(self):
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -541,3 +545,32 @@ def test_a_node_whose_api_port_is_taken_says_so_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if " INFO " not in line and " WARNING " not in line]
     assert len(errors) == 1 and "address already in use" in errors[0], proc.stderr  # no "Unclosed client session"
+
+
+@pytest.mark.parametrize("args", [
+    ("terminal", "cross", "--destination", "\u00df"),
+    ("terminal", "cross", "--destination", "ROU"),
+    ("guardian", "consent", "--destination", "R1"),
+])
+def test_rejects_a_destination_that_is_not_two_letters(args):
+    assert "is not a country code" in one_line_error(cli(*args))
+
+
+def test_terminal_init_refuses_a_chain_id_or_genesis_the_node_does_not_run(tmp_path):
+    key, _ = key_file(tmp_path, "terminal")
+    with refusing_node() as url:
+        base = ("terminal", "init", "--key", str(key), "--post", "P", "--node", url)
+        line = one_line_error(cli(*base, "--dir", str(tmp_path / "a"), "--chain-id", "wrong"))
+        assert "--chain-id wrong" in line and "serves chain stand-in" in line
+        line = one_line_error(cli(*base, "--dir", str(tmp_path / "b"), "--genesis-hash", "00" * 32))
+        assert "runs genesis " + "ab" * 32 in line
+        assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+        cli(*base, "--dir", str(tmp_path / "c"), "--chain-id", "stand-in", "--genesis-hash", "ab" * 32, check=True)
+
+
+def test_council_erase_checks_the_identity_before_it_shows_a_salt(tmp_path):
+    key, _ = key_file(tmp_path, "member")
+    with refusing_node() as url:
+        proc = cli("council", "erase", "--identity", "zz", "--order", "court order 1", "--key", str(key),
+                   "--node", url)
+    assert "'zz' is neither" in one_line_error(proc) and "salt" not in proc.stdout
