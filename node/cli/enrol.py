@@ -149,9 +149,11 @@ async def _submit(client: SignedClient, raw: bytes) -> dict:
 def _enrolment(args: argparse.Namespace):
     """(authority key, gallery, the enrolled eye, card-opening public key) for child/reenrol."""
     from ledger.biometrics import BiometricError
-    from node.client.cards import enrol_scans, read_scan
+    from node.client.cards import card_public_key, enrol_scans, read_scan
     from node.client.gallery_file import GalleryFile
 
+    card_key = public_key_arg(str(args.card_key))
+    card_public_key(card_key)  # 32 bytes that are no public key are refused now, not when the card is sealed
     authority = load_key(args.key, args)
     gallery = GalleryFile.open(_gallery_path(args), authority)
     scans = [read_scan(path) for path in args.template]
@@ -159,7 +161,7 @@ def _enrolment(args: argparse.Namespace):
         enrolled = enrol_scans(scans, max_shift=args.max_shift)
     except BiometricError as exc:
         raise InputError(f"the scans cannot be enrolled: {exc}") from None
-    return authority, gallery, enrolled, public_key_arg(str(args.card_key))
+    return authority, gallery, enrolled, card_key
 
 
 def _pending(card_out: Path) -> Path:

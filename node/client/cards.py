@@ -133,8 +133,12 @@ def read_scan(path: Path) -> tuple[bytes, bytes]:
 
 
 def card_public_key(signing_public: bytes) -> bytes:
-    """The X25519 public key of a card-opening key, from its Ed25519 public key."""
-    return crypto_sign_ed25519_pk_to_curve25519(bytes(signing_public))
+    """The X25519 public key of a card-opening key, from its Ed25519 public key; a CardError for
+    32 bytes that are no Ed25519 public key (libsodium refuses to convert them)."""
+    try:
+        return crypto_sign_ed25519_pk_to_curve25519(bytes(signing_public))
+    except CryptoError:  # PyNaCl's, raised for a point that is not on the curve
+        raise CardError(f"{bytes(signing_public).hex()} is not a card-opening public key") from None
 
 
 def key_id(x25519_public: bytes) -> bytes:

@@ -574,3 +574,32 @@ def test_council_erase_checks_the_identity_before_it_shows_a_salt(tmp_path):
         proc = cli("council", "erase", "--identity", "zz", "--order", "court order 1", "--key", str(key),
                    "--node", url)
     assert "'zz' is neither" in one_line_error(proc) and "salt" not in proc.stdout
+
+
+def test_a_refused_enrolment_removes_only_the_files_it_made(tmp_path):
+    from node.client.cards import synthetic_eye, write_scan
+
+    key, _ = key_file(tmp_path, "authority")
+    templates = []
+    for i, (code, mask) in enumerate(synthetic_eye(7, 0, captures=3)):
+        write_scan(tmp_path / f"eye{i}.scan", code, mask)
+        templates += ["--template", str(tmp_path / f"eye{i}.scan")]
+    kept = tmp_path / "kept.txt"
+    kept.write_text("someone else's file")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    card_key = SigningKey.generate().public.hex()
+    with refusing_node() as url:
+        def enrol(card_key: str) -> Ran:
+            return cli("enrol", "child", "--key", str(key), *templates, "--card-key", card_key,
+                       "--gallery", str(tmp_path / "gallery"), "--majority-date", "2040-01-01",
+                       "--guardian", "00" * 32, "--approvals", "1", "--card-out", str(tmp_path / "x.card"),
+                       "--node", url)
+
+        # 32 bytes that are no public key: refused before anything is written or sent (was exit 4)
+        assert "is not a card-opening public key" in one_line_error(enrol("22" * 32))
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+        proc = enrol(card_key)
+    line = one_line_error(proc)
+    assert line.startswith("custos: enrolment refused: unknown-authority") and proc.stdout == ""
+    after = sorted(p.name for p in tmp_path.iterdir() if p.name != "gallery")
+    assert after == before and kept.read_text() == "someone else's file"
