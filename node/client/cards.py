@@ -32,6 +32,7 @@ pseudonym key.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -60,6 +61,7 @@ from ledger.biometrics.template import pack_bits
 from ledger.crypto.keys import SigningKey
 from ledger.errors import CustosError
 from ledger.storage.files import write_atomically
+from node.keyfile import read_bounded
 
 SCAN_FORMAT = "custos-scan/1"
 CARD_FORMAT = "custos-card/2"
@@ -77,11 +79,11 @@ class CardError(CustosError):
 
 def _read_json(path: Path, what: str) -> dict:
     try:
-        raw = Path(path).read_bytes()
+        raw = read_bounded(path, _MAX_FILE)  # /dev/zero is refused, not read to the end
     except OSError as exc:
+        if exc.errno == errno.EFBIG:
+            raise CardError(f"{path} is too large to be a {what}") from None
         raise CardError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if len(raw) > _MAX_FILE:
-        raise CardError(f"{path} is too large to be a {what}")
     try:
         doc = json.loads(raw)
     except ValueError:

@@ -11,12 +11,14 @@ while the chain holds only the tag. The file is private: written 0600, like key 
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
 from ledger.errors import CustosError
 from ledger.privacy.tags import PSEUDONYM_KEY_BYTES
 from ledger.storage.files import write_atomically
+from node.keyfile import read_bounded
 
 WARD_FORMAT = "custos-ward/1"
 _MAX_FILE = 4096
@@ -34,11 +36,13 @@ def write_ward(path: Path, identity: bytes, pseudonym_key: bytes) -> None:
 def read_ward(path: Path) -> tuple[bytes, bytes]:
     """(identity id, pseudonym key)."""
     try:
-        raw = Path(path).read_bytes()
+        raw = read_bounded(path, _MAX_FILE)  # /dev/zero is refused, not read to the end
     except OSError as exc:
-        raise WardFileError(f"cannot read ward file {path}: {exc.strerror}") from None
+        if exc.errno != errno.EFBIG:
+            raise WardFileError(f"cannot read ward file {path}: {exc.strerror}") from None
+        raw = b""  # too large: not a ward file
     try:
-        doc = json.loads(raw) if len(raw) <= _MAX_FILE else None
+        doc = json.loads(raw) if raw else None
     except ValueError:
         doc = None
     if not isinstance(doc, dict) or doc.get("format") != WARD_FORMAT:

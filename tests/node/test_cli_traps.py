@@ -350,6 +350,11 @@ def test_reads_key_and_passphrase_files_only_up_to_their_limit(tmp_path):
     """/dev/zero never ends: it was read to exhaustion (MemoryError); now at most the limit + 1 bytes."""
     key, _ = key_file(tmp_path, "someone")
     assert "too large to be a key file" in one_line_error(cli("guardian", "pending", "--key", "/dev/zero"))
+    assert "too large to be a card file" in one_line_error(
+        cli("enrol", "show", "/dev/zero", "--key", str(key), "--node", closed_url()))
+    assert "/dev/zero is not a ward file" in one_line_error(
+        cli("guardian", "consent", "--child", "00" * 16, "--until", "+1d", "--ward", "/dev/zero",
+            "--companion", "MDA AB1", "--key", str(key), "--node", closed_url()))
     line = one_line_error(cli("guardian", "pending", "--key", str(key), "--passphrase-file", "/dev/zero"))
     assert "/dev/zero" in line and "larger than" in line
 
