@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import time
 from dataclasses import replace
 
@@ -199,6 +200,11 @@ class Node:
                                body_timeout_s=api.body_timeout_ms / 1000,
                                extra_routes=self.extra_routes() + self.ops.routes())
         self.purger.resume()  # an erasure a crash interrupted, before the node serves or votes
+        # the listeners' ports before anything else: a node whose API or metrics port is taken
+        # must find out before it joins consensus (it would vote, then stop)
+        for listen in (self.config.api.listen, self.config.metrics.listen):
+            if listen:
+                _bindable(*split_hostport(listen))
         await self.network.start()
         await self.driver.start()
         if self.joined is None:  # one that has just joined plans when asked or at an interval, not as it catches up
@@ -357,6 +363,22 @@ def api_guard(config: NodeConfig, fds: FdPlan, counters) -> ConnectionGuard:
     limits = ConnectionLimits(max_connections=fds.api_connections, idle_timeout_s=api.idle_timeout_ms / 1000,
                               header_timeout_s=api.header_timeout_ms / 1000)
     return ConnectionGuard(limits, counters=counters, name="http")
+
+
+def _bindable(host: str, port: int) -> None:
+    """Raise the OSError that listening on ``host:port`` raises now (a port in use, an address
+    not of this host); the listener itself binds later, as aiohttp does (SO_REUSEADDR)."""
+    if port == 0:
+        return
+    for family, kind, proto, _, address in socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                              flags=socket.AI_PASSIVE):
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(exc.errno, f"cannot listen on {host}:{port}: {reason}") from None
 
 
 async def run(config: NodeConfig, *, init: bool = False, state_sync: bool = False) -> None:

@@ -550,6 +550,7 @@ def test_a_node_whose_api_port_is_taken_says_so_in_one_line(tmp_path):
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if " INFO " not in line and " WARNING " not in line]
     assert len(errors) == 1 and "address already in use" in errors[0], proc.stderr  # no "Unclosed client session"
+    assert "committed block" not in proc.stderr  # it stopped before taking part in consensus
 
 
 @pytest.mark.parametrize("args", [
