@@ -149,3 +149,12 @@ def test_index_records_of_log_order_slots_and_subjects_are_checked(chain, tmp_pa
     forged = key[:-4] + (position + 1 if position == 0 else 0).to_bytes(4, "big")
     assert forged not in subjects
     assert damaged("subject-forged", {forged: b""}) == (height, "subject-index")
+
+
+def test_accepted_transactions_of_a_store_are_named_as_not_checked(chain, tmp_path):
+    """The P records (the node's durable mempool) are vouched for by no block: said, not judged."""
+    path = write_store(chain, tmp_path / "chain", crashed=False)
+    assert "accepted-transactions" not in {n.check for n in audit(path, chain.genesis).not_checked}
+    edit(path, {b"P" + (0).to_bytes(8, "big"): chain.store.block(1).txs[0]})
+    report = audit(path, chain.genesis)
+    assert report.ok and "accepted-transactions" in {n.check for n in report.not_checked}
