@@ -33,6 +33,7 @@ from ledger.audit.findings import AuditFailure, AuditReport, AuditStop, Erasure
 from ledger.audit.records import (
     LogHeights,
     check_block_records,
+    check_subject_entries,
     check_subject_extras,
     check_tree_journal,
     compare_records,
@@ -48,7 +49,6 @@ from ledger.chain import ExecutedBlock, execute_block
 from ledger.errors import ChainError, CustosError, StorageError
 from ledger.genesis import GENESIS, Genesis
 from ledger.merkle import MerkleError, verify_consistency
-from ledger.privacy.subjects import subject_of
 from ledger.privacy.tags import child_tag
 from ledger.rules.erasure import EVENT_ERASED, NO_ORDER, RETENTION_BASIS
 from ledger.storage.kv import KV
@@ -326,7 +326,9 @@ class Auditor:
         locations = encoded_locations(executed)
         if self.store is not None:
             report.counts.store_entries += check_block_records(self.store, executed, locations)
-            self._subject_entries += sum(1 for tx in executed.txs if subject_of(tx) is not None)
+            subjects = check_subject_entries(self.store, executed)
+            self._subject_entries += subjects
+            report.counts.store_entries += subjects
             if self._tree_base is not None and h > self._tree_base:
                 self._journal_digests[h] = tree_changes_digest(executed)
         replay.record(executed, locations)

@@ -110,13 +110,12 @@ class DataDirSource(StoreSource):
         self.path = directory
         self._scratch: Path | None = None
         opened = directory
-        self._journal = TreeJournal(directory / JOURNAL_NAME)
         if copy:
             _refuse_if_locked(directory)
             self._scratch = Path(tempfile.mkdtemp(prefix="custos-audit-"))
             opened = self._scratch / "chain"
             shutil.copytree(directory, opened, ignore=shutil.ignore_patterns("LOCK"))
-            self._journal = TreeJournal(opened / JOURNAL_NAME)
+        self._journal = TreeJournal(opened / JOURNAL_NAME)
         try:
             super().__init__(_ReadOnlyLevelDB(opened), f"data directory {directory}")
         except BaseException:
