@@ -21,14 +21,18 @@ class ConfigError(CustosError):
     code = "config"
 
 
-def _hostport(value: str) -> str:
+def check_hostport(value: str) -> str:
+    """``value`` if it is a listening or dialling address ``HOST:PORT`` (``[::1]:PORT`` for IPv6,
+    the port 0..65535 in ASCII digits); else a ValueError saying what is wrong."""
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{value!r} is not HOST:PORT")
+    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:8080; a port is 0..65535)")
+    if (host.startswith("[") or host.endswith("]")) and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{value!r} is not HOST:PORT (an IPv6 host is written [::1])")
     return value
 
 
-HostPort = Annotated[str, AfterValidator(_hostport)]
+HostPort = Annotated[str, AfterValidator(check_hostport)]
 
 
 class _Strict(BaseModel):

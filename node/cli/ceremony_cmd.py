@@ -18,18 +18,11 @@ from ledger.crypto.keys import SigningKey
 from ledger.validators import MAX_POWER
 from node import ceremony
 from node.cli.common import EXIT_INVALID, EXIT_OK, add_passphrase_arg, read_passphrase
-from node.cli.options import InputError, parse_time, public_key_arg, refuse, say
-from node.config import NodeConfig, _hostport, load_config
+from node.cli.options import InputError, hostport, parse_time, public_key_arg, refuse, say
+from node.config import NodeConfig, load_config
 from node.consensus.privval import PRIVVAL_FILE, initialise_signer_state
 from node.genesis_file import load_genesis
 from node.keyfile import INTERACTIVE, MINIMAL, public_key_of, write_key_file
-
-
-def _hostport_arg(text: str) -> str:
-    try:
-        return _hostport(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register_node_init(nsub) -> None:
@@ -38,13 +31,13 @@ def register_node_init(nsub) -> None:
     init.add_argument("--chain-id", required=True, help="the chain id the agencies agreed on")
     init.add_argument("--name", help="the node's name (default: the directory's name)")
     init.add_argument("--label", default="", help="the agency, as the genesis shows it (e.g. 'border police')")
-    init.add_argument("--public-p2p", type=_hostport_arg, required=True, metavar="HOST:PORT",
+    init.add_argument("--public-p2p", type=hostport, required=True, metavar="HOST:PORT",
                       help="the address other nodes dial to reach this one")
     init.add_argument("--public-api", metavar="URL", help="the API URL clients use (default: http://HOST:8700 "
                                                           "with the host of --public-p2p)")
-    init.add_argument("--listen-p2p", type=_hostport_arg, default="0.0.0.0:8800", metavar="HOST:PORT")
-    init.add_argument("--listen-api", type=_hostport_arg, default="0.0.0.0:8700", metavar="HOST:PORT")
-    init.add_argument("--listen-metrics", type=_hostport_arg, default="127.0.0.1:9700", metavar="HOST:PORT")
+    init.add_argument("--listen-p2p", type=hostport, default="0.0.0.0:8800", metavar="HOST:PORT")
+    init.add_argument("--listen-api", type=hostport, default="0.0.0.0:8700", metavar="HOST:PORT")
+    init.add_argument("--listen-metrics", type=hostport, default="127.0.0.1:9700", metavar="HOST:PORT")
     init.add_argument("--council-key", action="append", default=[], metavar="KEY",
                       help="a council member's public key (hex or key file) this agency brings; repeatable")
     init.add_argument("--observer", action="store_true", help="follow the chain without voting")

@@ -208,13 +208,13 @@ def country(text: str) -> str:
 
 
 def hostport(text: str) -> str:
-    """An argparse ``type``: a listening address ``HOST:PORT`` (``[::1]:PORT`` for IPv6; port 0..65535)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isascii() or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080; a port is 0..65535)")
-    if (host.startswith("[") or host.endswith("]")) and not (host.startswith("[") and host.endswith("]")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (an IPv6 host is written [::1])")
-    return text
+    """An argparse ``type``: an address ``HOST:PORT``, as a node's config takes it."""
+    from node.config import check_hostport
+
+    try:
+        return check_hostport(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def hash_arg(text: str, what: str) -> bytes:
